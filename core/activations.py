@@ -1,0 +1,108 @@
+"""Activation functions, their derivatives, and the one definition of saturation we use.
+
+A unit is *saturated* where |f'(z)| < 6% of the largest |f'| of its activation: little gradient
+passes through it. For tanh that is |tanh z| > 0.97, the usual threshold; for sigmoid |z| > 4.2;
+for ReLU it is every z ≤ 0. A unit is *dead* when it is saturated for every example of a batch.
+The recorder, the charts and the Activations page all use `saturated()`, so they agree.
+
+    f = make("tanh")                 # an nn.Module
+    derivative("tanh", z)            # f'(z), closed form (checked against autograd in the tests)
+    curve("sigmoid", np.linspace(-6, 6, 200))   # numpy f, f' and the saturated mask for plots
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "selu", "softplus",
+               "silu", "linear")
+
+SATURATION_FRACTION = 0.06  # |f'| below this share of max |f'| counts as saturated
+LEAKY_SLOPE = 0.01          # torch's default negative slope
+# SELU's fixed constants (Klambauer et al. 2017), as torch.nn.SELU uses them.
+SELU_ALPHA = 1.6732632423543772
+SELU_SCALE = 1.0507009873554805
+
+_MODULES = {
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(LEAKY_SLOPE),
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "selu": nn.SELU,
+    "softplus": nn.Softplus,
+    "silu": nn.SiLU,
+    "linear": nn.Identity,
+}
+
+
+def _check(name: str) -> None:
+    if name not in _MODULES:
+        raise ValueError(f"activation: {name!r} is not one of {', '.join(ACTIVATIONS)}")
+
+
+def make(name: str) -> nn.Module:
+    """A fresh torch module for the activation."""
+    _check(name)
+    return _MODULES[name]()
+
+
+def derivative(name: str, z: torch.Tensor) -> torch.Tensor:
+    """f'(z) in closed form: cheap enough to evaluate on every recorded batch."""
+    _check(name)
+    if name == "sigmoid":
+        s = torch.sigmoid(z)
+        return s * (1 - s)
+    if name == "tanh":
+        return 1 - torch.tanh(z) ** 2
+    if name == "relu":
+        return (z > 0).to(z.dtype)
+    if name == "leaky_relu":
+        return torch.where(z > 0, 1.0, LEAKY_SLOPE).to(z.dtype)
+    if name == "elu":
+        return torch.where(z > 0, torch.ones_like(z), torch.exp(z))
+    if name == "gelu":
+        pdf = torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+        cdf = 0.5 * (1 + torch.erf(z / math.sqrt(2)))
+        return cdf + z * pdf
+    if name == "selu":
+        return SELU_SCALE * torch.where(z > 0, torch.ones_like(z), SELU_ALPHA * torch.exp(z))
+    if name == "softplus":
+        return torch.sigmoid(z)
+    if name == "silu":
+        s = torch.sigmoid(z)
+        return s * (1 + z * (1 - s))
+    return torch.ones_like(z)  # linear
+
+
+@functools.cache
+def max_slope(name: str) -> float:
+    """The largest |f'(z)| over z, found on a fine grid (exact to ~1e-6 for these functions)."""
+    z = torch.linspace(-30, 30, 600_001, dtype=torch.float64)
+    return float(derivative(name, z).abs().max())
+
+
+def saturation_threshold(name: str) -> float:
+    return SATURATION_FRACTION * max_slope(name)
+
+
+def saturated(name: str, z: torch.Tensor) -> torch.Tensor:
+    """Boolean mask: where the unit's pre-activation z passes little gradient."""
+    if name == "linear":
+        return torch.zeros_like(z, dtype=torch.bool)
+    return derivative(name, z).abs() < saturation_threshold(name)
+
+
+def curve(name: str, z: np.ndarray) -> dict[str, np.ndarray]:
+    """f(z), f'(z) and the saturated mask as numpy arrays, for plotting without torch."""
+    zt = torch.as_tensor(np.asarray(z, dtype=np.float64))
+    with torch.no_grad():
+        f = make(name)(zt)
+    return {"z": zt.numpy(), "f": f.numpy(), "df": derivative(name, zt).numpy(),
+            "saturated": saturated(name, zt).numpy()}
