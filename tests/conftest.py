@@ -1,0 +1,19 @@
+"""Test-wide settings: never touch the network, never write to the user's real directories.
+
+Set at import time (before test modules are collected) so code that reads these variables
+at import also sees them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+
+_SCRATCH = tempfile.mkdtemp(prefix="satlab-tests-")
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
+
+os.environ["SATLAB_OFFLINE"] = "1"
+os.environ["SATLAB_DATA_DIR"] = os.path.join(_SCRATCH, "data")
+os.environ["SATLAB_STORE"] = os.path.join(_SCRATCH, "store")
