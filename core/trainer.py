@@ -1,0 +1,235 @@
+"""`train(config) -> RunResult`: train the configured network on real data, recording as it goes.
+
+    from core.config import RunConfig
+    from core.trainer import train
+    result = train(RunConfig(depth=10, activation="sigmoid", optimizer="sgd", lr=0.1))
+    result.grad_ratio()        # first/last layer gradient norm at initialisation
+
+Everything numeric is PyTorch's own: torch.optim optimizers, torch.optim.lr_scheduler schedules,
+clip_grad_norm_/clip_grad_value_. The data lives on the device as uint8 and is standardised one
+batch at a time. A run whose values become NaN/inf stops with status "diverged" and keeps what
+was recorded up to the first bad step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.config import ConfigError, RunConfig
+from core.datasets import Splits, load_splits
+from core.models import build_model
+from core.recorder import LayerRecorder
+from core.result import RunResult
+
+RECORDS_PER_EPOCH = 50      # with record_every unset: enough points for smooth charts
+EVAL_BATCH = 2048
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' → CUDA, then MPS, then CPU; an explicit device that is missing is an error."""
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
+        raise ConfigError("device", f"{name} is not available on this machine; use auto or cpu")
+    return torch.device(name)
+
+
+class DeviceData:
+    """The splits as device tensors; images stay uint8 until a batch is taken."""
+
+    def __init__(self, splits: Splits, device: torch.device):
+        def put(a):
+            return torch.as_tensor(a).to(device)
+        self.x_train, self.y_train = put(splits.x_train), put(splits.y_train)
+        self.x_val, self.y_val = put(splits.x_val), put(splits.y_val)
+        self.x_test, self.y_test = put(splits.x_test), put(splits.y_test)
+        self.mean = put(splits.mean).float()
+        self.std = put(splits.std).float()
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() - self.mean) / self.std
+
+    def batches(self, batch_size: int, generator: torch.Generator, *, min_size: int):
+        n = len(self.y_train)
+        order = torch.randperm(n, generator=generator).to(self.x_train.device)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            if len(idx) < min_size:
+                break  # batch norm cannot normalise a single example
+            yield self.prepare(self.x_train[idx]), self.y_train[idx]
+
+
+def steps_per_epoch(n_train: int, batch_size: int, min_size: int) -> int:
+    full, rest = divmod(n_train, batch_size)
+    return full + (1 if rest >= min_size else 0)
+
+
+def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
+    wd = cfg.weight_decay
+    match cfg.optimizer:
+        case "sgd":
+            return torch.optim.SGD(params, lr=cfg.lr, weight_decay=wd)
+        case "momentum":
+            return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
+        case "nesterov":
+            return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+                                   weight_decay=wd)
+        case "adagrad":
+            return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=wd)
+        case "rmsprop":
+            return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.beta2, weight_decay=wd)
+        case "adam":
+            return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                                    weight_decay=wd)
+        case "adamw":
+            return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                                     weight_decay=wd)
+    raise ConfigError("optimizer", f"unknown optimizer {cfg.optimizer!r}")  # pragma: no cover
+
+
+def make_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer, n_steps: int):
+    """(scheduler, steps per scheduler step); None for a constant learning rate."""
+    sched = torch.optim.lr_scheduler
+    match cfg.schedule:
+        case "exponential":
+            return sched.ExponentialLR(optimizer, gamma=cfg.lr_decay), n_steps
+        case "cosine":
+            return sched.CosineAnnealingLR(optimizer, T_max=n_steps * cfg.epochs), 1
+        case "cyclic":
+            # One triangle per two epochs between lr/10 and lr; Adam has no `momentum` to cycle.
+            return sched.CyclicLR(optimizer, base_lr=cfg.lr / 10, max_lr=cfg.lr,
+                                  step_size_up=max(1, n_steps), cycle_momentum=False), 1
+    return None, 0
+
+
+def clip_gradients(cfg: RunConfig, params: list[nn.Parameter]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clip as configured; return (total gradient norm before clipping, whether it clipped)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if cfg.clip_norm is not None:
+        total = nn.utils.clip_grad_norm_(params, cfg.clip_norm)
+        return total, total > cfg.clip_norm
+    total = nn.utils.get_total_norm(grads)
+    if cfg.clip_value is not None:
+        largest = nn.utils.get_total_norm(grads, norm_type=float("inf"))
+        nn.utils.clip_grad_value_(params, cfg.clip_value)
+        return total, largest > cfg.clip_value
+    return total, torch.zeros((), dtype=torch.bool, device=total.device)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, data: DeviceData, x: torch.Tensor, y: torch.Tensor):
+    """(summed loss, correct count) as device tensors: no host sync here."""
+    was_training = model.training
+    model.eval()
+    loss = torch.zeros((), device=y.device)
+    correct = torch.zeros((), device=y.device)
+    for start in range(0, len(y), EVAL_BATCH):
+        logits = model(data.prepare(x[start:start + EVAL_BATCH]))
+        yb = y[start:start + EVAL_BATCH]
+        loss += F.cross_entropy(logits, yb, reduction="sum")
+        correct += (logits.argmax(1) == yb).sum()
+    model.train(was_training)
+    return loss, correct
+
+
+def train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None = None) -> RunResult:
+    """Train and record. `on_epoch(partial_result)` is called after every epoch (and at init)."""
+    t_start = time.perf_counter()
+    device = resolve_device(cfg.device)
+    splits = load_splits(cfg.dataset, seed=cfg.seed, max_train=cfg.max_train, noise=cfg.noise)
+    data = DeviceData(splits, device)
+    model = build_model(cfg, splits.info.input_shape, splits.info.n_classes).to(device)
+    params = list(model.parameters())
+    optimizer = make_optimizer(cfg, params)
+    min_batch = 2 if cfg.batch_norm else 1
+    n_steps = steps_per_epoch(len(splits.y_train), cfg.batch_size, min_batch)
+    scheduler, sched_every = make_scheduler(cfg, optimizer, n_steps)
+    every = cfg.record_every or max(1, n_steps // RECORDS_PER_EPOCH)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    epoch_rows: list[tuple] = []
+    status = "completed"
+
+    def log_eval(epoch: int, train_sums=None, n_train_seen: int = 0) -> None:
+        # One host copy for the whole epoch's summary.
+        sums = [*evaluate(model, data, data.x_val, data.y_val)]
+        if train_sums is not None:
+            sums += list(train_sums)
+        values = torch.stack(sums).cpu().tolist()
+        n_val = len(splits.y_val)
+        epoch_rows.extend([(epoch, "val", "loss", values[0] / n_val),
+                           (epoch, "val", "accuracy", values[1] / n_val)])
+        if train_sums is not None:
+            epoch_rows.extend([(epoch, "train", "loss", values[2] / n_train_seen),
+                               (epoch, "train", "accuracy", values[3] / n_train_seen)])
+
+    def snapshot(train_seconds: float) -> RunResult:
+        import pandas as pd
+        tables = rec.tables()
+        seen = len(splits.y_train) * max(0, epochs_done)
+        return RunResult(
+            config=cfg, status=status, device=str(device),
+            dataset={**asdict(splits.info), "input_shape": list(splits.info.input_shape),
+                     "class_names": list(splits.info.class_names)},
+            layer_names=list(model.layers.keys()),
+            n_params=sum(p.numel() for p in params),
+            timing={"seconds": time.perf_counter() - t_start, "train_seconds": train_seconds,
+                    "samples_per_sec": seen / train_seconds if train_seconds > 0 else 0.0},
+            divergence=rec.divergence,
+            epochs=pd.DataFrame(epoch_rows, columns=["epoch", "split", "metric", "value"]),
+            **tables,
+        )
+
+    train_seconds = 0.0
+    epochs_done = 0
+    with LayerRecorder(model, record_every=every) as rec:
+        log_eval(0)
+        if on_epoch:
+            on_epoch(snapshot(0.0))
+        for epoch in range(1, cfg.epochs + 1):
+            t_epoch = time.perf_counter()
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device)
+            seen = 0
+            rec.start_epoch(epoch, n_steps, final=(epoch == cfg.epochs))
+            for xb, yb in data.batches(cfg.batch_size, generator, min_size=min_batch):
+                optimizer.zero_grad(set_to_none=True)
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb)
+                loss.backward()
+                rec.after_backward(loss)                 # per-layer grad norms, before clipping
+                rec.after_clip(*clip_gradients(cfg, params))
+                optimizer.step()
+                rec.after_step(optimizer.param_groups[0]["lr"])
+                if sched_every == 1:
+                    scheduler.step()
+                loss_sum += loss.detach() * len(yb)
+                correct += (logits.detach().argmax(1) == yb).sum()
+                seen += len(yb)
+            if sched_every > 1:
+                scheduler.step()
+            diverged = rec.end_epoch()
+            train_seconds += time.perf_counter() - t_epoch
+            epochs_done = epoch
+            log_eval(epoch, (loss_sum, correct), seen)
+            if diverged:
+                status = "diverged"
+            if on_epoch:
+                on_epoch(snapshot(train_seconds))
+            if diverged:
+                break
+        if status == "completed":
+            test_loss, test_correct = (v.item() for v in evaluate(model, data, data.x_test,
+                                                                  data.y_test))
+            n_test = len(splits.y_test)
+            epoch_rows.extend([(epochs_done, "test", "loss", test_loss / n_test),
+                               (epochs_done, "test", "accuracy", test_correct / n_test)])
+        return snapshot(train_seconds)
