@@ -1,0 +1,80 @@
+"""`get_run(config)`: the cached result of a config, training it only when the store lacks it.
+
+This is the one way the app, the CLI and notebooks obtain a run:
+
+    from core.runs import get_run
+    result = get_run(RunConfig(depth=10, activation="sigmoid"))   # trains once, then instant
+
+Concurrent callers asking for the same config in one process wait for the first one's training
+instead of training it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from typing import Callable
+
+from core.config import RunConfig
+from core.result import RunResult
+from core.store import RunStore
+from core.trainer import train
+
+log = logging.getLogger(__name__)
+
+_default_store: RunStore | None = None
+_key_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+_locks_guard = threading.Lock()
+
+
+def default_store() -> RunStore:
+    """The process-wide store (path from SATLAB_STORE, else the user cache directory)."""
+    global _default_store
+    if _default_store is None:
+        _default_store = RunStore()
+    return _default_store
+
+
+def cached_run(cfg: RunConfig, store: RunStore | None = None) -> RunResult | None:
+    """The stored result for this config, or None. An unreadable entry counts as missing."""
+    store = default_store() if store is None else store
+    record = store.get(cfg.key())
+    if record is None:
+        return None
+    try:
+        result = RunResult.from_dict(record)
+    except (KeyError, TypeError, ValueError) as err:
+        log.warning("dropping unreadable stored run %s: %s", cfg.key(), err)
+        store.delete(cfg.key())
+        return None
+    if result.config != cfg:  # a hash collision or a stale schema: never serve another run
+        return None
+    result.from_store = True
+    return result
+
+
+def get_run(cfg: RunConfig, *, store: RunStore | None = None,
+            on_epoch: Callable[[RunResult], None] | None = None) -> RunResult:
+    """The result for `cfg`: from the store if present, else trained now and stored."""
+    store = default_store() if store is None else store
+    with _locks_guard:
+        lock = _key_locks[cfg.key()]
+    with lock:
+        result = cached_run(cfg, store)
+        if result is not None:
+            return result
+        result = train(cfg, on_epoch=on_epoch)
+        store.put(cfg.key(), result.to_dict(), meta=summary(result))
+        return result
+
+
+def summary(result: RunResult) -> dict:
+    """Small, listable facts about a run (kept beside the payload in the store)."""
+    return {
+        "changed": {k: v for k, v in result.config.changed().items()},
+        "status": result.status,
+        "val_accuracy": result.final("val", "accuracy"),
+        "seconds": round(result.timing["seconds"], 3),
+        "device": result.device,
+    }

@@ -1,0 +1,64 @@
+"""get_run: trains once, then serves the stored result; damaged entries are retrained."""
+
+import threading
+
+import pandas as pd
+
+from core.config import RunConfig
+from core.runs import cached_run, get_run
+from core.store import RunStore
+
+CFG = RunConfig(depth=2, width=16, epochs=2)
+
+
+def test_second_call_comes_from_the_store_and_is_identical(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite3")
+    first = get_run(CFG, store=store)
+    assert not first.from_store
+    again = get_run(CFG, store=RunStore(tmp_path / "runs.sqlite3"))  # a "restart"
+    assert again.from_store
+    for table in ("epochs", "steps", "layers", "histograms"):
+        pd.testing.assert_frame_equal(getattr(first, table), getattr(again, table),
+                                      check_dtype=False)
+    assert again.config == CFG and again.divergence == first.divergence
+    assert again.timing == first.timing  # the original run's timing, not a fake new one
+
+
+def test_diverged_runs_round_trip_with_their_nans(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite3")
+    cfg = RunConfig(depth=10, activation="linear", init="normal_large", optimizer="sgd", lr=0.1,
+                    epochs=2)
+    first = get_run(cfg, store=store)
+    again = get_run(cfg, store=store)
+    assert first.diverged and again.diverged and again.from_store
+    assert again.divergence == first.divergence
+    pd.testing.assert_frame_equal(first.steps, again.steps, check_dtype=False)
+
+
+def test_damaged_entry_is_retrained(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite3")
+    get_run(CFG, store=store)
+    store.put(CFG.key(), {"config": {"depth": "garbage"}})
+    assert cached_run(CFG, store) is None
+    assert not get_run(CFG, store=store).from_store
+    assert get_run(CFG, store=store).from_store
+
+
+def test_threads_asking_for_the_same_config_train_it_once(tmp_path, monkeypatch):
+    import core.runs
+
+    store = RunStore(tmp_path / "runs.sqlite3")
+    calls = []
+    real_train = core.runs.train
+    monkeypatch.setattr(core.runs, "train", lambda cfg, on_epoch=None: calls.append(cfg)
+                        or real_train(cfg, on_epoch))
+    cfg = CFG.replace(seed=7)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(get_run(cfg, store=store)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(results) == 4
+    assert sum(not r.from_store for r in results) == 1
