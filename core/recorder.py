@@ -20,6 +20,7 @@ per step would stall the queue.
 
 What is recorded, per layer (dense or conv) at step 0 and every `record_every` steps:
   weight_grad_norm   ‖∇W‖ of the layer's weight, before clipping
+  weight_grad_mean_abs, weight_grad_max_abs   mean and max |∇W| (the gradient-flow bars)
   out_grad_norm      ‖∂L/∂z‖, the gradient back-propagated to the layer's output z = Wx + b
   preact_mean/std    of the input to the activation (after batch norm when that is on)
   act_mean/std       of the activation's output
@@ -48,7 +49,7 @@ import torch
 from core import activations
 from core.models import Layer, Network
 
-LAYER_METRICS = ("weight_grad_norm", "out_grad_norm", "preact_mean", "preact_std", "act_mean",
+LAYER_METRICS = ("weight_grad_norm", "weight_grad_mean_abs", "weight_grad_max_abs", "out_grad_norm", "preact_mean", "preact_std", "act_mean",
                  "act_std", "saturation", "dead", "grad_data_ratio", "update_data_ratio", "drift")
 STEP_METRICS = ("loss", "grad_norm", "clipped", "lr")
 HIST_KINDS = ("pre_norm", "pre_activation", "activation", "weight", "weight_grad")
@@ -187,6 +188,8 @@ class LayerRecorder:
             return
         for i, (w, g) in enumerate(zip(self.weights, grads)):
             self._put(i, "weight_grad_norm", gnorms[i])
+            self._put(i, "weight_grad_mean_abs", g.abs().mean())
+            self._put(i, "weight_grad_max_abs", g.abs().amax())
             self._put(i, "grad_data_ratio", g.std() / w.detach().std())
             self._hist(i, "weight", w.detach())
             self._hist(i, "weight_grad", g)

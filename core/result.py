@@ -6,6 +6,9 @@ Tables (pandas, long format, ready for Altair):
   steps       step, epoch, loss, grad_norm (total, before clipping), clipped (0/1), lr
   layers      step, epoch, layer, metric, value      (see core.recorder.LAYER_METRICS)
   histograms  epoch, layer, kind, bin, lo, hi, count  (epoch e = after e epochs)
+  boundary    epoch, x, y, p: the predicted probability of class 1 on a grid over the data, for
+              2-D datasets only (empty otherwise); epoch 0 is the initial network
+  points      x, y, label, split: the 2-D data itself in raw coordinates (empty for images)
 
 `to_dict()`/`from_dict()` give a JSON-able form (the run store's and the CLI's); non-finite
 floats survive as NaN/Infinity in the store and become null in strict JSON (`to_json()`).
@@ -23,7 +26,7 @@ import pandas as pd
 
 from core.config import RunConfig
 
-TABLES = ("epochs", "steps", "layers", "histograms")
+TABLES = ("epochs", "steps", "layers", "histograms", "boundary", "points")
 
 
 @dataclass
@@ -40,6 +43,8 @@ class RunResult:
     steps: pd.DataFrame
     layers: pd.DataFrame
     histograms: pd.DataFrame
+    boundary: pd.DataFrame
+    points: pd.DataFrame
     from_store: bool = field(default=False, compare=False)
 
     @property
@@ -108,6 +113,9 @@ class RunResult:
         return json.dumps(_strict(self.to_dict()), allow_nan=False, **kwargs)
 
 
+_TEXT_COLUMNS = ("split", "metric", "layer", "kind")
+
+
 def _table_to_dict(df: pd.DataFrame) -> dict[str, list]:
     return {col: df[col].tolist() for col in df.columns}
 
@@ -115,7 +123,7 @@ def _table_to_dict(df: pd.DataFrame) -> dict[str, list]:
 def _table_from_dict(columns: dict[str, list]) -> pd.DataFrame:
     df = pd.DataFrame(columns)
     for col in df.columns:
-        if df[col].dtype == object and col not in ("split", "metric", "layer", "kind"):
+        if df[col].dtype == object and col not in _TEXT_COLUMNS:
             df[col] = pd.to_numeric(df[col], errors="coerce")  # null -> NaN
     return df
 

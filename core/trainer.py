@@ -17,6 +17,8 @@ import time
 from dataclasses import asdict
 from typing import Callable
 
+import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,6 +31,7 @@ from core.result import RunResult
 
 RECORDS_PER_EPOCH = 50      # with record_every unset: enough points for smooth charts
 EVAL_BATCH = 2048
+BOUNDARY_GRID = 40          # decision-boundary resolution for 2-D data: 40×40 points per epoch
 
 
 def resolve_device(name: str) -> torch.device:
@@ -124,6 +127,25 @@ def clip_gradients(cfg: RunConfig, params: list[nn.Parameter]) -> tuple[torch.Te
     return total, torch.zeros((), dtype=torch.bool, device=total.device)
 
 
+def boundary_grid(x_raw: torch.Tensor, n: int = BOUNDARY_GRID) -> torch.Tensor:
+    """An n×n grid of raw input points covering the data with a margin (row-major, y outer)."""
+    lo, hi = x_raw.min(0).values, x_raw.max(0).values
+    pad = 0.1 * (hi - lo)
+    xs = torch.linspace(float(lo[0] - pad[0]), float(hi[0] + pad[0]), n, device=x_raw.device)
+    ys = torch.linspace(float(lo[1] - pad[1]), float(hi[1] + pad[1]), n, device=x_raw.device)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx.flatten(), gy.flatten()], dim=1)
+
+
+@torch.inference_mode()
+def predict_proba(model: nn.Module, data: DeviceData, points: torch.Tensor) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    p = torch.softmax(model(data.prepare(points)), dim=1)[:, 1]
+    model.train(was_training)
+    return p
+
+
 @torch.inference_mode()
 def evaluate(model: nn.Module, data: DeviceData, x: torch.Tensor, y: torch.Tensor):
     """(summed loss, correct count) as device tensors: no host sync here."""
@@ -138,6 +160,29 @@ def evaluate(model: nn.Module, data: DeviceData, x: torch.Tensor, y: torch.Tenso
         correct += (logits.argmax(1) == yb).sum()
     model.train(was_training)
     return loss, correct
+
+
+def boundary_table(grid: torch.Tensor | None, parts: list) -> pd.DataFrame:
+    columns = ["epoch", "x", "y", "p"]
+    if grid is None or not parts:
+        return pd.DataFrame(columns=columns)
+    xy = grid.cpu().numpy()
+    return pd.DataFrame({
+        "epoch": np.repeat([e for e, _ in parts], len(xy)),
+        "x": np.tile(xy[:, 0], len(parts)),
+        "y": np.tile(xy[:, 1], len(parts)),
+        "p": np.concatenate([p for _, p in parts]),
+    })
+
+
+def points_table(splits: Splits) -> pd.DataFrame:
+    """The 2-D data itself (raw coordinates), so the playground can draw it over the boundary."""
+    parts = []
+    for split, x, y in (("train", splits.x_train, splits.y_train),
+                        ("val", splits.x_val, splits.y_val),
+                        ("test", splits.x_test, splits.y_test)):
+        parts.append(pd.DataFrame({"x": x[:, 0], "y": x[:, 1], "label": y, "split": split}))
+    return pd.concat(parts, ignore_index=True)
 
 
 def train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None = None) -> RunResult:
@@ -156,6 +201,10 @@ def train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None = None) -
     generator = torch.Generator().manual_seed(cfg.seed)
     epoch_rows: list[tuple] = []
     status = "completed"
+    grid = boundary_grid(data.x_train) if splits.info.input_shape == (2,) else None
+    boundary_parts: list = []
+    points = points_table(splits) if grid is not None else pd.DataFrame(
+        columns=["x", "y", "label", "split"])
 
     def log_eval(epoch: int, train_sums=None, n_train_seen: int = 0) -> None:
         # One host copy for the whole epoch's summary.
@@ -163,6 +212,8 @@ def train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None = None) -
         if train_sums is not None:
             sums += list(train_sums)
         values = torch.stack(sums).cpu().tolist()
+        if grid is not None:
+            boundary_parts.append((epoch, predict_proba(model, data, grid).cpu().numpy()))
         n_val = len(splits.y_val)
         epoch_rows.extend([(epoch, "val", "loss", values[0] / n_val),
                            (epoch, "val", "accuracy", values[1] / n_val)])
@@ -171,7 +222,6 @@ def train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None = None) -
                                (epoch, "train", "accuracy", values[3] / n_train_seen)])
 
     def snapshot(train_seconds: float) -> RunResult:
-        import pandas as pd
         tables = rec.tables()
         seen = len(splits.y_train) * max(0, epochs_done)
         return RunResult(
@@ -184,6 +234,8 @@ def train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None = None) -
                     "samples_per_sec": seen / train_seconds if train_seconds > 0 else 0.0},
             divergence=rec.divergence,
             epochs=pd.DataFrame(epoch_rows, columns=["epoch", "split", "metric", "value"]),
+            boundary=boundary_table(grid, boundary_parts),
+            points=points,
             **tables,
         )
 

