@@ -1,0 +1,192 @@
+"""The shared vocabulary of `core.charts`: constants, data clean-up and chart pieces.
+
+Split from `core.charts` to keep each module readable; the pages use `core.charts` only.
+    finite(df, cols)        drop non-finite rows (and ≤ 0 ones, for a log scale)
+    thin(df)                at most MAX_STEPS evenly spaced steps
+    no_data(title, msg)     the chart shown in place of an empty one
+    layer_color(result)     layers coloured in network order, the same in every chart of a run
+    state_step(table, e)    the step where the network is in its state after epoch e
+    rule(...)               a labelled reference rule, as layers to splice into alt.layer(...)
+    layer_panels(...)       per-layer lines over steps, side by side, one legend picking layers
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+MAX_STEPS = 600             # distinct steps per chart; beyond this a browser gets sluggish
+MAX_FRAME_ROWS = 5000       # Altair's default data-transformer limit (see `source`)
+MAX_POINTS = 2000           # data points drawn over a decision boundary
+PANEL_W, PANEL_H = 320, 220
+# Viridis without its darkest and lightest ends, which vanish on a dark or a light background.
+LAYER_SCHEME = {"name": "viridis", "extent": [0.1, 0.9]}
+MUTED = "#888888"           # mid grey: legible on Streamlit's light and dark themes alike
+ALERT = "#e45756"
+SPLITS = {"train": "#4c78a8", "val": "#f58518", "test": "#54a24b"}
+ZERO = alt.Y2Datum(0)       # the baseline of histogram bars, drawn as rects from lo to hi
+# 1e-4 and 1e+9 rather than 0.0001 and 1,000,000,000; plain labels in between; the minor ticks
+# that a log axis leaves unlabelled (empty label) stay so.
+LOG_LABELS = ("datum.label && datum.value != 0 && abs(log(abs(datum.value)) / LN10) >= 3.99"
+              " ? format(datum.value, '.0e') : datum.label")
+LOG_AXIS = alt.Axis(labelExpr=LOG_LABELS)
+
+
+def finite(df: pd.DataFrame, cols: list[str], *, positive: bool = False) -> pd.DataFrame:
+    """Rows whose `cols` are all finite (and > 0 where a log scale will show them), as float64."""
+    if df.empty:
+        return df
+    values = df[cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(values).all(axis=1) & ((values > 0).all(axis=1) if positive else True)
+    out = df[ok].copy()
+    out[cols] = values[ok]  # float32 columns and the store's JSON objects alike
+    return out.reset_index(drop=True)
+
+
+def source(df: pd.DataFrame) -> pd.DataFrame | dict:
+    """Data for `alt.Chart`: the frame itself up to Altair's 5,000-row limit, records beyond it.
+
+    Past the default data transformer's limit `to_dict()` raises MaxRowsError, and a deep
+    network's long run has 600 steps × 100 layers. Inline records bypass the transformer (they
+    are already finite, plain values); smaller frames stay frames, which Streamlit ships
+    compactly.
+    """
+    return df if len(df) <= MAX_FRAME_ROWS else {"values": df.to_dict("records")}
+
+
+def thin(df: pd.DataFrame, limit: int = MAX_STEPS) -> pd.DataFrame:
+    """At most `limit` evenly spaced distinct steps, always keeping the first and the last."""
+    steps = np.unique(df["step"])
+    if len(steps) <= limit:
+        return df
+    keep = steps[np.unique(np.linspace(0, len(steps) - 1, limit).round().astype(int))]
+    return df[df["step"].isin(keep)]
+
+
+def no_data(title: str, message: str = "no data") -> alt.Chart:
+    """Says why there is nothing to draw, in place of an exception or an empty frame."""
+    return (alt.Chart(pd.DataFrame({"text": [message]}), title=title, width=PANEL_W, height=120)
+            .mark_text(size=14, color=MUTED).encode(text=alt.Text("text:N")))
+
+
+def layer_color(result, *, legend: bool = True) -> alt.Color:
+    # The domain is the whole network, so a layer keeps its colour across charts (even where
+    # the output layer has no rows, as for saturation).
+    names = list(result.layer_names)
+    return alt.Color("layer:O", sort=names, scale=alt.Scale(domain=names, scheme=LAYER_SCHEME),
+                     title="Layer (input → output)", legend=alt.Legend() if legend else None)
+
+
+def tips(*fields) -> list[alt.Tooltip]:
+    # Explicit channel objects throughout: for a shorthand string or a plain dict Altair infers
+    # the class by trying schemas, ~5 ms a channel, which adds up on every scrub of a page.
+    return [alt.Tooltip(f) if isinstance(f, str) else f for f in fields]
+
+
+def legend_pick(field: str) -> alt.Parameter:
+    return alt.selection_point(fields=[field], bind="legend", name=f"{field}_pick")
+
+
+def fade(sel: alt.Parameter):
+    return alt.OpacityValue(0.12, condition={"param": sel.name, "value": 1.0})
+
+
+def state_step(table: pd.DataFrame, epoch: int | None) -> int | None:
+    """The step where the network is in its state after `epoch` epochs.
+
+    Step s sees the weights after s updates, so the state after e epochs is at the first step of
+    training epoch e+1, and the final state at the last step (see core.charts).
+    """
+    if epoch is None or table.empty:
+        return None
+    after = table["step"][table["epoch"] == epoch + 1]
+    if len(after):
+        return int(after.min())
+    return int(table["step"].max()) if epoch >= table["epoch"].max() else None
+
+
+def rule(channel: str, field: str, value: float, label: str, color: str = MUTED,
+         **text) -> list[alt.Chart]:
+    """A dashed reference rule (x: vertical, y: horizontal) and its label at the plot's edge.
+
+    Returned as layers to splice into a flat `alt.layer(...)`: nested layer charts cost Altair
+    a deep copy per level, which made building a panel several times slower.
+    """
+    base = alt.Chart(pd.DataFrame({field: [value], "label": [label]}))
+    pos = {channel: alt.X(f"{field}:Q") if channel == "x" else alt.Y(f"{field}:Q")}
+    line = base.mark_rule(color=color, strokeDash=[4, 3], strokeWidth=1.5).encode(
+        **pos, tooltip=tips("label:N", f"{field}:Q"))
+    edge_px = text.pop("edge", 2)
+    edge = {"y": alt.YValue(edge_px)} if channel == "x" else {"x": alt.XValue(edge_px)}
+    style = dict(align="left", baseline="top", dx=3) if channel == "x" else dict(
+        align="left", baseline="bottom", dx=3, dy=-2)
+    label_mark = base.mark_text(color=color, fontSize=11, **{**style, **text})
+    return [line, label_mark.encode(**pos, **edge, text=alt.Text("label:N"))]
+
+
+def divergence_layers(result) -> list[alt.Chart]:
+    div = result.divergence
+    if not div or div.get("step") is None:
+        return []
+    # The last step with data: the label goes to its left, below an epoch rule's label.
+    return rule("x", "step", int(div["step"]), f"diverged at step {div['step']}", ALERT,
+                edge=16, align="right", dx=-3)
+
+
+def step_panel(chart, result, epoch: int | None, title: str, extras=()) -> alt.LayerChart:
+    """A step-based panel: reference layers under the data, epoch and divergence rules over it."""
+    layers = [*extras, chart]
+    if (step := state_step(result.steps, epoch)) is not None:
+        # The label goes on the side with room.
+        side = dict(align="right", dx=-3) if step > result.steps["step"].max() / 2 else {}
+        layers += rule("x", "step", step, f"after epoch {epoch}", **side)
+    layers += divergence_layers(result)
+    # Sizes and title as arguments: `.properties()` validates them, a copy, ~15 ms a call.
+    return alt.layer(*layers, title=title, width=PANEL_W, height=PANEL_H)
+
+
+class Panel(NamedTuple):
+    """One per-layer line panel over steps (see `layer_panels`)."""
+
+    metric: str
+    title: str
+    y_title: str
+    log: bool = True
+    factor: float = 1.0               # 100 turns a fraction into percent
+    domain: list | None = None
+    extras: tuple = ()                # reference layers drawn under the lines
+
+
+def metric_rows(result, metric: str, *, positive: bool, factor: float = 1.0) -> pd.DataFrame:
+    rows = result.layers[result.layers["metric"] == metric][["step", "epoch", "layer", "value"]]
+    rows = finite(rows, ["value"], positive=positive)
+    return thin(rows.assign(value=rows["value"] * factor))
+
+
+def layer_panels(result, panels: list[Panel], epoch: int | None, title: str):
+    """Per-layer lines over steps, panels side by side, one legend picking layers in all."""
+    sel = legend_pick("layer")
+    out, declared = [], False
+    for p in panels:
+        df = metric_rows(result, p.metric, positive=p.log, factor=p.factor)
+        if df.empty:
+            out.append(no_data(p.title))
+            continue
+        scale = alt.Scale(type="log") if p.log else alt.Scale(domain=p.domain)
+        # Points as well when steps are few: a line through a single step would be invisible.
+        few = df["step"].nunique() <= 40
+        chart = alt.Chart(source(df)).mark_line(strokeWidth=1.5, point=few).encode(
+            x=alt.X("step:Q", title="Training step"),
+            y=alt.Y("value:Q", title=p.y_title, scale=scale, axis=LOG_AXIS),
+            color=layer_color(result), opacity=fade(sel),
+            tooltip=tips("layer:N", "step:Q", "epoch:Q", alt.Tooltip("value:Q", format=".4g")))
+        if not declared:
+            # Declared on one panel and referred to by the others: one legend drives them all,
+            # and Altair does not warn about a duplicated parameter.
+            chart, declared = chart.add_params(sel), True
+        out.append(step_panel(chart, result, epoch, p.title, p.extras))
+    return out[0].properties(title=title) if len(out) == 1 else alt.hconcat(*out, title=title)
