@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
-from core.config import FIELDS, ConfigError, RunConfig, _check, describe, field_kind, format_value, \
-    parse_value
+from core.config import FIELDS, ConfigError, RunConfig, describe, field_kind, format_value, \
+    parse_field
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,7 +30,7 @@ def _value_type(name: str):
 
     def convert(text: str):
         try:
-            return _check(f, parse_value(f, text))
+            return parse_field(name, text)
         except ConfigError as err:
             raise argparse.ArgumentTypeError(str(err)) from None
     convert.__name__ = describe(f)  # argparse names the type in "invalid <type> value"

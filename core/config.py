@@ -246,8 +246,9 @@ def is_optional(f: dataclasses.Field) -> bool:
 
 
 def format_value(value: Any) -> str:
+    """The one string form of a value: URL parameters, CLI defaults and widget options agree."""
     if value is None:
-        return ""
+        return "off"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
@@ -265,7 +266,7 @@ def parse_value(f: dataclasses.Field, text: str) -> Any:
         raise ConfigError(f.name, f"expected text, got {type(text).__name__}")
     text = text.strip()
     kind = field_kind(f)
-    if text.lower() in ("", "none", "off") and is_optional(f):
+    if text.lower() in ("", "none", "off", "all", "auto") and is_optional(f):
         return None
     try:
         if kind is bool:
@@ -282,6 +283,13 @@ def parse_value(f: dataclasses.Field, text: str) -> Any:
     except ValueError:
         raise ConfigError(f.name, f"{text[:40]!r} is not {describe(f)}") from None
     return text
+
+
+def parse_field(name: str, text: str) -> Any:
+    """Parse and range-check one setting given as text (URL or CLI); ConfigError if invalid."""
+    if name not in FIELDS:
+        raise ConfigError(name, f"unknown setting; known: {', '.join(FIELDS)}")
+    return _check(FIELDS[name], parse_value(FIELDS[name], text))
 
 
 def describe(f: dataclasses.Field) -> str:

@@ -13,6 +13,7 @@ was recorded up to the first bad step.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict
 from typing import Callable
@@ -187,10 +188,25 @@ def points_table(splits: Splits) -> pd.DataFrame:
 
 def train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None = None) -> RunResult:
     """Train and record. `on_epoch(partial_result)` is called after every epoch (and at init)."""
-    t_start = time.perf_counter()
-    # Vanishing gradients are, literally, tiny floats: below 1e-38 the CPU computes on denormals
-    # up to ~10× slower. Flushing them to zero changes nothing a chart can show.
+    with flushed_denormals():
+        return _train(cfg, on_epoch)
+
+
+@contextlib.contextmanager
+def flushed_denormals():
+    """Vanishing gradients are, literally, tiny floats: below 1e-38 the CPU computes on denormals
+    up to ~10× slower. Flushing them to zero changes nothing a chart can show. The CPU flag is
+    process state that other code relies on (numpy, hypothesis), so it is restored afterwards."""
+    was_on = torch.tensor(1e-40).mul(1.0).item() == 0.0
     torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(was_on)
+
+
+def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunResult:
+    t_start = time.perf_counter()
     device = resolve_device(cfg.device)
     splits = load_splits(cfg.dataset, seed=cfg.seed, max_train=cfg.max_train, noise=cfg.noise)
     data = DeviceData(splits, device)
@@ -233,7 +249,8 @@ def train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None = None) -
                      "class_names": list(splits.info.class_names)},
             layer_names=list(model.layers.keys()),
             n_params=sum(p.numel() for p in params),
-            timing={"seconds": time.perf_counter() - t_start, "train_seconds": train_seconds,
+            timing={"seconds": time.perf_counter() - t_start - callback_seconds,
+                    "train_seconds": train_seconds,
                     "samples_per_sec": seen / train_seconds if train_seconds > 0 else 0.0},
             divergence=rec.divergence,
             epochs=pd.DataFrame(epoch_rows, columns=["epoch", "split", "metric", "value"]),
@@ -243,11 +260,18 @@ def train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None = None) -
         )
 
     train_seconds = 0.0
+    callback_seconds = 0.0  # the caller's drawing is not training time
     epochs_done = 0
+
+    def report() -> None:
+        nonlocal callback_seconds
+        if on_epoch:
+            t = time.perf_counter()
+            on_epoch(snapshot(train_seconds))
+            callback_seconds += time.perf_counter() - t
     with LayerRecorder(model, record_every=every) as rec:
         log_eval(0)
-        if on_epoch:
-            on_epoch(snapshot(0.0))
+        report()
         for epoch in range(1, cfg.epochs + 1):
             t_epoch = time.perf_counter()
             model.train()
@@ -277,8 +301,7 @@ def train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None = None) -
             log_eval(epoch, (loss_sum, correct), seen)
             if diverged:
                 status = "diverged"
-            if on_epoch:
-                on_epoch(snapshot(train_seconds))
+            report()
             if diverged:
                 break
         if status == "completed":

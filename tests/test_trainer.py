@@ -257,3 +257,10 @@ def test_decision_boundary_agrees_with_the_validation_accuracy():
     agreement = (predicted == val.label.to_numpy().astype(bool)).mean()
     assert agreement == pytest.approx(result.final("val", "accuracy"), abs=0.06)
     assert train(RunConfig(depth=1, width=8, epochs=1)).boundary.empty
+
+
+def test_training_leaves_the_cpu_denormal_flag_as_it_found_it():
+    tiny = torch.tensor(1e-40)
+    assert tiny.mul(1.0).item() != 0.0
+    train(RunConfig(depth=1, width=8, epochs=1))
+    assert tiny.mul(1.0).item() != 0.0  # numpy, hypothesis & co. still see subnormal floats
