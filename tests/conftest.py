@@ -17,3 +17,14 @@ atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
 os.environ["SATLAB_OFFLINE"] = "1"
 os.environ["SATLAB_DATA_DIR"] = os.path.join(_SCRATCH, "data")
 os.environ["SATLAB_STORE"] = os.path.join(_SCRATCH, "store")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Expose each phase's report on the test item (browser tests screenshot failures)."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)

@@ -1,0 +1,52 @@
+"""Activations: every nonlinearity, its slope, where it saturates, and where real units sit."""
+
+import streamlit as st
+
+from core import charts
+from core.activations import ACTIVATIONS
+from core.config import RunConfig
+from pages import training
+from pages.controls import config_form
+from pages.router import require_router
+
+require_router()
+
+st.title("Activations")
+st.write("Each curve is an activation f(z) with its slope f′(z). Shaded: where it saturates, "
+         "|f′| < 6% of its largest slope, so little gradient passes back through a unit there "
+         "(the same definition the Training Lab measures). Below, the pre-activations of a "
+         "real layer from a real run are laid over the curve: you see which part of the curve "
+         "the units actually use.")
+
+cols = st.columns(5)
+for i, name in enumerate(ACTIVATIONS):
+    with cols[i % 5]:
+        training.chart(charts.activation_curve(name).properties(height=160, title=name))
+
+st.subheader("A real layer on its curve", anchor=False)
+FIELDS_HERE = ["dataset", "depth", "width", "activation", "init", "batch_norm", "optimizer",
+               "lr", "epochs"]
+DEFAULTS = RunConfig(depth=6, activation="tanh", init="normal_large", epochs=5)
+cfg, warnings = config_form(FIELDS_HERE, defaults=DEFAULTS,
+                            options={"dataset": ["digits", "mnist", "fashion-mnist"]},
+                            submit_label="Train and overlay")
+for message in warnings:
+    st.warning(message, icon=":material/warning:")
+
+result = training.run(cfg)
+if result is None:
+    st.stop()
+training.notices(result)
+last = int(result.histograms.epoch.max())
+left, right = st.columns(2)
+layer = left.selectbox("Layer", result.layer_names[:-1], key="layer", bind="query-params",
+                       help="Whose pre-activations to overlay on the curve.")
+epoch = right.slider("Epoch", 0, max(last, 1), 0, key="epoch", bind="query-params",
+                     help="0 is the network at initialisation.", disabled=last == 0)
+h = result.histograms
+pre = h[(h.layer == layer) & (h.kind == "pre_activation") & (h.epoch == min(epoch, last))]
+training.chart(charts.activation_curve(cfg.activation, pre))
+sat = result.layers[(result.layers.layer == layer) & (result.layers.metric == "saturation")]
+if len(sat):
+    st.caption(f"Measured in this run: {sat.value.iloc[0]:.0%} of {layer}'s units saturated at "
+               f"initialisation, {sat.value.iloc[-1]:.0%} at the end.")

@@ -1,0 +1,171 @@
+"""Widgets → one `RunConfig`: the only place the app turns controls into a configuration.
+
+Each `RunConfig` field gets a widget built from the field's own metadata (label, help text,
+range, choices), bound to the URL with Streamlit's `bind="query-params"` under the field's name,
+so a page's settings are always in its link. Widgets sit in a form: a run starts on submit.
+
+A link with bad values (``?depth=-3&activation=banana``) still opens: the binding drops what the
+widget cannot take, and `url_warnings` says which values were dropped and what is used instead.
+A classroom link (``?hide=optimizer,lr``) hides those controls; their values still come from
+the link, so a teacher can fix what students may not change.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import streamlit as st
+
+from core.config import FIELDS, ConfigError, RunConfig, format_value, parse_field
+
+GROUPS = {
+    "data": "Data",
+    "architecture": "Architecture",
+    "initialisation": "Initialisation",
+    "regularisation": "Normalisation & regularisation",
+    "optimisation": "Optimisation",
+    "clipping": "Gradient clipping",
+    "run": "Run",
+}
+HIDE_KEY = "hide"
+
+# Log-spaced grids: sliders over values that span orders of magnitude.
+_LR = [1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
+       1.0, 2.0, 5.0, 10.0]
+_STEP_GRIDS: dict[str, list] = {
+    "lr": _LR,
+    "width": [2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024],
+    "batch_size": [8, 16, 32, 64, 128, 256, 512, 1024, 2048],
+    "max_train": [None, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 55000],
+    "weight_decay": [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1],
+    "clip_norm": [None, 0.01, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0],
+    "clip_value": [None, 0.001, 0.01, 0.1, 0.5, 1.0, 5.0],
+    "record_every": [None, 1, 2, 5, 10, 20, 50, 100],
+}
+_NONE_LABEL = {"max_train": "all", "clip_norm": "off", "clip_value": "off", "record_every": "auto"}
+_SLIDERS = {"depth": (1, 100, 1), "epochs": (1, 200, 1), "dropout": (0.0, 0.9, 0.05),
+            "noise": (0.0, 1.0, 0.05), "lr_decay": (0.5, 1.0, 0.01)}
+_LABELS = {"lr": "Learning rate", "max_train": "Training examples", "sigma_w2": "σ_w² (mean-field)",
+           "bias_value": "Bias value / σ_b²", "beta2": "β₂ (Adam) / α (RMSprop)",
+           "beta1": "β₁ (Adam)", "clip_norm": "Clip gradient norm at",
+           "clip_value": "Clip gradient values at", "batch_norm": "Batch norm",
+           "record_every": "Record every (steps)", "weight_decay": "L2 weight decay",
+           "lr_decay": "Exponential decay per epoch", "model": "Model"}
+
+
+def label(name: str) -> str:
+    return _LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+def _widget(name: str, default: Any, options: dict[str, Iterable] | None) -> Any:
+    """One bound widget for one field; its key (and URL parameter) is the field's name."""
+    f = FIELDS[name]
+    m = f.metadata
+    common = dict(key=name, help=m["help"], bind="query-params")
+    if m["choices"]:
+        choices = list((options or {}).get(name, m["choices"]))
+        return st.selectbox(label(name), choices, index=choices.index(default)
+                            if default in choices else 0, **common)
+    if isinstance(f.default, bool):
+        return st.toggle(label(name), value=default, **common)
+    if name in _STEP_GRIDS:
+        grid = _STEP_GRIDS[name]
+        value = default if default in grid else grid[0]
+        return st.select_slider(label(name), grid, value=value, **common,
+                                format_func=lambda v, n=name: _NONE_LABEL.get(n, "off")
+                                if v is None else format_value(v))
+    if name in _SLIDERS:
+        lo, hi, step = _SLIDERS[name]
+        return st.slider(label(name), lo, hi, default, step, **common)
+    kind = type(f.default) if f.default is not None else int
+    if kind is int:
+        return st.number_input(label(name), int(m["lo"]), int(m["hi"]), int(default), 1, **common)
+    return st.number_input(label(name), float(m["lo"]), float(m["hi"]), float(default),
+                           format="%g", **common)
+
+
+def url_warnings(raw: dict[str, str], used: RunConfig) -> list[str]:
+    """What the link asked for that the page could not use, and what it used instead."""
+    out = []
+    for name, text in raw.items():
+        try:
+            problem = (None if parse_field(name, text) == getattr(used, name)
+                       else "is not one of this control's values")
+        except ConfigError as err:
+            problem = str(err).split(": ", 1)[1]
+        if problem:
+            out.append(f"`{name}={text[:40]}` {problem}; using "
+                       f"{format_value(getattr(used, name))}.")
+    return out
+
+
+def config_form(fields: list[str], *, defaults: RunConfig = RunConfig(),
+                options: dict[str, Iterable] | None = None, form_key: str = "settings",
+                submit_label: str = "Train") -> tuple[RunConfig, list[str]]:
+    """Render the controls for `fields` in a sidebar form; return (config, warnings).
+
+    Fields not shown take the page's `defaults`. Called once per page run, before any chart.
+    """
+    raw_url = {k: st.query_params.get(k) for k in fields if k in st.query_params}
+    hidden = {name for item in st.query_params.get_all(HIDE_KEY) for name in item.split(",")}
+    hidden &= set(fields)
+    values: dict[str, Any] = {}
+    with st.sidebar.form(form_key, border=False):
+        st.form_submit_button(submit_label, type="primary", width="stretch",
+                              help="Train this configuration (instant if it ran before).")
+        by_group: dict[str, list[str]] = {}
+        for name in fields:
+            by_group.setdefault(FIELDS[name].metadata["group"], []).append(name)
+        for group, names in by_group.items():
+            shown = [n for n in names if n not in hidden]
+            if not shown:
+                continue
+            with st.expander(GROUPS[group], expanded=group in ("architecture", "optimisation",
+                                                               "data")):
+                for name in shown:
+                    values[name] = _widget(name, getattr(defaults, name), options)
+    for name in hidden:  # classroom: fixed by the link, not shown
+        try:
+            values[name] = parse_field(name, raw_url[name]) if name in raw_url \
+                else getattr(defaults, name)
+        except ConfigError:
+            values[name] = getattr(defaults, name)
+    merged = {**defaults.to_dict(), **values}
+    cfg, problems = _valid_config(merged, defaults)
+    return cfg, url_warnings(raw_url, cfg) + problems
+
+
+def _valid_config(values: dict[str, Any], defaults: RunConfig) -> tuple[RunConfig, list[str]]:
+    """Combinations the widgets allow but the config forbids fall back field by field."""
+    problems = []
+    while True:
+        try:
+            return RunConfig(**values), problems
+        except ConfigError as err:
+            problems.append(f"{err}; using {format_value(getattr(defaults, err.field))}.")
+            values[err.field] = getattr(defaults, err.field)
+
+
+def classroom_editor(fields: list[str]) -> None:
+    """Lets a teacher pick controls to hide; the choice lives in the link (?hide=…)."""
+    with st.sidebar.expander("Classroom link"):
+        st.multiselect("Hide these controls", fields, format_func=label, key=HIDE_KEY,
+                       bind="query-params",
+                       help="Copy the page's link after choosing: students who open it see "
+                            "the current values of these settings but cannot change them.")
+
+
+def snap_to_widget(name: str, value: Any) -> Any:
+    """The widget value closest to `value` (fixes and presets set widgets through session state,
+    which only takes values the widget offers)."""
+    grid = _STEP_GRIDS.get(name)
+    if grid is None or value in grid:
+        return value
+    numbers = [v for v in grid if v is not None]
+    if value is None:
+        return None if None in grid else numbers[0]
+    positive = value > 0 and all(v > 0 for v in numbers)
+    if positive:
+        return min(numbers, key=lambda v: abs(math.log(v) - math.log(value)))
+    return min(numbers, key=lambda v: abs(v - value))

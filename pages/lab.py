@@ -1,0 +1,131 @@
+"""Training Lab: change one setting, train, and see what happens inside the network."""
+
+import math
+
+import streamlit as st
+
+from core import charts
+from core.config import FIELDS, RunConfig
+from core.datasets import IMAGE_DATASETS
+from core.doctor import diagnose
+from core.presets import PRESETS
+from pages import training
+from pages.controls import classroom_editor, config_form, snap_to_widget
+from pages.router import require_router
+
+require_router()
+
+LAB_FIELDS = [name for name in FIELDS if name != "noise"]
+
+st.title("Training Lab")
+st.write("Train a real network on real images and watch every layer: how large its gradients "
+         "are, how many of its units saturate or die, how fast its weights move. Change one "
+         "setting in the sidebar, press **Train**, and compare. A diagnosis of the run and "
+         "one-click fixes are below the headline numbers.")
+
+cfg, warnings = config_form(LAB_FIELDS, options={"dataset": sorted(IMAGE_DATASETS)})
+classroom_editor(LAB_FIELDS)
+for message in warnings:
+    st.warning(message, icon=":material/warning:")
+
+
+def _apply(changes: dict) -> None:
+    """A fix or a preset sets the bound widgets; the run starts on the rerun that follows."""
+    for name, value in changes.items():
+        st.session_state[name] = snap_to_widget(name, value)
+
+
+with st.expander("Lesson presets", expanded=False, icon=":material/school:"):
+    cols = st.columns(4)
+    for i, preset in enumerate(PRESETS.values()):
+        cols[i % 4].button(preset.title, icon=preset.icon, help=preset.summary, width="stretch",
+                           on_click=_apply, args=(preset.config.to_dict(),), key=f"preset_{preset.id}")
+
+preset = next((p for p in PRESETS.values() if p.config == cfg), None)
+result = training.run(cfg)
+if result is None:
+    st.stop()
+
+if preset:
+    with st.container(border=True):
+        st.markdown(f"**{preset.title}** — {preset.look_at}")
+        for claim in preset.claims:
+            ok = claim.holds(result)
+            st.markdown(f"{':material/check_circle:' if ok else ':material/cancel:'} "
+                        f"{claim.text(result)}" + ("" if ok else " *(not true for this run)*"))
+
+training.notices(result)
+
+cols = st.columns(5)
+cols[0].metric("Validation accuracy", f"{result.final('val', 'accuracy'):.1%}",
+               help="Share of the validation images classified correctly after the last epoch.")
+ratio = result.grad_ratio(0) if len(result.layer_names) > 1 else math.nan
+cols[1].metric("First/last gradient at init", f"{ratio:.1e}",
+               help="The first layer's weight-gradient norm over the last layer's, at "
+                    "initialisation. Far below 1: vanishing; far above: exploding.")
+sat = result.layers[(result.layers.metric == "saturation")].value.max()
+cols[2].metric("Max saturation", f"{sat:.0%}" if math.isfinite(sat) else "–",
+               help="The highest share of saturated units (|f′| < 6% of its maximum) "
+                    "of any layer at any recorded step.")
+cols[3].metric("Status", result.status,
+               help="'diverged' when values became NaN or infinite; the run stops there.")
+cols[4].metric("Time", f"{result.timing['seconds']:.2f} s",
+               delta="from the run store" if result.from_store else "trained now",
+               delta_color="off", help="Wall time of the training run on "
+                                       f"{result.device} ({result.timing['samples_per_sec']:,.0f} "
+                                       "samples/s).")
+
+findings = diagnose(result)
+with st.container(border=True):
+    st.subheader("Gradient doctor", anchor=False)
+    if not findings:
+        st.success("Nothing looks wrong: gradients reach every layer, few units are saturated "
+                   "or dead, and the steps are a healthy size.", icon=":material/check:")
+    for finding in findings:
+        show = {"error": st.error, "warning": st.warning, "info": st.info}[finding.severity]
+        show(f"**{finding.title}.** {finding.evidence}")
+        if finding.fixes:
+            fix_cols = st.columns(len(finding.fixes))
+            for col, fix in zip(fix_cols, finding.fixes):
+                col.button(fix.label, key=f"fix_{finding.id}_{fix.label}", on_click=_apply,
+                           args=(fix.changes,), icon=":material/build:",
+                           help=f"Sets {', '.join(f'{k}={v}' for k, v in fix.changes.items())} "
+                                "and trains again.")
+
+
+@st.fragment
+def panels() -> None:
+    last = int(result.epochs.epoch.max())
+    epoch = st.slider("Epoch", 0, max(last, 1), last, key="epoch", bind="query-params",
+                      help="Moves every per-epoch chart: 0 is the network at initialisation.",
+                      disabled=last == 0)
+    epoch = min(epoch, last)
+    tabs = st.tabs(["Training", "Gradients", "Activations", "Weights & ratios", "Clipping",
+                    "Batch norm"])
+    with tabs[0]:
+        training.chart(charts.loss_accuracy(result, epoch))
+    with tabs[1]:
+        training.chart(charts.grad_norm_heatmap(result))
+        training.chart(charts.grad_norm_lines(result, epoch=epoch))
+        training.chart(charts.gradient_flow(result, epoch))
+        training.chart(charts.grad_norm_lines(result, metric="out_grad_norm", epoch=epoch))
+    with tabs[2]:
+        training.chart(charts.saturation_dead(result, epoch))
+        training.chart(charts.histograms(result, "activation", epoch))
+        layer = st.selectbox("Layer over time", result.layer_names[:-1] or result.layer_names,
+                             key="layer", bind="query-params",
+                             help="Whose activation histogram to follow across epochs.")
+        training.chart(charts.histogram_over_time(result, "activation", layer))
+    with tabs[3]:
+        training.chart(charts.ratios(result, epoch))
+        training.chart(charts.histograms(result, "weight", epoch))
+        training.chart(charts.histograms(result, "weight_grad", epoch))
+    with tabs[4]:
+        training.chart(charts.clipping(result))
+    with tabs[5]:
+        training.chart(charts.batch_norm_shift(result, epoch))
+
+
+panels()
+st.divider()
+training.downloads(result)

@@ -1,0 +1,48 @@
+"""2-D Playground: decision boundaries on toy data, epoch by epoch."""
+
+import streamlit as st
+
+from core import charts
+from core.config import RunConfig
+from core.datasets import TOY_DATASETS
+from pages import training
+from pages.controls import classroom_editor, config_form
+from pages.router import require_router
+
+require_router()
+
+FIELDS_HERE = ["dataset", "noise", "depth", "width", "activation", "init", "optimizer", "lr",
+               "batch_size", "epochs", "seed"]
+DEFAULTS = RunConfig(dataset="moons", depth=3, width=16, lr=0.01, batch_size=32, epochs=30)
+
+st.title("2-D Playground")
+st.write("A small network learns to separate two classes of points in the plane. The colour is "
+         "its predicted probability of the red class; circles are training points, squares "
+         "test points. Move the epoch slider to watch the boundary form.")
+
+cfg, warnings = config_form(FIELDS_HERE, defaults=DEFAULTS,
+                            options={"dataset": sorted(TOY_DATASETS)})
+classroom_editor(FIELDS_HERE)
+for message in warnings:
+    st.warning(message, icon=":material/warning:")
+compare = st.toggle("ReLU vs tanh side by side", key="compare", bind="query-params",
+                    help="Train the same network twice, once with ReLU and once with tanh units.")
+
+configs = ([cfg.replace(activation="relu"), cfg.replace(activation="tanh")] if compare
+           else [cfg])
+results = [training.run(c, live_chart=charts.loss_accuracy) for c in configs]
+if any(r is None for r in results):
+    st.stop()
+
+last = min(int(r.boundary.epoch.max()) for r in results)
+epoch = st.slider("Epoch", 0, max(last, 1), last, key="epoch", bind="query-params",
+                  help="0 is the network at initialisation.", disabled=last == 0)
+cols = st.columns(len(results))
+for col, result in zip(cols, results):
+    with col:
+        training.notices(result)
+        st.markdown(f"**{result.config.activation}** · validation accuracy "
+                    f"{result.final('val', 'accuracy'):.0%} · test "
+                    f"{result.final('test', 'accuracy'):.0%}")
+        training.chart(charts.decision_boundary(result, min(epoch, last)))
+        training.chart(charts.loss_accuracy(result, min(epoch, last)))

@@ -1,0 +1,99 @@
+"""Getting a run for a page: from the run store when it ran before, else trained with progress.
+
+Training shows a progress bar and a loss curve that grows epoch by epoch. The run store is not
+wrapped in `st.cache_data`: a cached function would skip its progress output on a hit, and the
+store already makes repeats instant for every session of the server.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+
+import altair as alt
+import streamlit as st
+
+from core import charts
+from core.config import RunConfig
+from core.export import pytorch_script, script_filename
+from core.result import TABLES, RunResult
+from core.runs import cached_run, get_run
+from core.store import RunStore
+
+
+@st.cache_resource
+def store() -> RunStore:
+    """One run store per server process, shared by every session."""
+    return RunStore()
+
+
+def run(cfg: RunConfig, *, live_chart=charts.loss_accuracy) -> RunResult | None:
+    """The result for `cfg`; None (with a message shown) if it cannot be trained."""
+    hit = cached_run(cfg, store())
+    if hit is not None:
+        return hit
+    progress = st.progress(0.0, text="Training…")
+    live = st.empty()
+    last_drawn = [0.0]
+
+    def on_epoch(partial: RunResult) -> None:
+        done = int(partial.epochs.epoch.max())
+        progress.progress(done / cfg.epochs,
+                          text=f"Training… epoch {done} of {cfg.epochs}, "
+                               f"validation accuracy {partial.final('val', 'accuracy'):.1%}")
+        # Redraw the growing curve at most twice a second: drawing must not slow training.
+        if done and time.perf_counter() - last_drawn[0] > 0.5:
+            chart(live_chart(partial), live)
+            last_drawn[0] = time.perf_counter()
+
+    try:
+        result = get_run(cfg, store=store(), on_epoch=on_epoch)
+    except Exception as err:  # a missing dataset, an unavailable device: say so, no traceback
+        progress.empty()
+        st.error(f"This run could not start: {err}")
+        return None
+    progress.empty()
+    live.empty()
+    return result
+
+
+def notices(result: RunResult) -> None:
+    """What the user must know about the run's data and outcome."""
+    if result.dataset.get("notice"):
+        st.info(result.dataset["notice"], icon=":material/info:")
+    if result.diverged:
+        st.error(f"The run diverged: {result.divergence['message']}. Everything up to that "
+                 f"step is shown below.", icon=":material/error:")
+
+
+def downloads(result: RunResult) -> None:
+    """The run as JSON or CSV tables, and its config as a runnable PyTorch script."""
+    cols = st.columns(3)
+    cols[0].download_button("Run as JSON", result.to_json(indent=1),
+                            file_name=f"run_{result.key}.json", mime="application/json",
+                            icon=":material/data_object:", width="stretch",
+                            help="Config, device, timing, per-epoch history and per-layer records.")
+    cols[1].download_button("Tables as CSV", _csv_zip(result), file_name=f"run_{result.key}.zip",
+                            mime="application/zip", icon=":material/table:", width="stretch",
+                            help="One CSV per table: epochs, steps, layers, histograms…")
+    cols[2].download_button("PyTorch script", pytorch_script(result.config),
+                            file_name=script_filename(result.config), mime="text/x-python",
+                            icon=":material/code:", width="stretch",
+                            help="A standalone script that builds and trains this network in "
+                                 "plain PyTorch.")
+
+
+def _csv_zip(result: RunResult) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in TABLES:
+            z.writestr(f"{name}.csv", getattr(result, name).to_csv(index=False))
+        z.writestr("config.json", result.config.to_json())
+    return buffer.getvalue()
+
+
+def chart(spec: alt.TopLevelMixin, container=st) -> None:
+    """Draw an Altair chart. The builders' specs are schema-validated by the test suite, so the
+    app skips Altair's run-time validation, which costs ~150 ms a chart."""
+    container.vega_lite_chart(spec=spec.to_dict(validate=False), width="stretch")
