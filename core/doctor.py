@@ -121,7 +121,9 @@ def diagnose(result: RunResult) -> list[Finding]:
                 _valid(cfg, Fix(f"Lower the learning rate to {cfg.lr / 10:g}",
                                 {"lr": cfg.lr / 10})),
             ))
-        elif upd < UPDATE_RATIO_LOW:
+        elif upd < UPDATE_RATIO_LOW and not any(f.id == "vanishing" for f in found):
+            # With vanishing gradients the tiny steps are a symptom: a larger learning rate
+            # would blow up the last layers long before the first ones move.
             found.append(Finding(
                 "steps_too_small", "warning", "Steps too small",
                 f"The median update:data ratio is {upd:.1e}; about 1e-3 is the usual healthy "

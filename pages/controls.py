@@ -70,7 +70,7 @@ def _widget(name: str, default: Any, options: dict[str, Iterable] | None) -> Any
     if isinstance(f.default, bool):
         return st.toggle(label(name), value=default, **common)
     if name in _STEP_GRIDS:
-        grid = _STEP_GRIDS[name]
+        grid = list((options or {}).get(name, _STEP_GRIDS[name]))
         value = default if default in grid else grid[0]
         return st.select_slider(label(name), grid, value=value, **common,
                                 format_func=lambda v, n=name: _NONE_LABEL.get(n, "off")

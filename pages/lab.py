@@ -16,6 +16,7 @@ from pages.router import require_router
 require_router()
 
 LAB_FIELDS = [name for name in FIELDS if name != "noise"]
+TABS = ["Training", "Gradients", "Activations", "Weights & ratios", "Clipping", "Batch norm"]
 
 st.title("Training Lab")
 st.write("Train a real network on real images and watch every layer: how large its gradients "
@@ -100,30 +101,36 @@ def panels() -> None:
                       help="Moves every per-epoch chart: 0 is the network at initialisation.",
                       disabled=last == 0)
     epoch = min(epoch, last)
-    tabs = st.tabs(["Training", "Gradients", "Activations", "Weights & ratios", "Clipping",
-                    "Batch norm"])
+    # Only the open tab's charts are built: the others would cost time nobody sees.
+    tabs = st.tabs(TABS, key="tab", bind="query-params")
     with tabs[0]:
-        training.chart(charts.loss_accuracy(result, epoch))
+        if tabs[0].open:
+            training.chart(charts.loss_accuracy(result, epoch))
     with tabs[1]:
-        training.chart(charts.grad_norm_heatmap(result))
-        training.chart(charts.grad_norm_lines(result, epoch=epoch))
-        training.chart(charts.gradient_flow(result, epoch))
-        training.chart(charts.grad_norm_lines(result, metric="out_grad_norm", epoch=epoch))
+        if tabs[1].open:
+            training.chart(charts.grad_norm_heatmap(result))
+            training.chart(charts.grad_norm_lines(result, epoch=epoch))
+            training.chart(charts.gradient_flow(result, epoch))
+            training.chart(charts.grad_norm_lines(result, metric="out_grad_norm", epoch=epoch))
     with tabs[2]:
-        training.chart(charts.saturation_dead(result, epoch))
-        training.chart(charts.histograms(result, "activation", epoch))
-        layer = st.selectbox("Layer over time", result.layer_names[:-1] or result.layer_names,
-                             key="layer", bind="query-params",
-                             help="Whose activation histogram to follow across epochs.")
-        training.chart(charts.histogram_over_time(result, "activation", layer))
+        if tabs[2].open:
+            training.chart(charts.saturation_dead(result, epoch))
+            training.chart(charts.histograms(result, "activation", epoch))
+            layer = st.selectbox("Layer over time", result.layer_names[:-1] or result.layer_names,
+                                 key="layer", bind="query-params",
+                                 help="Whose activation histogram to follow across epochs.")
+            training.chart(charts.histogram_over_time(result, "activation", layer))
     with tabs[3]:
-        training.chart(charts.ratios(result, epoch))
-        training.chart(charts.histograms(result, "weight", epoch))
-        training.chart(charts.histograms(result, "weight_grad", epoch))
+        if tabs[3].open:
+            training.chart(charts.ratios(result, epoch))
+            training.chart(charts.histograms(result, "weight", epoch))
+            training.chart(charts.histograms(result, "weight_grad", epoch))
     with tabs[4]:
-        training.chart(charts.clipping(result))
+        if tabs[4].open:
+            training.chart(charts.clipping(result))
     with tabs[5]:
-        training.chart(charts.batch_norm_shift(result, epoch))
+        if tabs[5].open:
+            training.chart(charts.batch_norm_shift(result, epoch))
 
 
 panels()

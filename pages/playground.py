@@ -11,17 +11,19 @@ from pages.router import require_router
 
 require_router()
 
-FIELDS_HERE = ["dataset", "noise", "depth", "width", "activation", "init", "optimizer", "lr",
-               "batch_size", "epochs", "seed"]
+FIELDS_HERE = ["dataset", "noise", "max_train", "depth", "width", "activation", "init",
+               "optimizer", "lr", "batch_size", "epochs", "seed"]
 DEFAULTS = RunConfig(dataset="moons", depth=3, width=16, lr=0.01, batch_size=32, epochs=30)
 
 st.title("2-D Playground")
 st.write("A small network learns to separate two classes of points in the plane. The colour is "
-         "its predicted probability of the red class; circles are training points, squares "
-         "test points. Move the epoch slider to watch the boundary form.")
+         "its predicted probability of class 1 (blue); circles are training points, triangles "
+         "test points. Move the epoch slider to watch the boundary form. With few training "
+         "points (Data → Training examples) and much noise, watch train and test accuracy part.")
 
 cfg, warnings = config_form(FIELDS_HERE, defaults=DEFAULTS,
-                            options={"dataset": sorted(TOY_DATASETS)})
+                            options={"dataset": sorted(TOY_DATASETS),
+                                     "max_train": [None, 20, 50, 100, 200, 400]})
 classroom_editor(FIELDS_HERE)
 for message in warnings:
     st.warning(message, icon=":material/warning:")

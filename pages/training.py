@@ -70,14 +70,16 @@ def notices(result: RunResult) -> None:
 def downloads(result: RunResult) -> None:
     """The run as JSON or CSV tables, and its config as a runnable PyTorch script."""
     cols = st.columns(3)
-    cols[0].download_button("Run as JSON", result.to_json(indent=1),
+    # Callables: the files are built when clicked, not on every rerun of the page.
+    cols[0].download_button("Run as JSON", lambda: result.to_json(indent=1),
                             file_name=f"run_{result.key}.json", mime="application/json",
                             icon=":material/data_object:", width="stretch",
                             help="Config, device, timing, per-epoch history and per-layer records.")
-    cols[1].download_button("Tables as CSV", _csv_zip(result), file_name=f"run_{result.key}.zip",
+    cols[1].download_button("Tables as CSV", lambda: _csv_zip(result),
+                            file_name=f"run_{result.key}.zip",
                             mime="application/zip", icon=":material/table:", width="stretch",
                             help="One CSV per table: epochs, steps, layers, histograms…")
-    cols[2].download_button("PyTorch script", pytorch_script(result.config),
+    cols[2].download_button("PyTorch script", lambda: pytorch_script(result.config),
                             file_name=script_filename(result.config), mime="text/x-python",
                             icon=":material/code:", width="stretch",
                             help="A standalone script that builds and trains this network in "

@@ -81,3 +81,11 @@ def test_fixes_are_valid_configs(runs):
         for finding in diagnose(result):
             for fix in finding.fixes:
                 assert fix.apply(result.config) != result.config
+
+
+def test_vanishing_is_not_also_blamed_on_the_learning_rate(runs):
+    ids = {f.id for f in diagnose(runs["vanishing"])}
+    assert "vanishing" in ids and "steps_too_small" not in ids
+    crawling = train(RunConfig(depth=2, width=32, optimizer="sgd", lr=1e-5, epochs=2))
+    found = {f.id: f for f in diagnose(crawling)}
+    assert "steps_too_small" in found and found["steps_too_small"].fixes[0].changes == {"lr": 1e-4}
