@@ -186,11 +186,13 @@ class LayerRecorder:
         ep.step_values[self._row, 0] = loss.detach()
         if not self._active:
             return
+        self._w_std = [w.detach().std() for w in self.weights]  # reused by the update ratio
         for i, (w, g) in enumerate(zip(self.weights, grads)):
+            g_abs = g.abs()
             self._put(i, "weight_grad_norm", gnorms[i])
-            self._put(i, "weight_grad_mean_abs", g.abs().mean())
-            self._put(i, "weight_grad_max_abs", g.abs().amax())
-            self._put(i, "grad_data_ratio", g.std() / w.detach().std())
+            self._put(i, "weight_grad_mean_abs", g_abs.mean())
+            self._put(i, "weight_grad_max_abs", g_abs.amax())
+            self._put(i, "grad_data_ratio", g.std() / self._w_std[i])
             self._hist(i, "weight", w.detach())
             self._hist(i, "weight_grad", g)
         self._w_before = [w.detach().clone() for w in self.weights]
@@ -206,7 +208,7 @@ class LayerRecorder:
             for i, (w, w_prev, w0, n0) in enumerate(zip(self.weights, self._w_before, self._w0,
                                                          self._w0_norm)):
                 w = w.detach()
-                self._put(i, "update_data_ratio", (w - w_prev).std() / w_prev.std())
+                self._put(i, "update_data_ratio", (w - w_prev).std() / self._w_std[i])
                 self._put(i, "drift", (w - w0).norm() / n0)
             flat = [v if v is not None else self._nan for row in self._values for v in row]
             ep.layer_values[self._row] = torch.stack(flat).view(len(self.layers), -1)

@@ -77,25 +77,24 @@ def steps_per_epoch(n_train: int, batch_size: int, min_size: int) -> int:
 
 
 def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
-    wd = cfg.weight_decay
+    # foreach: one multi-tensor update for all parameters instead of a Python loop over them
+    # (torch only picks it by default on CUDA; on the CPU it is ~3× faster for small nets).
+    common = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     match cfg.optimizer:
         case "sgd":
-            return torch.optim.SGD(params, lr=cfg.lr, weight_decay=wd)
+            return torch.optim.SGD(params, **common)
         case "momentum":
-            return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
+            return torch.optim.SGD(params, momentum=cfg.momentum, **common)
         case "nesterov":
-            return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
-                                   weight_decay=wd)
+            return torch.optim.SGD(params, momentum=cfg.momentum, nesterov=True, **common)
         case "adagrad":
-            return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=wd)
+            return torch.optim.Adagrad(params, **common)
         case "rmsprop":
-            return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.beta2, weight_decay=wd)
+            return torch.optim.RMSprop(params, alpha=cfg.beta2, **common)
         case "adam":
-            return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                                    weight_decay=wd)
+            return torch.optim.Adam(params, betas=(cfg.beta1, cfg.beta2), **common)
         case "adamw":
-            return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
-                                     weight_decay=wd)
+            return torch.optim.AdamW(params, betas=(cfg.beta1, cfg.beta2), **common)
     raise ConfigError("optimizer", f"unknown optimizer {cfg.optimizer!r}")  # pragma: no cover
 
 
