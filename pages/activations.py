@@ -18,10 +18,10 @@ st.write("Each curve is an activation f(z) with its slope f′(z). Shaded: where
          "real layer from a real run are laid over the curve: you see which part of the curve "
          "the units actually use.")
 
-cols = st.columns(5)
+cols = st.columns(4)
 for i, name in enumerate(ACTIVATIONS):
-    with cols[i % 5]:
-        training.chart(charts.activation_curve(name).properties(height=160, title=name))
+    with cols[i % 4]:
+        training.chart(charts.activation_curve(name).properties(height=180, title=name))
 
 st.subheader("A real layer on its curve", anchor=False)
 FIELDS_HERE = ["dataset", "depth", "width", "activation", "init", "batch_norm", "optimizer",
