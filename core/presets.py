@@ -49,6 +49,17 @@ def _median_update_spread(r: RunResult) -> float:
     return float(u.max() / u.min())
 
 
+def _level() -> Claim:
+    return Claim(lambda r: f"At initialisation the layers' gradient norms are within a factor of "
+                           f"{_spread(r):.1f} of each other.",
+                 lambda r: _spread(r) < 10)
+
+
+def _reaches(accuracy: float) -> Claim:
+    return Claim(lambda r: f"Validation accuracy reaches {_acc(r):.0%}.",
+                 lambda r: _acc(r) > accuracy)
+
+
 def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:] + "."
 
@@ -94,11 +105,7 @@ _PRESETS = (
         "(variance 2/fan_in) keeps the signal's scale from layer to layer. Compare the heatmap "
         "with the vanishing preset's.",
         _VANISHING.replace(activation="relu", init="he_normal"),
-        (Claim(lambda r: f"At initialisation the layers' gradient norms are within a factor of "
-                         f"{_spread(r):.1f} of each other.",
-               lambda r: _spread(r) < 10),
-         Claim(lambda r: f"Validation accuracy reaches {_acc(r):.0%}.",
-               lambda r: _acc(r) > 0.85)),
+        (_level(), _reaches(0.85)),
     ),
     Preset(
         "batch_norm", "Fix: batch norm", ":material/tune:",
@@ -107,11 +114,7 @@ _PRESETS = (
         "work in their steep middle part. Look at the batch-norm chart (before vs after) and "
         "the gradient heatmap.",
         _VANISHING.replace(batch_norm=True),
-        (Claim(lambda r: f"At initialisation the layers' gradient norms are within a factor of "
-                         f"{_spread(r):.1f} of each other.",
-               lambda r: _spread(r) < 10),
-         Claim(lambda r: f"Validation accuracy reaches {_acc(r):.0%}.",
-               lambda r: _acc(r) > 0.9)),
+        (_level(), _reaches(0.9)),
     ),
     Preset(
         "clipping", "Fix: gradient clipping", ":material/content_cut:",
@@ -123,8 +126,7 @@ _PRESETS = (
         (Claim(lambda r: f"The run completes ({r.status}) and clipping triggers on "
                          f"{r.steps.clipped.mean():.0%} of the steps.",
                lambda r: not r.diverged and r.steps.clipped.mean() > 0.5),
-         Claim(lambda r: f"Validation accuracy reaches {_acc(r):.0%}.",
-               lambda r: _acc(r) > 0.7)),
+         _reaches(0.7)),
     ),
     Preset(
         "residual", "Fix: residual connections", ":material/alt_route:",
@@ -135,8 +137,7 @@ _PRESETS = (
         (Claim(lambda r: f"At initialisation the first layer's gradient norm is {_ratio(r):.1e} "
                          f"of the last layer's (about 1e-6 without skips).",
                lambda r: _ratio(r) > 1e-3),
-         Claim(lambda r: f"Validation accuracy reaches {_acc(r):.0%}.",
-               lambda r: _acc(r) > 0.6)),
+         _reaches(0.6)),
     ),
     Preset(
         "adam", "Adam evens out the steps", ":material/speed:",
