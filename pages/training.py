@@ -18,13 +18,14 @@ from core import charts
 from core.config import RunConfig
 from core.export import pytorch_script, script_filename
 from core.result import TABLES, RunResult
-from core.runs import cached_run, get_run
+from core.runs import cached_run, configure_for_server, get_run
 from core.store import RunStore
 
 
 @st.cache_resource
 def store() -> RunStore:
-    """One run store per server process, shared by every session."""
+    """One run store per server process, shared by every session (set up once per process)."""
+    configure_for_server()
     return RunStore()
 
 

@@ -62,3 +62,16 @@ def test_threads_asking_for_the_same_config_train_it_once(tmp_path, monkeypatch)
         t.join()
     assert len(calls) == 1 and len(results) == 4
     assert sum(not r.from_store for r in results) == 1
+
+
+def test_server_mode_runs_training_on_one_thread():
+    import torch
+
+    from core.runs import configure_for_server
+
+    before = torch.get_num_threads()
+    try:
+        configure_for_server()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
