@@ -25,6 +25,7 @@ SATURATED_SHARE = 0.3      # share of saturated (unit, example) pairs worth a wa
 DEAD_SHARE = 0.25          # share of dead units worth a warning
 UPDATE_RATIO_HIGH = 3e-2   # update:data far above the ~1e-3 rule of thumb
 UPDATE_RATIO_LOW = 1e-5
+CLIPPED_SHARE = 0.5        # clipping on more than half the steps hides a scale problem
 SATURATING = {"sigmoid", "tanh", "softplus"}
 RELU_LIKE = {"relu", "leaky_relu", "elu", "gelu", "selu", "silu"}
 
@@ -131,6 +132,18 @@ def diagnose(result: RunResult) -> list[Finding]:
                 _valid(cfg, Fix(f"Raise the learning rate to {cfg.lr * 10:g}",
                                 {"lr": cfg.lr * 10})),
             ))
+    clip_rate = float(result.steps.clipped.mean()) if len(result.steps) else 0.0
+    if clip_rate > CLIPPED_SHARE and not result.diverged:
+        norm = float(np.nanmedian(result.steps.grad_norm))
+        found.append(Finding(
+            "always_clipped", "info", "Clipping on almost every step",
+            f"Clipping triggered on {clip_rate:.0%} of the steps; the median gradient norm before "
+            f"clipping is {norm:.1e}. Clipping keeps the run alive, but the gradients' scale "
+            f"problem is still there.",
+            _valid(cfg, Fix("Use He initialisation", {"init": "he_normal"})
+                   if cfg.init != "he_normal" else None,
+                   Fix("Enable batch norm", {"batch_norm": True}) if not cfg.batch_norm else None),
+        ))
     acc = result.final("val", "accuracy")
     n_classes = int(result.dataset.get("n_classes", 10))
     if not result.diverged and math.isfinite(acc) and acc < 1.5 / n_classes:

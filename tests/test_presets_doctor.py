@@ -89,3 +89,11 @@ def test_vanishing_is_not_also_blamed_on_the_learning_rate(runs):
     crawling = train(RunConfig(depth=2, width=32, optimizer="sgd", lr=1e-5, epochs=2))
     found = {f.id: f for f in diagnose(crawling)}
     assert "steps_too_small" in found and found["steps_too_small"].fixes[0].changes == {"lr": 1e-4}
+
+
+def test_clipping_on_every_step_is_reported_with_its_evidence(runs):
+    result = runs["clipping"]
+    found = {f.id: f for f in diagnose(result)}
+    assert "always_clipped" in found
+    assert f"{result.steps.clipped.mean():.0%}" in found["always_clipped"].evidence
+    assert "always_clipped" not in {f.id for f in diagnose(runs["relu_he"])}
