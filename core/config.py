@@ -196,30 +196,51 @@ class RunConfig:
         return cls(**values)
 
     @classmethod
-    def from_params_lenient(cls, params: Mapping[str, str]) -> tuple["RunConfig", list[str]]:
+    def from_params_lenient(cls, params: Mapping[str, str], *,
+                            defaults: "RunConfig | None" = None) -> tuple["RunConfig", list[str]]:
         """Parse what is valid, use the default for the rest, and say what was dropped.
 
         For URLs: a shared link with a bad value must still open, with a warning.
         """
+        defaults = defaults or cls()
         warnings: list[str] = []
         values: dict[str, Any] = {}
         for name, text in params.items():
             if name not in FIELDS:
                 continue  # other pages' parameters share the URL
             try:
-                values[name] = _check(FIELDS[name], parse_value(FIELDS[name], text))
+                values[name] = parse_value(FIELDS[name], text)
             except ConfigError as err:
-                warnings.append(f"{err} — using the default, {format_value(FIELDS[name].default)}")
-        # Cross-field rules: drop offending values one at a time until the config is valid.
+                warnings.append(_fallback_warning(err, defaults))
+        cfg, more = cls.with_fallbacks(values, defaults=defaults)
+        return cfg, warnings + more
+
+    @classmethod
+    def with_fallbacks(cls, values: Mapping[str, Any], *,
+                       defaults: "RunConfig | None" = None) -> tuple["RunConfig", list[str]]:
+        """The config of `values`, with each invalid value replaced by its default.
+
+        Field by field first, then cross-field rules (e.g. a cnn on 2-D data) one offending
+        field at a time. Returns the config and one warning per replaced value.
+        """
+        defaults = defaults or cls()
+        warnings: list[str] = []
+        merged = defaults.to_dict()
+        for name, value in values.items():
+            try:
+                merged[name] = _check(FIELDS[name], value)
+            except ConfigError as err:
+                warnings.append(_fallback_warning(err, defaults))
+        reset: set[str] = set()
         while True:
             try:
-                return cls(**values), warnings
+                return cls(**merged), warnings
             except ConfigError as err:
-                if err.field not in values:
-                    raise  # cannot happen with defaults; keep it loud if it ever does
-                warnings.append(f"{err} — using the default, "
-                                f"{format_value(FIELDS[err.field].default)}")
-                del values[err.field]
+                if err.field in reset:
+                    raise  # the defaults themselves clash: a programming error, keep it loud
+                reset.add(err.field)
+                warnings.append(_fallback_warning(err, defaults))
+                merged[err.field] = getattr(defaults, err.field)
 
     def replace(self, **changes: Any) -> "RunConfig":
         return dataclasses.replace(self, **changes)
@@ -283,6 +304,10 @@ def parse_value(f: dataclasses.Field, text: str) -> Any:
     except ValueError:
         raise ConfigError(f.name, f"{text[:40]!r} is not {describe(f)}") from None
     return text
+
+
+def _fallback_warning(err: ConfigError, defaults: RunConfig) -> str:
+    return f"{err}; using {format_value(getattr(defaults, err.field))}."
 
 
 def parse_field(name: str, text: str) -> Any:

@@ -131,20 +131,9 @@ def config_form(fields: list[str], *, defaults: RunConfig = RunConfig(),
                 else getattr(defaults, name)
         except ConfigError:
             values[name] = getattr(defaults, name)
-    merged = {**defaults.to_dict(), **values}
-    cfg, problems = _valid_config(merged, defaults)
+    # Combinations the widgets allow but the config forbids fall back to the page's defaults.
+    cfg, problems = RunConfig.with_fallbacks(values, defaults=defaults)
     return cfg, url_warnings(raw_url, cfg) + problems
-
-
-def _valid_config(values: dict[str, Any], defaults: RunConfig) -> tuple[RunConfig, list[str]]:
-    """Combinations the widgets allow but the config forbids fall back field by field."""
-    problems = []
-    while True:
-        try:
-            return RunConfig(**values), problems
-        except ConfigError as err:
-            problems.append(f"{err}; using {format_value(getattr(defaults, err.field))}.")
-            values[err.field] = getattr(defaults, err.field)
 
 
 def classroom_editor(fields: list[str]) -> None:

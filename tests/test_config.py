@@ -109,11 +109,20 @@ def test_from_params_strict_and_lenient():
         {"depth": "-3", "activation": "banana", "width": "32", "page": "lab"})
     assert cfg == RunConfig(width=32)
     assert len(warnings) == 2
-    assert any("depth" in w and "default, 4" in w for w in warnings)
+    assert any("depth" in w and "using 4" in w for w in warnings)
     assert any("activation" in w for w in warnings)
     # A combination that is invalid only together falls back field by field.
     cfg, warnings = RunConfig.from_params_lenient({"model": "cnn", "dataset": "moons"})
     assert cfg.dataset == "moons" and cfg.model == "mlp" and warnings
+
+
+def test_with_fallbacks_uses_the_given_defaults():
+    page = RunConfig(dataset="moons", depth=3, width=16)
+    cfg, warnings = RunConfig.with_fallbacks({"depth": 500, "model": "cnn", "lr": 0.01},
+                                             defaults=page)
+    assert cfg == page.replace(lr=0.01)
+    assert len(warnings) == 2 and any("using 3" in w for w in warnings)
+    assert RunConfig.with_fallbacks({}, defaults=page) == (page, [])
 
 
 _valid_values = {
