@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Callable
 
 import torch
@@ -26,6 +26,11 @@ from core.trainer import train
 log = logging.getLogger(__name__)
 
 _default_store: RunStore | None = None
+# The last few results as objects: a page rerun (a button, a scrubber) asks again for the run it
+# just drew, and re-reading it from SQLite would decompress and rebuild its tables each time.
+RECENT_RUNS = 8
+_recent: OrderedDict[tuple[str, str], RunResult] = OrderedDict()
+_recent_guard = threading.Lock()
 _key_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 _locks_guard = threading.Lock()
 
@@ -52,6 +57,11 @@ def default_store() -> RunStore:
 def cached_run(cfg: RunConfig, store: RunStore | None = None) -> RunResult | None:
     """The stored result for this config, or None. An unreadable entry counts as missing."""
     store = default_store() if store is None else store
+    recent_key = (str(store.path), cfg.key())
+    with _recent_guard:
+        if recent_key in _recent:
+            _recent.move_to_end(recent_key)
+            return _recent[recent_key]
     record = store.get(cfg.key())
     if record is None:
         return None
@@ -64,7 +74,22 @@ def cached_run(cfg: RunConfig, store: RunStore | None = None) -> RunResult | Non
     if result.config != cfg:  # a hash collision or a stale schema: never serve another run
         return None
     result.from_store = True
+    _remember(recent_key, result)
     return result
+
+
+def forget_recent() -> None:
+    """Drop the in-memory results (as a new process would start)."""
+    with _recent_guard:
+        _recent.clear()
+
+
+def _remember(recent_key: tuple[str, str], result: RunResult) -> None:
+    with _recent_guard:
+        _recent[recent_key] = result
+        _recent.move_to_end(recent_key)
+        while len(_recent) > RECENT_RUNS:
+            _recent.popitem(last=False)
 
 
 def get_run(cfg: RunConfig, *, store: RunStore | None = None,

@@ -2,10 +2,12 @@
 
 import threading
 
+import pytest
+
 import pandas as pd
 
 from core.config import RunConfig
-from core.runs import cached_run, get_run
+from core.runs import cached_run, forget_recent, get_run
 from core.store import RunStore
 
 CFG = RunConfig(depth=2, width=16, epochs=2)
@@ -39,6 +41,7 @@ def test_damaged_entry_is_retrained(tmp_path):
     store = RunStore(tmp_path / "runs.sqlite3")
     get_run(CFG, store=store)
     store.put(CFG.key(), {"config": {"depth": "garbage"}})
+    forget_recent()  # a new process finds the damaged entry on disk
     assert cached_run(CFG, store) is None
     assert not get_run(CFG, store=store).from_store
     assert get_run(CFG, store=store).from_store
@@ -75,3 +78,12 @@ def test_server_mode_runs_training_on_one_thread():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_repeat_is_served_from_memory_without_reading_the_store(tmp_path, monkeypatch):
+    store = RunStore(tmp_path / "runs.sqlite3")
+    cfg = CFG.replace(seed=11)
+    get_run(cfg, store=store)
+    first = cached_run(cfg, store)          # read from disk once
+    monkeypatch.setattr(store, "get", lambda key: pytest.fail("store read again"))
+    assert cached_run(cfg, store) is first  # then from memory
