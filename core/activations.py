@@ -96,6 +96,8 @@ def saturated(name: str, z: torch.Tensor) -> torch.Tensor:
     """Boolean mask: where the unit's pre-activation z passes little gradient."""
     if name == "linear":
         return torch.zeros_like(z, dtype=torch.bool)
+    if name == "relu":  # f' is 0 or 1, so this is the same mask in one op (it runs every step)
+        return ~(z > 0)
     return derivative(name, z).abs() < saturation_threshold(name)
 
 

@@ -44,8 +44,8 @@ METRIC_LABELS = {
     "weight_grad_mean_abs": "Mean |∇W|",
     "weight_grad_max_abs": "Max |∇W|",
     "out_grad_norm": "Gradient norm at the layer's output ‖∂L/∂z‖",
-    "grad_data_ratio": "grad:data ratio std(∇W)/std(W)",
-    "update_data_ratio": "update:data ratio std(ΔW)/std(W)",
+    "grad_data_ratio": "grad:data ratio ‖∇W‖/‖W‖",
+    "update_data_ratio": "update:data ratio ‖ΔW‖/‖W‖",
     "drift": "Weight drift ‖W − W₀‖/‖W₀‖",
 }
 KIND_LABELS = {
@@ -214,8 +214,8 @@ def ratios(result, epoch: int | None = None):
                                                  text=alt.Text("label:N")),
               *rule("y", "value", RULE_OF_THUMB, "1e-3: Karpathy's rule of thumb"))
     return layer_panels(result, [
-        Panel("grad_data_ratio", "grad:data = std(∇W) / std(W)", "grad:data ratio (log)"),
-        Panel("update_data_ratio", "update:data = std(ΔW) / std(W)", "update:data ratio (log)",
+        Panel("grad_data_ratio", "grad:data = ‖∇W‖ / ‖W‖", "grad:data ratio (log)"),
+        Panel("update_data_ratio", "update:data = ‖ΔW‖ / ‖W‖", "update:data ratio (log)",
               extras=extras),
     ], epoch, "How big the gradients and the updates are next to the weights")
 

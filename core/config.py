@@ -23,7 +23,7 @@ from core.datasets import DATASETS, IMAGE_DATASETS
 
 # Bump when the meaning of a field or the content of a result changes, so cached results of the
 # old meaning are never served for the new one.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: grad/update ratios are norm ratios (RMS), not std ratios
 
 MODELS = ("mlp", "residual_mlp", "cnn")
 INITS = (
