@@ -11,6 +11,7 @@ instead of training it again.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import OrderedDict, defaultdict
@@ -104,6 +105,8 @@ def get_run(cfg: RunConfig, *, store: RunStore | None = None,
             return result
         result = train(cfg, on_epoch=on_epoch)
         store.put(cfg.key(), result.to_dict(), meta=summary(result))
+        # Later calls get it from memory, marked as a cached result (the tables are shared).
+        _remember((str(store.path), cfg.key()), dataclasses.replace(result, from_store=True))
         return result
 
 

@@ -139,7 +139,8 @@ def _encode(key: str, record: dict) -> bytes:
         allow_nan=True,
         separators=(",", ":"),
     )
-    return zlib.compress(text.encode("utf-8"))
+    # Level 1: ~4× faster than the default for ~10% more bytes; a new run's page waits for it.
+    return zlib.compress(text.encode("utf-8"), 1)
 
 
 def _decode(key: str, payload: object) -> dict | None:

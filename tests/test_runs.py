@@ -17,7 +17,9 @@ def test_second_call_comes_from_the_store_and_is_identical(tmp_path):
     store = RunStore(tmp_path / "runs.sqlite3")
     first = get_run(CFG, store=store)
     assert not first.from_store
-    again = get_run(CFG, store=RunStore(tmp_path / "runs.sqlite3"))  # a "restart"
+    assert get_run(CFG, store=store).from_store      # from memory now
+    forget_recent()                                   # a "restart": from SQLite
+    again = get_run(CFG, store=RunStore(tmp_path / "runs.sqlite3"))
     assert again.from_store
     for table in ("epochs", "steps", "layers", "histograms"):
         pd.testing.assert_frame_equal(getattr(first, table), getattr(again, table),
