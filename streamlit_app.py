@@ -14,6 +14,8 @@ page = st.navigation([
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/lab.py", title="Training Lab", icon=":material/model_training:",
             url_path="lab"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:",
+            url_path="compare"),
     st.Page("pages/activations.py", title="Activations", icon=":material/show_chart:",
             url_path="activations"),
     st.Page("pages/playground.py", title="2-D Playground", icon=":material/scatter_plot:",

@@ -207,7 +207,7 @@ class LayerRecorder:
 
     def after_backward(self, loss: torch.Tensor) -> None:
         """Per-layer statistics of this step, weight gradients taken before any clipping."""
-        L, lay = len(self.layers), self._layout
+        lay = self._layout
         raw = self._epoch.raw[self._row]
         grads = [w.grad if w.grad is not None else torch.zeros_like(w) for w in self.weights]
         weights = [w.detach() for w in self.weights]
@@ -314,7 +314,7 @@ class LayerRecorder:
         ep = self._epoch
         raw = ep.raw.cpu().numpy().astype(np.float64)
         hist = ep.hist.cpu().numpy()
-        lay, L = self._layout, len(self.layers)
+        lay = self._layout
         checks = raw[:, lay.checks]
         bad = ~np.isfinite(checks)
         n_rows = len(ep.lrs)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 from collections import OrderedDict, defaultdict
 from typing import Callable
@@ -32,6 +33,7 @@ _default_store: RunStore | None = None
 RECENT_RUNS = 8
 _recent: OrderedDict[tuple[str, str], RunResult] = OrderedDict()
 _recent_guard = threading.Lock()
+_RUN_KEY = re.compile(r"[0-9a-f]{20}")   # RunConfig.key(); other entries (sweep cells) differ
 _key_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 _locks_guard = threading.Lock()
 
@@ -77,6 +79,28 @@ def cached_run(cfg: RunConfig, store: RunStore | None = None) -> RunResult | Non
     result.from_store = True
     _remember(recent_key, result)
     return result
+
+
+def stored_runs(store: RunStore | None = None) -> list[dict]:
+    """The full runs in the store, most recently used first: [{key, meta}] (meta as `summary`)."""
+    store = default_store() if store is None else store
+    return [{"key": e["key"], "meta": e["meta"]} for e in store.entries()
+            if _RUN_KEY.fullmatch(e["key"])]
+
+
+def load_run(key: str, store: RunStore | None = None) -> RunResult | None:
+    """A stored run by its key (a config hash); None if absent, unreadable or not a run."""
+    store = default_store() if store is None else store
+    if not _RUN_KEY.fullmatch(key or ""):
+        return None
+    record = store.get(key)
+    if record is None:
+        return None
+    try:
+        cfg = RunConfig.from_dict(record["config"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return cached_run(cfg, store) if cfg.key() == key else None
 
 
 def forget_recent() -> None:

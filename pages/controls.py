@@ -58,34 +58,36 @@ def label(name: str) -> str:
     return _LABELS.get(name, name.replace("_", " ").capitalize())
 
 
-def _widget(name: str, default: Any, options: dict[str, Iterable] | None) -> Any:
-    """One bound widget for one field; its key (and URL parameter) is the field's name."""
+def _widget(name: str, default: Any, options: dict[str, Iterable] | None, prefix: str = "",
+            mark: str = "") -> Any:
+    """One bound widget for one field; its key (and URL parameter) is prefix + the field's name."""
     f = FIELDS[name]
     m = f.metadata
-    common = dict(key=name, help=m["help"], bind="query-params")
+    common = dict(key=prefix + name, help=m["help"], bind="query-params")
+    text = label(name) + (f" {mark}" if mark else "")
     if m["choices"]:
         choices = list((options or {}).get(name, m["choices"]))
-        return st.selectbox(label(name), choices, index=choices.index(default)
+        return st.selectbox(text, choices, index=choices.index(default)
                             if default in choices else 0, **common)
     if isinstance(f.default, bool):
-        return st.toggle(label(name), value=default, **common)
+        return st.toggle(text, value=default, **common)
     if name in _STEP_GRIDS:
         grid = list((options or {}).get(name, _STEP_GRIDS[name]))
         value = default if default in grid else grid[0]
-        return st.select_slider(label(name), grid, value=value, **common,
+        return st.select_slider(text, grid, value=value, **common,
                                 format_func=lambda v, n=name: _NONE_LABEL.get(n, "off")
                                 if v is None else format_value(v))
     if name in _SLIDERS:
         lo, hi, step = _SLIDERS[name]
-        return st.slider(label(name), lo, hi, default, step, **common)
+        return st.slider(text, lo, hi, default, step, **common)
     kind = type(f.default) if f.default is not None else int
     if kind is int:
-        return st.number_input(label(name), int(m["lo"]), int(m["hi"]), int(default), 1, **common)
-    return st.number_input(label(name), float(m["lo"]), float(m["hi"]), float(default),
+        return st.number_input(text, int(m["lo"]), int(m["hi"]), int(default), 1, **common)
+    return st.number_input(text, float(m["lo"]), float(m["hi"]), float(default),
                            format="%g", **common)
 
 
-def url_warnings(raw: dict[str, str], used: RunConfig) -> list[str]:
+def url_warnings(raw: dict[str, str], used: RunConfig, prefix: str = "") -> list[str]:
     """What the link asked for that the page could not use, and what it used instead."""
     out = []
     for name, text in raw.items():
@@ -95,7 +97,7 @@ def url_warnings(raw: dict[str, str], used: RunConfig) -> list[str]:
         except ConfigError as err:
             problem = str(err).split(": ", 1)[1]
         if problem:
-            out.append(f"`{name}={text[:40]}` {problem}; using "
+            out.append(f"`{prefix}{name}={text[:40]}` {problem}; using "
                        f"{format_value(getattr(used, name))}.")
     return out
 
@@ -107,24 +109,39 @@ def config_form(fields: list[str], *, defaults: RunConfig = RunConfig(),
 
     Fields not shown take the page's `defaults`. Called once per page run, before any chart.
     """
-    raw_url = {k: st.query_params.get(k) for k in fields if k in st.query_params}
-    hidden = {name for item in st.query_params.get_all(HIDE_KEY) for name in item.split(",")}
-    hidden &= set(fields)
-    values: dict[str, Any] = {}
     with st.sidebar.form(form_key, border=False):
         st.form_submit_button(submit_label, type="primary", width="stretch",
                               help="Train this configuration (instant if it ran before).")
-        by_group: dict[str, list[str]] = {}
-        for name in fields:
-            by_group.setdefault(FIELDS[name].metadata["group"], []).append(name)
-        for group, names in by_group.items():
-            shown = [n for n in names if n not in hidden]
-            if not shown:
-                continue
-            with st.expander(GROUPS[group], expanded=group in ("architecture", "optimisation",
-                                                               "data")):
-                for name in shown:
-                    values[name] = _widget(name, getattr(defaults, name), options)
+        return config_controls(fields, defaults=defaults, options=options)
+
+
+def config_controls(fields: list[str], *, defaults: RunConfig = RunConfig(),
+                    options: dict[str, Iterable] | None = None, prefix: str = "",
+                    compare_to: RunConfig | None = None) -> tuple[RunConfig, list[str]]:
+    """The grouped controls alone (inside a form the caller opens); return (config, warnings).
+
+    `prefix` keeps a second set of controls apart (keys and URL parameters `b_lr`, …);
+    with `compare_to`, controls whose value differs from that config are marked.
+    """
+    raw_url = {k: st.query_params.get(prefix + k) for k in fields if prefix + k in st.query_params}
+    hidden = {name for item in st.query_params.get_all(HIDE_KEY) for name in item.split(",")}
+    hidden &= set(fields)
+    values: dict[str, Any] = {}
+    by_group: dict[str, list[str]] = {}
+    for name in fields:
+        by_group.setdefault(FIELDS[name].metadata["group"], []).append(name)
+    for group, names in by_group.items():
+        shown = [n for n in names if n not in hidden]
+        if not shown:
+            continue
+        changed = {n for n in shown if compare_to is not None
+                   and _current(prefix, n, getattr(defaults, n)) != getattr(compare_to, n)}
+        with st.expander(GROUPS[group] + (" ●" if changed else ""),
+                         expanded=bool(changed) or group in ("architecture", "optimisation",
+                                                             "data")):
+            for name in shown:
+                values[name] = _widget(name, getattr(defaults, name), options, prefix,
+                                       "● changed" if name in changed else "")
     for name in hidden:  # classroom: fixed by the link, not shown
         try:
             values[name] = parse_field(name, raw_url[name]) if name in raw_url \
@@ -133,7 +150,20 @@ def config_form(fields: list[str], *, defaults: RunConfig = RunConfig(),
             values[name] = getattr(defaults, name)
     # Combinations the widgets allow but the config forbids fall back to the page's defaults.
     cfg, problems = RunConfig.with_fallbacks(values, defaults=defaults)
-    return cfg, url_warnings(raw_url, cfg) + problems
+    return cfg, url_warnings(raw_url, cfg, prefix) + problems
+
+
+def _current(prefix: str, name: str, default: Any) -> Any:
+    """A widget's value before it is drawn this run (session state, else the link, else default)."""
+    key = prefix + name
+    if key in st.session_state:
+        return st.session_state[key]
+    if key in st.query_params:
+        try:
+            return parse_field(name, st.query_params[key])
+        except ConfigError:
+            return default
+    return default
 
 
 def classroom_editor(fields: list[str]) -> None:

@@ -5,7 +5,7 @@ import math
 import streamlit as st
 
 from core import charts
-from core.config import FIELDS, RunConfig
+from core.config import FIELDS
 from core.datasets import IMAGE_DATASETS
 from core.doctor import diagnose
 from core.presets import PRESETS
@@ -136,3 +136,7 @@ def panels() -> None:
 panels()
 st.divider()
 training.downloads(result)
+st.page_link("pages/compare.py", label="Compare this run with a variant",
+             query_params=cfg.to_params(), icon=":material/compare_arrows:",
+             help="Opens Compare with this configuration as A and, as B, the same with batch norm "
+                  "toggled; change B's settings there.")

@@ -1,0 +1,204 @@
+"""Compare: two runs side by side or overlaid — change one setting and see what it does."""
+
+import streamlit as st
+
+from core import charts, compare_charts
+from core.comparison import differences, outcomes
+from core.config import FIELDS, RunConfig
+from core.datasets import IMAGE_DATASETS
+from core.runs import load_run, stored_runs
+from pages import training
+from pages.controls import config_controls, label, snap_to_widget
+from pages.router import require_router
+
+require_router()
+
+FIELDS_HERE = [name for name in FIELDS if name != "noise"]
+OPTIONS = {"dataset": sorted(IMAGE_DATASETS)}
+# The vanishing-gradient lesson, against the same network with batch norm: one change that
+# matters, so a first visit shows a real difference.
+DEFAULT_A = RunConfig(depth=10, activation="sigmoid", init="xavier_normal", optimizer="sgd",
+                      lr=0.05)
+
+
+def one_change(a: RunConfig) -> RunConfig:
+    """B's starting point: A with batch norm toggled (its controls keep what the user sets)."""
+    return a.replace(batch_norm=not a.batch_norm)
+TABS = ["Training", "Gradients", "Activations", "Weights & ratios", "Clipping", "Batch norm"]
+# Streamlit puts a button group's label (not its value) in the link, so the labels are short.
+CONFIGURE, STORED = "Configure A and B", "Stored runs"
+
+st.title("Compare")
+st.write("Two runs, the same charts: set up **A** and **B** in the sidebar (B starts as A with "
+         "batch norm toggled; B's settings that differ from A are marked ●), or pick two runs "
+         "from the run store. The table shows which "
+         "settings differ and what came out of each; the charts below overlay them or put them "
+         "side by side, with one epoch slider for both.")
+
+mode = st.segmented_control("Runs", [CONFIGURE, STORED], default=CONFIGURE,
+                            key="mode", bind="query-params", required=True,
+                            help="Train two configurations, or compare runs already in the store "
+                                 "(any page's runs, from any session).")
+
+
+def _copy_a_to_b(cfg_a: RunConfig) -> None:
+    for name in FIELDS_HERE:
+        st.session_state["b_" + name] = snap_to_widget(name, getattr(cfg_a, name))
+
+
+def _configured() -> dict:
+    with st.sidebar.form("compare", border=False):
+        st.form_submit_button("Train A and B", type="primary", width="stretch",
+                              help="Train both configurations (instant for runs that ran "
+                                   "before, on any page).")
+        tab_a, tab_b = st.tabs(["A", "B"])
+        with tab_a:
+            cfg_a, warn_a = config_controls(FIELDS_HERE, defaults=DEFAULT_A, options=OPTIONS)
+        with tab_b:
+            cfg_b, warn_b = config_controls(FIELDS_HERE, defaults=one_change(cfg_a),
+                                            options=OPTIONS,
+                                            prefix="b_", compare_to=cfg_a)
+    st.sidebar.button("Copy A into B", on_click=_copy_a_to_b, args=(cfg_a,),
+                      icon=":material/content_copy:", width="stretch",
+                      help="Set every control of B to A's value, then change the one setting "
+                           "you want to study.")
+    for message in warn_a:
+        st.warning(f"A: {message}", icon=":material/warning:")
+    for message in warn_b:
+        st.warning(f"B: {message}", icon=":material/warning:")
+    run_a = training.run(cfg_a)
+    run_b = training.run(cfg_b) if run_a is not None else None
+    return {"A": run_a, "B": run_b}
+
+
+def _stored() -> dict:
+    runs = stored_runs(training.store())
+    if len(runs) < 2:
+        st.info("The run store holds fewer than two runs yet: train some on the Training Lab "
+                "or with **Configure A and B**, then come back.", icon=":material/info:")
+        st.stop()
+    meta = {r["key"]: r["meta"] for r in runs}
+
+    def describe(key: str) -> str:
+        m = meta.get(key, {})
+        changed = ", ".join(f"{k}={v}" for k, v in (m.get("changed") or {}).items()) or "defaults"
+        acc = m.get("val_accuracy")
+        return f"{changed} · {m.get('status', '?')}" + (f" · val {acc:.0%}"
+                                                        if isinstance(acc, float) else "")
+    keys = list(meta)
+    cols = st.columns(2)
+    picked = {}
+    for col, (name, default) in zip(cols, (("A", keys[1]), ("B", keys[0]))):
+        picked[name] = col.selectbox(f"Run {name}", keys, index=keys.index(default),
+                                     key=f"run_{name.lower()}", bind="query-params",
+                                     help="Stored runs by key, most recently used first; "
+                                          "the line below says what the run is.")
+        # The key is the option (and so the link's value): a label would change with the run.
+        col.caption(describe(picked[name]))
+    results = {name: load_run(key, training.store()) for name, key in picked.items()}
+    for name, result in results.items():
+        if result is None:
+            st.warning(f"Run {name} ({picked[name]}) is no longer in the store: pick another.",
+                       icon=":material/warning:")
+    return results
+
+
+results = _configured() if mode == CONFIGURE else _stored()
+if any(r is None for r in results.values()):
+    st.stop()
+
+diff = differences(results["A"].config, results["B"].config)
+table = outcomes(results)
+left, right = st.columns([2, 3])
+with left:
+    st.markdown("**Settings that differ**")
+    if diff.empty:
+        st.caption("None: A and B are the same configuration (the same run).")
+    else:
+        st.dataframe(diff.assign(setting=diff["setting"].map(label)), hide_index=True,
+                     width="stretch")
+with right:
+    st.markdown("**Outcomes**")
+    st.dataframe(
+        table, hide_index=True, width="stretch",
+        column_config={
+            "run": st.column_config.TextColumn("Run"),
+            "val_accuracy": st.column_config.NumberColumn("Val accuracy", format="percent"),
+            "test_accuracy": st.column_config.NumberColumn("Test accuracy", format="percent"),
+            "grad_ratio": st.column_config.NumberColumn(
+                "First/last gradient at init", format="%.1e",
+                help="First layer's weight-gradient norm over the last layer's at step 0: far "
+                     "below 1 vanishing, far above exploding."),
+            "max_saturation": st.column_config.NumberColumn(
+                "Max saturation", format="percent",
+                help="Highest share of saturated units of any layer at any recorded step."),
+            "diverged": st.column_config.CheckboxColumn("Diverged?"),
+            "diverged_at_step": st.column_config.NumberColumn("Diverged at step"),
+            "seconds": st.column_config.NumberColumn("Seconds", format="%.2f"),
+        })
+for name, result in results.items():
+    if result.dataset.get("notice") or result.diverged:
+        st.caption(f"Run {name}:")
+        training.notices(result)
+
+
+@st.fragment
+def panels() -> None:
+    last = min(int(r.epochs.epoch.max()) for r in results.values())
+    epoch = st.slider("Epoch", 0, max(last, 1), last, key="epoch", bind="query-params",
+                      help="Moves every per-epoch chart of both runs: 0 is at initialisation.",
+                      disabled=last == 0)
+    epoch = min(epoch, last)
+    layout = st.segmented_control("Layout", ["Overlay", "Side by side"], default="Overlay",
+                                  key="layout", bind="query-params", required=True,
+                                  help="Overlay draws A and B on the same axes where the chart "
+                                       "allows it; side by side draws each run's own charts.")
+    tabs = st.tabs(TABS, key="tab", bind="query-params")
+    for tab, name in zip(tabs, TABS):
+        with tab:
+            if tab.open:  # only the open tab's charts are built
+                if layout == "Overlay" and name in OVERLAYS:
+                    for build in OVERLAYS[name]:
+                        training.chart(build(results, epoch))
+                else:
+                    _side_by_side(name, epoch)
+
+
+OVERLAYS = {
+    "Training": [compare_charts.loss_accuracy],
+    "Gradients": [lambda r, e: compare_charts.over_training(r),
+                  lambda r, e: compare_charts.layer_profile(r, "weight_grad_norm", e),
+                  lambda r, e: compare_charts.layer_profile(r, "out_grad_norm", e)],
+    "Activations": [lambda r, e: compare_charts.layer_profile(
+                        r, "saturation", e, log=False, factor=100,
+                        title=f"Saturated units (%) per layer after epoch {e}"),
+                    lambda r, e: compare_charts.layer_profile(
+                        r, "dead", e, log=False, factor=100,
+                        title=f"Dead units (%) per layer after epoch {e}"),
+                    lambda r, e: compare_charts.layer_profile(r, "act_std", e)],
+    "Weights & ratios": [compare_charts.update_ratio_profile,
+                         lambda r, e: compare_charts.layer_profile(r, "grad_data_ratio", e),
+                         lambda r, e: compare_charts.layer_profile(r, "drift", e)],
+    "Clipping": [lambda r, e: compare_charts.total_grad_norm(r)],
+}
+SINGLE = {
+    "Training": lambda r, e: [charts.loss_accuracy(r, e)],
+    "Gradients": lambda r, e: [charts.grad_norm_heatmap(r), charts.gradient_flow(r, e)],
+    "Activations": lambda r, e: [charts.saturation_dead(r, e),
+                                 charts.histograms(r, "activation", e)],
+    "Weights & ratios": lambda r, e: [charts.ratios(r, e), charts.histograms(r, "weight", e)],
+    "Clipping": lambda r, e: [charts.clipping(r)],
+    "Batch norm": lambda r, e: [charts.batch_norm_shift(r, e)],
+}
+
+
+def _side_by_side(tab: str, epoch: int) -> None:
+    cols = st.columns(len(results))
+    for col, (name, result) in zip(cols, results.items()):
+        with col:
+            st.markdown(f"**{name}**")
+            for spec in SINGLE[tab](result, epoch):
+                training.chart(spec)
+
+
+panels()
