@@ -3,6 +3,8 @@
     python -m core train --dataset digits --depth 10 --activation sigmoid --optimizer sgd --lr 0.1
     python -m core train --depth 3 --epochs 20 --json run.json
     python -m core datasets
+    python -m core sweep --x depth=2,4,8,16 --y activation=relu,tanh --epochs 5
+    python -m core probe --depth 50 --activation tanh --init orthogonal --json probe.json
 
 Every `RunConfig` field is a kebab-case flag (`--batch-norm/--no-batch-norm`, `--clip-norm 1.0`,
 `--clip-norm off`), generated from the fields, so the CLI never lags the config. A bad flag or
@@ -60,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sub.add_parser("datasets", help="list the datasets, their sizes and where they come from")
+    _add_sweep_parser(sub)
+    _add_probe_parser(sub)
     return parser
 
 
@@ -67,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "sweep":
+            return _sweep(parser, args)
+        if args.command == "probe":
+            return _probe(parser, args)
         return _datasets() if args.command == "datasets" else _train(parser, args)
     except BrokenPipeError:  # output piped into `head`: not an error worth a traceback
         sys.stderr.close()
@@ -142,4 +150,167 @@ def _datasets() -> int:
               f"  — {d['source']}")
         if d.get("notice"):
             print(f"{'':<15}note: {d['notice']}")
+    return 0
+
+
+# --- sweep ----------------------------------------------------------------------------------
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One kebab-case flag per RunConfig field (unset flags keep the field's default)."""
+    for name, f in FIELDS.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = (f"{f.metadata['help']} Allowed: {describe(f)}. Default: "
+                     f"{format_value(f.default)}.").replace("%", "%%")
+        if field_kind(f) is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=name, type=_value_type(name),
+                                default=argparse.SUPPRESS, metavar=name.upper(), help=help_text)
+
+
+def _add_sweep_parser(sub) -> None:
+    sweep = sub.add_parser(
+        "sweep", help="train a grid over two settings and print accuracy, gradient ratio and "
+                      "saturation per cell",
+        description="Train every combination of two settings' values (cells of one network "
+                    "shape train together as one stacked model) and print the grids. The other "
+                    "flags set the base configuration shared by all cells.")
+    for axis, example in (("x", "depth=2,4,8,16"), ("y", "activation=relu,tanh")):
+        sweep.add_argument(f"--{axis}", required=True, metavar="SETTING=V1,V2,...",
+                           help=f"the {'columns' if axis == 'x' else 'rows'}: a setting and its "
+                                f"values, e.g. {example}")
+    _add_config_flags(sweep)
+    sweep.add_argument("--json", type=Path, metavar="PATH",
+                       help="write the cell table, per-epoch history and timing as JSON")
+    sweep.add_argument("--sequential", action="store_true",
+                       help="train each cell alone with the full trainer (as the Training Lab "
+                            "does) instead of stacking cells of one shape")
+    sweep.add_argument("--no-store", action="store_true",
+                       help="train every cell even if the run store has it, and store nothing")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _axis(parser: argparse.ArgumentParser, flag: str, text: str) -> tuple[str, str]:
+    name, sep, values = text.partition("=")
+    if not sep:
+        parser.error(f"{flag}: expected SETTING=V1,V2,... (e.g. depth=2,4,8), got {text!r}")
+    return name.strip().replace("-", "_"), values
+
+
+def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from core.sweep import SweepSpec, parse_values
+
+    values = {n: getattr(args, n) for n in FIELDS if getattr(args, n, None) is not None}
+    (x, x_text), (y, y_text) = _axis(parser, "--x", args.x), _axis(parser, "--y", args.y)
+    try:
+        spec = SweepSpec(RunConfig(**values), x, parse_values(x, x_text),
+                         y, parse_values(y, y_text))
+    except ConfigError as err:
+        parser.error(str(err))
+
+    from tqdm import tqdm
+
+    from core.sweep import run_sweep
+
+    n_cells = len(spec.x_values) * len(spec.y_values)
+    bar = tqdm(total=n_cells, unit="cell", disable=args.quiet, file=sys.stderr,
+               bar_format="{l_bar}{bar}| {n:.1f}/{total} cells [{elapsed}]")
+
+    def on_progress(done: float, total: int, message: str) -> None:
+        bar.n = done
+        bar.set_description(message[:48], refresh=True)
+
+    try:
+        result = run_sweep(spec, on_progress=on_progress, batched=not args.sequential,
+                           use_store=not args.no_store)
+    except ConfigError as err:
+        bar.close()
+        parser.error(str(err))
+    except Exception as err:  # data missing etc.: a clear line, not a traceback
+        bar.close()
+        print(f"python -m core: error: {err}", file=sys.stderr)
+        return 1
+    bar.close()
+    print(_sweep_text(result))
+    if args.json:
+        import json
+
+        data = {"spec": spec.to_params(), "timing": result.timing,
+                "cells": json.loads(result.table.to_json(orient="records")),
+                "epochs": json.loads(result.epochs.to_json(orient="records"))}
+        args.json.write_text(json.dumps(data, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _sweep_text(result) -> str:
+    import math
+
+    spec, t = result.spec, result.timing
+    diverged = result.grid("diverged").astype(bool)
+    lines = [f"sweep {spec.y} (rows) × {spec.x} (columns), {t['cells']} cells; base: "
+             f"{spec.base.changed() or 'defaults'}"]
+    for title, column, fmt in (
+            ("validation accuracy, final (* = diverged)", "val_accuracy", "{:.3f}"),
+            ("log10 gradient ratio, first/last layer ‖∇W‖ at init (< 0: vanishing)",
+             "grad_ratio", "{:+.2f}"),
+            ("saturation at the end, mean over hidden layers", "saturation_mean", "{:.2f}")):
+        grid = result.grid(column)
+        if column == "grad_ratio":
+            grid = grid.apply(lambda c: [math.log10(v) if v > 0 else math.nan for v in c])
+        cells = [[("—" if not math.isfinite(v) else fmt.format(v))
+                  + ("*" if column == "val_accuracy" and diverged.iat[i, j] else "")
+                  for j, v in enumerate(row)] for i, row in enumerate(grid.to_numpy(float))]
+        width = max(7, *(len(c) for c in grid.columns), *(len(c) for r in cells for c in r))
+        label = max(len(spec.y), *(len(r) for r in grid.index))
+        lines += ["", title, f"{spec.y:<{label}}  " + "  ".join(
+            f"{c:>{width}}" for c in grid.columns) + f"   ← {spec.x}"]
+        lines += [f"{r:<{label}}  " + "  ".join(f"{c:>{width}}" for c in row)
+                  for r, row in zip(grid.index, cells)]
+    groups = t["groups"]
+    alone = t["cells_trained"] - t["cells_batched"]
+    lines += ["", f"{t['cells']} cells: {t['cells_trained']} trained "
+              f"({t['cells_batched']} stacked in {len(groups)} group(s) {groups}, {alone} alone), "
+              f"{t['cells_from_store']} from the run store; {t['seconds']:.2f} s"]
+    return "\n".join(lines)
+
+
+# --- probe ----------------------------------------------------------------------------------
+def _add_probe_parser(sub) -> None:
+    probe = sub.add_parser(
+        "probe", help="analyse the network at initialisation: per-layer activation std and "
+                      "gradient norms beside mean-field theory (q*, χ₁), Jacobian spectrum",
+        description="Build the network the flags describe (as training would), feed it real "
+                    "inputs and print, per hidden layer, the measured and mean-field values; "
+                    "then q*, χ₁, the depth scale and phase, and the singular values of the "
+                    "hidden stack's input–output Jacobian. Flags that only matter in training "
+                    "(optimiser, epochs, dropout, …) are accepted and ignored. No training.")
+    _add_config_flags(probe)
+    probe.add_argument("--inputs", type=int, default=256, metavar="N",
+                       help="training examples fed through the network (default 256)")
+    probe.add_argument("--jacobian", type=int, default=None, metavar="N",
+                       help="inputs whose Jacobian spectrum is computed (0: none; default: one "
+                            "where depth × width³ keeps it to about a second)")
+    probe.add_argument("--json", type=Path, metavar="PATH",
+                       help="write the whole analysis (summary, mean-field facts, per-layer "
+                            "table, singular values) as JSON")
+
+
+def _probe(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from core.probe import probe, probe_text
+
+    values = {n: getattr(args, n) for n in FIELDS if getattr(args, n, None) is not None}
+    if args.inputs < 2 or (args.jacobian or 0) < 0:
+        parser.error("--inputs must be at least 2 and --jacobian at least 0")
+    try:
+        result = probe(RunConfig(**values), n_inputs=args.inputs, n_jacobian=args.jacobian)
+    except ConfigError as err:
+        parser.error(str(err))
+    except Exception as err:  # data missing etc.: a clear line, not a traceback
+        print(f"python -m core: error: {err}", file=sys.stderr)
+        return 1
+    print(probe_text(result))
+    if args.json:
+        args.json.write_text(result.to_json(indent=1))
+        print(f"wrote {args.json}")
     return 0
