@@ -1,0 +1,134 @@
+"""Sweep: a grid over two settings, every cell a real run, read as heatmaps."""
+
+from urllib.parse import urlencode
+
+import streamlit as st
+
+from core import sweep_charts
+from core.config import FIELDS, ConfigError, RunConfig, format_value
+from core.datasets import IMAGE_DATASETS
+from core.sweep import MAX_CELLS, SweepSpec, run_sweep, suggested_values
+from pages import training
+from pages.controls import config_controls, label
+from pages.router import require_router
+
+require_router()
+
+FIELDS_HERE = [name for name in FIELDS if name != "noise"]
+# Settings worth putting on an axis (the run's plumbing, device and record_every, is not).
+AXES = [name for name in FIELDS_HERE if name not in ("device", "record_every")]
+# Depth × activation with plain SGD: where sigmoid and tanh stop learning as the net deepens.
+DEFAULT = SweepSpec(RunConfig(epochs=5, optimizer="sgd", lr=0.05, init="xavier_normal"),
+                    x="depth", x_values=(2, 4, 8, 16), y="activation",
+                    y_values=("relu", "tanh", "sigmoid"))
+
+st.title("Sweep")
+st.write("Pick two settings and their values: every combination trains as a real run (cells "
+         "that differ only in values train together as one stacked network, and every cell is "
+         "cached), and the heatmaps show what each ended with. Click a cell to open that run in "
+         "the Training Lab.")
+
+
+def _values_text(values) -> str:
+    return ", ".join(format_value(v) or "off" for v in values)
+
+
+# What the link asked for, read before the bound widgets drop what they cannot take.
+asked_axes = {axis: st.query_params.get(axis) for axis in ("x", "y")}
+with st.sidebar.form("sweep", border=False):
+    st.form_submit_button("Run sweep", type="primary", width="stretch",
+                          help=f"Train every cell (at most {MAX_CELLS}); cells that ran before "
+                               "come from the run store.")
+    with st.expander("Axes", expanded=True, icon=":material/grid_on:"):
+        # Raw setting names, no format_func: Streamlit links a select by its displayed label.
+        x = st.selectbox("x axis (columns)", AXES, index=AXES.index(DEFAULT.x), key="x",
+                         bind="query-params",
+                         help="The setting that varies across the columns.")
+        xv = st.text_input("x values", _values_text(DEFAULT.x_values), key="xv",
+                           bind="query-params",
+                           help="Comma-separated values of the x setting, e.g. 2, 4, 8, 16. "
+                                f"Suggested for {x}: {_values_text(suggested_values(x))}.")
+        y = st.selectbox("y axis (rows)", AXES, index=AXES.index(DEFAULT.y), key="y",
+                         bind="query-params",
+                         help="The setting that varies down the rows; not the same as x.")
+        yv = st.text_input("y values", _values_text(DEFAULT.y_values), key="yv",
+                           bind="query-params",
+                           help="Comma-separated values of the y setting. Suggested for "
+                                f"{y}: {_values_text(suggested_values(y))}.")
+    st.caption("Every other setting, for all cells:")
+    base, warnings = config_controls(FIELDS_HERE, defaults=DEFAULT.base,
+                                     options={"dataset": sorted(IMAGE_DATASETS)})
+
+spec, axis_warnings = SweepSpec.from_params_lenient(
+    {"x": x, "xv": xv.replace(" ", ""), "y": y, "yv": yv.replace(" ", ""), **base.to_params()},
+    defaults=DEFAULT)
+for axis, used in (("x", x), ("y", y)):
+    asked = asked_axes.get(axis)
+    if asked is not None and asked != used:
+        axis_warnings.insert(0, f"`{axis}={asked[:40]}` is not a setting one can sweep "
+                                f"({', '.join(AXES)}); using {used}.")
+for message in warnings + axis_warnings:
+    st.warning(message, icon=":material/warning:")
+
+progress = st.progress(0.0, text="Looking up the cells in the run store…")
+try:
+    result = run_sweep(spec, store=training.store(), on_progress=lambda done, total, message:
+                       progress.progress(done / total, text=message))
+except (ConfigError, ValueError) as err:  # a combination no cell can take: say so, no traceback
+    progress.empty()
+    st.error(f"This sweep cannot run: {err}", icon=":material/error:")
+    st.stop()
+progress.empty()
+
+t = result.timing
+st.caption(f"{t['cells']} cells: {t['cells_from_store']} from the run store, "
+           f"{t['cells_trained']} trained now ({t['cells_batched']} of them in stacked groups) "
+           f"in {t['seconds']:.1f} s.")
+
+x_order = [format_value(v) or "off" for v in spec.x_values]
+y_order = [format_value(v) or "off" for v in spec.y_values]
+cols = st.columns(len(sweep_charts.METRICS))
+clicked = []
+for col, metric in zip(cols, sweep_charts.METRICS):
+    with col:
+        event = training.chart(sweep_charts.heatmap(
+            result.table, metric, x_title=label(spec.x), y_title=label(spec.y),
+            x_order=x_order, y_order=y_order), key=f"heat_{metric}")
+        clicked += [p["key"] for p in (event.selection.get(sweep_charts.SELECTION) or [])
+                    if isinstance(p, dict) and "key" in p] if event else []
+
+if clicked and clicked[-1] in result.configs:
+    cfg = result.config(clicked[-1])
+    row = result.table.set_index("key").loc[clicked[-1]]
+    with st.container(border=True):
+        st.markdown(f"**{label(spec.x)} = {row['x']}, {label(spec.y)} = {row['y']}** · "
+                    f"validation accuracy {row['val_accuracy']:.1%} · first/last gradient at init "
+                    f"{row['grad_ratio']:.1e}" + (" · diverged" if row["diverged"] else ""))
+        st.page_link("pages/lab.py", label="Open this run in the Training Lab",
+                     query_params=cfg.to_params(), icon=":material/open_in_new:")
+else:
+    st.caption("Click a cell of a heatmap to open that run in the Training Lab.")
+
+with st.expander("All cells as a table", icon=":material/table:"):
+    table = result.table.assign(
+        lab=["lab?" + urlencode(result.config(k).to_params()) for k in result.table["key"]])
+    st.dataframe(
+        table[["x", "y", "val_accuracy", "grad_ratio", "saturation_max", "diverged", "batched",
+               "from_store", "lab"]],
+        hide_index=True, width="stretch",
+        column_config={
+            "x": st.column_config.TextColumn(label(spec.x)),
+            "y": st.column_config.TextColumn(label(spec.y)),
+            "val_accuracy": st.column_config.NumberColumn("Val accuracy", format="percent"),
+            "grad_ratio": st.column_config.NumberColumn("First/last gradient at init",
+                                                        format="%.1e"),
+            "saturation_max": st.column_config.NumberColumn("Max saturation", format="percent"),
+            "diverged": st.column_config.CheckboxColumn("Diverged?"),
+            "batched": st.column_config.CheckboxColumn(
+                "Stacked", help="Trained together with other cells as one stacked network."),
+            "from_store": st.column_config.CheckboxColumn("From the store"),
+            "lab": st.column_config.LinkColumn("Training Lab", display_text="open"),
+        })
+    st.download_button("Sweep as CSV", result.table.to_csv(index=False).encode(),
+                       file_name="sweep.csv", mime="text/csv", icon=":material/download:",
+                       help="One row per cell, with the run key of each.")
