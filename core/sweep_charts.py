@@ -91,7 +91,9 @@ def heatmap(table: pd.DataFrame, metric: str, *, x_title: str, y_title: str,
                      alt.Tooltip("key:N", title="run key")),
     ).add_params(pick)
     text = alt.Chart(df).mark_text(fontSize=12).encode(
-        x=x, y=y, text=alt.Text("label:N"), color=alt.Color("ink:N", scale=None))
+        # Not a `scale=None` colour channel: Streamlit's chart theming fails on a null scale.
+        x=x, y=y, text=alt.Text("label:N"),
+        color=alt.condition("datum.ink === 'white'", alt.value("white"), alt.value("black")))
     n_x, n_y = df["x"].nunique(), df["y"].nunique()
     return alt.layer(cells, text, title=m.title,
                      width=max(PANEL_W * 2 // 3, 56 * n_x), height=max(PANEL_H // 2, 34 * n_y))

@@ -85,29 +85,34 @@ st.caption(f"{t['cells']} cells: {t['cells_from_store']} from the run store, "
            f"{t['cells_trained']} trained now ({t['cells_batched']} of them in stacked groups) "
            f"in {t['seconds']:.1f} s.")
 
+
+
 x_order = [format_value(v) or "off" for v in spec.x_values]
 y_order = [format_value(v) or "off" for v in spec.y_values]
 cols = st.columns(len(sweep_charts.METRICS))
 clicked = []
 for col, metric in zip(cols, sweep_charts.METRICS):
     with col:
-        event = training.chart(sweep_charts.heatmap(
+        event = st.vega_lite_chart(sweep_charts.heatmap(
             result.table, metric, x_title=label(spec.x), y_title=label(spec.y),
-            x_order=x_order, y_order=y_order), key=f"heat_{metric}")
-        clicked += [p["key"] for p in (event.selection.get(sweep_charts.SELECTION) or [])
-                    if isinstance(p, dict) and "key" in p] if event else []
+            x_order=x_order, y_order=y_order).to_dict(validate=False), width="stretch",
+            key=f"heat_{metric}", on_select="rerun")
+        clicked += [p["key"] for p in event.selection.get(sweep_charts.SELECTION) or []
+                    if isinstance(p, dict) and p.get("key") in result.configs]
 
-if clicked and clicked[-1] in result.configs:
-    cfg = result.config(clicked[-1])
+# A click shows the cell and a link into the Lab. (st.switch_page cannot carry the cell's
+# settings: this page's own controls hold the same link parameters.)
+if clicked:
     row = result.table.set_index("key").loc[clicked[-1]]
     with st.container(border=True):
         st.markdown(f"**{label(spec.x)} = {row['x']}, {label(spec.y)} = {row['y']}** · "
                     f"validation accuracy {row['val_accuracy']:.1%} · first/last gradient at init "
                     f"{row['grad_ratio']:.1e}" + (" · diverged" if row["diverged"] else ""))
         st.page_link("pages/lab.py", label="Open this run in the Training Lab",
-                     query_params=cfg.to_params(), icon=":material/open_in_new:")
+                     query_params=result.config(clicked[-1]).to_params(),
+                     icon=":material/open_in_new:")
 else:
-    st.caption("Click a cell of a heatmap to open that run in the Training Lab.")
+    st.caption("Click a cell of a heatmap to see it and open that run in the Training Lab.")
 
 with st.expander("All cells as a table", icon=":material/table:"):
     table = result.table.assign(

@@ -97,15 +97,7 @@ def _csv_zip(result: RunResult) -> bytes:
     return buffer.getvalue()
 
 
-def chart(spec: alt.TopLevelMixin, container=st, *, key: str | None = None):
+def chart(spec: alt.TopLevelMixin, container=st) -> None:
     """Draw an Altair chart. The builders' specs are schema-validated by the test suite, so the
-    app skips Altair's run-time validation, which costs ~150 ms a chart.
-
-    With a `key`, clicks on the chart's selection parameters rerun the page and the event
-    (`event.selection[name]`) is returned.
-    """
-    if key is None:
-        container.vega_lite_chart(spec=spec.to_dict(validate=False), width="stretch")
-        return None
-    return container.vega_lite_chart(spec=spec.to_dict(validate=False), width="stretch",
-                                     key=key, on_select="rerun")
+    app skips Altair's run-time validation, which costs ~150 ms a chart."""
+    container.vega_lite_chart(spec=spec.to_dict(validate=False), width="stretch")

@@ -72,6 +72,8 @@ def browser():
 def page(browser, request):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
+    pg.errors = []
+    pg.on("pageerror", lambda err: pg.errors.append(str(err)))
     yield pg
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
@@ -82,12 +84,14 @@ def page(browser, request):
 
 # The last thing each page draws: once it is there, the script has finished.
 LAST = {"": "Open in the Training Lab", "lab": "PyTorch script",
-        "activations": "Measured in this run", "playground": "validation accuracy"}
+        "activations": "Measured in this run", "playground": "validation accuracy",
+        "compare": "Layout", "sweep": "All cells as a table",
+        "initialization": "python -m core probe"}
 
 
 def _settle(page, path: str, *, charts: int = 0, timeout: float = 120_000) -> None:
     """Wait until the page's script has drawn its last element and `charts` charts."""
-    page.get_by_text(LAST[path]).first.wait_for(timeout=timeout)
+    page.get_by_text(LAST[path.split("?")[0]]).first.wait_for(timeout=timeout)
     if charts:
         page.wait_for_function(
             f"document.querySelectorAll('.vega-embed canvas, .vega-embed svg').length >= {charts}",
@@ -96,11 +100,22 @@ def _settle(page, path: str, *, charts: int = 0, timeout: float = 120_000) -> No
 
 def _no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0
+    # A chart whose spec the browser rejects leaves an empty box and a JavaScript error (the
+    # AppTest suite cannot see either).
+    assert not page.errors, page.errors
+    boxes = page.locator('[data-testid="stVegaLiteChart"]')
+    heights = [boxes.nth(i).bounding_box()["height"] for i in range(boxes.count())]
+    assert all(h > 0 for h in heights), heights
 
 
 # /lab first: a deep link as the very first request to a fresh server is the hard case.
-@pytest.mark.parametrize("path,charts", [("lab", 1), ("", 0), ("activations", 11),
-                                         ("playground", 2)])
+SMALL_SWEEP = "sweep?x=depth&xv=1,2&y=activation&yv=relu,tanh&epochs=1&width=16&max_train=200"
+
+
+@pytest.mark.parametrize("path,charts", [
+    ("lab", 1), ("", 0), ("activations", 11), ("playground", 2),
+    ("compare?depth=2&epochs=2&width=16&b_depth=3&b_epochs=2&b_width=16", 1),
+    (SMALL_SWEEP, 3), ("initialization?depth=12&width=64", 4)])
 def test_every_page_opens_without_an_error(server, page, path, charts):
     """Each page as the first request of a fresh browser, straight from its link."""
     page.goto(f"{server}/{path}")

@@ -4,6 +4,9 @@ import json
 import math
 
 import pandas as pd
+from urllib.parse import parse_qsl
+
+from core.config import RunConfig
 
 from core import sweep_charts
 from tests.test_app import charts, clean, open_page
@@ -63,3 +66,16 @@ def test_page_bad_link_warns_and_still_sweeps():
     warnings = " ".join(w.value for w in at.warning)
     assert "`x=banana`" in warnings and "banana" in warnings.split("`x=banana`")[1]
     assert len(charts(at)) == 3
+
+
+def test_every_cell_links_to_its_own_run_in_the_lab():
+    at = open_page("pages/sweep.py", **SMALL)
+    for _, cell in at.dataframe[0].value.iterrows():
+        params = dict(parse_qsl(cell["lab"].split("?", 1)[1]))
+        cfg = RunConfig.from_params(params)
+        assert (str(cfg.depth), cfg.activation) == (cell["x"], cell["y"])
+        assert cfg.epochs == 1 and cfg.width == 16  # the sweep's base settings come along
+    lab = open_page("pages/lab.py", **params)  # the last cell, opened as its link does
+    clean(lab)
+    assert lab.slider(key="depth").value == cfg.depth
+    assert lab.selectbox(key="activation").value == cfg.activation
