@@ -26,7 +26,9 @@ for i, preset in enumerate(PRESETS.values()):
                      query_params=preset.config.to_params())
 
 st.markdown(
-    "Or go straight to a page: the **Training Lab** for any image network, **Activations** for "
-    "where each nonlinearity saturates and where a real layer's units sit on it, and the **2-D "
-    "Playground** for decision boundaries on toy data. Every page keeps its settings in the "
-    "link: copy it to share the exact experiment.")
+    "Or go straight to a page: the **Training Lab** for any image network; **Compare** to put "
+    "two runs on the same charts; **Sweep** for a grid of runs over two settings; "
+    "**Initialization** for the network before training, held against mean-field theory; "
+    "**Activations** for where each nonlinearity saturates and where a real layer's units sit "
+    "on it; and the **2-D Playground** for decision boundaries on toy data. Every page keeps its "
+    "settings in the link: copy it to share the exact experiment.")

@@ -36,16 +36,19 @@ def run(cfg: RunConfig, *, live_chart=charts.loss_accuracy) -> RunResult | None:
         return hit
     progress = st.progress(0.0, text="Training…")
     live = st.empty()
-    # Short runs finish before a chart would help; longer ones show their curve growing, redrawn
-    # at most twice a second so that drawing does not slow the training down.
-    last_drawn = [time.perf_counter() + 0.5]
+    start = time.perf_counter()
+    last_drawn = [start]
 
     def on_epoch(partial: RunResult) -> None:
         done = int(partial.epochs.epoch.max())
         progress.progress(done / cfg.epochs,
                           text=f"Training… epoch {done} of {cfg.epochs}, "
                                f"validation accuracy {partial.final('val', 'accuracy'):.1%}")
-        if done and time.perf_counter() - last_drawn[0] > 0.5:
+        # A run that will be over within a second gets no live chart (building one costs
+        # ~0.1 s); a longer one shows its curve growing, redrawn at most twice a second.
+        now = time.perf_counter()
+        left = (now - start) / done * (cfg.epochs - done) if done else 0.0
+        if done and left > 1.0 and now - last_drawn[0] > 0.5:
             chart(live_chart(partial), live)
             last_drawn[0] = time.perf_counter()
 
