@@ -23,7 +23,7 @@ from core.datasets import DATASETS, IMAGE_DATASETS
 
 # Bump when the meaning of a field or the content of a result changes, so cached results of the
 # old meaning are never served for the new one.
-SCHEMA_VERSION = 3  # 3: grad/update ratios are norm ratios (RMS), not std ratios
+SCHEMA_VERSION = 4  # 3: grad/update ratios are norm ratios (RMS); 4: early stopping
 
 MODELS = ("mlp", "residual_mlp", "cnn")
 INITS = (
@@ -101,6 +101,9 @@ class RunConfig:
                         lo=0.0, hi=0.9, group="regularisation")
     weight_decay: float = _f(0.0, "L2 weight decay (decoupled for adamw).", lo=0.0, hi=1.0,
                              group="regularisation")
+    patience: int | None = _f(None, "Early stopping: stop once the validation loss has not "
+                              "improved for this many epochs (empty = off).", lo=1,
+                              hi=MAX_EPOCHS, group="regularisation")
     # optimisation
     optimizer: str = _f("adam", "Update rule (torch.optim). momentum/nesterov are SGD with "
                         "momentum.", choices=OPTIMIZERS, group="optimisation")

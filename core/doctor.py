@@ -160,7 +160,9 @@ def diagnose(result: RunResult) -> list[Finding]:
             f"Training accuracy is {gap:.0%} above validation accuracy.",
             _valid(cfg, Fix("Add dropout 0.3", {"dropout": 0.3}) if cfg.dropout == 0 else None,
                    Fix("Add weight decay 1e-4", {"weight_decay": 1e-4})
-                   if cfg.weight_decay == 0 else None),
+                   if cfg.weight_decay == 0 else None,
+                   Fix("Stop early (patience 5)", {"patience": 5})
+                   if cfg.patience is None else None),
         ))
     return found
 

@@ -60,7 +60,7 @@ def pytorch_script(cfg: RunConfig) -> str:
         _settings(cfg),
         _data(cfg),
         _model(cfg),
-        _ACCURACY,
+        _ACCURACY + (_VAL_LOSS if cfg.patience is not None else ""),
         _main(cfg),
         'if __name__ == "__main__":\n    main()',
     ])
@@ -228,6 +228,9 @@ def _settings(cfg: RunConfig) -> str:
         lines.append(f"CLIP_VALUE = {cfg.clip_value!r}  # max |gradient| per element")
     lines.append(f"BATCH_SIZE = {cfg.batch_size!r}")
     lines.append(f"EPOCHS = {cfg.epochs!r}")
+    if cfg.patience is not None:
+        lines.append(f"PATIENCE = {cfg.patience!r}  # stop after this many epochs without a "
+                     "better validation loss")
     return "\n".join(lines)
 
 
@@ -545,6 +548,19 @@ _ACCURACY = _dedent('''
         return correct / len(y)
 ''')
 
+_VAL_LOSS = "\n\n\n" + _dedent('''
+    @torch.no_grad()
+    def mean_loss(model, x, y, batch_size=2048):
+        """Mean cross-entropy over a split (eval mode): what early stopping watches."""
+        model.eval()
+        total = 0.0
+        for start in range(0, len(y), batch_size):
+            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            total += F.cross_entropy(model(xb), yb, reduction="sum").item()
+        model.train()
+        return total / len(y)
+''')
+
 _DEVICE = {
     "auto": _dedent('''
         # "auto": a GPU when there is one (CUDA, or Apple's MPS), else the CPU.
@@ -672,8 +688,19 @@ def _main(cfg: RunConfig) -> str:
         'print(f"epoch {epoch:3d}/{EPOCHS}  train loss {train_loss:.4f}  "',
         '      f"val accuracy {accuracy(model, x_val, y_val):.4f}")',
     ]
+    if cfg.patience is not None:
+        epoch_end += [
+            "val_loss = mean_loss(model, x_val, y_val)",
+            "if val_loss < best[0]:",
+            "    best = (val_loss, epoch)",
+            "elif epoch - best[1] >= PATIENCE and epoch < EPOCHS:",
+            '    print(f"stopping early: validation loss best at epoch {best[1]}")',
+            "    break",
+        ]
     loop = (
-        "\n    for epoch in range(1, EPOCHS + 1):\n"
+        ("\n    best = (math.inf, 0)  # (validation loss, epoch): early stopping\n"
+         if cfg.patience is not None else "")
+        + "\n    for epoch in range(1, EPOCHS + 1):\n"
         "        order = torch.randperm(len(y_train), generator=shuffle).to(device)\n"
         "        loss_sum = 0.0\n"
         + ("        seen = 0\n" if bn else "")

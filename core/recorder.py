@@ -127,6 +127,7 @@ class LayerRecorder:
         self._training = False  # hooks stay quiet during evaluation
         self._active = False
         self._epoch: _Epoch | None = None
+        self._final_hist: pd.DataFrame | None = None
 
     # --- hooks ------------------------------------------------------------------------------
     # The hooks only keep references to tensors autograd holds anyway; the statistics are
@@ -187,6 +188,7 @@ class LayerRecorder:
         )
         self._n_steps = n_steps
         self._final = final
+        self._final_hist = None  # this epoch's first step records the state it stood for
         self._begin_step()
 
     def _begin_step(self) -> None:
@@ -341,25 +343,34 @@ class LayerRecorder:
             "metric": np.tile(np.array(LAYER_METRICS, dtype=object)[metric_idx], len(rows)),
             "value": values[:, layer_idx, metric_idx].reshape(-1),
         }))
-        parts = []  # (epoch, layer index, kind index, counts)
         for slot, hist_epoch in ep.snapshots:
             if slot == 1 and self.divergence:
                 continue  # taken after the divergence: nothing finite to show
-            for (i, k) in self._edges:
-                if hist[slot, i, k].sum() > 0:  # 0: kind not recorded here (pre_norm w/o BN)
-                    parts.append((hist_epoch, i, k, hist[slot, i, k]))
-        if parts:
-            edges = np.array([np.linspace(*self._edges[(i, k)], HIST_BINS + 1)
-                              for _, i, k, _ in parts])
-            names, kinds = np.array(self.names, dtype=object), np.array(HIST_KINDS, dtype=object)
-            self._rows["hist"].append(pd.DataFrame({
-                "epoch": np.repeat([p[0] for p in parts], HIST_BINS),
-                "layer": np.repeat(names[[p[1] for p in parts]], HIST_BINS),
-                "kind": np.repeat(kinds[[p[2] for p in parts]], HIST_BINS),
-                "bin": np.tile(np.arange(HIST_BINS), len(parts)),
-                "lo": edges[:, :-1].reshape(-1), "hi": edges[:, 1:].reshape(-1),
-                "count": np.concatenate([p[3] for p in parts]).astype(np.float64)}))
+            parts = [(hist_epoch, i, k, hist[slot, i, k]) for (i, k) in self._edges
+                     if hist[slot, i, k].sum() > 0]  # 0: kind not recorded (pre_norm w/o BN)
+            if not parts:
+                continue
+            frame = self._hist_frame(parts)
+            if slot == 0:
+                self._rows["hist"].append(frame)
+            else:
+                # The epoch's end state: the run's final state unless another epoch follows,
+                # whose first step records the same state (slot 0) and replaces it.
+                self._final_hist = frame
         return self.divergence is not None
+
+    def _hist_frame(self, parts: list) -> pd.DataFrame:
+        """Rows of histograms [(epoch, layer index, kind index, counts)]."""
+        edges = np.array([np.linspace(*self._edges[(i, k)], HIST_BINS + 1)
+                          for _, i, k, _ in parts])
+        names, kinds = np.array(self.names, dtype=object), np.array(HIST_KINDS, dtype=object)
+        return pd.DataFrame({
+            "epoch": np.repeat([p[0] for p in parts], HIST_BINS),
+            "layer": np.repeat(names[[p[1] for p in parts]], HIST_BINS),
+            "kind": np.repeat(kinds[[p[2] for p in parts]], HIST_BINS),
+            "bin": np.tile(np.arange(HIST_BINS), len(parts)),
+            "lo": edges[:, :-1].reshape(-1), "hi": edges[:, 1:].reshape(-1),
+            "count": np.concatenate([p[3] for p in parts]).astype(np.float64)})
 
     def _layer_values(self, raw: np.ndarray, checks: np.ndarray) -> np.ndarray:
         """[recorded steps, layers, metrics] from the raw rows: ratios and stds finished here."""
@@ -405,7 +416,8 @@ class LayerRecorder:
     def tables(self) -> dict[str, pd.DataFrame]:
         steps = _concat(self._rows["steps"], ["step", "epoch", "loss", "grad_norm", "clipped", "lr"])
         layers = _concat(self._rows["layers"], ["step", "epoch", "layer", "metric", "value"])
-        hist = _concat(self._rows["hist"], ["epoch", "layer", "kind", "bin", "lo", "hi", "count"])
+        frames = self._rows["hist"] + ([self._final_hist] if self._final_hist is not None else [])
+        hist = _concat(frames, ["epoch", "layer", "kind", "bin", "lo", "hi", "count"])
         return {"steps": steps, "layers": layers, "histograms": hist}
 
 

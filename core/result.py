@@ -45,6 +45,9 @@ class RunResult:
     histograms: pd.DataFrame
     boundary: pd.DataFrame
     points: pd.DataFrame
+    # With patience set and the validation loss stalled: {epoch (stopped after), best_epoch,
+    # best_val_loss, patience}; None when the run used every epoch (or diverged).
+    early_stop: dict[str, Any] | None = None
     from_store: bool = field(default=False, compare=False)
 
     @property
@@ -91,6 +94,7 @@ class RunResult:
             "n_params": self.n_params,
             "timing": self.timing,
             "divergence": self.divergence,
+            "early_stop": self.early_stop,
             **{name: _table_to_dict(getattr(self, name)) for name in TABLES},
         }
 
@@ -105,6 +109,7 @@ class RunResult:
             n_params=int(data["n_params"]),
             timing=dict(data["timing"]),
             divergence=data["divergence"],
+            early_stop=data.get("early_stop"),
             **{name: _table_from_dict(data[name]) for name in TABLES},
         )
 

@@ -223,12 +223,15 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
     generator = torch.Generator().manual_seed(cfg.seed)
     epoch_rows: list[tuple] = []
     status = "completed"
+    early_stop: dict | None = None
+    best = (float("inf"), 0)  # (validation loss, epoch)
     grid = boundary_grid(data.x_train) if splits.info.input_shape == (2,) else None
     boundary_parts: list = []
     points = points_table(splits) if grid is not None else pd.DataFrame(
         columns=["x", "y", "label", "split"])
 
-    def log_eval(epoch: int, train_sums=None, n_train_seen: int = 0) -> None:
+    def log_eval(epoch: int, train_sums=None, n_train_seen: int = 0) -> float:
+        """Record the epoch's summary; return the validation loss."""
         # One host copy for the whole epoch's summary.
         sums = [*evaluate(model, data, data.x_val, data.y_val)]
         if train_sums is not None:
@@ -242,6 +245,7 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
         if train_sums is not None:
             epoch_rows.extend([(epoch, "train", "loss", values[2] / n_train_seen),
                                (epoch, "train", "accuracy", values[3] / n_train_seen)])
+        return values[0] / n_val
 
     def snapshot(train_seconds: float) -> RunResult:
         tables = rec.tables()
@@ -256,6 +260,7 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
                     "train_seconds": train_seconds,
                     "samples_per_sec": seen / train_seconds if train_seconds > 0 else 0.0},
             divergence=rec.divergence,
+            early_stop=early_stop,
             epochs=pd.DataFrame(epoch_rows, columns=["epoch", "split", "metric", "value"]),
             boundary=boundary_table(grid, boundary_parts),
             points=points,
@@ -281,7 +286,10 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
             loss_sum = torch.zeros((), device=device)
             correct = torch.zeros((), device=device)
             seen = 0
-            rec.start_epoch(epoch, n_steps, final=(epoch == cfg.epochs))
+            # With early stopping any epoch may be the last: record each epoch's end state
+            # (kept only if no epoch follows).
+            rec.start_epoch(epoch, n_steps,
+                            final=(epoch == cfg.epochs or cfg.patience is not None))
             for xb, yb in data.batches(cfg.batch_size, generator, min_size=min_batch):
                 optimizer.zero_grad(set_to_none=True)
                 logits = model(xb)
@@ -301,11 +309,17 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
             diverged = rec.end_epoch()
             train_seconds += time.perf_counter() - t_epoch
             epochs_done = epoch
-            log_eval(epoch, (loss_sum, correct), seen)
+            val_loss = log_eval(epoch, (loss_sum, correct), seen)
             if diverged:
                 status = "diverged"
+            elif cfg.patience is not None:
+                if val_loss < best[0]:
+                    best = (val_loss, epoch)
+                elif epoch - best[1] >= cfg.patience and epoch < cfg.epochs:
+                    early_stop = {"epoch": epoch, "best_epoch": best[1],
+                                  "best_val_loss": best[0], "patience": cfg.patience}
             report()
-            if diverged:
+            if diverged or early_stop:
                 break
         if status == "completed":
             test_loss, test_correct = (v.item() for v in evaluate(model, data, data.x_test,

@@ -42,8 +42,10 @@ _STEP_GRIDS: dict[str, list] = {
     "clip_norm": [None, 0.01, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0],
     "clip_value": [None, 0.001, 0.01, 0.1, 0.5, 1.0, 5.0],
     "record_every": [None, 1, 2, 5, 10, 20, 50, 100],
+    "patience": [None, 1, 2, 3, 5, 10, 20, 50],
 }
-_NONE_LABEL = {"max_train": "all", "clip_norm": "off", "clip_value": "off", "record_every": "auto"}
+_NONE_LABEL = {"max_train": "all", "clip_norm": "off", "clip_value": "off", "record_every": "auto",
+               "patience": "off"}
 _SLIDERS = {"depth": (1, 100, 1), "epochs": (1, 200, 1), "dropout": (0.0, 0.9, 0.05),
             "noise": (0.0, 1.0, 0.05), "lr_decay": (0.5, 1.0, 0.01)}
 _LABELS = {"lr": "Learning rate", "max_train": "Training examples", "sigma_w2": "σ_w² (mean-field)",
@@ -51,7 +53,8 @@ _LABELS = {"lr": "Learning rate", "max_train": "Training examples", "sigma_w2": 
            "beta1": "β₁ (Adam)", "clip_norm": "Clip gradient norm at",
            "clip_value": "Clip gradient values at", "batch_norm": "Batch norm",
            "record_every": "Record every (steps)", "weight_decay": "L2 weight decay",
-           "lr_decay": "Exponential decay per epoch", "model": "Model"}
+           "lr_decay": "Exponential decay per epoch", "model": "Model",
+           "patience": "Early stopping patience (epochs)"}
 
 
 def label(name: str) -> str:

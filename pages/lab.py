@@ -57,9 +57,14 @@ if preset:
 
 training.notices(result)
 
-cols = st.columns(5)
+cols = st.columns(6)
 cols[0].metric("Validation accuracy", f"{result.final('val', 'accuracy'):.1%}",
                help="Share of the validation images classified correctly after the last epoch.")
+gap = result.final("train", "accuracy") - result.final("val", "accuracy")
+cols[5].metric("Train − val gap", f"{gap * 100:+.1f} pts" if math.isfinite(gap) else "–",
+               help="Training accuracy (measured during the last epoch, dropout on) minus "
+                    "validation accuracy. Large and positive: the network memorises its "
+                    "training set (overfitting).")
 ratio = result.grad_ratio(0) if len(result.layer_names) > 1 else math.nan
 cols[1].metric("First/last gradient at init", f"{ratio:.1e}",
                help="The first layer's weight-gradient norm over the last layer's, at "

@@ -67,6 +67,12 @@ def notices(result: RunResult) -> None:
     """What the user must know about the run's data and outcome."""
     if result.dataset.get("notice"):
         st.info(result.dataset["notice"], icon=":material/info:")
+    if result.early_stop:
+        stop = result.early_stop
+        st.info(f"Stopped early after epoch {stop['epoch']} of {result.config.epochs}: the "
+                f"validation loss was lowest at epoch {stop['best_epoch']} "
+                f"({stop['best_val_loss']:.3f}) and did not improve for {stop['patience']} "
+                "epochs.", icon=":material/front_hand:")
     if result.diverged:
         st.error(f"The run diverged: {result.divergence['message']}. Everything up to that "
                  f"step is shown below.", icon=":material/error:")

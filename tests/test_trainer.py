@@ -12,6 +12,7 @@ from core.config import RunConfig
 from core.datasets import load_splits
 from core.models import build_model
 from core.recorder import HIST_BINS
+from core.result import RunResult
 from core.trainer import train
 
 # One full-batch step per epoch: the recorded step 0 can be recomputed by hand exactly.
@@ -265,3 +266,23 @@ def test_training_leaves_the_cpu_denormal_flag_as_it_found_it():
     assert tiny.mul(1.0).item() != 0.0
     train(RunConfig(depth=1, width=8, epochs=1))
     assert tiny.mul(1.0).item() != 0.0  # numpy, hypothesis & co. still see subnormal floats
+
+
+def test_early_stopping_stops_patience_epochs_after_the_best_validation_loss():
+    cfg = RunConfig(max_train=300, depth=3, width=128, optimizer="adam", lr=1e-3, batch_size=32,
+                    epochs=40, patience=3)
+    result = train(cfg)
+    stop = result.early_stop
+    assert stop is not None and stop["epoch"] < cfg.epochs
+    val = result.epochs.query("split == 'val' and metric == 'loss'").set_index("epoch").value
+    # Independently of the trainer's bookkeeping: the best epoch is the argmin of the recorded
+    # validation losses, and none of the `patience` epochs after it improved on it.
+    assert int(val.idxmin()) == stop["best_epoch"]
+    assert stop["epoch"] - stop["best_epoch"] == cfg.patience
+    assert int(val.index.max()) == stop["epoch"] == int(result.steps.epoch.max())
+    assert result.status == "completed" and result.final("test", "accuracy") > 0.5
+    # The final state's histograms are there (taken at the last step of the last epoch run).
+    assert stop["epoch"] in set(result.histograms.epoch)
+    assert result.histograms.groupby(["epoch", "layer", "kind"]).size().eq(HIST_BINS).all()
+    assert RunResult.from_dict(result.to_dict()).early_stop == stop
+    assert train(cfg.replace(patience=None)).early_stop is None
