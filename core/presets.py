@@ -186,6 +186,16 @@ _PRESETS = (
 
 _REGULARISATION = (
     Preset(
+        "cnn", "A small CNN", ":material/grid_view:",
+        "Two conv–pool layers and a dense layer on the digits, recorded layer by layer.",
+        "Convolutions share their weights across the image, so a conv layer has few weights "
+        "and a large gradient per weight. The same records as for the MLPs, per conv layer: "
+        "look at the gradient heatmap and the saturation of each conv layer's channels (a "
+        "channel counts as dead when it is saturated at every position of every image).",
+        RunConfig(model="cnn", depth=2, width=16, epochs=10),
+        (_level(), _reaches(0.85)),
+    ),
+    Preset(
         "overfitting", "Overfitting", ":material/psychology_alt:",
         "300 training images and a wide network: it memorises them.",
         "Look at loss and accuracy: training accuracy climbs to 100% while validation stalls, "
