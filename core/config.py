@@ -59,9 +59,14 @@ class ConfigError(ValueError):
 
 
 def _f(default: Any, help: str, *, choices: tuple | None = None, lo: float | None = None,
-       hi: float | None = None, log: bool = False, group: str = "") -> Any:
-    """A dataclass field whose metadata drives validation, CLI flags and widgets."""
-    meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "log": log, "group": group}
+       hi: float | None = None, log: bool = False, group: str = "", none: str = "off") -> Any:
+    """A dataclass field whose metadata drives validation, CLI flags and widgets.
+
+    `none` is how an optional field's None reads (in links, widgets and the CLI): "off" for a
+    clip threshold, "all" for a cap on examples.
+    """
+    meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "log": log, "group": group,
+            "none": none}
     return field(default=default, metadata=meta)
 
 
@@ -71,7 +76,8 @@ class RunConfig:
     dataset: str = _f("digits", "Training data: real images (digits 8×8, MNIST and Fashion-MNIST "
                       "28×28) or a 2-D toy set.", choices=DATASETS, group="data")
     max_train: int | None = _f(None, "Cap on training examples (empty = the whole training split). "
-                               "Smaller is faster.", lo=1, hi=MAX_TRAIN, group="data")
+                               "Smaller is faster.", lo=1, hi=MAX_TRAIN, group="data",
+                               none="all")
     noise: float = _f(0.1, "Noise of the 2-D toy sets (ignored for images).", lo=0.0, hi=1.0,
                       group="data")
     # architecture
@@ -134,7 +140,7 @@ class RunConfig:
                      choices=DEVICES, group="run")
     record_every: int | None = _f(None, "Record per-layer statistics every this many steps "
                                   "(empty = about 50 records per epoch).", lo=1, hi=10_000,
-                                  group="run")
+                                  group="run", none="auto")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -185,7 +191,7 @@ class RunConfig:
             value = getattr(self, name)
             if only_changed and value == f.default:
                 continue
-            out[name] = format_value(value)
+            out[name] = format_value(value, name)
         return out
 
     @classmethod
@@ -269,10 +275,13 @@ def is_optional(f: dataclasses.Field) -> bool:
     return "None" in str(f.type)
 
 
-def format_value(value: Any) -> str:
-    """The one string form of a value: URL parameters, CLI defaults and widget options agree."""
+def format_value(value: Any, name: str | None = None) -> str:
+    """The one string form of a value: URL parameters, CLI defaults and widget options agree.
+
+    Streamlit links a select-slider by its option's label, so a field's None must read the same
+    here as on its widget (`name` gives the field's own word: "all", "auto", "off")."""
     if value is None:
-        return "off"
+        return FIELDS[name].metadata["none"] if name in FIELDS else "off"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):

@@ -44,8 +44,6 @@ _STEP_GRIDS: dict[str, list] = {
     "record_every": [None, 1, 2, 5, 10, 20, 50, 100],
     "patience": [None, 1, 2, 3, 5, 10, 20, 50],
 }
-_NONE_LABEL = {"max_train": "all", "clip_norm": "off", "clip_value": "off", "record_every": "auto",
-               "patience": "off"}
 _SLIDERS = {"depth": (1, 100, 1), "epochs": (1, 200, 1), "dropout": (0.0, 0.9, 0.05),
             "noise": (0.0, 1.0, 0.05), "lr_decay": (0.5, 1.0, 0.01)}
 _LABELS = {"lr": "Learning rate", "max_train": "Training examples", "sigma_w2": "σ_w² (mean-field)",
@@ -78,8 +76,7 @@ def _widget(name: str, default: Any, options: dict[str, Iterable] | None, prefix
         grid = list((options or {}).get(name, _STEP_GRIDS[name]))
         value = default if default in grid else grid[0]
         return st.select_slider(text, grid, value=value, **common,
-                                format_func=lambda v, n=name: _NONE_LABEL.get(n, "off")
-                                if v is None else format_value(v))
+                                format_func=lambda v, n=name: format_value(v, n))
     if name in _SLIDERS:
         lo, hi, step = _SLIDERS[name]
         return st.slider(text, lo, hi, default, step, **common)
@@ -101,7 +98,7 @@ def url_warnings(raw: dict[str, str], used: RunConfig, prefix: str = "") -> list
             problem = str(err).split(": ", 1)[1]
         if problem:
             out.append(f"`{prefix}{name}={text[:40]}` {problem}; using "
-                       f"{format_value(getattr(used, name))}.")
+                       f"{format_value(getattr(used, name), name)}.")
     return out
 
 

@@ -141,7 +141,8 @@ def panels() -> None:
 panels()
 st.divider()
 training.downloads(result)
+# Every field, not only those changed from RunConfig's defaults: Compare has defaults of its own.
 st.page_link("pages/compare.py", label="Compare this run with a variant",
-             query_params=cfg.to_params(), icon=":material/compare_arrows:",
+             query_params=cfg.to_params(only_changed=False), icon=":material/compare_arrows:",
              help="Opens Compare with this configuration as A and, as B, the same with batch norm "
                   "toggled; change B's settings there.")

@@ -138,3 +138,13 @@ def test_playground_side_by_side():
     text = " ".join(m.value for m in at.markdown)
     assert "**relu**" in text and "**tanh**" in text
     assert len(charts(at)) == 4  # a boundary and a curve for each
+
+
+def test_every_setting_of_a_full_link_is_taken_without_warnings():
+    """A link with every field spelled out (as Lab → Compare writes it) opens cleanly: optional
+    settings read as their widgets name them (max_train=all, record_every=auto, …)."""
+    cfg = RunConfig(depth=2, width=16, epochs=1, max_train=None, record_every=None)
+    at = open_page("pages/lab.py", **cfg.to_params(only_changed=False))
+    clean(at)
+    assert not at.warning, [w.value for w in at.warning]
+    assert cached_run(cfg) is not None

@@ -118,3 +118,14 @@ def test_page_compares_two_stored_runs():
     assert len(charts(at)) == 1
     gone = open_page("pages/compare.py", mode="Stored runs", run_a="0" * 20, run_b=b.key)
     assert not gone.exception
+
+
+def test_the_labs_link_opens_its_config_as_a_without_warnings():
+    lab_cfg = RunConfig(depth=2, width=16, epochs=2, max_train=None, patience=None)
+    at = open_page("pages/compare.py", **lab_cfg.to_params(only_changed=False))
+    clean(at)
+    assert not at.warning, [w.value for w in at.warning]
+    table = at.dataframe[0].value
+    assert list(table.setting) == ["Batch norm"]  # B = A with batch norm toggled, nothing else
+    assert at.sidebar.slider(key="depth").value == 2  # A is the Lab's config, not the default
+    assert at.sidebar.select_slider(key="max_train").value is None
