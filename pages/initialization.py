@@ -129,8 +129,9 @@ with st.spinner("Probing the grid…"):
     diagram = _phase(grid_net)
 here = (cfg.sigma_w2, cfg.bias_value) if (cfg.init, cfg.bias_init) == ("mean_field", "normal") \
     else None
-st.vega_lite_chart(init_charts.phase_heatmap(diagram.cells, diagram.critical, current=here)
-                   .to_dict(validate=False), width="stretch", key="phase_click",
+st.vega_lite_chart(training.spec_dict(init_charts.phase_heatmap(
+                       diagram.cells, diagram.critical, current=here)),
+                   width="stretch", key="phase_click",
                    on_select=_pick_cell)
 
 st.subheader("Dynamical isometry: the Jacobian's singular values", anchor=False)

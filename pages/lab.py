@@ -57,7 +57,7 @@ if preset:
 
 training.notices(result)
 
-cols = st.columns(6)
+cols = st.columns([1.1, 1.3, 1, 1.1, 1, 1.1])
 cols[0].metric("Validation accuracy", f"{result.final('val', 'accuracy'):.1%}",
                help="Share of the validation images classified correctly after the last epoch.")
 gap = result.final("train", "accuracy") - result.final("val", "accuracy")
@@ -66,15 +66,17 @@ cols[5].metric("Train − val gap", f"{gap * 100:+.1f} pts" if math.isfinite(gap
                     "validation accuracy. Large and positive: the network memorises its "
                     "training set (overfitting).")
 ratio = result.grad_ratio(0) if len(result.layer_names) > 1 else math.nan
-cols[1].metric("First/last gradient at init", f"{ratio:.1e}",
-               help="The first layer's weight-gradient norm over the last layer's, at "
-                    "initialisation. Far below 1: vanishing; far above: exploding.")
+cols[1].metric("First/last gradient", f"{ratio:.1e}",
+               help="At initialisation: the first layer's weight-gradient norm over the last "
+                    "layer's. Far below 1: vanishing; far above: exploding.")
 sat = result.layers[(result.layers.metric == "saturation")].value.max()
 cols[2].metric("Max saturation", f"{sat:.0%}" if math.isfinite(sat) else "–",
                help="The highest share of saturated units (|f′| < 6% of its maximum) "
                     "of any layer at any recorded step.")
-cols[3].metric("Status", result.status,
-               help="'diverged' when values became NaN or infinite; the run stops there.")
+status = "stopped early" if result.early_stop else result.status
+cols[3].metric("Status", {"completed": "done"}.get(status, status),
+               help="'done': every epoch ran; 'diverged': values became NaN or infinite and "
+                    "the run stopped there; 'stopped early': early stopping ended it.")
 cols[4].metric("Time", f"{result.timing['seconds']:.2f} s",
                delta="from the run store" if result.from_store else "trained now",
                delta_color="off", help="Wall time of the training run on "

@@ -93,9 +93,9 @@ cols = st.columns(len(sweep_charts.METRICS))
 clicked = []
 for col, metric in zip(cols, sweep_charts.METRICS):
     with col:
-        event = st.vega_lite_chart(sweep_charts.heatmap(
+        event = st.vega_lite_chart(training.spec_dict(sweep_charts.heatmap(
             result.table, metric, x_title=label(spec.x), y_title=label(spec.y),
-            x_order=x_order, y_order=y_order).to_dict(validate=False), width="stretch",
+            x_order=x_order, y_order=y_order)), width="stretch",
             key=f"heat_{metric}", on_select="rerun")
         clicked += [p["key"] for p in event.selection.get(sweep_charts.SELECTION) or []
                     if isinstance(p, dict) and p.get("key") in result.configs]
