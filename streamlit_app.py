@@ -23,6 +23,12 @@ page = st.navigation([
             url_path="activations"),
     st.Page("pages/playground.py", title="2-D Playground", icon=":material/scatter_plot:",
             url_path="playground"),
+    st.Page("pages/optimizers.py", title="Optimizers", icon=":material/route:",
+            url_path="optimizers"),
+    st.Page("pages/recurrent.py", title="Recurrent", icon=":material/repeat:",
+            url_path="recurrent"),
+    st.Page("pages/attention.py", title="Attention", icon=":material/center_focus_strong:",
+            url_path="attention"),
 ])
 with router.running():
     page.run()

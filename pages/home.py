@@ -30,5 +30,7 @@ st.markdown(
     "two runs on the same charts; **Sweep** for a grid of runs over two settings; "
     "**Initialization** for the network before training, held against mean-field theory; "
     "**Activations** for where each nonlinearity saturates and where a real layer's units sit "
-    "on it; and the **2-D Playground** for decision boundaries on toy data. Every page keeps its "
-    "settings in the link: copy it to share the exact experiment.")
+    "on it; the **2-D Playground** for decision boundaries on toy data; **Optimizers** for "
+    "torch.optim's update rules racing on 2-D surfaces; **Recurrent** for gradients vanishing "
+    "through time in RNNs and LSTMs; and **Attention** for softmax saturation. Every page keeps "
+    "its settings in the link: copy it to share the exact experiment.")
