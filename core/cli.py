@@ -102,21 +102,29 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if done:
             bar.set_postfix(val_acc=f"{partial.final('val', 'accuracy'):.3f}")
 
-    try:
-        result = train(cfg, on_epoch) if args.no_store else get_run(cfg, on_epoch=on_epoch)
-    except ConfigError as err:
-        bar.close()
-        parser.error(str(err))
-    except Exception as err:  # data missing etc.: a clear line, not a traceback
-        bar.close()
-        print(f"python -m core: error: {err}", file=sys.stderr)
+    result = _with_bar(parser, bar, lambda: train(cfg, on_epoch) if args.no_store
+                       else get_run(cfg, on_epoch=on_epoch))
+    if result is None:
         return 1
-    bar.close()
     print(_summary(result))
     if args.json:
         args.json.write_text(result.to_json(indent=1))
         print(f"wrote {args.json}")
     return 0
+
+
+def _with_bar(parser: argparse.ArgumentParser, bar, work):
+    """Run `work()` under a progress bar; a bad setting exits 2 and any other failure (data
+    missing, …) prints one line and gives None — never a traceback."""
+    try:
+        return work()
+    except ConfigError as err:
+        parser.error(str(err))
+    except Exception as err:
+        print(f"python -m core: error: {err}", file=sys.stderr)
+        return None
+    finally:
+        bar.close()
 
 
 def _summary(result) -> str:
@@ -220,17 +228,10 @@ def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         bar.n = done
         bar.set_description(message[:48], refresh=True)
 
-    try:
-        result = run_sweep(spec, on_progress=on_progress, batched=not args.sequential,
-                           use_store=not args.no_store)
-    except ConfigError as err:
-        bar.close()
-        parser.error(str(err))
-    except Exception as err:  # data missing etc.: a clear line, not a traceback
-        bar.close()
-        print(f"python -m core: error: {err}", file=sys.stderr)
+    result = _with_bar(parser, bar, lambda: run_sweep(
+        spec, on_progress=on_progress, batched=not args.sequential, use_store=not args.no_store))
+    if result is None:
         return 1
-    bar.close()
     print(_sweep_text(result))
     if args.json:
         import json
