@@ -147,15 +147,9 @@ if result is None:
     progress.empty()
 
 if preset:
-    with claims_box.container(border=True):
-        st.markdown(f"**{preset.title}** — {preset.look_at}")
-        evidence = Evidence(sat, result)
-        for claim in preset.claims:
-            if claim.needs_classifier and result is None:
-                continue
-            ok = claim.holds(evidence)
-            st.markdown(f"{':material/check_circle:' if ok else ':material/cancel:'} "
-                        f"{claim.text(evidence)}" + ("" if ok else " *(not true for this run)*"))
+    training.lesson(preset, Evidence(sat, result), container=claims_box,
+                    claims=[c for c in preset.claims if result is not None
+                            or not c.needs_classifier])
 
 if result is not None:
     for variant in VARIANTS:

@@ -168,12 +168,7 @@ with st.spinner("Racing…"):  # shown only past half a second: 2,000 steps take
     table, seconds = _race(cfg)
 preset = matching_preset(cfg)
 if preset:
-    with st.container(border=True):
-        st.markdown(f"**{preset.title}** — {preset.look_at}")
-        for claim in preset.claims:
-            ok = claim.holds(table)
-            st.markdown(f"{':material/check_circle:' if ok else ':material/cancel:'} "
-                        f"{claim.text(table)}" + ("" if ok else " *(not true for this run)*"))
+    training.lesson(preset, table)
 if table.empty:
     st.info("Switch on at least one optimizer in the sidebar.", icon=":material/info:")
 facts = summary(table, cfg) if len(table) else None

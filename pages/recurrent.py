@@ -124,12 +124,7 @@ if result is None:
     st.stop()
 
 if preset:
-    with st.container(border=True):
-        st.markdown(f"**{preset.title}** — {preset.look_at}")
-        for claim in preset.claims:
-            ok = claim.holds(result)
-            st.markdown(f"{':material/check_circle:' if ok else ':material/cancel:'} "
-                        f"{claim.text(result)}" + ("" if ok else " *(not true for this run)*"))
+    training.lesson(preset, result)
 
 if result.dataset.get("notice"):
     st.info(result.dataset["notice"], icon=":material/info:")

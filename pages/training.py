@@ -63,6 +63,17 @@ def run(cfg: RunConfig, *, live_chart=charts.loss_accuracy) -> RunResult | None:
     return result
 
 
+def lesson(preset, evidence, claims=None, container=st) -> None:
+    """A preset's box: its title, what to look at, and ✓/✗ for each claim on `evidence` (the
+    run, or whatever the page's claims are functions of)."""
+    with container.container(border=True):
+        st.markdown(f"**{preset.title}** — {preset.look_at}")
+        for claim in preset.claims if claims is None else claims:
+            ok = claim.holds(evidence)
+            st.markdown(f"{':material/check_circle:' if ok else ':material/cancel:'} "
+                        f"{claim.text(evidence)}" + ("" if ok else " *(not true for this run)*"))
+
+
 def notices(result: RunResult) -> None:
     """What the user must know about the run's data and outcome."""
     if result.dataset.get("notice"):
