@@ -2,6 +2,10 @@
 
 import sys
 
-from core.cli import main
+from core.cpus import size_openmp_to_container
+
+size_openmp_to_container()  # before anything imports torch: its thread pool is sized once
+
+from core.cli import main  # noqa: E402
 
 sys.exit(main())

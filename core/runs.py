@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 
 from core.config import RunConfig
+from core.cpus import container_cpus
 from core.result import RunResult
 from core.store import RunStore
 from core.trainer import train
@@ -45,8 +46,16 @@ def configure_for_server(threads: int = 1) -> None:
     gains little, while extra OpenMP threads spin against the web server's own thread and
     against other sessions' runs (measured here on 2 cores under load: the default run took
     3.1 s with 2 threads and 0.8 s with 1). Parallelism comes from the sessions instead.
+
+    The inter-op pool (idle unless something forks work, e.g. `torch.jit.fork`) defaults to the
+    host's core count; on a shared cloud host that is far more than the container's CPU quota,
+    so it is sized to the container (core/cpus.py). Torch allows that once per process.
     """
     torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(container_cpus())
+    except RuntimeError:  # set before, or inter-op work already started: keep what it has
+        pass
 
 
 def default_store() -> RunStore:
