@@ -35,7 +35,7 @@ from torch import nn
 from core.config import OPTIMIZERS, ConfigError, RunConfig, _check, _f, format_value, \
     parse_value
 from core.datasets import load_splits
-from core.runs import default_store
+from core.runs import default_store, training_lock
 from core.store import RunStore
 from core.trainer import DeviceData, flushed_denormals, make_optimizer
 
@@ -502,14 +502,17 @@ def cached_attention(cfg: AttentionConfig, store: RunStore | None = None
 
 def get_attention(cfg: AttentionConfig, *, store: RunStore | None = None,
                   on_progress: Callable[[int, int], None] | None = None) -> AttentionResult:
-    """The classifier result for cfg: from the run store, else trained now and stored."""
+    """The classifier result for cfg: from the run store, else trained now and stored.
+
+    Concurrent callers asking for the same classifier wait for the first one's training."""
     store = default_store() if store is None else store
-    hit = cached_attention(cfg, store)
-    if hit is not None:
-        return hit
-    result = train_attention(cfg.replace(scaled=True), on_progress)
-    store.put(cfg.store_key(), result.to_dict(),
-              meta={"kind": "attention", "changed": cfg.to_params(),
-                    "seconds": round(result.seconds, 3)})
+    with training_lock(cfg.store_key()):
+        hit = cached_attention(cfg, store)
+        if hit is not None:
+            return hit
+        result = train_attention(cfg.replace(scaled=True), on_progress)
+        store.put(cfg.store_key(), result.to_dict(),
+                  meta={"kind": "attention", "changed": cfg.to_params(),
+                        "seconds": round(result.seconds, 3)})
     result.config = cfg
     return result

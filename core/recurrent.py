@@ -28,7 +28,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -42,7 +42,7 @@ from core.config import RunConfig
 from core.datasets import load_splits
 from core.recurrent_config import RecurrentConfig
 from core.result import _table_from_dict, _table_to_dict
-from core.runs import default_store
+from core.runs import default_store, training_lock
 from core.store import RunStore
 from core.trainer import (DeviceData, evaluate, flushed_denormals, make_optimizer,
                           resolve_device, steps_per_epoch)
@@ -340,8 +340,6 @@ def _concat(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
 RECENT_RUNS = 8   # results kept as objects: a page rerun (a scrubber) asks again for its run
 _recent: OrderedDict[tuple[str, str], RecurrentResult] = OrderedDict()
 _recent_guard = threading.Lock()
-_key_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
-_locks_guard = threading.Lock()
 
 
 def cached_recurrent_run(cfg: RecurrentConfig,
@@ -377,9 +375,7 @@ def get_recurrent_run(cfg: RecurrentConfig, store: RunStore | None = None,
     Concurrent callers asking for the same config wait for the first one's training.
     """
     store = default_store() if store is None else store
-    with _locks_guard:
-        lock = _key_locks[cfg.store_key()]
-    with lock:
+    with training_lock(cfg.store_key()):
         result = cached_recurrent_run(cfg, store)
         if result is not None:
             return result

@@ -6,17 +6,19 @@ This is the one way the app, the CLI and notebooks obtain a run:
     result = get_run(RunConfig(depth=10, activation="sigmoid"))   # trains once, then instant
 
 Concurrent callers asking for the same config in one process wait for the first one's training
-instead of training it again.
+instead of training it again (`training_lock`, which the recurrent, attention and sweep caches
+share).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
 import threading
-from collections import OrderedDict, defaultdict
-from typing import Callable
+from collections import OrderedDict
+from typing import Callable, Iterator
 
 import torch
 
@@ -35,8 +37,47 @@ RECENT_RUNS = 8
 _recent: OrderedDict[tuple[str, str], RunResult] = OrderedDict()
 _recent_guard = threading.Lock()
 _RUN_KEY = re.compile(r"[0-9a-f]{20}")   # RunConfig.key(); other entries (sweep cells) differ
-_key_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
-_locks_guard = threading.Lock()
+
+
+class KeyLocks:
+    """One lock per key, kept only while someone holds it or waits for it.
+
+    Keys are the configs people ask for, so a lock per key kept forever (a defaultdict of
+    locks) grows for the life of a server: one entry per config anyone ever tried. Here each
+    entry counts its users and goes when the last one leaves. (A WeakValueDictionary would do
+    the same, but `threading.Lock` objects cannot be weakly referenced.)
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, list] = {}   # key -> [lock, holders and waiters]
+
+    @contextlib.contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        with self._guard:
+            entry = self._locks.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._guard:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._locks[key]
+
+    def __len__(self) -> int:
+        with self._guard:
+            return len(self._locks)
+
+
+_key_locks = KeyLocks()
+
+
+def training_lock(key: str) -> contextlib.AbstractContextManager[None]:
+    """`with training_lock(store_key):` the one session in this process that may train it;
+    the others wait, then find it in the store. Not re-entrant."""
+    return _key_locks.hold(key)
 
 
 def configure_for_server(threads: int = 1) -> None:
@@ -130,9 +171,7 @@ def get_run(cfg: RunConfig, *, store: RunStore | None = None,
             on_epoch: Callable[[RunResult], None] | None = None) -> RunResult:
     """The result for `cfg`: from the store if present, else trained now and stored."""
     store = default_store() if store is None else store
-    with _locks_guard:
-        lock = _key_locks[cfg.key()]
-    with lock:
+    with training_lock(cfg.key()):
         result = cached_run(cfg, store)
         if result is not None:
             return result

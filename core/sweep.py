@@ -23,6 +23,7 @@ has not been yet; the Lab's numbers can differ from the sweep's stacked ones in 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -273,18 +274,14 @@ def run_sweep(spec: SweepSpec, *, store: RunStore | None = None,
     group trains. `batched=False` trains each cell alone with the full trainer (a Lab run each).
     `use_store=False` neither reads nor writes the store.
     """
-    from core.runs import default_store  # runs imports the trainer; keep this import cheap
+    from core.runs import default_store, training_lock  # runs imports the trainer: kept lazy
 
     t0 = time.perf_counter()
     store = (default_store() if store is None else store) if use_store else None
     cells = spec.cells()
     total = len(cells)
     found: dict[int, CellSummary] = {}
-    if store is not None:
-        for i, cfg in enumerate(cells):
-            summary = _lookup(cfg, store)
-            if summary is not None:
-                found[i] = summary
+    _look_up(cells, range(total), store, found)
     done = float(len(found))
 
     def progress(message: str, extra: float = 0.0) -> None:
@@ -292,31 +289,49 @@ def run_sweep(spec: SweepSpec, *, store: RunStore | None = None,
             on_progress(min(done + extra, total), total, message)
     progress(f"{len(found)} of {total} cells from the run store")
     todo = [i for i in range(total) if i not in found]
-    groups = ([[todo[j] for j in g] for g in batch_groups([cells[i] for i in todo])]
-              if batched else [[i] for i in todo])
     sizes = []
-    for group in groups:
-        if len(group) > 1:
-            what = f"training {len(group)} cells together"
-            progress(what)
-            summaries = train_batched(
-                [cells[i] for i in group],
-                on_epoch=lambda f, what=what, n=len(group): progress(
-                    f"{what} ({f:.0%})", f * n))
-            sizes.append(len(group))
-        else:
-            what = f"training {_label(spec, cells[group[0]])}"
-            progress(what)
-            summaries = [_train_alone(cells[group[0]], store, lambda f, what=what: progress(
-                f"{what} ({f:.0%})", f))]
-        for i, summary in zip(group, summaries):
-            found[i] = summary
-            if store is not None:
-                store.put(KEY_PREFIX + summary.config.key(), summary.to_dict(),
-                          meta={"sweep_cell": True, "status": summary.status})
-        done += len(group)
-        progress(f"{int(done)} of {total} cells done")
+    with contextlib.ExitStack() as held:
+        if store is not None and todo:
+            # One session trains a cell; another asking for it (the same shared link, or an
+            # overlapping grid) waits, then reads it from the store. Sorted: no deadlock.
+            for key in sorted({KEY_PREFIX + cells[i].key() for i in todo}):
+                held.enter_context(training_lock(key))
+            _look_up(cells, todo, store, found)
+            todo = [i for i in todo if i not in found]
+            done = float(len(found))
+        groups = ([[todo[j] for j in g] for g in batch_groups([cells[i] for i in todo])]
+                  if batched else [[i] for i in todo])
+        for group in groups:
+            if len(group) > 1:
+                what = f"training {len(group)} cells together"
+                progress(what)
+                summaries = train_batched(
+                    [cells[i] for i in group],
+                    on_epoch=lambda f, what=what, n=len(group): progress(
+                        f"{what} ({f:.0%})", f * n))
+                sizes.append(len(group))
+            else:
+                what = f"training {_label(spec, cells[group[0]])}"
+                progress(what)
+                summaries = [_train_alone(cells[group[0]], store, lambda f, what=what: progress(
+                    f"{what} ({f:.0%})", f))]
+            for i, summary in zip(group, summaries):
+                found[i] = summary
+                if store is not None:
+                    store.put(KEY_PREFIX + summary.config.key(), summary.to_dict(),
+                              meta={"sweep_cell": True, "status": summary.status})
+            done += len(group)
+            progress(f"{int(done)} of {total} cells done")
     return _result(spec, cells, found, time.perf_counter() - t0, sizes)
+
+
+def _look_up(cells: list[RunConfig], which, store: RunStore | None,
+             found: dict[int, CellSummary]) -> None:
+    if store is not None:
+        for i in which:
+            summary = _lookup(cells[i], store)
+            if summary is not None:
+                found[i] = summary
 
 
 def _label(spec: SweepSpec, cfg: RunConfig) -> str:
