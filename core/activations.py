@@ -92,12 +92,32 @@ def saturation_threshold(name: str) -> float:
     return SATURATION_FRACTION * max_slope(name)
 
 
+# |f'| of these is even in z and falls as |z| grows, so "saturated" is |z| beyond one edge.
+_EVEN_FALLING = ("sigmoid", "tanh")
+
+
+@functools.cache
+def saturation_edge(name: str) -> float:
+    """For sigmoid and tanh: the |z| beyond which |f'(z)| < the saturation threshold, found by
+    bisection on the derivative itself, so the mask stays the one definition above."""
+    if name not in _EVEN_FALLING:
+        raise ValueError(f"{name} has no single saturation edge")
+    lo, hi, t = 0.0, 30.0, saturation_threshold(name)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        slope = float(derivative(name, torch.tensor(mid, dtype=torch.float64)).abs())
+        lo, hi = (lo, mid) if slope < t else (mid, hi)
+    return hi
+
+
 def saturated(name: str, z: torch.Tensor) -> torch.Tensor:
     """Boolean mask: where the unit's pre-activation z passes little gradient."""
     if name == "linear":
         return torch.zeros_like(z, dtype=torch.bool)
     if name == "relu":  # f' is 0 or 1, so this is the same mask in one op (it runs every step)
         return ~(z > 0)
+    if name in _EVEN_FALLING:  # two passes instead of the derivative's five (a recorded step)
+        return z.abs() > saturation_edge(name)
     return derivative(name, z).abs() < saturation_threshold(name)
 
 

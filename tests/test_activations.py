@@ -39,6 +39,18 @@ def test_sigmoid_threshold_and_relu_half_line():
     assert not activations.saturated("linear", z).any()
 
 
+@pytest.mark.parametrize("name", ["sigmoid", "tanh"])
+def test_the_saturation_edge_gives_the_derivative_definitions_mask(name):
+    # The recorder tests |z| > edge for these; it must be the same mask as |f'(z)| < 6% max.
+    z = torch.cat([torch.linspace(-12, 12, 1_000_001), torch.tensor([float("inf"),
+                                                                    -float("inf"), 1e30])])
+    by_definition = activations.derivative(name, z).abs() < activations.saturation_threshold(name)
+    assert torch.equal(activations.saturated(name, z), by_definition)
+    assert not activations.saturated(name, torch.tensor([float("nan")])).any()
+    with pytest.raises(ValueError):
+        activations.saturation_edge("relu")
+
+
 def test_max_slope_known_values():
     assert activations.max_slope("sigmoid") == pytest.approx(0.25)
     assert activations.max_slope("tanh") == pytest.approx(1.0)
