@@ -117,14 +117,24 @@ def make_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer, n_steps: in
     return None, 0
 
 
-def clip_gradients(cfg: RunConfig, params: list[nn.Parameter]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clip as configured; return (total gradient norm before clipping, whether it clipped)."""
-    grads = [p.grad for p in params if p.grad is not None]
+def gradient_norms(params: list[nn.Parameter]) -> list[torch.Tensor]:
+    """‖∇p‖ of every parameter (zero where a parameter got no gradient), in one multi-tensor
+    pass: the recorder, the total norm and clipping all use these, so none redoes them."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    return torch._foreach_norm(grads)
+
+
+def clip_gradients(cfg: RunConfig, params: list[nn.Parameter],
+                   norms: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clip as configured, given each parameter's gradient norm; return (total gradient norm
+    before clipping, whether it clipped). torch's clip_grad_norm_ is get_total_norm followed by
+    clip_grads_with_norm_; the first is done here from the norms already taken."""
+    total = torch.linalg.vector_norm(torch.stack(norms))
     if cfg.clip_norm is not None:
-        total = nn.utils.clip_grad_norm_(params, cfg.clip_norm)
+        nn.utils.clip_grads_with_norm_(params, cfg.clip_norm, total)
         return total, total > cfg.clip_norm
-    total = nn.utils.get_total_norm(grads)
     if cfg.clip_value is not None:
+        grads = [p.grad for p in params if p.grad is not None]
         largest = nn.utils.get_total_norm(grads, norm_type=float("inf"))
         nn.utils.clip_grad_value_(params, cfg.clip_value)
         return total, largest > cfg.clip_value
@@ -295,8 +305,9 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
                 logits = model(xb)
                 loss = F.cross_entropy(logits, yb)
                 loss.backward()
-                rec.after_backward(loss)                 # per-layer grad norms, before clipping
-                rec.after_clip(*clip_gradients(cfg, params))
+                norms = gradient_norms(params)           # before clipping
+                rec.after_backward(loss, norms)
+                rec.after_clip(*clip_gradients(cfg, params, norms))
                 optimizer.step()
                 rec.after_step(optimizer.param_groups[0]["lr"])
                 if sched_every == 1:

@@ -74,6 +74,10 @@ def test_step0_statistics_match_a_hand_computation():
                                [norm(gi) / norm(wi) for gi, wi in zip(g, w0)], rtol=1e-3)
     np.testing.assert_allclose(_at0(result, "update_data_ratio"),
                                [cfg.lr * norm(gi) / norm(wi) for gi, wi in zip(g, w0)], rtol=1e-3)
+    np.testing.assert_allclose(_at0(result, "weight_grad_max_abs"),
+                               [np.abs(gi).max() for gi in g], rtol=1e-5)
+    np.testing.assert_allclose(_at0(result, "weight_grad_mean_abs"),
+                               [np.abs(gi).mean() for gi in g], rtol=1e-4)
     np.testing.assert_allclose(_at0(result, "drift"),
                                [cfg.lr * np.linalg.norm(gi) / np.linalg.norm(wi)
                                 for gi, wi in zip(g, w0)], rtol=1e-3)
