@@ -8,6 +8,7 @@ Split from `core.charts` to keep each module readable; the pages use `core.chart
     state_step(table, e)    the step where the network is in its state after epoch e
     rule(...)               a labelled reference rule, as layers to splice into alt.layer(...)
     layer_panels(...)       per-layer lines over steps, side by side, one legend picking layers
+    vega_spec(chart)        the Vega-Lite dict a page draws (no run-time validation, fit-x)
 """
 
 from __future__ import annotations
@@ -190,3 +191,19 @@ def layer_panels(result, panels: list[Panel], epoch: int | None, title: str):
             chart, declared = chart.add_params(sel), True
         out.append(step_panel(chart, result, epoch, p.title, p.extras))
     return out[0].properties(title=title) if len(out) == 1 else alt.hconcat(*out, title=title)
+
+
+def vega_spec(chart: alt.TopLevelMixin) -> dict:
+    """The chart's Vega-Lite spec, ready for a page (pages/training.spec_dict).
+
+    The builders' specs are schema-validated by the test suite, so the app skips Altair's
+    run-time validation (~150 ms a chart). Streamlit stretches a single or layered chart by
+    fitting all of it, title and axes included, into the spec's height, which squashed a
+    220 px panel to ~60 px of plot (measured in Chromium); fitting the width alone keeps the
+    height. Concatenated and faceted charts keep their own sizes (Vega-Lite fits only single
+    and layered views).
+    """
+    spec = chart.to_dict(validate=False)
+    if "mark" in spec or "layer" in spec:
+        spec.setdefault("autosize", {"type": "fit-x", "contains": "padding"})
+    return spec

@@ -107,32 +107,33 @@ def panels() -> None:
     tabs = st.tabs(TABS, key="tab", bind="query-params")
     with tabs[0]:
         if tabs[0].open:
-            training.chart(charts.loss_accuracy(result, epoch))
+            training.run_chart(result, charts.loss_accuracy, epoch)
     with tabs[1]:
         if tabs[1].open:
-            training.chart(charts.grad_norm_heatmap(result))
-            training.chart(charts.grad_norm_lines(result, epoch=epoch))
-            training.chart(charts.gradient_flow(result, epoch))
-            training.chart(charts.grad_norm_lines(result, metric="out_grad_norm", epoch=epoch))
+            training.run_chart(result, charts.grad_norm_heatmap)
+            training.run_chart(result, charts.grad_norm_lines, epoch=epoch)
+            training.run_chart(result, charts.gradient_flow, epoch)
+            training.run_chart(result, charts.grad_norm_lines, metric="out_grad_norm",
+                               epoch=epoch)
     with tabs[2]:
         if tabs[2].open:
-            training.chart(charts.saturation_dead(result, epoch))
-            training.chart(charts.histograms(result, "activation", epoch))
+            training.run_chart(result, charts.saturation_dead, epoch)
+            training.run_chart(result, charts.histograms, "activation", epoch)
             layer = st.selectbox("Layer over time", result.layer_names[:-1] or result.layer_names,
                                  key="layer", bind="query-params",
                                  help="Whose activation histogram to follow across epochs.")
-            training.chart(charts.histogram_over_time(result, "activation", layer))
+            training.run_chart(result, charts.histogram_over_time, "activation", layer)
     with tabs[3]:
         if tabs[3].open:
-            training.chart(charts.ratios(result, epoch))
-            training.chart(charts.histograms(result, "weight", epoch))
-            training.chart(charts.histograms(result, "weight_grad", epoch))
+            training.run_chart(result, charts.ratios, epoch)
+            training.run_chart(result, charts.histograms, "weight", epoch)
+            training.run_chart(result, charts.histograms, "weight_grad", epoch)
     with tabs[4]:
         if tabs[4].open:
-            training.chart(charts.clipping(result))
+            training.run_chart(result, charts.clipping)
     with tabs[5]:
         if tabs[5].open:
-            training.chart(charts.batch_norm_shift(result, epoch))
+            training.run_chart(result, charts.batch_norm_shift, epoch)
 
 
 panels()

@@ -10,11 +10,12 @@ from __future__ import annotations
 import io
 import time
 import zipfile
+from typing import Callable
 
 import altair as alt
 import streamlit as st
 
-from core import charts
+from core import chart_parts, charts
 from core.config import RunConfig
 from core.export import pytorch_script, script_filename
 from core.result import TABLES, RunResult
@@ -122,17 +123,27 @@ def chart(spec: alt.TopLevelMixin, container=st) -> None:
     container.vega_lite_chart(spec=spec_dict(spec), width="stretch")
 
 
-def spec_dict(chart: alt.TopLevelMixin) -> dict:
-    """The chart's Vega-Lite spec, ready for a page.
+spec_dict = chart_parts.vega_spec  # what every chart on a page goes through
 
-    The builders' specs are schema-validated by the test suite, so the app skips Altair's
-    run-time validation (~150 ms a chart). Streamlit stretches a single or layered chart by
-    fitting all of it, title and axes included, into the spec's height, which squashed a
-    220 px panel to ~60 px of plot (measured in Chromium); fitting the width alone keeps the
-    height. Concatenated and faceted charts keep their own sizes (Vega-Lite fits only single
-    and layered views).
-    """
-    spec = chart.to_dict(validate=False)
-    if "mark" in spec or "layer" in spec:
-        spec.setdefault("autosize", {"type": "fit-x", "contains": "padding"})
-    return spec
+
+def run_chart(result: RunResult, builder: Callable, *args, container=st, **kwargs) -> None:
+    """Draw `builder(result, *args, **kwargs)`, stretched to the page's width.
+
+    A page reruns on every click (a tab, the epoch scrubber, a selectbox), and Altair takes
+    10–170 ms to build and serialise one chart of a run that has not changed (measured on the
+    Lab's charts). The specs are cached by the run's identity and the builder's arguments: the
+    config key plus the tables' lengths and status, which tell a live partial result from the
+    finished one."""
+    run_id = (result.key, result.status, len(result.epochs), len(result.steps),
+              len(result.layers), len(result.histograms))
+    spec = _run_spec(run_id, builder.__module__, builder.__qualname__, args,
+                     tuple(sorted(kwargs.items())), result, builder)
+    container.vega_lite_chart(spec=spec, width="stretch")
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _run_spec(run_id: tuple, module: str, name: str, args: tuple, kwargs: tuple,
+              _result: RunResult, _builder: Callable) -> dict:
+    # _result and _builder are not hashed (a leading underscore): run_id, module and name say
+    # which they are.
+    return spec_dict(_builder(_result, *args, **dict(kwargs)))
