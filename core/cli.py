@@ -24,7 +24,7 @@ from core.config import FIELDS, ConfigError, RunConfig, describe, field_kind, fo
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, no usage dump, exit 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")  # argv may hold \n
 
 
 def _value_type(name: str):
@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("datasets", help="list the datasets, their sizes and where they come from")
     _add_sweep_parser(sub)
     _add_probe_parser(sub)
+    _add_bench_parser(sub)
     return parser
 
 
@@ -75,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sweep(parser, args)
         if args.command == "probe":
             return _probe(parser, args)
+        if args.command == "bench":
+            return _bench(args)
         return _datasets() if args.command == "datasets" else _train(parser, args)
     except BrokenPipeError:  # output piped into `head`: not an error worth a traceback
         sys.stderr.close()
@@ -158,6 +161,53 @@ def _datasets() -> int:
               f"  — {d['source']}")
         if d.get("notice"):
             print(f"{'':<15}note: {d['notice']}")
+    return 0
+
+
+# --- bench ----------------------------------------------------------------------------------
+def _add_bench_parser(sub) -> None:
+    from core.benchmark import BATCH_SIZES, SECTIONS
+
+    bench = sub.add_parser(
+        "bench", help="measure the trainer against a plain PyTorch loop and the hardware",
+        description="Print a table of figures measured now on this machine: matmul rate, "
+                    "trainer vs an idiomatic PyTorch loop on Fashion-MNIST, the default Lab "
+                    "run, the stacked sweep and the app's peak memory. About 3 minutes.")
+    bench.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                       metavar="SECTION", help=f"sections to run: {', '.join(SECTIONS)}")
+    bench.add_argument("--batch-sizes", nargs="+", type=int, default=list(BATCH_SIZES),
+                       metavar="N", help="batch sizes for the trainer section")
+    bench.add_argument("--repeats", type=int, metavar="N",
+                       help="tries per figure (the best is kept); default 2")
+    bench.add_argument("--threads", type=int, metavar="N",
+                       help="torch intra-op threads (default: torch's choice for this machine)")
+    bench.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    bench.add_argument("--quick", action="store_true",
+                       help="small data and one try: checks that it runs, figures mean little")
+    bench.add_argument("--json", type=Path, metavar="PATH", help="also write the rows as JSON")
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from core.benchmark import format_table, machine, rows_json, run_benchmark
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"machine: {machine()}", flush=True)
+    try:
+        rows = run_benchmark(sections=args.only, quick=args.quick, repeats=args.repeats,
+                             batch_sizes=args.batch_sizes, device=args.device,
+                             say=lambda m: print(f"  … {m}", file=sys.stderr, flush=True))
+    except Exception as err:
+        print(f"python -m core: error: {err}", file=sys.stderr)
+        return 1
+    print(format_table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows_json(rows), indent=1))
+        print(f"wrote {args.json}")
     return 0
 
 
