@@ -343,6 +343,29 @@ def describe(f: dataclasses.Field) -> str:
     return text + (" (or empty for off)" if is_optional(f) else "")
 
 
+def inline(text: str, limit: int = 40) -> str:
+    """Text a user typed, as a message quotes it inside a code span (`…`): cut short, on one
+    line, without backticks.
+
+    Messages are shown as Markdown, and anyone can put any text in a link: inside a code span
+    it cannot become a clickable link or an image, and a backtick would end the span."""
+    short = text[:limit] + ("…" if len(text) > limit else "")
+    return "".join(c if c.isprintable() and c != "`" else "?" for c in short)
+
+
+def quote(value: Any) -> str:
+    """A value as a message quotes it: text in a code span, anything else as its repr, cut
+    short (a pasted 5,000-digit number makes no clearer a message; its repr even raises)."""
+    if isinstance(value, str):
+        return f"`{inline(value)}`"
+    try:
+        text = repr(value)
+    except Exception:  # an int past sys.get_int_max_str_digits(), a broken __repr__
+        text = (f"an integer of {int(value.bit_length() * math.log10(2)) + 1} digits"
+                if isinstance(value, int) else f"a {type(value).__name__}")
+    return inline(text)
+
+
 def _check(f: dataclasses.Field, value: Any) -> Any:
     """Validate (and normalise int→float) one field value."""
     m = f.metadata
@@ -353,23 +376,28 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
         raise ConfigError(f.name, f"must be {describe(f)}")
     if kind is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f.name, f"must be true or false, got {value!r}")
+            raise ConfigError(f.name, f"must be true or false, got {quote(value)}")
         return value
     if kind is str:
-        if value not in m["choices"]:
-            raise ConfigError(f.name, f"{str(value)[:40]!r} is not {describe(f)}")
+        # isinstance first: `in` would compare a numpy array elementwise, and raise.
+        if not isinstance(value, str) or value not in m["choices"]:
+            raise ConfigError(f.name, f"{quote(value)} is not {describe(f)}")
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f.name, f"must be {describe(f)}, got {value!r}")
+        raise ConfigError(f.name, f"must be {describe(f)}, got {quote(value)}")
     if kind is int:
         if isinstance(value, float):
             if not value.is_integer():
-                raise ConfigError(f.name, f"must be {describe(f)}, got {value!r}")
+                raise ConfigError(f.name, f"must be {describe(f)}, got {quote(value)}")
             value = int(value)
     else:
-        value = float(value)
-        if not math.isfinite(value):
-            raise ConfigError(f.name, f"must be {describe(f)}, got {value!r}")
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond any float
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f.name, f"must be {describe(f)}, got {quote(value)}")
+        value = number + 0.0  # -0.0 → 0.0: configs that are equal have one key
     if not (m["lo"] <= value <= m["hi"]):
-        raise ConfigError(f.name, f"{value!r} is out of range: must be {describe(f)}")
+        raise ConfigError(f.name, f"{quote(value)} is out of range: must be {describe(f)}")
     return value

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 # `_f` and `_check` are RunConfig's field metadata and range check: one set of rules for both.
-from core.config import ConfigError, _check, _f, describe, format_value, parse_value
+from core.config import ConfigError, _check, _f, describe, format_value, parse_value, quote
 from core.surfaces import SURFACES
 
 SCHEMA_VERSION = 1
@@ -95,7 +95,7 @@ class RaceConfig:
             lo, hi = window_range(name, self.surface)
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not (number and lo <= value <= hi):  # also false for NaN
-                raise ConfigError(name, f"{value!r} is outside the "
+                raise ConfigError(name, f"{quote(value)} is outside the "
                                         f"{SURFACES[self.surface].title} window: must be "
                                         f"{field_range(name, self.surface)}")
             object.__setattr__(self, name, float(value))
@@ -203,7 +203,7 @@ def parse_setting(name: str, text: str, surface: str = "beale") -> Any:
             from None
     lo, hi = window_range(name, surface)
     if not lo <= value <= hi:  # also false for NaN
-        raise ConfigError(name, f"{value!r} is outside the {SURFACES[surface].title} window: "
+        raise ConfigError(name, f"{quote(value)} is outside the {SURFACES[surface].title} window: "
                                 f"must be {field_range(name, surface)}")
     return value
 

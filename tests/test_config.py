@@ -125,6 +125,23 @@ def test_with_fallbacks_uses_the_given_defaults():
     assert RunConfig.with_fallbacks({}, defaults=page) == (page, [])
 
 
+def test_minus_zero_is_zero():
+    # Equal configs, one key (a link drops bias_value=-0.0 as the default): found by
+    # test_any_valid_config_round_trips_through_params_and_json.
+    assert RunConfig(bias_value=-0.0).key() == RunConfig().key()
+
+
+def test_odd_values_give_a_message_not_a_crash():
+    # Found by tests/test_fuzz.py: numbers past any float, numbers too long to print (their
+    # str() raises) and arrays (`in` compares them elementwise) raised other errors.
+    with pytest.raises(ConfigError, match=r"^lr: must be a number from 1e-06 to 100, got 1000"):
+        RunConfig(lr=10**400)
+    with pytest.raises(ConfigError, match="^depth: an integer of 5001 digits is out of range"):
+        RunConfig(depth=10**5000)
+    with pytest.raises(ConfigError, match="^activation: array"):
+        RunConfig(activation=__import__("numpy").array(["relu", "tanh"]))
+
+
 _valid_values = {
     name: (st.sampled_from(f.metadata["choices"]) if f.metadata["choices"]
            else st.booleans() if field_kind(f) is bool
