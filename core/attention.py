@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.config import OPTIMIZERS, ConfigError, RunConfig, _check, _f, format_value, \
+from core.config import OPTIMIZERS, ConfigError, RunConfig, _check, _f, format_value, inline, \
     parse_value
 from core.datasets import load_splits
 from core.runs import default_store, training_lock
@@ -148,7 +148,7 @@ def url_problems(raw: Mapping[str, str], used: AttentionConfig,
         except ConfigError as err:
             problem = str(err).split(": ", 1)[1]
         if problem:
-            out.append(f"`{name}={text[:40]}` {problem}; using "
+            out.append(f"`{name}={inline(text)}` {problem}; using "
                        f"{format_value(getattr(used, name))}.")
     return out
 

@@ -314,7 +314,7 @@ def parse_value(f: dataclasses.Field, text: str) -> Any:
         if kind is float:
             return float(text)
     except ValueError:
-        raise ConfigError(f.name, f"{text[:40]!r} is not {describe(f)}") from None
+        raise ConfigError(f.name, f"{quote(text)} is not {describe(f)}") from None
     return text
 
 

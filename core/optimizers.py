@@ -29,7 +29,8 @@ import pandas as pd
 import torch
 
 # `_f` and `_check` are RunConfig's field metadata and range check: one set of rules for both.
-from core.config import ConfigError, _check, _f, describe, format_value, parse_value, quote
+from core.config import ConfigError, _check, _f, describe, format_value, inline, parse_value, \
+    quote
 from core.surfaces import SURFACES
 
 SCHEMA_VERSION = 1
@@ -156,7 +157,7 @@ class RaceConfig:
                 except ConfigError as err:
                     dropped.append((name, str(text), _reason(err)))
         cfg = cls(**merged)  # every value passed its own check, and x0, y0 the window's
-        return cfg, [f"`{name}={text[:40]}`: {why}; using {format_value(getattr(cfg, name))}."
+        return cfg, [f"`{name}={inline(text)}`: {why}; using {format_value(getattr(cfg, name))}."
                      for name, text, why in dropped]
 
 
@@ -199,7 +200,7 @@ def parse_setting(name: str, text: str, surface: str = "beale") -> Any:
     try:
         value = float(str(text).strip())
     except ValueError:
-        raise ConfigError(name, f"{str(text)[:40]!r} is not {field_range(name, surface)}") \
+        raise ConfigError(name, f"{quote(str(text))} is not {field_range(name, surface)}") \
             from None
     lo, hi = window_range(name, surface)
     if not lo <= value <= hi:  # also false for NaN

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from core.config import OPTIMIZERS, ConfigError, _check, _f, format_value, parse_value
+from core.config import OPTIMIZERS, ConfigError, _check, _f, format_value, inline, parse_value
 
 # Bump when the meaning of a field or the content of a result changes.
 SCHEMA_VERSION = 1
@@ -220,7 +220,7 @@ def url_problems(raw: Mapping[str, str], used: RecurrentConfig) -> list[str]:
         except ConfigError as err:
             problem = str(err).split(": ", 1)[1]
         if problem:
-            out.append(f"`{name}={text[:40]}` {problem}; using "
+            out.append(f"`{name}={inline(text)}` {problem}; using "
                        f"{format_setting(name, getattr(used, name))}.")
     return out
 

@@ -35,7 +35,7 @@ import pandas as pd
 
 from core.batched import CellSummary, batch_groups, train_batched
 from core.config import FIELDS, ConfigError, RunConfig, describe, field_kind, format_value, \
-    parse_field
+    parse_field, quote
 from core.result import RunResult
 from core.store import RunStore
 
@@ -161,7 +161,7 @@ def _lenient_axis(params: Mapping[str, str], axis: str, default: str, taken: str
         return name
     fallback = next(n for n in (default, "depth", "activation") if n != taken)
     why = "not a setting" if name not in FIELDS else "the same setting as x"
-    warnings.append(f"{axis}: {str(name)[:40]!r} is {why}; using {fallback}.")
+    warnings.append(f"{axis}: {quote(str(name))} is {why}; using {fallback}.")
     return fallback
 
 

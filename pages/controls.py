@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 import streamlit as st
 
-from core.config import FIELDS, ConfigError, RunConfig, format_value, parse_field
+from core.config import FIELDS, ConfigError, RunConfig, format_value, inline, parse_field
 
 GROUPS = {
     "data": "Data",
@@ -97,7 +97,7 @@ def url_warnings(raw: dict[str, str], used: RunConfig, prefix: str = "") -> list
         except ConfigError as err:
             problem = str(err).split(": ", 1)[1]
         if problem:
-            out.append(f"`{prefix}{name}={text[:40]}` {problem}; using "
+            out.append(f"`{prefix}{name}={inline(text)}` {problem}; using "
                        f"{format_value(getattr(used, name), name)}.")
     return out
 

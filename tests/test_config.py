@@ -142,6 +142,14 @@ def test_odd_values_give_a_message_not_a_crash():
         RunConfig(activation=__import__("numpy").array(["relu", "tanh"]))
 
 
+def test_what_a_link_says_is_quoted_as_code_cut_short_on_one_line():
+    # Warnings are Markdown: a link's text in a code span cannot become a link or an image.
+    with pytest.raises(ConfigError) as err:
+        RunConfig.from_params({"lr": "[click](https://evil.example)\n`" + "x" * 100})
+    assert str(err.value) == ("lr: `[click](https://evil.example)??xxxxxxxxx…` is not a number "
+                              "from 1e-06 to 100")
+
+
 _valid_values = {
     name: (st.sampled_from(f.metadata["choices"]) if f.metadata["choices"]
            else st.booleans() if field_kind(f) is bool

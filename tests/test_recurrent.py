@@ -225,7 +225,7 @@ def test_links_round_trip_and_bad_links_fall_back():
     assert lenient == RecurrentConfig(cell="lstm", sequence="chunks")
     text = " ".join(warnings)
     assert len(warnings) == 3 and "hidden: -3 is out of range" in text and "using 64" in text
-    assert "lr: 'fast' is not a number" in text and "chunk: 5 pixels" in text
+    assert "lr: `fast` is not a number" in text and "chunk: 5 pixels" in text
 
 
 def test_store_round_trip(tmp_path):
