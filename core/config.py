@@ -241,15 +241,21 @@ class RunConfig:
             except ConfigError as err:
                 warnings.append(_fallback_warning(err, defaults))
         reset: set[str] = set()
-        while True:
+        while True:  # each round resets one more setting; the defaults themselves are valid
             try:
                 return cls(**merged), warnings
             except ConfigError as err:
-                if err.field in reset:
-                    raise  # the defaults themselves clash: a programming error, keep it loud
-                reset.add(err.field)
-                warnings.append(_fallback_warning(err, defaults))
-                merged[err.field] = getattr(defaults, err.field)
+                name = err.field
+                if name in FIELDS and name not in reset and merged[name] != getattr(defaults, name):
+                    warnings.append(_fallback_warning(err, defaults))
+                else:  # its default clashes too (a cnn asked of 10-layer defaults): the other side
+                    name = _clashing(cls, merged, defaults, err, reset)
+                    reason = str(err).split(": ", 1)[-1]
+                    warnings.append(f"{name}: {format_value(merged[name], name)} does not go with "
+                                    f"{err.field} ({reason}); using "
+                                    f"{format_value(getattr(defaults, name), name)}.")
+                reset.add(name)
+                merged[name] = getattr(defaults, name)
 
     def replace(self, **changes: Any) -> "RunConfig":
         return dataclasses.replace(self, **changes)
@@ -316,6 +322,20 @@ def parse_value(f: dataclasses.Field, text: str) -> Any:
     except ValueError:
         raise ConfigError(f.name, f"{quote(text)} is not {describe(f)}") from None
     return text
+
+
+def _clashing(cls: type, merged: dict, defaults: Any, err: ConfigError, reset: set) -> str:
+    """The setting, of those that differ from the defaults, whose default removes `err` (else
+    the first of them: resetting one at a time ends at the defaults, which are valid)."""
+    names = [n for n in FIELDS if n not in reset and merged[n] != getattr(defaults, n)]
+    for name in names:
+        try:
+            cls(**{**merged, name: getattr(defaults, name)})
+            return name
+        except ConfigError as other:
+            if str(other) != str(err):
+                return name
+    return names[0]
 
 
 def _fallback_warning(err: ConfigError, defaults: RunConfig) -> str:

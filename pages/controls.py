@@ -148,9 +148,20 @@ def config_controls(fields: list[str], *, defaults: RunConfig = RunConfig(),
                 else getattr(defaults, name)
         except ConfigError:
             values[name] = getattr(defaults, name)
-    # Combinations the widgets allow but the config forbids fall back to the page's defaults.
+    return resolve(values, raw_url, defaults, prefix)
+
+
+def resolve(values: dict[str, Any], raw: dict[str, str], defaults: RunConfig,
+            prefix: str = "") -> tuple[RunConfig, list[str]]:
+    """The config of the controls' `values`, and a warning for each value not used.
+
+    Combinations the widgets allow but the config forbids fall back to the page's defaults
+    (one warning each); so does what the link (`raw`) asked for that no widget took.
+    """
     cfg, problems = RunConfig.with_fallbacks(values, defaults=defaults)
-    return cfg, url_warnings(raw_url, cfg, prefix) + problems
+    replaced = {message.split(":", 1)[0] for message in problems}  # said once, not twice
+    raw = {name: text for name, text in raw.items() if name not in replaced}
+    return cfg, url_warnings(raw, cfg, prefix) + problems
 
 
 def _current(prefix: str, name: str, default: Any) -> Any:

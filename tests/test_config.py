@@ -150,6 +150,19 @@ def test_what_a_link_says_is_quoted_as_code_cut_short_on_one_line():
                               "from 1e-06 to 100")
 
 
+def test_a_clash_with_the_defaults_themselves_gives_up_the_other_setting():
+    # Compare's A is a 10-layer net: a link asking for a cnn there used to raise (the depth
+    # named by the rule fell back to 10, which clashed again). Found by tests/test_fuzz.py.
+    page = RunConfig(depth=10, activation="sigmoid")
+    cfg, warnings = RunConfig.with_fallbacks({"model": "cnn", "lr": 0.01}, defaults=page)
+    assert cfg == page.replace(lr=0.01)
+    assert warnings == ["model: cnn does not go with depth (a cnn has at most 6 conv layers, "
+                        "got 10); using mlp."]
+    b = RunConfig(clip_value=0.1)  # Compare's B starts from A, which may clip values
+    cfg, warnings = RunConfig.with_fallbacks({"clip_norm": 1.0}, defaults=b)
+    assert cfg == b and len(warnings) == 1 and warnings[0].startswith("clip_norm: 1.0 does not")
+
+
 _valid_values = {
     name: (st.sampled_from(f.metadata["choices"]) if f.metadata["choices"]
            else st.booleans() if field_kind(f) is bool
