@@ -209,6 +209,28 @@ def parse_setting(name: str, text: str, surface: str = "beale") -> Any:
     return value
 
 
+def url_problems(raw: Mapping[str, str], used: RaceConfig, *, skip=()) -> list[str]:
+    """What a link asked for that the page could not use, and what it used instead.
+
+    `skip`: settings not to report (a control has just set them, so the link still holds the
+    old values).
+    """
+    out = []
+    for name, text in raw.items():
+        if name not in FIELDS or name in skip:
+            continue
+        try:
+            value = parse_setting(name, text, used.surface)
+            problem = (None if value == getattr(used, name)
+                       else "is not one of this control's values")
+        except ConfigError as err:
+            problem = _reason(err)
+        if problem:
+            out.append(f"`{name}={inline(str(text))}` {problem}; "
+                       f"using {format_value(getattr(used, name))}.")
+    return out
+
+
 # --- the race ---------------------------------------------------------------------------------
 def make_optimizer(name: str, params: list[torch.Tensor], lr: float, cfg: RaceConfig):
     """The torch.optim optimizer (and lr scheduler, or None) for one racer."""

@@ -35,7 +35,7 @@ import pandas as pd
 
 from core.batched import CellSummary, batch_groups, train_batched
 from core.config import FIELDS, ConfigError, RunConfig, describe, field_kind, format_value, \
-    parse_field, quote
+    inline, parse_field, quote
 from core.result import RunResult
 from core.store import RunStore
 
@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 MAX_CELLS = 64
 KEY_PREFIX = "sweep-"
 AXIS_PARAMS = ("x", "xv", "y", "yv")
+
+# Settings worth putting on an axis: not the run's plumbing (device, record_every), nor the toy
+# sets' noise (sweeps run on images).
+AXES = tuple(name for name in FIELDS if name not in ("noise", "device", "record_every"))
 
 # Values to offer when an axis is chosen (and to fall back on for a bad URL). Settings with
 # choices offer all of them; booleans both; others their default alone unless listed here.
@@ -152,6 +156,14 @@ class SweepSpec:
             warnings.append(f"cells: a sweep has at most {MAX_CELLS} cells; kept "
                             f"{len(xs)} {x} values × {len(ys)} {y} values.")
         return cls(base, x, tuple(xs), y, tuple(ys)), warnings
+
+
+def axis_problems(asked: Mapping[str, str | None], used: Mapping[str, str]) -> list[str]:
+    """The axes a link asked for (`x`, `y`: None if absent) that a page with `used` axes could
+    not take, as warnings: a selectbox over AXES drops any other name."""
+    return [f"`{axis}={inline(str(asked[axis]))}` is not a setting one can sweep "
+            f"({', '.join(AXES)}); using {used[axis]}."
+            for axis in ("x", "y") if asked.get(axis) is not None and asked[axis] != used[axis]]
 
 
 def _lenient_axis(params: Mapping[str, str], axis: str, default: str, taken: str | None,

@@ -8,7 +8,7 @@ import streamlit as st
 from core import optimizer_charts
 from core.config import ConfigError, format_value
 from core.optimizers import FIELDS, LABELS, LR_GRID, OPTIMIZERS, PRESETS, RaceConfig, \
-    defaults_for, matching_preset, parse_setting, race, summary, window_range
+    defaults_for, matching_preset, race, summary, url_problems, window_range
 from core.surfaces import SURFACES
 from pages import training
 from pages.router import require_router
@@ -71,26 +71,9 @@ def _start_grid(name: str, surface: str) -> list[float]:
 
 # --- controls ---------------------------------------------------------------------------------
 def _link_warnings(raw: dict, used: RaceConfig) -> list[str]:
-    """What the link asked for that the page could not use, and what it used instead.
-
-    Settings a callback has just set are skipped: the link read at the start of this run
-    still holds their old values.
-    """
-    out = []
-    just_set = st.session_state.pop(SET_KEY, set())
-    for name, text in raw.items():
-        if name in just_set:
-            continue
-        try:
-            value = parse_setting(name, text, used.surface)
-            problem = (None if value == getattr(used, name)
-                       else "is not one of this control's values")
-        except ConfigError as err:
-            problem = str(err).split(": ", 1)[1]
-        if problem:
-            out.append(f"`{name}={text[:40]}` {problem}; "
-                       f"using {format_value(getattr(used, name))}.")
-    return out
+    """What the link asked for that the page could not use. Settings a callback has just set
+    are skipped: the link read at the start of this run still holds their old values."""
+    return url_problems(raw, used, skip=st.session_state.pop(SET_KEY, set()))
 
 
 def _help(name: str) -> str:

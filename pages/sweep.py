@@ -7,7 +7,7 @@ import streamlit as st
 from core import sweep_charts
 from core.config import FIELDS, ConfigError, RunConfig, format_value
 from core.datasets import IMAGE_DATASETS
-from core.sweep import MAX_CELLS, SweepSpec, run_sweep, suggested_values
+from core.sweep import AXES, MAX_CELLS, SweepSpec, axis_problems, run_sweep, suggested_values
 from pages import training
 from pages.controls import config_controls, label
 from pages.router import require_router
@@ -15,8 +15,6 @@ from pages.router import require_router
 require_router()
 
 FIELDS_HERE = [name for name in FIELDS if name != "noise"]
-# Settings worth putting on an axis (the run's plumbing, device and record_every, is not).
-AXES = [name for name in FIELDS_HERE if name not in ("device", "record_every")]
 # Depth × activation with plain SGD: where sigmoid and tanh stop learning as the net deepens.
 DEFAULT = SweepSpec(RunConfig(epochs=5, optimizer="sgd", lr=0.05, init="xavier_normal"),
                     x="depth", x_values=(2, 4, 8, 16), y="activation",
@@ -62,12 +60,7 @@ with st.sidebar.form("sweep", border=False):
 spec, axis_warnings = SweepSpec.from_params_lenient(
     {"x": x, "xv": xv.replace(" ", ""), "y": y, "yv": yv.replace(" ", ""), **base.to_params()},
     defaults=DEFAULT)
-for axis, used in (("x", x), ("y", y)):
-    asked = asked_axes.get(axis)
-    if asked is not None and asked != used:
-        axis_warnings.insert(0, f"`{axis}={asked[:40]}` is not a setting one can sweep "
-                                f"({', '.join(AXES)}); using {used}.")
-for message in warnings + axis_warnings:
+for message in warnings + axis_problems(asked_axes, {"x": x, "y": y}) + axis_warnings:
     st.warning(message, icon=":material/warning:")
 
 progress = st.progress(0.0, text="Looking up the cells in the run store…")
