@@ -12,6 +12,7 @@ widgets are all derived from these fields, so a new setting is added in exactly 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -268,6 +269,7 @@ class RunConfig:
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RunConfig)}
 
 
+@functools.cache  # every check of every field asks: half the time of building a config
 def field_kind(f: dataclasses.Field) -> type:
     """The base type of a field: bool, int, float or str (Optional stripped)."""
     ann = str(f.type)
@@ -277,6 +279,7 @@ def field_kind(f: dataclasses.Field) -> type:
     raise TypeError(f"unsupported field type {ann}")  # pragma: no cover - guards new fields
 
 
+@functools.cache
 def is_optional(f: dataclasses.Field) -> bool:
     return "None" in str(f.type)
 
