@@ -18,9 +18,11 @@ tomllib = pytest.importorskip("tomllib")  # Python ≥ 3.11
 
 def _requirements() -> tuple[list[str], list[str]]:
     """(pip options, requirement lines) of requirements.txt, comments dropped."""
-    lines = [ln.split("#", 1)[0].strip() for ln in (ROOT / "requirements.txt").read_text().splitlines()]
+    text = (ROOT / "requirements.txt").read_text()
+    lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
     lines = [ln for ln in lines if ln]
-    return [ln for ln in lines if ln.startswith("-")], [ln for ln in lines if not ln.startswith("-")]
+    options = [ln for ln in lines if ln.startswith("-")]
+    return options, [ln for ln in lines if not ln.startswith("-")]
 
 
 def _name(requirement: str) -> str:
