@@ -45,14 +45,14 @@ WORDS = ["", " ", "nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e999", "-1e
          "auto", "None", "null", "relu", "cnn", "mnist", "moons", "sgd", "beale", "rows",
          "depth", "1,2,3", "2,,4", ",", "{}", "[]", "\x00", "%00", "\u0663", "\uff11\uff12",
          "<script>alert(1)</script>", "' OR 1=1 --", *PATHS]
-junk_text = st.one_of(st.sampled_from(WORDS), st.text(max_size=30),
+junk_text = st.one_of(st.sampled_from(WORDS), st.text(max_size=16),
                       st.integers().map(str), st.floats().map(repr))
 # Python values of every kind, for RunConfig(**fields) from code.
 junk_objects = st.one_of(
     st.none(), st.booleans(), st.integers(),
     st.sampled_from([2**31, 2**63, 10**400, -10**400, 10**5000, -(10**5000)]),
     st.floats(), st.sampled_from([math.nan, math.inf, -math.inf, 1e-320, -0.0, 1e308]),
-    st.text(max_size=30), st.sampled_from(WORDS), st.binary(max_size=10),
+    st.text(max_size=16), st.sampled_from(WORDS), st.binary(max_size=10),
     st.lists(st.integers(), max_size=3), st.tuples(st.integers()),
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
     # Constants where a strategy would cost more time than it finds (decimals, fractions).
