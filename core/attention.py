@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.budget import check_attention
 from core.config import OPTIMIZERS, ConfigError, RunConfig, _check, _f, format_value, inline, \
     parse_value
 from core.datasets import load_splits
@@ -42,6 +43,7 @@ from core.trainer import DeviceData, flushed_denormals, make_optimizer
 SCHEMA_VERSION = 1
 KEY_PREFIX = "attn-"
 TOKENS = ("rows", "patch2", "patch4")          # 8 rows of 8 pixels; 16 2×2 patches; 4 4×4 ones
+TOKEN_SHAPES = {"rows": (8, 8), "patch2": (16, 4), "patch4": (4, 16)}   # (tokens, pixels each)
 VARIANTS = ("scaled", "unscaled")
 D_GRID = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 SCALE_GRID = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
@@ -504,12 +506,14 @@ def get_attention(cfg: AttentionConfig, *, store: RunStore | None = None,
                   on_progress: Callable[[int, int], None] | None = None) -> AttentionResult:
     """The classifier result for cfg: from the run store, else trained now and stored.
 
-    Concurrent callers asking for the same classifier wait for the first one's training."""
+    Concurrent callers asking for the same classifier wait for the first one's training; a
+    request over the compute budget (core.budget) is refused with a ConfigError."""
     store = default_store() if store is None else store
     with training_lock(cfg.store_key()):
         hit = cached_attention(cfg, store)
         if hit is not None:
             return hit
+        check_attention(cfg, FIELDS, TOKEN_SHAPES)
         result = train_attention(cfg.replace(scaled=True), on_progress)
         store.put(cfg.store_key(), result.to_dict(),
                   meta={"kind": "attention", "changed": cfg.to_params(),

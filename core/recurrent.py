@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.budget import check_recurrent
 from core.config import RunConfig
 from core.datasets import load_splits
 from core.recurrent_config import RecurrentConfig
@@ -372,13 +373,15 @@ def get_recurrent_run(cfg: RecurrentConfig, store: RunStore | None = None,
                       ) -> RecurrentResult:
     """The result for `cfg`: from the store if present, else trained now and stored.
 
-    Concurrent callers asking for the same config wait for the first one's training.
+    Concurrent callers asking for the same config wait for the first one's training; a run over
+    the compute budget (core.budget) is refused with a ConfigError.
     """
     store = default_store() if store is None else store
     with training_lock(cfg.store_key()):
         result = cached_recurrent_run(cfg, store)
         if result is not None:
             return result
+        check_recurrent(cfg)  # ConfigError, saying what to lower, if it is too big to train
         result = train_recurrent(cfg, on_epoch=on_epoch)
         store.put(cfg.store_key(), result.to_dict(), meta={
             "kind": "recurrent", "changed": cfg.changed(), "status": result.status,

@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from core.budget import check_run
 from core.config import RunConfig
 from core.cpus import container_cpus
 from core.result import RunResult
@@ -169,12 +170,16 @@ def _remember(recent_key: tuple[str, str], result: RunResult) -> None:
 
 def get_run(cfg: RunConfig, *, store: RunStore | None = None,
             on_epoch: Callable[[RunResult], None] | None = None) -> RunResult:
-    """The result for `cfg`: from the store if present, else trained now and stored."""
+    """The result for `cfg`: from the store if present, else trained now and stored.
+
+    A run over the compute budget (core.budget) is refused with a ConfigError before it trains.
+    """
     store = default_store() if store is None else store
     with training_lock(cfg.key()):
         result = cached_run(cfg, store)
         if result is not None:
             return result
+        check_run(cfg)  # ConfigError, saying what to lower, if it is too big to train here
         result = train(cfg, on_epoch=on_epoch)
         store.put(cfg.key(), result.to_dict(), meta=summary(result))
         # Later calls get it from memory, marked as a cached result (the tables are shared).

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from core.batched import CellSummary, batch_groups, train_batched
+from core.budget import check_sweep
 from core.config import FIELDS, ConfigError, RunConfig, describe, field_kind, format_value, \
     inline, parse_field, quote
 from core.result import RunResult
@@ -301,6 +302,8 @@ def run_sweep(spec: SweepSpec, *, store: RunStore | None = None,
             on_progress(min(done + extra, total), total, message)
     progress(f"{len(found)} of {total} cells from the run store")
     todo = [i for i in range(total) if i not in found]
+    # ConfigError if what is left to train is over the compute budget: before anything trains.
+    check_sweep([cells[i] for i in todo])
     sizes = []
     with contextlib.ExitStack() as held:
         if store is not None and todo:

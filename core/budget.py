@@ -1,0 +1,308 @@
+"""The compute budget: how much training one request may ask of a shared server.
+
+Anyone with a link can ask the server for any run, so before anything trains its work is
+estimated from the settings alone, and a request over the budget is refused with a ConfigError
+that names the budget and what to lower:
+
+    check_run(RunConfig(dataset="fashion-mnist", epochs=100))
+    # ConfigError: epochs: this run (55,000 examples × 100 epochs through a network of 6.3e4
+    # multiply-adds per example, plus evaluation and per-step costs) needs about 3.1e12
+    # multiply-adds, over the budget of 6e11 a run (about 2 minutes of one CPU core); lower
+    # epochs to 19 or max_train to 10,000
+
+`get_run`, `run_sweep`, `get_recurrent_run` and `get_attention` check before they train (the
+pages show the message where a run could not start); a stored result is served whatever it
+cost. The configs themselves stay valid, so a link never breaks: the Initialization page probes
+a 100-layer, 1024-wide network, which costs one batch, not a training run. A sweep may train
+SWEEP_RUNS runs' worth in all, each cell within the budget of one.
+
+The estimate, in multiply-adds, uses the datasets' nominal sizes (constants, so a link is over
+or under the budget on every machine alike):
+
+    work = forward multiply-adds per example × (3 × training examples × epochs   (+ backward)
+                                                + examples evaluated)
+           + steps × what a step costs besides its arithmetic (optimizer, recording, Python),
+             counted as the multiply-adds that would take as long
+
+Measured on this repository's 2-core machine, one thread a run (as the app trains), while other
+jobs kept it busy (load 2.5-5): dense layers ran at 6e9 to 1.9e10 multiply-adds a second,
+convolutions at 4.5e9 (16 channels) to 9e9 (256), hence CONV_COST; a step cost about 2 ms plus
+0.4 ms a layer at small sizes; a 2-layer LSTM evaluated at 1.7e10 and paid ~0.1 ms per layer and
+time step. The most epochs within the budget, timed (benchmarks/budget_runs.py):
+    Fashion-MNIST, the Lab's default net, 19 epochs (estimate 6.0e11)          51 s
+    Fashion-MNIST, 2-layer CNN of 16 channels, 2 epochs (4.4e11; 5 epochs
+        took 131 s before convolutions counted double)                         43 s
+    digits, 100 layers of 16, batch 1, 200 images, 11 epochs (5.6e11)          43 s
+    Fashion-MNIST, 3 layers of 1024, 20,000 images, 2 epochs (4.4e11)          21 s
+    Fashion-MNIST rows, 2-layer LSTM of 128, 5,000 images, 5 epochs (5.4e11)   30 s
+So a request costs a minute or two at most here; SATLAB_MAX_COMPUTE sets another budget (a
+machine of one's own, a GPU server).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Callable, Mapping
+
+from core.config import ConfigError
+from core.datasets import nominal_sizes
+
+MAX_COMPUTE = 6e11          # multiply-adds a request may cost: ~100 s here, one thread
+SWEEP_RUNS = 8              # a sweep may train as much as this many runs at the budget
+RATE = 6e9                  # multiply-adds a second, the slow end measured here (see above)
+STEP_COST = 2e-3 * RATE     # a training step's own cost (optimizer, batch, bookkeeping) ...
+LAYER_STEP_COST = 4e-4 * RATE   # ... and per recorded layer of the network
+TIME_STEP_COST = 1e-4 * RATE    # a recurrent net's, per layer and time step
+CONV_COST = 2.0             # a convolution's multiply-add takes about twice a dense one's here
+
+INPUTS = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
+TOY_INPUTS = 2
+CLASSES = 10
+BOUNDARY_POINTS = 40 * 40   # the 2-D playground's decision-boundary grid, every epoch
+RECURRENT_EVAL = 2000       # core.recurrent.EVAL_LIMIT: examples of each split it evaluates
+ATTENTION_WIDTH = 32        # core.attention.WIDTH: the classifier's embedding width
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def budget() -> float:
+    """MAX_COMPUTE, or SATLAB_MAX_COMPUTE where a server sets its own."""
+    try:
+        value = float(os.environ.get("SATLAB_MAX_COMPUTE") or MAX_COMPUTE)
+    except ValueError:
+        return MAX_COMPUTE
+    return value if value > 0 else MAX_COMPUTE
+
+
+# --- the estimates -------------------------------------------------------------------------------
+def network_macs(model: str, depth: int, width: int, dataset: str,
+                 conv_weight: float = 1.0) -> float:
+    """Multiply-adds of one example's forward pass through core.models' network, each of a
+    convolution's counted `conv_weight` times."""
+    if dataset not in INPUTS:  # a 2-D toy set
+        n_in, classes, shape = TOY_INPUTS, 2, None
+    else:
+        shape, classes = INPUTS[dataset], CLASSES
+        n_in = math.prod(shape)
+    if model != "cnn":
+        return n_in * width + (depth - 1) * width * width + width * classes
+    channels, size, macs = shape[0], shape[1], 0
+    for _ in range(depth):  # 3×3 convolutions, padding 1, then 2×2 pooling while size ≥ 4
+        macs += conv_weight * 9 * channels * width * size * size
+        channels, size = width, size // 2 if size >= 4 else size
+    return macs + channels * size * size * width + width * classes
+
+
+def run_work(v: Mapping[str, Any]) -> float:
+    """Estimated multiply-adds of training a RunConfig's settings (`v`: its fields)."""
+    n_train, n_val, n_test = nominal_sizes(v["dataset"])
+    n = min(v["max_train"] or n_train, n_train)
+    epochs = v["epochs"]
+    macs = network_macs(v["model"], v["depth"], v["width"], v["dataset"], CONV_COST)
+    layers = v["depth"] + (2 if v["model"] == "cnn" else 1)
+    per_epoch_eval = n_val + (0 if v["dataset"] in INPUTS else BOUNDARY_POINTS)
+    steps = epochs * math.ceil(n / v["batch_size"])
+    return (macs * (3 * n * epochs + per_epoch_eval * (epochs + 1) + n_test)
+            + steps * (STEP_COST + LAYER_STEP_COST * layers))
+
+
+def recurrent_work(v: Mapping[str, Any]) -> float:
+    """Estimated multiply-adds of training a RecurrentConfig's settings."""
+    side = INPUTS[v["dataset"]][1]
+    step_size = side if v["sequence"] == "rows" else v["chunk"]
+    T = side * side // step_size
+    h, layers = v["hidden"], v["layers"]
+    per_step = sum(GATES[v["cell"]] * h * ((step_size if i == 0 else h) + h)
+                   for i in range(layers))
+    macs = T * per_step + h * CLASSES
+    n_train, n_val, n_test = nominal_sizes(v["dataset"])
+    n = min(v["max_train"] or n_train, n_train)
+    epochs = v["epochs"]
+    steps = epochs * math.ceil(n / v["batch_size"])
+    evaluated = min(RECURRENT_EVAL, n_val) * (epochs + 1) + min(RECURRENT_EVAL, n_test)
+    return (macs * (3 * n * epochs + evaluated)
+            + steps * (STEP_COST + TIME_STEP_COST * layers * T))
+
+
+def attention_work(v: Mapping[str, Any], tokens: Mapping[str, tuple[int, int]]) -> float:
+    """Estimated multiply-adds of training both attention classifiers (scaled and unscaled).
+    `tokens`: (tokens per digit, pixels per token) for each tokenisation."""
+    n_tokens, token_dim = tokens[v["tokens"]]
+    width, d = ATTENTION_WIDTH, v["d"]
+    macs = n_tokens * (token_dim * width + 2 * width * d + width * width) \
+        + n_tokens * n_tokens * (d + width) + width * CLASSES
+    n_train, n_val, _ = nominal_sizes("digits")
+    n = min(v["max_train"] or n_train, n_train)
+    epochs = v["epochs"]
+    steps = epochs * math.ceil(n / v["batch_size"])
+    # Each evaluation also back-propagates to the attention logits: ~3 passes.
+    one = macs * (3 * n * epochs + 3 * n_val * (epochs + 1)) + steps * (STEP_COST
+                                                                         + LAYER_STEP_COST * 5)
+    return 2 * one
+
+
+# --- refusing ----------------------------------------------------------------------------------
+def refuse(what: str, values: Mapping[str, Any], work: Callable[[dict], float],
+           knobs: list[tuple[str, str]], fields: Mapping[str, Any],
+           limit: float | None = None) -> None:
+    """Raise ConfigError if `work(values)` is over the budget. `knobs`: (field, "lower" or
+    "raise") in the order to suggest them; for each (at most three) the message suggests the
+    value nearest the request that fits on its own, within the field's range in `fields`."""
+    limit = budget() if limit is None else limit
+    total = work(dict(values))
+    if total <= limit:
+        return
+    fixes = [fix for knob in knobs if (fix := _nearest(values, knob, work, fields, limit))]
+    if fixes:
+        advice = _advice(fixes[:3])
+    else:
+        fixes = _pair(values, work, knobs, fields, limit)
+        advice = (_advice(fixes, joined="and") + " (neither is enough alone)" if fixes
+                  else "make the network smaller")
+    field = fixes[0][0] if fixes else knobs[-1][0]
+    raise ConfigError(field, f"{what} needs about {sci(total)} multiply-adds, over the budget "
+                             f"of {sci(limit)} a run ({duration(limit)} of one CPU core); "
+                             f"{advice}")
+
+
+def _nearest(values: Mapping[str, Any], knob: tuple[str, str], work: Callable[[dict], float],
+             fields: Mapping[str, Any], limit: float) -> tuple[str, int, str] | None:
+    """(field, value, "lower"/"raise"): the value nearest the request that fits the budget with
+    everything else as in `values`, rounded to two digits; None if none in the field's range."""
+    name, way = knob
+    lo, hi = int(fields[name].metadata["lo"]), int(fields[name].metadata["hi"])
+    current = values[name]
+
+    def fits(x: int) -> bool:
+        return work({**values, name: x}) <= limit
+    if way == "lower" and current > lo:
+        best = _largest(lo, current - 1, fits)
+    elif way == "raise" and current < hi:
+        best = _smallest(current + 1, hi, fits)
+    else:
+        return None
+    return None if best is None else (name, _round(best, way, lo, hi, fits), way)
+
+
+def _pair(values: Mapping[str, Any], work: Callable[[dict], float],
+          knobs: list[tuple[str, str]], fields: Mapping[str, Any],
+          limit: float) -> list[tuple[str, int, str]]:
+    """Two knobs that fit together, in the knobs' order: the first at its cheapest while the
+    second is found, then the first eased back as far as the second allows."""
+    for i, (a, way_a) in enumerate(knobs):
+        meta = fields[a].metadata
+        cheapest = int(meta["lo"]) if way_a == "lower" else int(meta["hi"])
+        if cheapest == values[a]:
+            continue
+        for b in knobs[i + 1:]:
+            second = _nearest({**values, a: cheapest}, b, work, fields, limit)
+            if second is None:
+                continue
+            first = _nearest({**values, b[0]: second[1]}, (a, way_a), work, fields, limit)
+            return [first or (a, cheapest, way_a), second]
+    return []
+
+
+def sci(x: float) -> str:
+    """1.4e12, 6e11: two significant digits, no '+'."""
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
+def duration(work: float) -> str:
+    """How long `work` multiply-adds take at RATE, in words ("about 2 minutes")."""
+    seconds = work / RATE
+    if seconds < 90:
+        return f"about {max(1, round(seconds)):,} seconds"
+    if seconds < 90 * 60:
+        return f"about {round(seconds / 60):,} minutes"
+    return f"about {round(seconds / 3600):,} hours"
+
+
+def _largest(lo: int, hi: int, fits: Callable[[int], bool]) -> int | None:
+    if not fits(lo):
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
+
+
+def _smallest(lo: int, hi: int, fits: Callable[[int], bool]) -> int | None:
+    if not fits(hi):
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fits(mid) else (mid + 1, hi)
+    return lo
+
+
+def _round(value: int, way: str, lo: int, hi: int, fits: Callable[[int], bool]) -> int:
+    """Two significant digits, towards the cheaper side (12,345 → 12,000; a batch 37 → 40)."""
+    if value < 100:
+        nice = value if way == "lower" else min(hi, -(-value // 10) * 10 if value > 10 else value)
+    else:
+        step = 10 ** (len(str(value)) - 2)
+        nice = value // step * step if way == "lower" else min(hi, -(-value // step) * step)
+    return nice if lo <= nice <= hi and fits(nice) else value
+
+
+def _advice(fixes: list[tuple[str, int, str]], joined: str = "or") -> str:
+    """'lower epochs to 19, max_train to 10,000 or raise batch_size to 64'."""
+    parts, verb = [], None
+    for name, value, way in fixes:
+        parts.append(f"{way + ' ' if way != verb else ''}{name} to {value:,}")
+        verb = way
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" {joined} " + parts[-1]
+
+
+# --- per kind of request -----------------------------------------------------------------------
+def check_run(cfg) -> None:
+    """ConfigError if training this RunConfig is over the budget."""
+    from core.config import FIELDS
+
+    n_train = nominal_sizes(cfg.dataset)[0]
+    n = min(cfg.max_train or n_train, n_train)
+    refuse(f"this run ({n:,} examples × {cfg.epochs} epochs through a network of "
+           f"{sci(network_macs(cfg.model, cfg.depth, cfg.width, cfg.dataset))} multiply-adds "
+           "per example, plus evaluation and per-step costs)",
+           {**cfg.to_dict(), "max_train": n}, run_work,
+           [("epochs", "lower"), ("max_train", "lower"), ("batch_size", "raise"),
+            ("width", "lower"), ("depth", "lower")], FIELDS)
+
+
+def check_sweep(cells: list, limit: float | None = None) -> None:
+    """ConfigError if a sweep's cells to train are, alone or together, over the budget."""
+    for cfg in cells:
+        check_run(cfg)
+    limit = SWEEP_RUNS * budget() if limit is None else limit
+    total = sum(run_work(cfg.to_dict()) for cfg in cells)
+    if total > limit:
+        raise ConfigError("cells", f"this sweep's {len(cells)} cells to train need about "
+                                   f"{sci(total)} multiply-adds, over a sweep's budget of "
+                                   f"{sci(limit)} ({SWEEP_RUNS} runs at the budget of one); use "
+                                   "fewer cells, or lower epochs or max_train")
+
+
+def check_recurrent(cfg) -> None:
+    """ConfigError if training this RecurrentConfig is over the budget."""
+    from core.recurrent_config import FIELDS
+
+    n_train = nominal_sizes(cfg.dataset)[0]
+    n = min(cfg.max_train or n_train, n_train)
+    refuse(f"this run ({n:,} sequences of {cfg.seq_len} steps × {cfg.epochs} epochs, plus "
+           "evaluation and per-step costs)", {**cfg.to_dict(), "max_train": n}, recurrent_work,
+           [("epochs", "lower"), ("max_train", "lower"), ("batch_size", "raise"),
+            ("hidden", "lower"), ("layers", "lower")], FIELDS)
+
+
+def check_attention(cfg, fields: Mapping[str, Any],
+                    tokens: Mapping[str, tuple[int, int]]) -> None:
+    """ConfigError if training the two attention classifiers of cfg is over the budget."""
+    n_train = nominal_sizes("digits")[0]
+    n = min(cfg.max_train or n_train, n_train)
+    refuse(f"training both classifiers ({n:,} digits × {cfg.epochs} epochs, plus evaluation and "
+           "per-step costs)", {**cfg.to_dict(), "max_train": n},
+           lambda v: attention_work(v, tokens),
+           [("epochs", "lower"), ("batch_size", "raise"), ("max_train", "lower"),
+            ("d", "lower")], fields)
