@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from core import attention, optimizers, recurrent_config, sweep
@@ -33,6 +33,9 @@ from core.config import FIELDS, ConfigError, RunConfig, describe, field_kind, fo
 from pages.controls import resolve
 
 FUZZ = settings(max_examples=500, derandomize=True, deadline=None, database=None,
+                # No "explain" phase: tracing which lines a failure ran costs seconds, and the
+                # shrunk failing case says enough.
+                phases=[Phase.explicit, Phase.generate, Phase.shrink],
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                        HealthCheck.function_scoped_fixture])
 
