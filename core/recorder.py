@@ -322,10 +322,16 @@ class LayerRecorder:
             finite = x[torch.isfinite(x)]
             lo, hi = ((finite.min().item(), finite.max().item()) if finite.numel() else (-1.0, 1.0))
             pad = 0.05 * (hi - lo) if hi > lo else 0.1 * abs(hi) + 1e-8
-            self._edges[key] = (lo - pad, hi + pad)
+            # A diverging run reaches float32's largest values: the padded edges must stay
+            # representable, or clamp() refuses them.
+            big = torch.finfo(torch.float32).max
+            self._edges[key] = (max(lo - pad, -big), min(hi + pad, big))
         lo, hi = self._edges[key]
+        # hi − lo overflows float32 past ~1e38, and histc divides by it: scale such values
+        # (and their edges) down by an exact power of two; the bin counts are unchanged.
+        s = 2.0 ** -64 if max(-lo, hi) > 2.0 ** 100 else 1.0
         # Out-of-range values (±inf too) land in the edge bins; histc ignores NaN.
-        counts = torch.histc(x.clamp(lo, hi), HIST_BINS, min=lo, max=hi)
+        counts = torch.histc((x * s).clamp(lo * s, hi * s), HIST_BINS, min=lo * s, max=hi * s)
         for slot in self._snapshots:
             self._epoch.hist[slot, i, _K[kind]] = counts
 

@@ -181,20 +181,6 @@ DIVERGING = {
 }
 
 
-# core/recorder.py's histograms pad the first snapshot's range by 5%; values near float32's
-# limit (±3.4e38, as in these huge-init runs) are padded past it and `x.clamp(lo, hi)` raises
-# "value cannot be converted to type float without overflow": the run crashes instead of ending
-# "diverged". Strict: these fail loudly once the recorder is fixed (then drop the marks).
-RECORDER_OVERFLOW = pytest.mark.xfail(
-    raises=RuntimeError, strict=True,
-    reason="LayerRecorder._hist: histogram edges padded past float32's range")
-HUGE_INIT = ("normal_large", "sigma_w2=100")
-
-
-def diverging(names=tuple(DIVERGING)):
-    return [pytest.param(n, marks=RECORDER_OVERFLOW) if n in HUGE_INIT else n for n in names]
-
-
 @pytest.fixture(scope="module")
 def diverged():
     """name -> the trained run (trained on first use, once per module)."""
@@ -250,7 +236,7 @@ def first_bad_step(cfg: RunConfig, max_steps: int = 50) -> tuple[int, str | None
     raise AssertionError(f"{cfg} stayed finite for {max_steps} steps")
 
 
-@pytest.mark.parametrize("name", diverging())
+@pytest.mark.parametrize("name", list(DIVERGING))
 def test_divergence_is_reported_at_its_first_non_finite_step(diverged, name):
     result = diverged(name)
     assert result.status == "diverged" and result.diverged
@@ -317,7 +303,7 @@ def lab_charts(result) -> dict:
     return out
 
 
-@pytest.mark.parametrize("name", diverging())
+@pytest.mark.parametrize("name", list(DIVERGING))
 def test_every_lab_chart_of_a_diverged_run_draws_with_gaps(diverged, name):
     result = diverged(name)
     for chart_name, chart in lab_charts(result).items():
@@ -347,7 +333,7 @@ def test_diverged_lines_keep_every_finite_value_and_drop_the_rest(diverged):
     assert {r["step"] for r in marks} == {result.divergence["step"]}
 
 
-@pytest.mark.parametrize("name", diverging(("orthogonal", "normal_large")))
+@pytest.mark.parametrize("name", ["orthogonal", "normal_large"])
 def test_compare_charts_draw_a_diverged_run(diverged, name):
     from core import compare_charts
     from core.comparison import outcomes
