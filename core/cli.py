@@ -27,6 +27,32 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")  # argv may hold \n
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a whole number") from None
+    if not 1 <= value <= 4096:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 4096")
+    return value
+
+
+_positive_int.__name__ = "whole number from 1 to 4096"
+
+
+def _json_path(text: str) -> Path:
+    """Where --json writes: checked before the work starts, not after it is done."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text[:60]} is a folder; name a file in it")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder of {text[:60]} does not exist")
+    return path
+
+
+_json_path.__name__ = "file path"
+
+
 def _value_type(name: str):
     f = FIELDS[name]
 
@@ -54,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             train.add_argument(flag, dest=name, type=_value_type(name), default=argparse.SUPPRESS,
                                metavar=name.upper(), help=help_text.replace("%", "%%"))
-    train.add_argument("--json", type=Path, metavar="PATH",
+    train.add_argument("--json", type=_json_path, metavar="PATH",
                        help="write the whole result (config, key, device, timing, per-epoch "
                             "history, per-layer records) as JSON")
     train.add_argument("--no-store", action="store_true",
@@ -93,6 +119,7 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from core.budget import check_run
     from core.runs import get_run
     from core.trainer import train
 
@@ -105,8 +132,12 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if done:
             bar.set_postfix(val_acc=f"{partial.final('val', 'accuracy'):.3f}")
 
-    result = _with_bar(parser, bar, lambda: train(cfg, on_epoch) if args.no_store
-                       else get_run(cfg, on_epoch=on_epoch))
+    def unstored():
+        check_run(cfg)  # get_run checks the compute budget; so does training outside the store
+        return train(cfg, on_epoch)
+
+    result = _with_bar(parser, bar, unstored if args.no_store
+                       else lambda: get_run(cfg, on_epoch=on_epoch))
     if result is None:
         return 1
     print(_summary(result))
@@ -175,16 +206,18 @@ def _add_bench_parser(sub) -> None:
                     "run, the stacked sweep and the app's peak memory. About 3 minutes.")
     bench.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                        metavar="SECTION", help=f"sections to run: {', '.join(SECTIONS)}")
-    bench.add_argument("--batch-sizes", nargs="+", type=int, default=list(BATCH_SIZES),
+    bench.add_argument("--batch-sizes", nargs="+", type=_positive_int,
+                       default=list(BATCH_SIZES),
                        metavar="N", help="batch sizes for the trainer section")
-    bench.add_argument("--repeats", type=int, metavar="N",
+    bench.add_argument("--repeats", type=_positive_int, metavar="N",
                        help="tries per figure (the best is kept); default 2")
-    bench.add_argument("--threads", type=int, metavar="N",
+    bench.add_argument("--threads", type=_positive_int, metavar="N",
                        help="torch intra-op threads (default: torch's choice for this machine)")
     bench.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     bench.add_argument("--quick", action="store_true",
                        help="small data and one try: checks that it runs, figures mean little")
-    bench.add_argument("--json", type=Path, metavar="PATH", help="also write the rows as JSON")
+    bench.add_argument("--json", type=_json_path, metavar="PATH",
+                       help="also write the rows as JSON")
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -238,7 +271,7 @@ def _add_sweep_parser(sub) -> None:
                            help=f"the {'columns' if axis == 'x' else 'rows'}: a setting and its "
                                 f"values, e.g. {example}")
     _add_config_flags(sweep)
-    sweep.add_argument("--json", type=Path, metavar="PATH",
+    sweep.add_argument("--json", type=_json_path, metavar="PATH",
                        help="write the cell table, per-epoch history and timing as JSON")
     sweep.add_argument("--sequential", action="store_true",
                        help="train each cell alone with the full trainer (as the Training Lab "
@@ -342,7 +375,7 @@ def _add_probe_parser(sub) -> None:
     probe.add_argument("--jacobian", type=int, default=None, metavar="N",
                        help="inputs whose Jacobian spectrum is computed (0: none; default: one "
                             "where depth × width³ keeps it to about a second)")
-    probe.add_argument("--json", type=Path, metavar="PATH",
+    probe.add_argument("--json", type=_json_path, metavar="PATH",
                        help="write the whole analysis (summary, mean-field facts, per-layer "
                             "table, singular values) as JSON")
 

@@ -88,3 +88,16 @@ def test_a_diverging_run_is_reported_not_raised(capsys):
                  "--no-store"]) == 0
     out = capsys.readouterr().out
     assert "status     diverged: non-finite values first appeared at step" in out
+
+
+def test_json_into_a_missing_folder_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    import core.trainer
+    monkeypatch.setattr(core.trainer, "train", lambda *a, **k: pytest.fail("trained anyway"))
+    for argv in (["train", "--json", str(tmp_path / "no" / "x.json")],
+                 ["bench", "--json", str(tmp_path)],
+                 ["bench", "--threads", "0"], ["bench", "--repeats", "-2"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "error:" in err

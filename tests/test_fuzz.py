@@ -474,14 +474,7 @@ def test_the_cli_stand_in_keeps_torchs_rule():
         torch.set_num_threads(0)
 
 
-# Reported, not fixed here (core/cli.py is being worked on for issue 6): `bench --threads -1`
-# ends in torch's RuntimeError traceback. strict: once fixed, this mark must go.
-BENCH_THREADS = pytest.mark.xfail(raises=RuntimeError, strict=True,
-                                  reason="bench --threads -1 raises RuntimeError (reported)")
-
-
-@pytest.mark.parametrize("command", [pytest.param(c, marks=BENCH_THREADS) if c == "bench" else c
-                                     for c in sorted(SUBCOMMANDS)])
+@pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
 def test_any_command_line(cli, command):
     @FUZZ
     @given(argv=argv_for(command) | st.lists(junk_text, max_size=3))
