@@ -254,8 +254,11 @@ class LayerRecorder:
             sat = activations.saturated(name, za[:G])   # bool: counted, not cast to float
             # A unit is a feature (dense) or a channel (conv): dead = saturated for every
             # example and position in the batch (dims 1 and 3…; dim 2 is the unit).
-            dead = sat.all(dim=(1, *range(3, sat.dim()))).float().mean(1)
-            share = sat.flatten(1).sum(1) / sat[0].numel()
+            # One pass over the mask: per unit, how many of its values are saturated.
+            per_unit = sat.sum(dim=(1, *range(3, sat.dim())))          # [G, units]
+            n_per_unit = sat[0].numel() // per_unit.shape[1]
+            dead = (per_unit == n_per_unit).float().mean(1)
+            share = per_unit.sum(1) / sat[0].numel()
             torch.cat([mean, std, share, dead],
                       out=raw[self._group_slice(shape, name, idx)])
             if self._snapshots:
