@@ -6,9 +6,13 @@ The router: page titles, icons and URL paths live here, each page is a thin scri
 
 import streamlit as st
 
+from core.runs import configure_for_server
 from pages import router
 
 st.set_page_config(page_title="Saturation Lab", page_icon=":material/show_chart:", layout="wide")
+# Every page computes with torch, not only those that train through the run store: one thread
+# per run and pools sized to the container before any page runs (cheap to repeat each rerun).
+configure_for_server()
 
 page = st.navigation([
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

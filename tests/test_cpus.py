@@ -137,3 +137,35 @@ def test_server_sizes_the_interop_pool_to_the_container():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1], timeout=120, check=True)
     assert out.stdout.split() == ["1", "1"]
+
+
+def test_every_page_runs_with_the_servers_threads():
+    """The router configures torch before any page, also for pages that never open the store.
+
+    Torch keeps the setting globally and applies it to each thread on its first parallel op;
+    Streamlit runs each script run in a new thread, so a new thread is what to ask.
+    """
+    import threading
+
+    import torch
+    from streamlit.testing.v1 import AppTest
+
+    def threads_in_a_new_thread() -> int:
+        seen = []
+        t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        t.start()
+        t.join()
+        return seen[0]
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert threads_in_a_new_thread() == 2
+        app = Path(__file__).resolve().parents[1] / "streamlit_app.py"
+        at = AppTest.from_file(str(app), default_timeout=120)
+        at.switch_page("pages/optimizers.py")   # computes with torch, never opens the store
+        at.run()
+        assert not at.exception
+        assert threads_in_a_new_thread() == 1
+    finally:
+        torch.set_num_threads(before)
