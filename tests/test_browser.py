@@ -135,12 +135,19 @@ LAST = {"": "Open in the Training Lab", "lab": "PyTorch script",
 
 
 def _settle(page, path: str, *, charts: int = 0, timeout: float = 120_000) -> None:
-    """Wait until the page's script has drawn its last element and `charts` charts."""
+    """Wait until the page's script has drawn its last element and `charts` charts, and is idle."""
     page.get_by_text(LAST[path.split("?")[0]]).first.wait_for(timeout=timeout)
     if charts:
         page.wait_for_function(
             f"document.querySelectorAll('.vega-embed canvas, .vega-embed svg').length >= {charts}",
             timeout=timeout)
+    _idle(page, timeout)
+
+
+def _idle(page, timeout: float = 120_000) -> None:
+    """Wait until no script run is in progress (a click during a run can be dropped)."""
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(
+        timeout=timeout)
 
 
 def _no_exception(page) -> None:
@@ -189,6 +196,7 @@ def test_lab_trains_a_preset_from_its_buttons_and_draws_its_charts(server, page)
     page.goto(f"{server}/lab")
     _settle(page, "lab", charts=1)
     page.get_by_text("Lesson presets").click()
+    _idle(page)
     page.get_by_role("button", name="Fix: gradient clipping").click()
     # The lesson box is drawn once the preset's run is over (its text is nowhere else).
     page.get_by_text("Clipping caps every step").wait_for(timeout=120_000)
