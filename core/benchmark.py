@@ -67,7 +67,8 @@ def machine() -> str:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__} using "
+    from core.cpus import container_cpus  # the container's share, not the host's count
+    return (f"{cpu}, {container_cpus()} CPUs available, torch {torch.__version__} using "
             f"{torch.get_num_threads()} threads, {gpu}, Python {platform.python_version()}")
 
 
