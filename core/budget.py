@@ -14,9 +14,10 @@ Each family estimates its own requests beside its code (`run_estimate` in core/r
 `recurrent_estimate`, `attention_estimate`) and hands the estimate to the run cache
 (core/cache.py), which refuses before it trains (the pages show the message where a run could
 not start); a stored result is served whatever it cost. This module holds only what is common:
-the budget, the machine's measured costs, the refusal and its advice. The configs themselves stay valid, so a link never breaks: the Initialization page probes
-a 100-layer, 1024-wide network, which costs one batch, not a training run. A sweep may train
-SWEEP_RUNS runs' worth in all, each cell within the budget of one.
+the budget, the machine's measured costs, the refusal and its advice. The configs themselves
+stay valid, so a link never breaks: the Initialization page probes a 100-layer, 1024-wide
+network, which costs one batch, not a training run. A sweep may train SWEEP_RUNS runs' worth in
+all, each cell within the budget of one.
 
 The estimate, in multiply-adds, uses the datasets' nominal sizes (constants, so a link is over
 or under the budget on every machine alike):
@@ -108,8 +109,8 @@ def refuse(estimate: Estimate, limit: float | None = None) -> None:
                   else "make the network smaller")
     field = fixes[0][0] if fixes else knobs[-1][0]
     raise ConfigError(field, f"{estimate.what} needs about {sci(total)} multiply-adds, over "
-                             f"the budget of {sci(limit)} a run ({duration(limit)} of one CPU core); "
-                             f"{advice}")
+                             f"the budget of {sci(limit)} a run ({duration(limit)} of one CPU "
+                             f"core); {advice}")
 
 
 def _nearest(values: Mapping[str, Any], knob: tuple[str, str], work: Callable[[dict], float],

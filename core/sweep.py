@@ -306,7 +306,7 @@ def run_sweep(spec: SweepSpec, *, store: RunStore | None = None,
     progress(f"{len(found)} of {total} cells from the run store")
     todo = [i for i in range(total) if i not in found]
     # ConfigError if what is left to train is over the compute budget: before anything trains.
-    refuse_sweep([run_estimate(cells[i]) for i in todo])
+    refuse_sweep([SWEEP_CELL.estimate(cells[i]) for i in todo])
     sizes = []
     with contextlib.ExitStack() as held:
         if store is not None and todo:
