@@ -6,7 +6,7 @@ The router: page titles, icons and URL paths live here, each page is a thin scri
 
 import streamlit as st
 
-from core.runs import configure_for_server
+from core.cpus import configure_for_server
 from pages import router
 
 st.set_page_config(page_title="Saturation Lab", page_icon=":material/show_chart:", layout="wide")

@@ -16,11 +16,12 @@ import time
 
 import torch
 
-from core.budget import _largest, budget, recurrent_work, run_work
+from core.budget import _largest, budget
 from core.config import RunConfig
 from core.datasets import load_splits
-from core.recurrent import train_recurrent
+from core.recurrent import recurrent_work, train_recurrent
 from core.recurrent_config import RecurrentConfig
+from core.runs import run_work
 from core.trainer import train
 
 F = "fashion-mnist"

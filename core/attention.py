@@ -32,11 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.budget import check_attention
+from core import cache
+from core.budget import LAYER_STEP_COST, STEP_COST, Estimate
+from core.cache import RunKind
 from core.config import OPTIMIZERS, ConfigError, RunConfig, _check, _f, format_value, inline, \
     parse_value
-from core.datasets import load_splits
-from core.runs import default_store, training_lock
+from core.datasets import load_splits, nominal_sizes
 from core.store import RunStore
 from core.trainer import DeviceData, flushed_denormals, make_optimizer
 
@@ -49,6 +50,7 @@ D_GRID = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 SCALE_GRID = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
 N_SEQUENCES = 256   # digits whose attention the sweep averages over: enough for smooth curves
 WIDTH = 32          # the classifier's token embedding (and value) width
+CLASSES = 10        # the ten digits
 
 
 @dataclass(frozen=True)
@@ -299,7 +301,7 @@ class AttentionClassifier(nn.Module):
         self.query = nn.Linear(WIDTH, d, bias=False)
         self.key = nn.Linear(WIDTH, d, bias=False)
         self.value = nn.Linear(WIDTH, WIDTH, bias=False)
-        self.head = nn.Linear(WIDTH, 10)
+        self.head = nn.Linear(WIDTH, CLASSES)
         self.scale = logit_scale / math.sqrt(d) if scaled else logit_scale
         # N(0, 1/fan_in) everywhere, so embedded tokens have unit variance and q·k has
         # variance ~d, the premise of 1/√d scaling; positions N(0, 1) like the tokens.
@@ -484,22 +486,52 @@ def _evaluate(model: AttentionClassifier, data: TokenData, variant: str, epoch: 
              float(torch.linalg.vector_norm(grad_s, dim=-1).mean()))]
 
 
+# --- the compute budget and the run cache -------------------------------------------------
+def attention_work(v: Mapping[str, Any]) -> float:
+    """Estimated multiply-adds of training both classifiers (scaled and unscaled) of an
+    AttentionConfig's settings (`v`: its fields)."""
+    n_tokens, token_dim = TOKEN_SHAPES[v["tokens"]]
+    d = v["d"]
+    macs = n_tokens * (token_dim * WIDTH + 2 * WIDTH * d + WIDTH * WIDTH) \
+        + n_tokens * n_tokens * (d + WIDTH) + WIDTH * CLASSES
+    n_train, n_val, _ = nominal_sizes("digits")
+    n = min(v["max_train"] or n_train, n_train)
+    epochs = v["epochs"]
+    steps = epochs * math.ceil(n / v["batch_size"])
+    # Each evaluation also back-propagates to the attention logits: ~3 passes.
+    one = macs * (3 * n * epochs + 3 * n_val * (epochs + 1)) + steps * (STEP_COST
+                                                                         + LAYER_STEP_COST * 5)
+    return len(VARIANTS) * one
+
+
+def attention_estimate(cfg: AttentionConfig) -> Estimate:
+    """What training cfg's two classifiers costs, for the compute budget (core.budget)."""
+    n_train = nominal_sizes("digits")[0]
+    n = min(cfg.max_train or n_train, n_train)
+    return Estimate(
+        f"training both classifiers ({n:,} digits × {cfg.epochs} epochs, plus evaluation and "
+        "per-step costs)", {**cfg.to_dict(), "max_train": n}, attention_work,
+        (("epochs", "lower"), ("batch_size", "raise"), ("max_train", "lower"), ("d", "lower")),
+        FIELDS)
+
+
+def attention_meta(result: AttentionResult) -> dict:
+    """Small, listable facts about a classifier pair (kept beside the payload in the store)."""
+    return {"kind": "attention", "changed": result.config.to_params(),
+            "seconds": round(result.seconds, 3)}
+
+
+# Stored and trained under the config with scaled=True: `scaled` only picks which variant the
+# page highlights (see AttentionConfig.store_key), so one training serves both.
+ATTENTION_RUN = RunKind("attention classifier", KEY_PREFIX, AttentionResult.from_dict,
+                        attention_estimate, attention_meta, train_attention)
+
+
 def cached_attention(cfg: AttentionConfig, store: RunStore | None = None
                      ) -> AttentionResult | None:
     """The stored classifier result for cfg, or None (an unreadable entry counts as missing)."""
-    store = default_store() if store is None else store
-    record = store.get(cfg.store_key())
-    if record is None:
-        return None
-    try:
-        result = AttentionResult.from_dict(record)
-    except (KeyError, TypeError, ValueError):
-        store.delete(cfg.store_key())
-        return None
-    if result.config != cfg.replace(scaled=True):
-        return None
-    result.config, result.from_store = cfg, True
-    return result
+    hit = cache.cached(ATTENTION_RUN, cfg.replace(scaled=True), store)
+    return None if hit is None else dataclasses.replace(hit, config=cfg)
 
 
 def get_attention(cfg: AttentionConfig, *, store: RunStore | None = None,
@@ -508,15 +540,5 @@ def get_attention(cfg: AttentionConfig, *, store: RunStore | None = None,
 
     Concurrent callers asking for the same classifier wait for the first one's training; a
     request over the compute budget (core.budget) is refused with a ConfigError."""
-    store = default_store() if store is None else store
-    with training_lock(cfg.store_key()):
-        hit = cached_attention(cfg, store)
-        if hit is not None:
-            return hit
-        check_attention(cfg, FIELDS, TOKEN_SHAPES)
-        result = train_attention(cfg.replace(scaled=True), on_progress)
-        store.put(cfg.store_key(), result.to_dict(),
-                  meta={"kind": "attention", "changed": cfg.to_params(),
-                        "seconds": round(result.seconds, 3)})
-    result.config = cfg
-    return result
+    result = cache.obtain(ATTENTION_RUN, cfg.replace(scaled=True), store, on_progress)
+    return dataclasses.replace(result, config=cfg)

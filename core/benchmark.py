@@ -220,6 +220,7 @@ def lab_view(result, *, every_tab: bool = False) -> int:
 
 def lab_rows(repeats: int, say) -> list[Row]:
     from core import runs
+    from core.cache import forget_recent
     from core.store import RunStore
 
     def timed(fn, every_tab: bool = False) -> float:
@@ -240,7 +241,7 @@ def lab_rows(repeats: int, say) -> list[Row]:
         runs.get_run(cfg, store=store)
 
         def disk() -> float:  # as a fresh process finds it: read from the store
-            runs.forget_recent()
+            forget_recent()
             return timed(lambda: runs.get_run(cfg, store=store))
 
         def memory() -> float:  # a page rerun: the run just drawn, from memory
@@ -251,7 +252,7 @@ def lab_rows(repeats: int, say) -> list[Row]:
         say(f"lab: default digits run, best of {repeats}")
         t_new, t_disk, t_mem, t_all = (-v for v in best_of(repeats, new, disk, memory,
                                                               every_tab))
-        runs.forget_recent()
+        forget_recent()
     return [Row("lab", "default run on digits, new: trained + doctor + first tab's chart",
                 t_new, "s", "< 1 s", t_new < 1.0),
             Row("lab", "default run, cached on disk: read + doctor + first tab's chart", t_disk,
@@ -297,10 +298,11 @@ def memory_probe(n_runs: int = 10, epochs: int = 3) -> dict:
         importlib.import_module(module)
 
     from core import runs
+    from core.cpus import configure_for_server
     from core.datasets import load_splits
     from core.store import RunStore
 
-    runs.configure_for_server()
+    configure_for_server()
     mnist = load_splits("mnist", seed=0, max_train=None, noise=0.1)
     load_splits("fashion-mnist", seed=0, max_train=None, noise=0.1)
     with tempfile.TemporaryDirectory() as tmp:

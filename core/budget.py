@@ -4,17 +4,20 @@ Anyone with a link can ask the server for any run, so before anything trains its
 estimated from the settings alone, and a request over the budget is refused with a ConfigError
 that names the budget and what to lower:
 
-    check_run(RunConfig(dataset="fashion-mnist", epochs=100))
+    refuse(run_estimate(RunConfig(dataset="fashion-mnist", epochs=100)))   # core.runs
     # ConfigError: epochs: this run (55,000 examples × 100 epochs through a network of 6.3e4
     # multiply-adds per example, plus evaluation and per-step costs) needs about 3.1e12
     # multiply-adds, over the budget of 6e11 a run (about 2 minutes of one CPU core); lower
     # epochs to 19 or max_train to 10,000
 
-`get_run`, `run_sweep`, `get_recurrent_run` and `get_attention` check before they train (the
-pages show the message where a run could not start); a stored result is served whatever it
-cost. The configs themselves stay valid, so a link never breaks: the Initialization page probes
-a 100-layer, 1024-wide network, which costs one batch, not a training run. A sweep may train
-SWEEP_RUNS runs' worth in all, each cell within the budget of one.
+Each family estimates its own requests beside its code (`run_estimate` in core/runs.py,
+`recurrent_estimate`, `attention_estimate`) and hands the estimate to the run cache
+(core/cache.py), which refuses before it trains (the pages show the message where a run could
+not start); a stored result is served whatever it cost. This module holds only what is common:
+the budget, the machine's measured costs, the refusal and its advice. The configs themselves
+stay valid, so a link never breaks: the Initialization page probes a 100-layer, 1024-wide
+network, which costs one batch, not a training run. A sweep may train SWEEP_RUNS runs' worth in
+all, each cell within the budget of one.
 
 The estimate, in multiply-adds, uses the datasets' nominal sizes (constants, so a link is over
 or under the budget on every machine alike):
@@ -41,12 +44,11 @@ machine of one's own, a GPU server).
 
 from __future__ import annotations
 
-import math
 import os
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from core.config import ConfigError
-from core.datasets import nominal_sizes
 
 MAX_COMPUTE = 6e11          # multiply-adds a request may cost: ~100 s here, one thread
 SWEEP_RUNS = 8              # a sweep may train as much as this many runs at the budget
@@ -55,14 +57,6 @@ STEP_COST = 2e-3 * RATE     # a training step's own cost (optimizer, batch, book
 LAYER_STEP_COST = 4e-4 * RATE   # ... and per recorded layer of the network
 TIME_STEP_COST = 1e-4 * RATE    # a recurrent net's, per layer and time step
 CONV_COST = 2.0             # a convolution's multiply-add takes about twice a dense one's here
-
-INPUTS = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
-TOY_INPUTS = 2
-CLASSES = 10
-BOUNDARY_POINTS = 40 * 40   # the 2-D playground's decision-boundary grid, every epoch
-RECURRENT_EVAL = 2000       # core.recurrent.EVAL_LIMIT: examples of each split it evaluates
-ATTENTION_WIDTH = 32        # core.attention.WIDTH: the classifier's embedding width
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 def budget() -> float:
@@ -74,84 +68,38 @@ def budget() -> float:
     return value if value > 0 else MAX_COMPUTE
 
 
-# --- the estimates -------------------------------------------------------------------------------
-def network_macs(model: str, depth: int, width: int, dataset: str,
-                 conv_weight: float = 1.0) -> float:
-    """Multiply-adds of one example's forward pass through core.models' network, each of a
-    convolution's counted `conv_weight` times."""
-    if dataset not in INPUTS:  # a 2-D toy set
-        n_in, classes, shape = TOY_INPUTS, 2, None
-    else:
-        shape, classes = INPUTS[dataset], CLASSES
-        n_in = math.prod(shape)
-    if model != "cnn":
-        return n_in * width + (depth - 1) * width * width + width * classes
-    channels, size, macs = shape[0], shape[1], 0
-    for _ in range(depth):  # 3×3 convolutions, padding 1, then 2×2 pooling while size ≥ 4
-        macs += conv_weight * 9 * channels * width * size * size
-        channels, size = width, size // 2 if size >= 4 else size
-    return macs + channels * size * size * width + width * classes
+# --- a request's cost ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Estimate:
+    """What one request would cost, as the family that trains it models it (each family's
+    estimate lives beside its code: core/runs.py, core/recurrent.py, core/attention.py).
 
+    `work(values)` gives the multiply-adds of training with `values`, the request's settings;
+    it is called again with one or two of them changed to find the advice. `knobs`: (field,
+    "lower" or "raise") in the order to suggest them, each within its range in `fields`.
+    """
 
-def run_work(v: Mapping[str, Any]) -> float:
-    """Estimated multiply-adds of training a RunConfig's settings (`v`: its fields)."""
-    n_train, n_val, n_test = nominal_sizes(v["dataset"])
-    n = min(v["max_train"] or n_train, n_train)
-    epochs = v["epochs"]
-    macs = network_macs(v["model"], v["depth"], v["width"], v["dataset"], CONV_COST)
-    layers = v["depth"] + (2 if v["model"] == "cnn" else 1)
-    per_epoch_eval = n_val + (0 if v["dataset"] in INPUTS else BOUNDARY_POINTS)
-    steps = epochs * math.ceil(n / v["batch_size"])
-    return (macs * (3 * n * epochs + per_epoch_eval * (epochs + 1) + n_test)
-            + steps * (STEP_COST + LAYER_STEP_COST * layers))
+    what: str                               # the request in words, for the refusal
+    values: Mapping[str, Any]
+    work: Callable[[dict], float]
+    knobs: tuple[tuple[str, str], ...]
+    fields: Mapping[str, Any]
 
-
-def recurrent_work(v: Mapping[str, Any]) -> float:
-    """Estimated multiply-adds of training a RecurrentConfig's settings."""
-    side = INPUTS[v["dataset"]][1]
-    step_size = side if v["sequence"] == "rows" else v["chunk"]
-    T = side * side // step_size
-    h, layers = v["hidden"], v["layers"]
-    per_step = sum(GATES[v["cell"]] * h * ((step_size if i == 0 else h) + h)
-                   for i in range(layers))
-    macs = T * per_step + h * CLASSES
-    n_train, n_val, n_test = nominal_sizes(v["dataset"])
-    n = min(v["max_train"] or n_train, n_train)
-    epochs = v["epochs"]
-    steps = epochs * math.ceil(n / v["batch_size"])
-    evaluated = min(RECURRENT_EVAL, n_val) * (epochs + 1) + min(RECURRENT_EVAL, n_test)
-    return (macs * (3 * n * epochs + evaluated)
-            + steps * (STEP_COST + TIME_STEP_COST * layers * T))
-
-
-def attention_work(v: Mapping[str, Any], tokens: Mapping[str, tuple[int, int]]) -> float:
-    """Estimated multiply-adds of training both attention classifiers (scaled and unscaled).
-    `tokens`: (tokens per digit, pixels per token) for each tokenisation."""
-    n_tokens, token_dim = tokens[v["tokens"]]
-    width, d = ATTENTION_WIDTH, v["d"]
-    macs = n_tokens * (token_dim * width + 2 * width * d + width * width) \
-        + n_tokens * n_tokens * (d + width) + width * CLASSES
-    n_train, n_val, _ = nominal_sizes("digits")
-    n = min(v["max_train"] or n_train, n_train)
-    epochs = v["epochs"]
-    steps = epochs * math.ceil(n / v["batch_size"])
-    # Each evaluation also back-propagates to the attention logits: ~3 passes.
-    one = macs * (3 * n * epochs + 3 * n_val * (epochs + 1)) + steps * (STEP_COST
-                                                                         + LAYER_STEP_COST * 5)
-    return 2 * one
+    def total(self) -> float:
+        return self.work(dict(self.values))
 
 
 # --- refusing ----------------------------------------------------------------------------------
-def refuse(what: str, values: Mapping[str, Any], work: Callable[[dict], float],
-           knobs: list[tuple[str, str]], fields: Mapping[str, Any],
-           limit: float | None = None) -> None:
-    """Raise ConfigError if `work(values)` is over the budget. `knobs`: (field, "lower" or
-    "raise") in the order to suggest them; for each (at most three) the message suggests the
-    value nearest the request that fits on its own, within the field's range in `fields`."""
+def refuse(estimate: Estimate, limit: float | None = None) -> None:
+    """Raise ConfigError if the estimate is over the budget. For each knob (at most three) the
+    message suggests the value nearest the request that fits on its own, within the field's
+    range."""
     limit = budget() if limit is None else limit
-    total = work(dict(values))
+    total = estimate.total()
     if total <= limit:
         return
+    values, work, knobs, fields = (estimate.values, estimate.work, list(estimate.knobs),
+                                   estimate.fields)
     fixes = [fix for knob in knobs if (fix := _nearest(values, knob, work, fields, limit))]
     if fixes:
         advice = _advice(fixes[:3])
@@ -160,9 +108,9 @@ def refuse(what: str, values: Mapping[str, Any], work: Callable[[dict], float],
         advice = (_advice(fixes, joined="and") + " (neither is enough alone)" if fixes
                   else "make the network smaller")
     field = fixes[0][0] if fixes else knobs[-1][0]
-    raise ConfigError(field, f"{what} needs about {sci(total)} multiply-adds, over the budget "
-                             f"of {sci(limit)} a run ({duration(limit)} of one CPU core); "
-                             f"{advice}")
+    raise ConfigError(field, f"{estimate.what} needs about {sci(total)} multiply-adds, over "
+                             f"the budget of {sci(limit)} a run ({duration(limit)} of one CPU "
+                             f"core); {advice}")
 
 
 def _nearest(values: Mapping[str, Any], knob: tuple[str, str], work: Callable[[dict], float],
@@ -256,53 +204,15 @@ def _advice(fixes: list[tuple[str, int, str]], joined: str = "or") -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + f" {joined} " + parts[-1]
 
 
-# --- per kind of request -----------------------------------------------------------------------
-def check_run(cfg) -> None:
-    """ConfigError if training this RunConfig is over the budget."""
-    from core.config import FIELDS
-
-    n_train = nominal_sizes(cfg.dataset)[0]
-    n = min(cfg.max_train or n_train, n_train)
-    refuse(f"this run ({n:,} examples × {cfg.epochs} epochs through a network of "
-           f"{sci(network_macs(cfg.model, cfg.depth, cfg.width, cfg.dataset))} multiply-adds "
-           "per example, plus evaluation and per-step costs)",
-           {**cfg.to_dict(), "max_train": n}, run_work,
-           [("epochs", "lower"), ("max_train", "lower"), ("batch_size", "raise"),
-            ("width", "lower"), ("depth", "lower")], FIELDS)
-
-
-def check_sweep(cells: list, limit: float | None = None) -> None:
+# --- a sweep ----------------------------------------------------------------------------------
+def refuse_sweep(cells: list[Estimate], limit: float | None = None) -> None:
     """ConfigError if a sweep's cells to train are, alone or together, over the budget."""
-    for cfg in cells:
-        check_run(cfg)
+    for cell in cells:
+        refuse(cell)
     limit = SWEEP_RUNS * budget() if limit is None else limit
-    total = sum(run_work(cfg.to_dict()) for cfg in cells)
+    total = sum(cell.total() for cell in cells)
     if total > limit:
         raise ConfigError("cells", f"this sweep's {len(cells)} cells to train need about "
                                    f"{sci(total)} multiply-adds, over a sweep's budget of "
                                    f"{sci(limit)} ({SWEEP_RUNS} runs at the budget of one); use "
                                    "fewer cells, or lower epochs or max_train")
-
-
-def check_recurrent(cfg) -> None:
-    """ConfigError if training this RecurrentConfig is over the budget."""
-    from core.recurrent_config import FIELDS
-
-    n_train = nominal_sizes(cfg.dataset)[0]
-    n = min(cfg.max_train or n_train, n_train)
-    refuse(f"this run ({n:,} sequences of {cfg.seq_len} steps × {cfg.epochs} epochs, plus "
-           "evaluation and per-step costs)", {**cfg.to_dict(), "max_train": n}, recurrent_work,
-           [("epochs", "lower"), ("max_train", "lower"), ("batch_size", "raise"),
-            ("hidden", "lower"), ("layers", "lower")], FIELDS)
-
-
-def check_attention(cfg, fields: Mapping[str, Any],
-                    tokens: Mapping[str, tuple[int, int]]) -> None:
-    """ConfigError if training the two attention classifiers of cfg is over the budget."""
-    n_train = nominal_sizes("digits")[0]
-    n = min(cfg.max_train or n_train, n_train)
-    refuse(f"training both classifiers ({n:,} digits × {cfg.epochs} epochs, plus evaluation and "
-           "per-step costs)", {**cfg.to_dict(), "max_train": n},
-           lambda v: attention_work(v, tokens),
-           [("epochs", "lower"), ("batch_size", "raise"), ("max_train", "lower"),
-            ("d", "lower")], fields)

@@ -119,8 +119,8 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from core.budget import check_run
-    from core.runs import get_run
+    from core.budget import refuse
+    from core.runs import get_run, run_estimate
     from core.trainer import train
 
     bar = tqdm(total=cfg.epochs, unit="epoch", disable=args.quiet, file=sys.stderr,
@@ -133,7 +133,7 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             bar.set_postfix(val_acc=f"{partial.final('val', 'accuracy'):.3f}")
 
     def unstored():
-        check_run(cfg)  # get_run checks the compute budget; so does training outside the store
+        refuse(run_estimate(cfg))  # as get_run checks the compute budget, outside the store too
         return train(cfg, on_epoch)
 
     result = _with_bar(parser, bar, unstored if args.no_store

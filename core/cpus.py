@@ -4,7 +4,7 @@
     container_cpus()        # e.g. 2 on a 64-core host whose container has a 2-CPU quota
 
 `python -m core` calls `size_openmp_to_container()` before torch is imported; the app's server
-sizes torch's thread pools in `core.runs.configure_for_server`.
+sizes torch's thread pools with `configure_for_server()`.
 
 `os.cpu_count()` is the host's count, and so are torch's and OpenMP's defaults once a container
 is limited by a CPU *quota* (Kubernetes CPU limits, `docker run --cpus`, Streamlit Community
@@ -82,6 +82,27 @@ def size_openmp_to_container(environ=os.environ) -> None:
     cpus = container_cpus()
     if cpus < affinity_cpus():
         environ.setdefault("OMP_NUM_THREADS", str(cpus))
+
+
+def configure_for_server(threads: int = 1) -> None:
+    """Settings for a process that serves many sessions (the Streamlit app).
+
+    One intra-op thread per run: the app's networks are small, so splitting each op over cores
+    gains little, while extra OpenMP threads spin against the web server's own thread and
+    against other sessions' runs (measured here on 2 cores under load: the default run took
+    3.1 s with 2 threads and 0.8 s with 1). Parallelism comes from the sessions instead.
+
+    The inter-op pool (idle unless something forks work, e.g. `torch.jit.fork`) defaults to the
+    host's core count; on a shared cloud host that is far more than the container's CPU quota,
+    so it is sized to the container. Torch allows that once per process.
+    """
+    import torch  # here, not above: `python -m core` imports this module before torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(container_cpus())
+    except RuntimeError:  # set before, or inter-op work already started: keep what it has
+        pass
 
 
 def _cgroup_paths(proc_cgroup: Path) -> dict[str, str]:

@@ -18,6 +18,11 @@ from torch import nn
 from core import activations
 from core.config import RunConfig
 
+# What the networks read, by dataset, for counting their cost without loading anything.
+INPUTS = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
+TOY_INPUTS = 2              # a 2-D toy set's points: (x, y)
+CLASSES = 10                # every image set's; the toy sets have 2
+
 
 class Layer(nn.Module):
     """One recorded layer: linear map (dense or conv) → batch norm? → activation → dropout → pool?
@@ -76,6 +81,24 @@ def build_model(cfg: RunConfig, input_shape: tuple[int, ...], n_classes: int) ->
     model = Network(layers)
     initialise(model, cfg)
     return model
+
+
+def network_macs(model: str, depth: int, width: int, dataset: str,
+                 conv_weight: float = 1.0) -> float:
+    """Multiply-adds of one example's forward pass through the network `build_model` builds,
+    each of a convolution's counted `conv_weight` times (for the compute budget)."""
+    if dataset not in INPUTS:  # a 2-D toy set
+        n_in, classes, shape = TOY_INPUTS, 2, None
+    else:
+        shape, classes = INPUTS[dataset], CLASSES
+        n_in = math.prod(shape)
+    if model != "cnn":
+        return n_in * width + (depth - 1) * width * width + width * classes
+    channels, size, macs = shape[0], shape[1], 0
+    for _ in range(depth):  # 3×3 convolutions, padding 1, then 2×2 pooling while size ≥ 4
+        macs += conv_weight * 9 * channels * width * size * size
+        channels, size = width, size // 2 if size >= 4 else size
+    return macs + channels * size * size * width + width * classes
 
 
 def _mlp_layers(cfg: RunConfig, n_inputs: int) -> "OrderedDict[str, Layer]":

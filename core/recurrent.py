@@ -24,13 +24,10 @@ call's returned state is the tensor the next call consumes, and `retain_grad()` 
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import threading
+import math
 import time
-from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -38,20 +35,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.budget import check_recurrent
+from core import cache
+from core.budget import STEP_COST, TIME_STEP_COST, Estimate
+from core.cache import RunKind
 from core.config import RunConfig
-from core.datasets import load_splits
-from core.recurrent_config import RecurrentConfig
+from core.datasets import load_splits, nominal_sizes
+from core.recurrent_config import FIELDS, SIDES, RecurrentConfig
 from core.result import _table_from_dict, _table_to_dict
-from core.runs import default_store, training_lock
 from core.store import RunStore
 from core.trainer import (DeviceData, evaluate, flushed_denormals, make_optimizer,
                           resolve_device, steps_per_epoch)
 
 __all__ = ["RecurrentConfig", "RecurrentResult", "SequenceClassifier", "build_model",
            "train_recurrent", "get_recurrent_run", "cached_recurrent_run"]
-
-log = logging.getLogger(__name__)
 
 RECORDS_PER_EPOCH = 20  # with record_every unset; each costs a step-by-step forward (~1.5×)
 EVAL_LIMIT = 2000       # validation and test images evaluated: the accuracies settle long before
@@ -337,35 +333,54 @@ def _concat(parts: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
-# --- the run store --------------------------------------------------------------------------
-RECENT_RUNS = 8   # results kept as objects: a page rerun (a scrubber) asks again for its run
-_recent: OrderedDict[tuple[str, str], RecurrentResult] = OrderedDict()
-_recent_guard = threading.Lock()
+# --- the compute budget and the run cache -------------------------------------------------
+CLASSES = 10    # every sequence dataset's (digits, MNIST, Fashion-MNIST)
+
+
+def recurrent_work(v: Mapping[str, Any]) -> float:
+    """Estimated multiply-adds of training a RecurrentConfig's settings (`v`: its fields)."""
+    side = SIDES[v["dataset"]]
+    step_size = side if v["sequence"] == "rows" else v["chunk"]
+    T = side * side // step_size
+    h, layers = v["hidden"], v["layers"]
+    per_step = sum(GATES[v["cell"]] * h * ((step_size if i == 0 else h) + h)
+                   for i in range(layers))
+    macs = T * per_step + h * CLASSES
+    n_train, n_val, n_test = nominal_sizes(v["dataset"])
+    n = min(v["max_train"] or n_train, n_train)
+    epochs = v["epochs"]
+    steps = epochs * math.ceil(n / v["batch_size"])
+    evaluated = min(EVAL_LIMIT, n_val) * (epochs + 1) + min(EVAL_LIMIT, n_test)
+    return (macs * (3 * n * epochs + evaluated)
+            + steps * (STEP_COST + TIME_STEP_COST * layers * T))
+
+
+def recurrent_estimate(cfg: RecurrentConfig) -> Estimate:
+    """What training cfg costs, for the compute budget (core.budget)."""
+    n_train = nominal_sizes(cfg.dataset)[0]
+    n = min(cfg.max_train or n_train, n_train)
+    return Estimate(
+        f"this run ({n:,} sequences of {cfg.seq_len} steps × {cfg.epochs} epochs, plus "
+        "evaluation and per-step costs)", {**cfg.to_dict(), "max_train": n}, recurrent_work,
+        (("epochs", "lower"), ("max_train", "lower"), ("batch_size", "raise"),
+         ("hidden", "lower"), ("layers", "lower")), FIELDS)
+
+
+def recurrent_meta(result: RecurrentResult) -> dict:
+    """Small, listable facts about a run (kept beside the payload in the store)."""
+    return {"kind": "recurrent", "changed": result.config.changed(), "status": result.status,
+            "val_accuracy": result.final("val", "accuracy"),
+            "seconds": round(result.timing["seconds"], 3), "device": result.device}
+
+
+RECURRENT_RUN = RunKind("recurrent run", "rnn-", RecurrentResult.from_dict, recurrent_estimate,
+                        recurrent_meta, train_recurrent)
 
 
 def cached_recurrent_run(cfg: RecurrentConfig,
                          store: RunStore | None = None) -> RecurrentResult | None:
     """The stored result for this config, or None. An unreadable entry counts as missing."""
-    store = default_store() if store is None else store
-    key = cfg.store_key()
-    with _recent_guard:
-        if (str(store.path), key) in _recent:
-            _recent.move_to_end((str(store.path), key))
-            return _recent[(str(store.path), key)]
-    record = store.get(key)
-    if record is None:
-        return None
-    try:
-        result = RecurrentResult.from_dict(record)
-    except (KeyError, TypeError, ValueError) as err:
-        log.warning("dropping unreadable stored recurrent run %s: %s", key, err)
-        store.delete(key)
-        return None
-    if result.config != cfg:   # a hash collision or a stale schema: never serve another run
-        return None
-    result.from_store = True
-    _remember((str(store.path), key), result)
-    return result
+    return cache.cached(RECURRENT_RUN, cfg, store)
 
 
 def get_recurrent_run(cfg: RecurrentConfig, store: RunStore | None = None,
@@ -376,31 +391,4 @@ def get_recurrent_run(cfg: RecurrentConfig, store: RunStore | None = None,
     Concurrent callers asking for the same config wait for the first one's training; a run over
     the compute budget (core.budget) is refused with a ConfigError.
     """
-    store = default_store() if store is None else store
-    with training_lock(cfg.store_key()):
-        result = cached_recurrent_run(cfg, store)
-        if result is not None:
-            return result
-        check_recurrent(cfg)  # ConfigError, saying what to lower, if it is too big to train
-        result = train_recurrent(cfg, on_epoch=on_epoch)
-        store.put(cfg.store_key(), result.to_dict(), meta={
-            "kind": "recurrent", "changed": cfg.changed(), "status": result.status,
-            "val_accuracy": result.final("val", "accuracy"),
-            "seconds": round(result.timing["seconds"], 3), "device": result.device})
-        _remember((str(store.path), cfg.store_key()),
-                  dataclasses.replace(result, from_store=True))
-        return result
-
-
-def forget_recent() -> None:
-    """Drop the in-memory results (as a new process would start)."""
-    with _recent_guard:
-        _recent.clear()
-
-
-def _remember(key: tuple[str, str], result: RecurrentResult) -> None:
-    with _recent_guard:
-        _recent[key] = result
-        _recent.move_to_end(key)
-        while len(_recent) > RECENT_RUNS:
-            _recent.popitem(last=False)
+    return cache.obtain(RECURRENT_RUN, cfg, store, on_epoch)

@@ -24,7 +24,6 @@ has not been yet; the Lab's numbers can differ from the sweep's stacked ones in 
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -33,20 +32,26 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from core import cache
 from core.batched import CellSummary, batch_groups, train_batched
-from core.budget import check_sweep
+from core.budget import refuse_sweep
+from core.cache import RunKind
 from core.config import FIELDS, ConfigError, RunConfig, describe, field_kind, format_value, \
     inline, parse_field, quote
 from core.result import RunResult
+from core.runs import cached_run, get_run, run_estimate
 from core.store import RunStore
-
-log = logging.getLogger(__name__)
+from core.trainer import train
 
 # An 8 × 8 heatmap is still readable, and 64 default digits runs take about a minute even one
 # after another (0.9 s each on one core).
 MAX_CELLS = 64
 KEY_PREFIX = "sweep-"
 AXIS_PARAMS = ("x", "xv", "y", "yv")
+# A cell's summary in the run cache. Cells train together in stacks (run_sweep), so the kind
+# has no train of its own: the sweep takes the cache's locks, lookup and store writes.
+SWEEP_CELL = RunKind("sweep cell", KEY_PREFIX, CellSummary.from_dict, run_estimate,
+                     lambda summary: {"sweep_cell": True, "status": summary.status})
 
 # Settings worth putting on an axis: not the run's plumbing (device, record_every), nor the toy
 # sets' noise (sweeps run on images).
@@ -287,10 +292,8 @@ def run_sweep(spec: SweepSpec, *, store: RunStore | None = None,
     group trains. `batched=False` trains each cell alone with the full trainer (a Lab run each).
     `use_store=False` neither reads nor writes the store.
     """
-    from core.runs import default_store, training_lock  # runs imports the trainer: kept lazy
-
     t0 = time.perf_counter()
-    store = (default_store() if store is None else store) if use_store else None
+    store = (cache.default_store() if store is None else store) if use_store else None
     cells = spec.cells()
     total = len(cells)
     found: dict[int, CellSummary] = {}
@@ -303,14 +306,14 @@ def run_sweep(spec: SweepSpec, *, store: RunStore | None = None,
     progress(f"{len(found)} of {total} cells from the run store")
     todo = [i for i in range(total) if i not in found]
     # ConfigError if what is left to train is over the compute budget: before anything trains.
-    check_sweep([cells[i] for i in todo])
+    refuse_sweep([SWEEP_CELL.estimate(cells[i]) for i in todo])
     sizes = []
     with contextlib.ExitStack() as held:
         if store is not None and todo:
             # One session trains a cell; another asking for it (the same shared link, or an
             # overlapping grid) waits, then reads it from the store. Sorted: no deadlock.
-            for key in sorted({KEY_PREFIX + cells[i].key() for i in todo}):
-                held.enter_context(training_lock(key))
+            for key in sorted({SWEEP_CELL.store_key(cells[i]) for i in todo}):
+                held.enter_context(cache.training_lock(key))
             _look_up(cells, todo, store, found)
             todo = [i for i in todo if i not in found]
             done = float(len(found))
@@ -333,8 +336,7 @@ def run_sweep(spec: SweepSpec, *, store: RunStore | None = None,
             for i, summary in zip(group, summaries):
                 found[i] = summary
                 if store is not None:
-                    store.put(KEY_PREFIX + summary.config.key(), summary.to_dict(),
-                              meta={"sweep_cell": True, "status": summary.status})
+                    cache.put(SWEEP_CELL, summary, store)
             done += len(group)
             progress(f"{int(done)} of {total} cells done")
     return _result(spec, cells, found, time.perf_counter() - t0, sizes)
@@ -355,9 +357,6 @@ def _label(spec: SweepSpec, cfg: RunConfig) -> str:
 
 
 def _train_alone(cfg: RunConfig, store: RunStore | None, on_fraction) -> CellSummary:
-    from core.runs import get_run
-    from core.trainer import train
-
     def on_epoch(partial: RunResult) -> None:
         done = int(partial.epochs.epoch.max()) if len(partial.epochs) else 0
         on_fraction(done / cfg.epochs)
@@ -368,24 +367,12 @@ def _train_alone(cfg: RunConfig, store: RunStore | None, on_fraction) -> CellSum
 
 def _lookup(cfg: RunConfig, store: RunStore) -> CellSummary | None:
     """The stored summary of a cell; a full run of the config (e.g. from the Lab) wins."""
-    from core.runs import cached_run
-
-    key = cfg.key()
-    record = store.get(KEY_PREFIX + key)
-    summary = None
-    if record is not None:
-        try:
-            summary = CellSummary.from_dict(record)
-        except (KeyError, TypeError, ValueError) as err:
-            log.warning("dropping unreadable sweep cell %s: %s", key, err)
-        if summary is not None and summary.config != cfg:
-            summary = None  # a hash collision or a stale schema: never serve another config
-    if (summary is None or summary.source != "run") and key in store:
+    summary = cache.load(SWEEP_CELL, cfg, store)
+    if (summary is None or summary.source != "run") and cfg.key() in store:
         result = cached_run(cfg, store)
         if result is not None:
             summary = CellSummary.from_run(result)
-            store.put(KEY_PREFIX + key, summary.to_dict(),
-                      meta={"sweep_cell": True, "status": summary.status})
+            cache.put(SWEEP_CELL, summary, store)
     if summary is not None:
         summary.from_store = True
     return summary

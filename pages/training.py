@@ -17,9 +17,10 @@ import streamlit as st
 
 from core import chart_parts, charts
 from core.config import RunConfig
+from core.cpus import configure_for_server
 from core.export import pytorch_script, script_filename
 from core.result import TABLES, RunResult
-from core.runs import cached_run, configure_for_server, get_run
+from core.runs import cached_run, get_run
 from core.store import RunStore
 
 

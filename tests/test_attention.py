@@ -28,7 +28,7 @@ PAGE = "pages/attention.py"
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    """As the app runs (core.runs.configure_for_server): tiny ops on a loaded 2-core machine
+    """As the app runs (core.cpus.configure_for_server): tiny ops on a loaded 2-core machine
     run ~10× slower when two OpenMP threads spin against each other."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -6,6 +6,7 @@ what to lower; every preset and default fits.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from pathlib import Path
@@ -16,11 +17,13 @@ import core.attention
 import core.recurrent
 import core.runs
 import core.sweep
-from core.attention import AttentionConfig, get_attention
+from core.attention import AttentionConfig, attention_estimate, get_attention
+from core.budget import refuse, refuse_sweep
+from core.cache import forget_recent
 from core.config import ConfigError, RunConfig
-from core.recurrent import get_recurrent_run
+from core.recurrent import get_recurrent_run, recurrent_estimate
 from core.recurrent_config import RecurrentConfig
-from core.runs import forget_recent, get_run
+from core.runs import get_run, run_estimate
 from core.store import RunStore
 from core.sweep import SweepSpec, run_sweep
 
@@ -29,16 +32,28 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = RunConfig(dataset="moons", depth=1, width=4, epochs=1)
 
 
-def counting(module, name: str, calls: list, monkeypatch, pause: float = 0.3) -> None:
-    """Replace module.name by a wrapper that records each call and lingers first, so that every
-    other session asks while the first one is still training."""
-    real = getattr(module, name)
+def counting(module, kind: str, calls: list, monkeypatch, pause: float = 0.3) -> None:
+    """Replace the training of module.kind (a core.cache.RunKind) by a wrapper that records each
+    call and lingers first, so that every other session asks while the first one still trains."""
+    real = getattr(module, kind)
 
     def wrapper(cfg, *args, **kwargs):
         calls.append(cfg)
         time.sleep(pause)
-        return real(cfg, *args, **kwargs)
-    monkeypatch.setattr(module, name, wrapper)
+        return real.train(cfg, *args, **kwargs)
+    monkeypatch.setattr(module, kind, dataclasses.replace(real, train=wrapper))
+
+
+def check_run(cfg: RunConfig) -> None:
+    refuse(run_estimate(cfg))
+
+
+def check_recurrent(cfg: RecurrentConfig) -> None:
+    refuse(recurrent_estimate(cfg))
+
+
+def check_attention(cfg: AttentionConfig) -> None:
+    refuse(attention_estimate(cfg))
 
 
 # --- the compute budget ------------------------------------------------------------------------
@@ -56,7 +71,7 @@ def test_a_run_over_the_budget_is_refused_with_what_to_lower(tmp_path, monkeypat
     from core import budget
 
     calls: list = []
-    counting(core.runs, "train", calls, monkeypatch, pause=0.0)
+    counting(core.runs, "LAB_RUN", calls, monkeypatch, pause=0.0)
     cfg = RunConfig(dataset=FASHION, epochs=100)   # the Lab's default net, 100 epochs
     with pytest.raises(ConfigError) as err:
         get_run(cfg, store=RunStore(tmp_path / "runs.sqlite3"))
@@ -68,35 +83,29 @@ def test_a_run_over_the_budget_is_refused_with_what_to_lower(tmp_path, monkeypat
     # Each suggestion alone brings the run within the budget; one more epoch would not.
     epochs, max_train = suggestion(message, "epochs"), suggestion(message, "max_train")
     assert 1 <= epochs < 100 and 1 <= max_train < 55_000
-    budget.check_run(cfg.replace(epochs=epochs))
-    budget.check_run(cfg.replace(max_train=max_train))
+    check_run(cfg.replace(epochs=epochs))
+    check_run(cfg.replace(max_train=max_train))
     with pytest.raises(ConfigError):
-        budget.check_run(cfg.replace(epochs=epochs + 1))
+        check_run(cfg.replace(epochs=epochs + 1))
     # Many tiny steps are what costs here: a bigger batch is the fix on offer.
     with pytest.raises(ConfigError) as err:
-        budget.check_run(RunConfig(dataset=FASHION, batch_size=1, epochs=5))
+        check_run(RunConfig(dataset=FASHION, batch_size=1, epochs=5))
     batch = suggestion(str(err.value), "raise batch_size")
-    budget.check_run(RunConfig(dataset=FASHION, batch_size=batch, epochs=5))
+    check_run(RunConfig(dataset=FASHION, batch_size=batch, epochs=5))
     # A CNN's cost is its convolutions: fewer channels, not fewer examples.
     with pytest.raises(ConfigError) as err:
-        budget.check_run(RunConfig(dataset=FASHION, model="cnn", depth=6, width=256))
+        check_run(RunConfig(dataset=FASHION, model="cnn", depth=6, width=256))
     assert err.value.field == "width" and "max_train" not in str(err.value)
-    budget.check_run(RunConfig(dataset=FASHION, model="cnn", depth=6,
+    check_run(RunConfig(dataset=FASHION, model="cnn", depth=6,
                                width=suggestion(str(err.value), "width")))
 
 
-def test_the_estimates_use_the_engines_own_sizes():
+def test_the_attention_estimates_token_shapes_are_what_tokenize_gives():
     import torch
 
-    import core.trainer
-    from core import budget
-
-    assert budget.RECURRENT_EVAL == core.recurrent.EVAL_LIMIT
-    assert budget.BOUNDARY_POINTS == core.trainer.BOUNDARY_GRID ** 2
     x = torch.zeros(3, 1, 8, 8)
     for kind, shape in core.attention.TOKEN_SHAPES.items():
         assert core.attention.tokenize(x, kind).shape[1:] == shape
-    assert budget.ATTENTION_WIDTH == core.attention.WIDTH
 
 
 def test_network_multiply_adds_match_the_built_model():
@@ -104,8 +113,7 @@ def test_network_multiply_adds_match_the_built_model():
     # pass, contributes in × out (× kernel area × output pixels for a convolution).
     import torch
 
-    from core.budget import network_macs
-    from core.models import build_model
+    from core.models import build_model, network_macs
 
     for cfg, shape, classes in (
             (RunConfig(depth=3, width=32), (1, 8, 8), 10),
@@ -158,9 +166,6 @@ def _page_defaults() -> list:
 
 
 def test_every_preset_and_default_fits_the_budget():
-    from core import budget
-    from core.attention import TOKEN_SHAPES
-    from core.attention import FIELDS as ATTENTION_FIELDS
     from core.attention_presets import ATTENTION_PRESETS
     from core.datasets import DATASETS
     from core.presets import PRESETS
@@ -172,27 +177,23 @@ def test_every_preset_and_default_fits_the_budget():
     runs = [p.config for p in PRESETS.values()] + [RunConfig(dataset=name) for name in DATASETS]
     for d in defaults:
         if isinstance(d, SweepSpec):
-            budget.check_sweep(d.cells())
+            refuse_sweep([run_estimate(c) for c in d.cells()])
         else:   # Compare's B toggles batch norm; the Playground trains relu and tanh
             runs += [d, d.replace(batch_norm=not d.batch_norm), d.replace(activation="tanh")]
     for cfg in runs:
-        budget.check_run(cfg)
+        check_run(cfg)
     for cfg in [p.config for p in RECURRENT_PRESETS.values()] + [
             RecurrentConfig(dataset=name) for name in SEQUENCE_DATASETS]:
-        budget.check_recurrent(cfg)
+        check_recurrent(cfg)
     for cfg in [p.config for p in ATTENTION_PRESETS.values()] + [AttentionConfig()]:
-        budget.check_attention(cfg, ATTENTION_FIELDS, TOKEN_SHAPES)
+        check_attention(cfg)
 
 
 def test_recurrent_and_attention_requests_over_the_budget_are_refused(tmp_path, monkeypatch):
-    from core import budget
-    from core.attention import TOKEN_SHAPES
-    from core.attention import FIELDS as ATTENTION_FIELDS
-
     store = RunStore(tmp_path / "runs.sqlite3")
     calls: list = []
-    counting(core.recurrent, "train_recurrent", calls, monkeypatch, pause=0.0)
-    counting(core.attention, "train_attention", calls, monkeypatch, pause=0.0)
+    counting(core.recurrent, "RECURRENT_RUN", calls, monkeypatch, pause=0.0)
+    counting(core.attention, "ATTENTION_RUN", calls, monkeypatch, pause=0.0)
     big = RecurrentConfig(cell="lstm", hidden=512, layers=2, sequence="chunks", chunk=4,
                           max_train=None, epochs=50)
     with pytest.raises(ConfigError, match="over the budget") as err:
@@ -204,20 +205,19 @@ def test_recurrent_and_attention_requests_over_the_budget_are_refused(tmp_path, 
     changes = {name: suggestion(message, name) for name in
                ("epochs", "max_train", "batch_size", "hidden", "layers") if f"{name} to" in message}
     assert len(changes) == 2
-    budget.check_recurrent(big.replace(**changes))
+    check_recurrent(big.replace(**changes))
     for name, value in changes.items():
         with pytest.raises(ConfigError):
-            budget.check_recurrent(big.replace(**{name: value}))
+            check_recurrent(big.replace(**{name: value}))
     # The page's default net on all of Fashion-MNIST for 50 epochs: fewer epochs will do.
     long = RecurrentConfig(max_train=None, epochs=50)
     with pytest.raises(ConfigError) as err:
-        budget.check_recurrent(long)
-    budget.check_recurrent(long.replace(epochs=suggestion(str(err.value), "epochs")))
+        check_recurrent(long)
+    check_recurrent(long.replace(epochs=suggestion(str(err.value), "epochs")))
     slow = AttentionConfig(d=512, tokens="patch2", batch_size=1, epochs=50)  # ~4 min here
     with pytest.raises(ConfigError, match="over the budget") as err:
         get_attention(slow, store=store)
-    budget.check_attention(slow.replace(epochs=suggestion(str(err.value), "epochs")),
-                           ATTENTION_FIELDS, TOKEN_SHAPES)
+    check_attention(slow.replace(epochs=suggestion(str(err.value), "epochs")))
     assert calls == []
 
 

@@ -131,8 +131,8 @@ def test_server_sizes_the_interop_pool_to_the_container():
     import subprocess
     import sys
 
-    code = ("import torch, core.runs as r; r.container_cpus = lambda: 1; "
-            "r.configure_for_server(); r.configure_for_server(); "
+    code = ("import torch, core.cpus as c; c.container_cpus = lambda: 1; "
+            "c.configure_for_server(); c.configure_for_server(); "
             "print(torch.get_num_threads(), torch.get_num_interop_threads())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1], timeout=120, check=True)

@@ -6,6 +6,7 @@ offline data, each against the real engine.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -17,14 +18,16 @@ from pathlib import Path
 import pytest
 
 import core.attention
+import core.cache
 import core.recurrent
 import core.runs
 import core.sweep
 from core.attention import AttentionConfig, get_attention
+from core.cache import RECENT_RUNS, forget_recent
 from core.config import RunConfig
 from core.recurrent import get_recurrent_run
 from core.recurrent_config import RecurrentConfig
-from core.runs import RECENT_RUNS, forget_recent, get_run
+from core.runs import get_run
 from core.store import RunStore
 from core.sweep import SweepSpec, run_sweep
 
@@ -57,23 +60,23 @@ def in_threads(n: int, work) -> list:
     return results
 
 
-def counting(module, name: str, calls: list, monkeypatch, pause: float = 0.3) -> None:
-    """Replace module.name by a wrapper that records each call and lingers first, so that every
-    other session asks while the first one is still training."""
-    real = getattr(module, name)
+def counting(module, kind: str, calls: list, monkeypatch, pause: float = 0.3) -> None:
+    """Replace the training of module.kind (a core.cache.RunKind) by a wrapper that records each
+    call and lingers first, so that every other session asks while the first one still trains."""
+    real = getattr(module, kind)
 
     def wrapper(cfg, *args, **kwargs):
         calls.append(cfg)
         time.sleep(pause)
-        return real(cfg, *args, **kwargs)
-    monkeypatch.setattr(module, name, wrapper)
+        return real.train(cfg, *args, **kwargs)
+    monkeypatch.setattr(module, kind, dataclasses.replace(real, train=wrapper))
 
 
 # --- concurrency -------------------------------------------------------------------------------
 def test_eight_sessions_asking_for_one_config_train_it_once(tmp_path, monkeypatch):
     store = RunStore(tmp_path / "runs.sqlite3")
     calls: list = []
-    counting(core.runs, "train", calls, monkeypatch)
+    counting(core.runs, "LAB_RUN", calls, monkeypatch)
     forget_recent()
     cfg = TINY.replace(seed=101)
     results = in_threads(8, lambda i: get_run(cfg, store=store))
@@ -81,14 +84,14 @@ def test_eight_sessions_asking_for_one_config_train_it_once(tmp_path, monkeypatc
     assert sum(not r.from_store for r in results) == 1
     assert len({r.to_json() for r in results}) == 1
     assert results[0].status == "completed" and results[0].config == cfg
-    assert len(core.runs._key_locks) == 0
+    assert len(core.cache._key_locks) == 0
 
 
 def test_eight_sessions_with_different_configs_all_complete_in_bounded_memory(tmp_path,
                                                                               monkeypatch):
     store = RunStore(tmp_path / "runs.sqlite3")
     calls: list = []
-    counting(core.runs, "train", calls, monkeypatch, pause=0.0)
+    counting(core.runs, "LAB_RUN", calls, monkeypatch, pause=0.0)
     forget_recent()
     # Two configs per session: 16 in all, twice as many as the results kept in memory.
     configs = [[TINY.replace(seed=200 + 2 * i + j) for j in range(2)] for i in range(8)]
@@ -97,8 +100,8 @@ def test_eight_sessions_with_different_configs_all_complete_in_bounded_memory(tm
 
     def watch() -> None:
         while not done.is_set():
-            peak["recent"] = max(peak["recent"], len(core.runs._recent))
-            peak["locks"] = max(peak["locks"], len(core.runs._key_locks))
+            peak["recent"] = max(peak["recent"], len(core.cache._recent))
+            peak["locks"] = max(peak["locks"], len(core.cache._key_locks))
             time.sleep(0.002)
     watcher = threading.Thread(target=watch)
     watcher.start()
@@ -112,36 +115,36 @@ def test_eight_sessions_with_different_configs_all_complete_in_bounded_memory(tm
         assert all(r.status == "completed" and not r.from_store for r in runs)
     assert sorted(c.seed for c in calls) == list(range(200, 216))
     assert set(store.keys()) == {c.key() for session in configs for c in session}
-    assert 0 < peak["recent"] <= RECENT_RUNS and len(core.runs._recent) == RECENT_RUNS
+    assert 0 < peak["recent"] <= RECENT_RUNS and len(core.cache._recent) == RECENT_RUNS
     # One lock per config being asked for, and none left once nobody asks: a lock per config
     # ever seen would grow for the life of a server.
-    assert 0 < peak["locks"] <= 8 and len(core.runs._key_locks) == 0
+    assert 0 < peak["locks"] <= 8 and len(core.cache._key_locks) == 0
 
 
 def test_two_sessions_asking_for_one_recurrent_run_train_it_once(tmp_path, monkeypatch):
     store = RunStore(tmp_path / "runs.sqlite3")
     calls: list = []
-    counting(core.recurrent, "train_recurrent", calls, monkeypatch)
-    core.recurrent.forget_recent()
+    counting(core.recurrent, "RECURRENT_RUN", calls, monkeypatch)
+    forget_recent()
     cfg = RecurrentConfig(dataset="digits", hidden=8, epochs=1, max_train=64, seed=3)
     results = in_threads(2, lambda i: get_recurrent_run(cfg, store=store))
     assert calls == [cfg]
     assert sorted(r.from_store for r in results) == [False, True]
     assert results[0].final("val", "accuracy") == results[1].final("val", "accuracy")
-    assert len(core.runs._key_locks) == 0
+    assert len(core.cache._key_locks) == 0
 
 
 def test_two_sessions_asking_for_one_attention_classifier_train_it_once(tmp_path, monkeypatch):
     store = RunStore(tmp_path / "runs.sqlite3")
     calls: list = []
-    counting(core.attention, "train_attention", calls, monkeypatch)
+    counting(core.attention, "ATTENTION_RUN", calls, monkeypatch)
     cfg = AttentionConfig(d=4, epochs=1, max_train=32, seed=3)
     # The page asks for the variant it highlights; one training serves both.
     results = in_threads(2, lambda i: get_attention(cfg.replace(scaled=bool(i)), store=store))
     assert len(calls) == 1
     assert sorted(r.from_store for r in results) == [False, True]
     assert results[0].final("scaled", "accuracy") == results[1].final("scaled", "accuracy")
-    assert len(core.runs._key_locks) == 0
+    assert len(core.cache._key_locks) == 0
 
 
 def test_two_sessions_running_one_sweep_train_each_cell_once(tmp_path, monkeypatch):
@@ -160,7 +163,7 @@ def test_two_sessions_running_one_sweep_train_each_cell_once(tmp_path, monkeypat
     assert [len(cells) for cells in stacked] == [4]
     assert sorted(r.timing["cells_trained"] for r in results) == [0, 4]
     assert results[0].table["val_accuracy"].tolist() == results[1].table["val_accuracy"].tolist()
-    assert len(core.runs._key_locks) == 0
+    assert len(core.cache._key_locks) == 0
 
 
 # --- a writer killed with SIGKILL --------------------------------------------------------------
@@ -218,7 +221,7 @@ def test_a_run_killed_while_being_stored_is_trained_again_and_nothing_else_is_lo
         again = get_run(r.config, store=after)
         assert again.from_store and again.to_json() == r.to_json()
     calls: list = []
-    counting(core.runs, "train", calls, monkeypatch, pause=0.0)
+    counting(core.runs, "LAB_RUN", calls, monkeypatch, pause=0.0)
     retrained = get_run(killed, store=after)
     assert calls == [killed] and not retrained.from_store and retrained.status == "completed"
     assert get_run(killed, store=after).from_store and calls == [killed]

@@ -15,13 +15,13 @@ from torch import nn
 
 from core import recurrent_charts
 from core.chart_parts import MAX_STEPS
+from core.cache import default_store, forget_recent
 from core.config import ConfigError
 from core.datasets import load_splits
-from core.recurrent import (RecurrentResult, build_model, cached_recurrent_run, forget_recent,
+from core.recurrent import (RecurrentResult, build_model, cached_recurrent_run,
                             get_recurrent_run, train_recurrent)
 from core.recurrent_config import RecurrentConfig, chunk_sizes
 from core.recurrent_presets import RECURRENT_PRESETS
-from core.runs import default_store
 from core.store import RunStore
 from tests.test_app import charts, clean, open_page
 

@@ -1,13 +1,15 @@
 """get_run: trains once, then serves the stored result; damaged entries are retrained."""
 
+import dataclasses
 import threading
 
 import pytest
 
 import pandas as pd
 
+from core.cache import forget_recent
 from core.config import RunConfig
-from core.runs import cached_run, forget_recent, get_run
+from core.runs import cached_run, get_run
 from core.store import RunStore
 
 CFG = RunConfig(depth=2, width=16, epochs=2)
@@ -54,9 +56,9 @@ def test_threads_asking_for_the_same_config_train_it_once(tmp_path, monkeypatch)
 
     store = RunStore(tmp_path / "runs.sqlite3")
     calls = []
-    real_train = core.runs.train
-    monkeypatch.setattr(core.runs, "train", lambda cfg, on_epoch=None: calls.append(cfg)
-                        or real_train(cfg, on_epoch))
+    kind = core.runs.LAB_RUN
+    monkeypatch.setattr(core.runs, "LAB_RUN", dataclasses.replace(
+        kind, train=lambda cfg, on_epoch=None: calls.append(cfg) or kind.train(cfg, on_epoch)))
     cfg = CFG.replace(seed=7)
     results = []
     threads = [threading.Thread(target=lambda: results.append(get_run(cfg, store=store)))
@@ -72,7 +74,7 @@ def test_threads_asking_for_the_same_config_train_it_once(tmp_path, monkeypatch)
 def test_server_mode_runs_training_on_one_thread():
     import torch
 
-    from core.runs import configure_for_server
+    from core.cpus import configure_for_server
 
     before = torch.get_num_threads()
     try:
