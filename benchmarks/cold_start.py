@@ -109,7 +109,7 @@ def one_cold_start(browser, python: str, path: str, timeout_s: float) -> dict:
 def app_modules() -> list[str]:
     """Every module the entrypoint and the pages import (read from their source, not run)."""
     names = {"streamlit"}
-    for source in [ROOT / "streamlit_app.py", *sorted((ROOT / "pages").glob("*.py"))]:
+    for source in [ROOT / "streamlit_app.py", *sorted((ROOT / "pages").rglob("*.py"))]:
         for node in ast.walk(ast.parse(source.read_text())):
             if isinstance(node, ast.Import):
                 names.update(alias.name for alias in node.names)

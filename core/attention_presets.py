@@ -5,7 +5,7 @@ the trained classifiers, so the page shows ✓ or ✗ beside it and the tests as
 
     p = ATTENTION_PRESETS["saturate"]
     ev = Evidence(softmax_saturation(p.config), get_attention(p.config))
-    [(c.text(ev), c.holds(ev)) for c in p.claims]
+    [c.check(ev) for c in p.claims]
 
 The thresholds leave a wide margin under what the presets' runs measure (see the comments), so
 a different thread count or BLAS changes the numbers in the text, never the ✓.
@@ -15,35 +15,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import pandas as pd
 
 from core.attention import AttentionConfig, AttentionResult
+from core.lessons import Claim, Preset
 
 
 @dataclass(frozen=True)
 class Evidence:
+    """What attention's claims read: two measurements of one config."""
     saturation: pd.DataFrame                 # softmax_saturation(config)
     classifier: AttentionResult | None = None  # get_attention(config), for claims that need it
-
-
-@dataclass(frozen=True)
-class Claim:
-    text: Callable[[Evidence], str]          # the sentence, with the measured numbers in it
-    holds: Callable[[Evidence], bool]
-    needs_classifier: bool = False
-
-
-@dataclass(frozen=True)
-class AttentionPreset:
-    id: str
-    title: str
-    icon: str
-    summary: str
-    look_at: str
-    config: AttentionConfig
-    claims: tuple[Claim, ...]
 
 
 def sweep_value(table: pd.DataFrame, variant: str, metric: str, *, d: int | None = None,
@@ -108,8 +91,10 @@ _SLOWER = AttentionConfig(tokens="rows", d=_D)
 # d = 64 with logit scale 8 = √64: scaled attention gets exactly the unscaled logits.
 _TEMPERATURE = AttentionConfig(tokens="rows", d=64, logit_scale=8.0)
 
+# Every lesson reads both variants, so the page's scaling toggle does not leave the lesson.
+_FREE = ("scaled",)
 _PRESETS = (
-    AttentionPreset(
+    Preset(
         "saturate", "Unscaled logits saturate at large d", ":material/compress:",
         "4×4 patches, d = 256: without 1/√d most queries attend to one patch alone.",
         "Follow the red curves to the right: without scaling the logits' spread grows with √d, "
@@ -130,8 +115,9 @@ _PRESETS = (
          Claim(lambda ev: f"The median query's softmax Jacobian norm is "
                           f"{_median_j_ratio(ev, _D):,.0f}× smaller unscaled than scaled.",
                lambda ev: _median_j_ratio(ev, _D) > 100)),
+        free=_FREE,
     ),
-    AttentionPreset(
+    Preset(
         "soft", "Scaling keeps attention soft", ":material/blur_on:",
         "Digit rows from d = 1 to 512: with 1/√d the attention's entropy hardly moves.",
         "Dividing by √d cancels the growth of q·k, so the logits keep a spread of order 1 at every "
@@ -148,8 +134,9 @@ _PRESETS = (
                           f"d = 1 to {_d_curve(ev, 'unscaled', 'entropy').iloc[-1] / _logn(ev):.0%}"
                           " at d = 512.",
                lambda ev: _d_curve(ev, "unscaled", "entropy").iloc[-1] / _logn(ev) < 0.25)),
+        free=_FREE,
     ),
-    AttentionPreset(
+    Preset(
         "slower", "Unscaled attention learns slower", ":material/hourglass_bottom:",
         "The tiny classifier at d = 256, with and without 1/√d: same weights, same batches.",
         "Unscaled, the classifier starts with saturated attention, so the gradient that "
@@ -162,15 +149,16 @@ _PRESETS = (
                           f"{_acc(ev, 'unscaled'):.0%} unscaled and {_acc(ev, 'scaled'):.0%} "
                           "scaled.",
                lambda ev: _acc(ev, "scaled") - _acc(ev, "unscaled") > 0.04,
-               needs_classifier=True),
+               needs="classifier"),
          Claim(lambda ev: "At initialisation the gradient reaching the attention logits is "
                           f"{_grad_logits_ratio(ev):.0f}× smaller unscaled.",
-               lambda ev: _grad_logits_ratio(ev) > 4, needs_classifier=True),
+               lambda ev: _grad_logits_ratio(ev) > 4, needs="classifier"),
          Claim(lambda ev: "Yet in the first epoch the query/key weights' gradient norm is "
                           f"{_grad_qk_ratio(ev):.1f}× larger unscaled, not smaller.",
-               lambda ev: _grad_qk_ratio(ev) > 1, needs_classifier=True)),
+               lambda ev: _grad_qk_ratio(ev) > 1, needs="classifier")),
+        free=_FREE,
     ),
-    AttentionPreset(
+    Preset(
         "temperature", "A temperature, not a width", ":material/thermostat:",
         "d = 64 with logit scale 8 = √64: scaled attention is exactly as saturated as unscaled.",
         "Scaling by 1/√d is a temperature: what saturates the softmax is the spread of the "
@@ -185,6 +173,7 @@ _PRESETS = (
          Claim(lambda ev: "Over all settings, the entropy falls as the logits' spread grows: "
                           f"rank correlation {_spread_rank_corr(ev):.2f}.",
                lambda ev: _spread_rank_corr(ev) < -0.9)),
+        free=_FREE,
     ),
 )
 
@@ -197,4 +186,4 @@ def _logn(ev: Evidence) -> float:
     return float(ev.saturation.log_n.iloc[0])
 
 
-ATTENTION_PRESETS: dict[str, AttentionPreset] = {p.id: p for p in _PRESETS}
+ATTENTION_PRESETS: dict[str, Preset[AttentionConfig, Evidence]] = {p.id: p for p in _PRESETS}

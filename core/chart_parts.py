@@ -194,7 +194,7 @@ def layer_panels(result, panels: list[Panel], epoch: int | None, title: str):
 
 
 def vega_spec(chart: alt.TopLevelMixin) -> dict:
-    """The chart's Vega-Lite spec, ready for a page (pages/training.spec_dict).
+    """The chart's Vega-Lite spec, ready for a page (pages/kit/charts.spec_dict).
 
     The builders' specs are schema-validated by the test suite, so the app skips Altair's
     run-time validation (~150 ms a chart). Streamlit stretches a single or layered chart by

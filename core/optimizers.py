@@ -22,7 +22,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,7 @@ import torch
 # `_f` and `_check` are RunConfig's field metadata and range check: one set of rules for both.
 from core.config import ConfigError, _check, _f, describe, format_value, inline, parse_value, \
     quote
+from core.lessons import Claim, Preset
 from core.surfaces import SURFACES
 
 SCHEMA_VERSION = 1
@@ -327,22 +328,6 @@ def summary(table: pd.DataFrame, cfg: RaceConfig) -> pd.DataFrame:
 
 
 # --- presets: the three learning-rate regimes, checked against their own runs ---------------------
-@dataclass(frozen=True)
-class Claim:
-    text: Callable[[pd.DataFrame], str]     # the sentence, with the run's own numbers in it
-    holds: Callable[[pd.DataFrame], bool]
-
-
-@dataclass(frozen=True)
-class RacePreset:
-    id: str
-    title: str
-    icon: str
-    look_at: str
-    config: RaceConfig
-    claims: tuple[Claim, ...]
-
-
 def _sgd(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["optimizer"] == "sgd"].reset_index(drop=True)
 
@@ -377,9 +362,9 @@ def _diverged_at(table: pd.DataFrame) -> int | None:
 # coordinate by (1 − lr·curvature) per step: stable only for lr < 2/25 = 0.08 (the steep y
 # direction), while the flat x direction shrinks by (1 − lr) per step.
 _QUAD = defaults_for("quadratic").replace(iterations=300, **{o: o == "sgd" for o in OPTIMIZERS})
-PRESETS: dict[str, RacePreset] = {p.id: p for p in (
-    RacePreset(
-        "lr_small", "Learning rate too small", ":material/slow_motion_video:",
+PRESETS: dict[str, Preset[RaceConfig, pd.DataFrame]] = {p.id: p for p in (
+    Preset(
+        "lr_small", "Learning rate too small", ":material/slow_motion_video:", "",
         "With lr = 0.002 every step is safe, but along the flat x direction each step removes "
         "only 0.2% of the distance left: SGD creeps down the valley, and the loss falls smoothly "
         "and slowly.",
@@ -391,8 +376,8 @@ PRESETS: dict[str, RacePreset] = {p.id: p for p in (
                          + ("never once rises." if _first_rise(t) is None
                             else f"except at step {_first_rise(t)}."),
                lambda t: _first_rise(t) is None and not _sgd(t)["diverged"].any()))),
-    RacePreset(
-        "lr_right", "Learning rate about right", ":material/check_circle:",
+    Preset(
+        "lr_right", "Learning rate about right", ":material/check_circle:", "",
         "With lr = 0.07, just under the limit 2/25 = 0.08 of the steep y direction, SGD "
         "zig-zags across the valley for a few steps while the zig-zag dies out (each y step is "
         "multiplied by −0.75), and moves quickly along x (by 0.93 per step) to the minimum.",
@@ -403,8 +388,8 @@ PRESETS: dict[str, RacePreset] = {p.id: p for p in (
                lambda t: _reached(t) is not None and _reached(t) < _steps(t)),
          Claim(lambda t: f"It ends with loss {_sgd(t)['loss'].iloc[-1]:.1e}, without diverging.",
                lambda t: not _sgd(t)["diverged"].any() and _sgd(t)["loss"].iloc[-1] < 1e-6))),
-    RacePreset(
-        "lr_large", "Learning rate too large", ":material/warning:",
+    Preset(
+        "lr_large", "Learning rate too large", ":material/warning:", "",
         "With lr = 0.1, above 2/25 = 0.08, each step overshoots the steep y direction by more "
         "than it corrects (y is multiplied by −1.5 per step): the zig-zag grows, the loss "
         "climbs, and SGD is thrown off the surface.",
@@ -419,7 +404,3 @@ PRESETS: dict[str, RacePreset] = {p.id: p for p in (
                           else "SGD does not diverge."),
                lambda t: _diverged_at(t) is not None))),
 )}
-
-
-def matching_preset(cfg: RaceConfig) -> RacePreset | None:
-    return next((p for p in PRESETS.values() if p.config == cfg), None)

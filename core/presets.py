@@ -5,33 +5,14 @@ to it, and the tests assert that each preset's claims hold:
 
     p = PRESETS["vanishing"]
     result = get_run(p.config)
-    [(claim.text(result), claim.holds(result)) for claim in p.claims]
+    [claim.check(result) for claim in p.claims]
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 from core.config import RunConfig
+from core.lessons import Claim, Preset
 from core.result import RunResult
-
-
-@dataclass(frozen=True)
-class Claim:
-    text: Callable[[RunResult], str]     # the sentence, with the run's own numbers in it
-    holds: Callable[[RunResult], bool]
-
-
-@dataclass(frozen=True)
-class Preset:
-    id: str
-    title: str
-    icon: str
-    summary: str         # one line for the card on the home page
-    look_at: str         # what to look at, shown above the charts
-    config: RunConfig
-    claims: tuple[Claim, ...]
 
 
 def _ratio(r: RunResult) -> float:
@@ -252,4 +233,4 @@ _REGULARISATION = (
     ),
 )
 
-PRESETS: dict[str, Preset] = {p.id: p for p in _PRESETS + _REGULARISATION}
+PRESETS: dict[str, Preset[RunConfig, RunResult]] = {p.id: p for p in _PRESETS + _REGULARISATION}

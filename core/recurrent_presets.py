@@ -2,7 +2,7 @@
 
     p = RECURRENT_PRESETS["rnn_forgets"]
     result = get_recurrent_run(p.config)
-    [(claim.text(result), claim.holds(result)) for claim in p.claims]
+    [claim.check(result) for claim in p.claims]
 
 The thresholds leave room: every claim holds for seeds 0–3 with one or two threads (measured
 on Fashion-MNIST rows, 1,000 training images, 3 epochs: the RNN's first/last ratio is 1e-8…4e-8
@@ -12,22 +12,9 @@ at initialisation and 4e-5…8e-4 in the median over training, the LSTM's 5e-4�
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from core.presets import Claim
+from core.lessons import Claim, Preset
 from core.recurrent import RecurrentResult
 from core.recurrent_config import RecurrentConfig
-
-
-@dataclass(frozen=True)
-class RecurrentPreset:
-    id: str
-    title: str
-    icon: str
-    summary: str
-    look_at: str
-    config: RecurrentConfig
-    claims: tuple[Claim, ...]
 
 
 def _last_t(r: RecurrentResult) -> str:
@@ -59,7 +46,7 @@ _FORGETS = RecurrentConfig()
 _EXPLODES = RecurrentConfig(recurrent_init="orthogonal", optimizer="momentum", lr=1.0)
 
 _PRESETS = (
-    RecurrentPreset(
+    Preset(
         "rnn_forgets", "RNN forgets the first rows", ":material/trending_down:",
         "A vanilla tanh RNN reads Fashion-MNIST row by row: the first rows barely reach the "
         "gradient.",
@@ -76,7 +63,7 @@ _PRESETS = (
                          f"{r.median_ratio():.0e}: still orders of magnitude below 1.",
                lambda r: r.median_ratio() < 1e-3)),
     ),
-    RecurrentPreset(
+    Preset(
         "lstm_keeps", "LSTM keeps them", ":material/memory:",
         "The same data and training with an LSTM: the gradient reaches the first rows.",
         "The LSTM's cell state is updated by addition, c_t = f_t·c_{t−1} + i_t·g_t, so the "
@@ -93,7 +80,7 @@ _PRESETS = (
                lambda r: r.median_ratio() > 1e-3),
          Claim(lambda r: f"Validation accuracy: {_acc(r):.0%}.", lambda r: _acc(r) > 0.5)),
     ),
-    RecurrentPreset(
+    Preset(
         "rnn_explodes", "RNN explodes without clipping", ":material/trending_up:",
         "Momentum SGD at learning rate 1 on a vanilla RNN: gradient spikes throw the weights "
         "off a cliff.",
@@ -110,7 +97,7 @@ _PRESETS = (
                              " and the run diverges." if r.diverged else "."),
                lambda r: r.diverged or _loss(r, "max") > 3 * _loss(r, "first"))),
     ),
-    RecurrentPreset(
+    Preset(
         "clipping_tames", "Clipping tames it", ":material/content_cut:",
         "The exploding RNN with its gradient norm clipped to 0.25 (clip_grad_norm_).",
         "Clipping rescales any gradient longer than the threshold to that length, so no single "
@@ -127,4 +114,4 @@ _PRESETS = (
     ),
 )
 
-RECURRENT_PRESETS: dict[str, RecurrentPreset] = {p.id: p for p in _PRESETS}
+RECURRENT_PRESETS: dict[str, Preset[RecurrentConfig, RecurrentResult]] = {p.id: p for p in _PRESETS}

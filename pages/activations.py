@@ -5,8 +5,9 @@ import streamlit as st
 from core import charts
 from core.activations import ACTIVATIONS
 from core.config import RunConfig
-from pages import training
-from pages.controls import config_form
+from pages.kit.charts import chart
+from pages.kit.controls import LAB, config_form, warn
+from pages.kit.runs import notices, obtain
 from pages.router import require_router
 
 require_router()
@@ -21,22 +22,21 @@ st.write("Each curve is an activation f(z) with its slope f′(z). Shaded: where
 cols = st.columns(4)
 for i, name in enumerate(ACTIVATIONS):
     with cols[i % 4]:
-        training.chart(charts.activation_curve(name).properties(height=180, title=name))
+        chart(charts.activation_curve(name).properties(height=180, title=name))
 
 st.subheader("A real layer on its curve", anchor=False)
 FIELDS_HERE = ["dataset", "depth", "width", "activation", "init", "batch_norm", "optimizer",
                "lr", "epochs"]
 DEFAULTS = RunConfig(depth=6, activation="tanh", init="normal_large", epochs=5)
-cfg, warnings = config_form(FIELDS_HERE, defaults=DEFAULTS,
+cfg, warnings = config_form(LAB, FIELDS_HERE, defaults=DEFAULTS,
                             options={"dataset": ["digits", "mnist", "fashion-mnist"]},
                             submit_label="Train and overlay")
-for message in warnings:
-    st.warning(message, icon=":material/warning:")
+warn(warnings)
 
-result = training.run(cfg)
+result = obtain(cfg, live_chart=charts.loss_accuracy)
 if result is None:
     st.stop()
-training.notices(result)
+notices(result)
 last = int(result.histograms.epoch.max())
 left, right = st.columns(2)
 layer = left.selectbox("Layer", result.layer_names[:-1], key="layer", bind="query-params",
@@ -45,7 +45,7 @@ epoch = right.slider("Epoch", 0, max(last, 1), 0, key="epoch", bind="query-param
                      help="0 is the network at initialisation.", disabled=last == 0)
 h = result.histograms
 pre = h[(h.layer == layer) & (h.kind == "pre_activation") & (h.epoch == min(epoch, last))]
-training.chart(charts.activation_curve(cfg.activation, pre))
+chart(charts.activation_curve(cfg.activation, pre))
 sat = result.layers[(result.layers.layer == layer) & (result.layers.metric == "saturation")]
 if len(sat):
     st.caption(f"Measured in this run: {sat.value.iloc[0]:.0%} of {layer}'s units saturated at "

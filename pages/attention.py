@@ -5,28 +5,16 @@ import math
 import streamlit as st
 
 from core import attention_charts
-from core.attention import D_GRID, FIELDS, OPTIMIZERS, SCALE_GRID, TOKENS, VARIANTS, \
-    AttentionConfig, cached_attention, example_image, example_weights, get_attention, \
-    softmax_saturation, url_problems
+from core.attention import VARIANTS, AttentionConfig, cached_attention, example_image, \
+    example_weights, get_attention, softmax_saturation
 from core.attention_presets import ATTENTION_PRESETS, Evidence, sweep_value
-from core.config import ConfigError, format_value
-from pages import training
+from pages.kit.charts import chart
+from pages.kit.controls import ATTENTION, config_controls, warn
+from pages.kit.lessons import lesson_box, preset_buttons
+from pages.kit.runs import obtain, store
 from pages.router import require_router
 
 require_router()
-
-DEFAULTS = AttentionConfig()
-# Widgets: a select slider over these values, else a selectbox (choices), a toggle (bools), a
-# slider (epochs) or a number box (seed).
-GRIDS = {"d": D_GRID, "logit_scale": SCALE_GRID,
-         "lr": (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0),
-         "batch_size": (8, 16, 32, 64, 128, 256, 512, 1024),
-         "max_train": (None, 100, 200, 500, 1000)}
-CHOICES = {"tokens": TOKENS, "optimizer": OPTIMIZERS}
-LABELS = {"tokens": "Tokens", "d": "Query/key width d", "scaled": "Scale logits by 1/√d",
-          "logit_scale": "Logit scale", "seed": "Seed", "epochs": "Epochs",
-          "lr": "Learning rate", "optimizer": "Optimizer", "batch_size": "Batch size",
-          "max_train": "Training digits"}
 
 st.title("Attention")
 st.write("A self-attention head compares every token's query with every token's key, q·k, and "
@@ -39,56 +27,13 @@ st.write("A self-attention head compares every token's query with every token's 
          "classifier trained both ways.")
 
 
-def _widget(name: str):
-    f, default = FIELDS[name], getattr(DEFAULTS, name)
-    common = dict(key=name, help=f.metadata["help"], bind="query-params")
-    if name in CHOICES:
-        return st.selectbox(LABELS[name], CHOICES[name], index=CHOICES[name].index(default),
-                            **common)
-    if isinstance(default, bool):
-        return st.toggle(LABELS[name], value=default, **common)
-    if name in GRIDS:
-        return st.select_slider(LABELS[name], GRIDS[name], value=default, **common,
-                                format_func=lambda v: "all" if v is None else format_value(v))
-    if name == "epochs":
-        return st.slider(LABELS[name], 1, int(f.metadata["hi"]), default, **common)
-    return st.number_input(LABELS[name], 0, int(f.metadata["hi"]), default, 1, **common)
-
-
-raw_url = {k: st.query_params.get(k) for k in FIELDS if k in st.query_params}
-values = {}
 with st.sidebar:  # no form: the sweep is immediate and the classifier is cached
-    for group, title in (("attention", "Attention"), ("classifier", "Classifier")):
-        with st.expander(title, expanded=True):
-            for name, f in FIELDS.items():
-                if f.metadata["group"] == group:
-                    values[name] = _widget(name)
-try:
-    cfg = AttentionConfig(**values)
-except ConfigError as err:  # the widgets only offer valid values; kept as a guard
-    st.warning(f"{err}; using the defaults.", icon=":material/warning:")
-    cfg = DEFAULTS
-for message in url_problems(raw_url, cfg, GRIDS):
-    st.warning(message, icon=":material/warning:")
+    cfg, warnings = config_controls(ATTENTION)
+warn(warnings)
 
-
-def _apply(config: AttentionConfig) -> None:
-    """A preset sets the bound widgets (and so the link); the page redraws with them."""
-    for name in FIELDS:
-        st.session_state[name] = getattr(config, name)
-
-
-with st.expander("Lesson presets", expanded=False, icon=":material/school:"):
-    cols = st.columns(len(ATTENTION_PRESETS))
-    for col, p in zip(cols, ATTENTION_PRESETS.values()):
-        col.button(p.title, icon=p.icon, help=p.summary, width="stretch", on_click=_apply,
-                   args=(p.config,), key=f"preset_{p.id}")
-preset = next((p for p in ATTENTION_PRESETS.values() if p.config.replace(scaled=cfg.scaled)
-               == cfg), None)
+preset_buttons(ATTENTION_PRESETS, ATTENTION)
 claims_box = st.container()
-
-
-store = training.store()  # also sets the server's one-thread torch, before any computing
+store()  # sets the server's one-thread torch, before any computing
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -120,44 +65,45 @@ for col, (metric, title, fmt, help_) in zip(cols, [
                delta=f"{other}: {fmt.format(sweep_value(sat, other, metric, d=cfg.d))}",
                delta_color="off", delta_arrow="off", help=help_)
 
-training.chart(attention_charts.saturation_curves(sat, cfg.d, mine))
+chart(attention_charts.saturation_curves(sat, cfg.d, mine))
 st.caption("Each point averages over the queries of 256 real digits, with query/key weights "
            "drawn once (seeded) at width 512 and cut to width d. A query saturates once its "
            "largest logit beats the runner-up by several units; among 8 rows or 16 small patches "
            "the runner-up is usually closer than among four 4×4 patches, so those sequences need "
            "a larger d (or logit scale) to saturate.")
-training.chart(attention_charts.weights_heatmap(weights, image, label, cfg.tokens))
-training.chart(attention_charts.spread_chart(sat, mine))
+chart(attention_charts.weights_heatmap(weights, image, label, cfg.tokens))
+chart(attention_charts.spread_chart(sat, mine))
 
 st.subheader("A tiny attention classifier", anchor=False)
 st.write(f"Tokens → linear embedding + position → one single-head self-attention layer "
          f"(d = {cfg.d}, torch's `scaled_dot_product_attention`) → mean over tokens → 10 "
          "classes. Both variants start from the same weights and see the same batches; only "
          "the 1/√d differs.")
-result = cached_attention(cfg, store)
-if result is None:
-    progress = st.progress(0.0, text="Training both classifiers…")
-    try:
-        result = get_attention(cfg, store=store, on_progress=lambda done, total:
-                               progress.progress(done / total, text=f"Training both "
-                                                 f"classifiers… epoch {done} of {total}"))
-    except Exception as err:  # an unavailable dataset or device: say so, no traceback
-        st.error(f"The classifier could not be trained: {err}", icon=":material/error:")
-        result = None
-    progress.empty()
 
-if preset:
-    training.lesson(preset, Evidence(sat, result), container=claims_box,
-                    claims=[c for c in preset.claims if result is not None
-                            or not c.needs_classifier])
+
+def _train(cfg: AttentionConfig, store, on_epoch):
+    """Both classifiers, reporting (epochs done, epochs) as they go."""
+    return get_attention(cfg, store=store,
+                         on_progress=lambda done, total: on_epoch((done, total)))
+
+
+def _progress(epochs: tuple[int, int]) -> tuple[float, str]:
+    done, total = epochs
+    return done / total, f"Training both classifiers… epoch {done} of {total}"
+
+
+result = obtain(cfg, cached=cached_attention, train=_train, progress=_progress,
+                starting="Training both classifiers…",
+                failure="The classifier could not be trained")
+lesson_box(ATTENTION_PRESETS.values(), cfg, Evidence(sat, result), container=claims_box)
 
 if result is not None:
     for variant in VARIANTS:
         if result.diverged(variant):
             st.error(f"The {variant} classifier diverged: its loss became NaN or infinite. Try "
                      "a smaller learning rate or logit scale.", icon=":material/error:")
-    training.chart(attention_charts.training_curves(result, mine))
-    training.chart(attention_charts.gradient_charts(result, mine))
+    chart(attention_charts.training_curves(result, mine))
+    chart(attention_charts.gradient_charts(result, mine))
     st.caption(f"Validation accuracy after {cfg.epochs} epochs: "
                f"{result.final('scaled', 'accuracy'):.1%} scaled, "
                f"{result.final('unscaled', 'accuracy'):.1%} unscaled. Trained in "

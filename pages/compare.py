@@ -7,8 +7,9 @@ from core.comparison import differences, outcomes
 from core.config import FIELDS, RunConfig
 from core.datasets import IMAGE_DATASETS
 from core.runs import load_run, stored_runs
-from pages import training
-from pages.controls import config_controls, label, snap_to_widget
+from pages.kit.charts import chart
+from pages.kit.controls import LAB, apply_settings, config_controls, warn
+from pages.kit.runs import notices, obtain, store
 from pages.router import require_router
 
 require_router()
@@ -41,11 +42,6 @@ mode = st.segmented_control("Runs", [CONFIGURE, STORED], default=CONFIGURE,
                                  "(any page's runs, from any session).")
 
 
-def _copy_a_to_b(cfg_a: RunConfig) -> None:
-    for name in FIELDS_HERE:
-        st.session_state["b_" + name] = snap_to_widget(name, getattr(cfg_a, name))
-
-
 def _configured() -> dict:
     with st.sidebar.form("compare", border=False):
         st.form_submit_button("Train A and B", type="primary", width="stretch",
@@ -53,26 +49,26 @@ def _configured() -> dict:
                                    "before, on any page).")
         tab_a, tab_b = st.tabs(["A", "B"])
         with tab_a:
-            cfg_a, warn_a = config_controls(FIELDS_HERE, defaults=DEFAULT_A, options=OPTIONS)
+            cfg_a, warn_a = config_controls(LAB, FIELDS_HERE, defaults=DEFAULT_A,
+                                            options=OPTIONS)
         with tab_b:
-            cfg_b, warn_b = config_controls(FIELDS_HERE, defaults=one_change(cfg_a),
+            cfg_b, warn_b = config_controls(LAB, FIELDS_HERE, defaults=one_change(cfg_a),
                                             options=OPTIONS,
                                             prefix="b_", compare_to=cfg_a)
-    st.sidebar.button("Copy A into B", on_click=_copy_a_to_b, args=(cfg_a,),
+    st.sidebar.button("Copy A into B", on_click=apply_settings,
+                      args=(LAB, {n: getattr(cfg_a, n) for n in FIELDS_HERE}, "b_"),
                       icon=":material/content_copy:", width="stretch",
                       help="Set every control of B to A's value, then change the one setting "
                            "you want to study.")
-    for message in warn_a:
-        st.warning(f"A: {message}", icon=":material/warning:")
-    for message in warn_b:
-        st.warning(f"B: {message}", icon=":material/warning:")
-    run_a = training.run(cfg_a)
-    run_b = training.run(cfg_b) if run_a is not None else None
+    warn(warn_a, "A")
+    warn(warn_b, "B")
+    run_a = obtain(cfg_a, live_chart=charts.loss_accuracy)
+    run_b = obtain(cfg_b, live_chart=charts.loss_accuracy) if run_a is not None else None
     return {"A": run_a, "B": run_b}
 
 
 def _stored() -> dict:
-    runs = stored_runs(training.store())
+    runs = stored_runs(store())
     if len(runs) < 2:
         st.info("The run store holds fewer than two runs yet: train some on the Training Lab "
                 "or with **Configure A and B**, then come back.", icon=":material/info:")
@@ -95,7 +91,7 @@ def _stored() -> dict:
                                           "the line below says what the run is.")
         # The key is the option (and so the link's value): a label would change with the run.
         col.caption(describe(picked[name]))
-    results = {name: load_run(key, training.store()) for name, key in picked.items()}
+    results = {name: load_run(key, store()) for name, key in picked.items()}
     for name, result in results.items():
         if result is None:
             st.warning(f"Run {name} ({picked[name]}) is no longer in the store: pick another.",
@@ -115,7 +111,7 @@ with left:
     if diff.empty:
         st.caption("None: A and B are the same configuration (the same run).")
     else:
-        st.dataframe(diff.assign(setting=diff["setting"].map(label)), hide_index=True,
+        st.dataframe(diff.assign(setting=diff["setting"].map(LAB.label)), hide_index=True,
                      width="stretch")
 with right:
     st.markdown("**Outcomes**")
@@ -139,7 +135,7 @@ with right:
 for name, result in results.items():
     if result.dataset.get("notice") or result.diverged:
         st.caption(f"Run {name}:")
-        training.notices(result)
+        notices(result)
 
 
 @st.fragment
@@ -159,7 +155,7 @@ def panels() -> None:
             if tab.open:  # only the open tab's charts are built
                 if layout == "Overlay" and name in OVERLAYS:
                     for build in OVERLAYS[name]:
-                        training.chart(build(results, epoch))
+                        chart(build(results, epoch))
                 else:
                     _side_by_side(name, epoch)
 
@@ -198,7 +194,7 @@ def _side_by_side(tab: str, epoch: int) -> None:
         with col:
             st.markdown(f"**{name}**")
             for spec in SINGLE[tab](result, epoch):
-                training.chart(spec)
+                chart(spec)
 
 
 panels()

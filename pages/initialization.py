@@ -9,8 +9,8 @@ from core import init_charts
 from core.config import RunConfig
 from core.datasets import IMAGE_DATASETS
 from core.probe import METRICS, phase_diagram, probe, spectra
-from pages import training
-from pages.controls import config_controls, snap_to_widget
+from pages.kit.charts import chart, spec_dict
+from pages.kit.controls import LAB, apply_settings, config_controls, warn
 from pages.router import require_router
 
 require_router()
@@ -35,12 +35,11 @@ st.write("Before the first step, a deep network already decides whether gradient
          "chaotic one (they explode), χ₁ = 1 the critical line between.")
 
 with st.sidebar:  # no form: nothing trains, so every change redraws at once
-    cfg, warnings = config_controls(FIELDS_HERE, defaults=DEFAULTS,
+    cfg, warnings = config_controls(LAB, FIELDS_HERE, defaults=DEFAULTS,
                                     options={"dataset": sorted(IMAGE_DATASETS)})
     st.caption("σ_w² applies with init = mean_field; σ_b² with bias init = normal. Other inits "
                "have their own σ_w² (Xavier ≈ 1, He = 2), which the theory uses.")
-for message in warnings:
-    st.warning(message, icon=":material/warning:")
+warn(warnings)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -99,7 +98,7 @@ cols[4].metric("First/last gradient", f"{s['grad_ratio']:.1e}",
                delta=f"theory {s['predicted_grad_ratio']:.1e}", delta_color="off",
                help="‖δ₁‖/‖δ_L‖ measured, and what theory predicts for this depth.")
 
-training.chart(init_charts.profile(p.layers))
+chart(init_charts.profile(p.layers))
 with st.expander("Every measurement, layer by layer", icon=":material/table:"):
     st.dataframe(p.layers.assign(metric=p.layers["metric"].map(METRICS)), hide_index=True,
                  width="stretch")
@@ -115,11 +114,9 @@ def _pick_cell() -> None:
     picked = (event or {}).get("selection", {}).get("cell") or []
     if picked and isinstance(picked[-1], dict):
         cell = picked[-1]
-        for name, value in {"init": "mean_field", "bias_init": "normal",
-                            "sigma_w2": cell.get("sigma_w2"),
-                            "bias_value": cell.get("sigma_b2")}.items():
-            if value is not None:
-                st.session_state[name] = snap_to_widget(name, value)
+        values = {"init": "mean_field", "bias_init": "normal",
+                  "sigma_w2": cell.get("sigma_w2"), "bias_value": cell.get("sigma_b2")}
+        apply_settings(LAB, {name: value for name, value in values.items() if value is not None})
 
 
 # Only what the grid depends on goes into the cache key: moving σ_w² does not recompute it.
@@ -129,7 +126,7 @@ with st.spinner("Probing the grid…"):
     diagram = _phase(grid_net)
 here = (cfg.sigma_w2, cfg.bias_value) if (cfg.init, cfg.bias_init) == ("mean_field", "normal") \
     else None
-st.vega_lite_chart(training.spec_dict(init_charts.phase_heatmap(
+st.vega_lite_chart(spec_dict(init_charts.phase_heatmap(
                        diagram.cells, diagram.critical, current=here)),
                    width="stretch", key="phase_click",
                    on_select=_pick_cell)
@@ -147,9 +144,9 @@ relative = st.toggle("Divide by each setting's RMS", key="relative", bind="query
                           "isometry is a narrow band around 1 here.")
 with st.spinner("Computing Jacobians…"):
     table = _spectra(grid_net)  # the settings choose activation and init themselves
-training.chart(init_charts.spectrum(table, relative=relative))
+chart(init_charts.spectrum(table, relative=relative))
 if len(p.singular_values):
-    training.chart(init_charts.spectrum(p.singular_values.assign(setting="this network"),
-                                        title="This network's Jacobian singular values"))
+    chart(init_charts.spectrum(p.singular_values.assign(setting="this network"),
+                               title="This network's Jacobian singular values"))
 st.caption(f"Measured on {p.dataset['n_inputs']} {p.dataset['name']} inputs in "
            f"{p.seconds:.2f} s. `python -m core probe` prints the same analysis.")

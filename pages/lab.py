@@ -9,8 +9,10 @@ from core.config import FIELDS
 from core.datasets import IMAGE_DATASETS
 from core.doctor import diagnose
 from core.presets import PRESETS
-from pages import training
-from pages.controls import classroom_editor, config_form, snap_to_widget
+from pages.kit.charts import run_chart
+from pages.kit.controls import LAB, apply_settings, classroom_editor, config_form, warn
+from pages.kit.lessons import lesson_box, preset_buttons
+from pages.kit.runs import downloads, notices, obtain
 from pages.router import require_router
 
 require_router()
@@ -24,33 +26,18 @@ st.write("Train a real network on real images and watch every layer: how large i
          "setting in the sidebar, press **Train**, and compare. A diagnosis of the run and "
          "one-click fixes are below the headline numbers.")
 
-cfg, warnings = config_form(LAB_FIELDS, options={"dataset": sorted(IMAGE_DATASETS)})
-classroom_editor(LAB_FIELDS)
-for message in warnings:
-    st.warning(message, icon=":material/warning:")
+cfg, warnings = config_form(LAB, LAB_FIELDS, options={"dataset": sorted(IMAGE_DATASETS)})
+classroom_editor(LAB, LAB_FIELDS)
+warn(warnings)
 
+preset_buttons(PRESETS, LAB, columns=4)
 
-def _apply(changes: dict) -> None:
-    """A fix or a preset sets the bound widgets; the run starts on the rerun that follows."""
-    for name, value in changes.items():
-        st.session_state[name] = snap_to_widget(name, value)
-
-
-with st.expander("Lesson presets", expanded=False, icon=":material/school:"):
-    cols = st.columns(4)
-    for i, preset in enumerate(PRESETS.values()):
-        cols[i % 4].button(preset.title, icon=preset.icon, help=preset.summary, width="stretch",
-                           on_click=_apply, args=(preset.config.to_dict(),), key=f"preset_{preset.id}")
-
-preset = next((p for p in PRESETS.values() if p.config == cfg), None)
-result = training.run(cfg)
+result = obtain(cfg, live_chart=charts.loss_accuracy)
 if result is None:
     st.stop()
 
-if preset:
-    training.lesson(preset, result)
-
-training.notices(result)
+lesson_box(PRESETS.values(), cfg, result)
+notices(result)
 
 cols = st.columns([1.1, 1.3, 1, 1.1, 1, 1.1])
 cols[0].metric("Validation accuracy", f"{result.final('val', 'accuracy'):.1%}",
@@ -90,8 +77,8 @@ with st.container(border=True):
         if finding.fixes:
             fix_cols = st.columns(len(finding.fixes))
             for col, fix in zip(fix_cols, finding.fixes):
-                col.button(fix.label, key=f"fix_{finding.id}_{fix.label}", on_click=_apply,
-                           args=(fix.changes,), icon=":material/build:",
+                col.button(fix.label, key=f"fix_{finding.id}_{fix.label}", on_click=apply_settings,
+                           args=(LAB, fix.changes), icon=":material/build:",
                            help=f"Sets {', '.join(f'{k}={v}' for k, v in fix.changes.items())} "
                                 "and trains again.")
 
@@ -107,38 +94,37 @@ def panels() -> None:
     tabs = st.tabs(TABS, key="tab", bind="query-params")
     with tabs[0]:
         if tabs[0].open:
-            training.run_chart(result, charts.loss_accuracy, epoch)
+            run_chart(result, charts.loss_accuracy, epoch)
     with tabs[1]:
         if tabs[1].open:
-            training.run_chart(result, charts.grad_norm_heatmap)
-            training.run_chart(result, charts.grad_norm_lines, epoch=epoch)
-            training.run_chart(result, charts.gradient_flow, epoch)
-            training.run_chart(result, charts.grad_norm_lines, metric="out_grad_norm",
-                               epoch=epoch)
+            run_chart(result, charts.grad_norm_heatmap)
+            run_chart(result, charts.grad_norm_lines, epoch=epoch)
+            run_chart(result, charts.gradient_flow, epoch)
+            run_chart(result, charts.grad_norm_lines, metric="out_grad_norm", epoch=epoch)
     with tabs[2]:
         if tabs[2].open:
-            training.run_chart(result, charts.saturation_dead, epoch)
-            training.run_chart(result, charts.histograms, "activation", epoch)
+            run_chart(result, charts.saturation_dead, epoch)
+            run_chart(result, charts.histograms, "activation", epoch)
             layer = st.selectbox("Layer over time", result.layer_names[:-1] or result.layer_names,
                                  key="layer", bind="query-params",
                                  help="Whose activation histogram to follow across epochs.")
-            training.run_chart(result, charts.histogram_over_time, "activation", layer)
+            run_chart(result, charts.histogram_over_time, "activation", layer)
     with tabs[3]:
         if tabs[3].open:
-            training.run_chart(result, charts.ratios, epoch)
-            training.run_chart(result, charts.histograms, "weight", epoch)
-            training.run_chart(result, charts.histograms, "weight_grad", epoch)
+            run_chart(result, charts.ratios, epoch)
+            run_chart(result, charts.histograms, "weight", epoch)
+            run_chart(result, charts.histograms, "weight_grad", epoch)
     with tabs[4]:
         if tabs[4].open:
-            training.run_chart(result, charts.clipping)
+            run_chart(result, charts.clipping)
     with tabs[5]:
         if tabs[5].open:
-            training.run_chart(result, charts.batch_norm_shift, epoch)
+            run_chart(result, charts.batch_norm_shift, epoch)
 
 
 panels()
 st.divider()
-training.downloads(result)
+downloads(result)
 # Every field, not only those changed from RunConfig's defaults: Compare has defaults of its own.
 st.page_link("pages/compare.py", label="Compare this run with a variant",
              query_params=cfg.to_params(only_changed=False), icon=":material/compare_arrows:",

@@ -8,9 +8,11 @@ import streamlit as st
 from core import optimizer_charts
 from core.config import ConfigError, format_value
 from core.optimizers import FIELDS, LABELS, LR_GRID, OPTIMIZERS, PRESETS, RaceConfig, \
-    defaults_for, matching_preset, race, summary, url_problems, window_range
+    defaults_for, race, summary, window_range
 from core.surfaces import SURFACES
-from pages import training
+from pages.kit.charts import chart
+from pages.kit.controls import Form, apply_settings, just_set, link_problems, warn
+from pages.kit.lessons import lesson_box, preset_buttons
 from pages.router import require_router
 
 require_router()
@@ -20,7 +22,7 @@ DECAYS = [0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 1.0]
 CYCLES = [5, 10, 20, 50, 100, 200, 500, 1000]
 START_STEP = 0.05   # the start sliders' step; a clicked cell's centre is rounded to it
 CLICK_KEY = "start_click"
-SET_KEY = "_optimizers_set"   # settings a callback just set: the link's old values are stale
+RACE = Form(RaceConfig)   # its widgets are drawn below: a window per surface, a row per optimizer
 
 st.title("Optimizers")
 st.write("Each optimizer starts from the same point (the black ring) and takes real `torch.optim` "
@@ -33,19 +35,16 @@ st.write("Each optimizer starts from the same point (the black ring) and takes r
 
 
 # --- callbacks: they set the bound widgets, and the run after them uses the new values ----------
-def _assign(values: dict) -> None:
-    st.session_state.update(values)
-    st.session_state[SET_KEY] = st.session_state.get(SET_KEY, set()) | set(values)
-
-
-def _set(cfg: RaceConfig) -> None:
-    _assign({**cfg.to_dict(), "iteration": cfg.iterations})
+def _widgets_of(cfg: RaceConfig) -> dict:
+    """A preset's or a surface's settings, with the iteration slider at the race's end."""
+    return {**cfg.to_dict(), "iteration": cfg.iterations}
 
 
 def _surface_changed() -> None:
     """A new surface brings its own window, start point and learning rates."""
     base = defaults_for(st.session_state["surface"])
-    _assign({name: getattr(base, name) for name in ("x0", "y0", *(f"{o}_lr" for o in OPTIMIZERS))})
+    apply_settings(RACE, {name: getattr(base, name)
+                          for name in ("x0", "y0", *(f"{o}_lr" for o in OPTIMIZERS))})
 
 
 def _pick_start() -> None:
@@ -59,7 +58,7 @@ def _pick_start() -> None:
             if value is not None:
                 grid = _start_grid(name, surface)
                 values[name] = min(grid, key=lambda v: abs(v - float(value)))
-        _assign(values)
+        apply_settings(RACE, values)
 
 
 def _start_grid(name: str, surface: str) -> list[float]:
@@ -70,12 +69,6 @@ def _start_grid(name: str, surface: str) -> list[float]:
 
 
 # --- controls ---------------------------------------------------------------------------------
-def _link_warnings(raw: dict, used: RaceConfig) -> list[str]:
-    """What the link asked for that the page could not use. Settings a callback has just set
-    are skipped: the link read at the start of this run still holds their old values."""
-    return url_problems(raw, used, skip=st.session_state.pop(SET_KEY, set()))
-
-
 def _help(name: str) -> str:
     return FIELDS[name].metadata["help"]
 
@@ -117,27 +110,23 @@ def controls() -> tuple[RaceConfig, list[str]]:
             values["cycle"] = st.select_slider("Cyclic: steps from low to high lr", CYCLES,
                                                base.cycle, key="cycle", bind="query-params",
                                                help=_help("cycle"))
-        st.button("Reset to this surface's defaults", on_click=_set, args=(base,),
+        st.button("Reset to this surface's defaults", on_click=apply_settings,
+                  args=(RACE, _widgets_of(base)),
                   icon=":material/restart_alt:", width="stretch")
     try:
         cfg = RaceConfig(**values)
     except ConfigError:  # e.g. a start point left outside a new window: fall back, say so
         cfg, problems = RaceConfig.from_params_lenient(
             {k: format_value(v) for k, v in values.items()})
-        return cfg, _link_warnings(raw, cfg) + problems
-    return cfg, _link_warnings(raw, cfg)
+        return cfg, link_problems(RaceConfig, raw, cfg, skip=just_set()) + problems
+    return cfg, link_problems(RaceConfig, raw, cfg, skip=just_set())
 
 
 cfg, warnings = controls()
-for message in warnings:
-    st.warning(message, icon=":material/warning:")
+warn(warnings)
 
-with st.expander("Learning-rate presets", icon=":material/school:"):
-    st.caption("SGD alone on the ill-conditioned quadratic, at three learning rates.")
-    cols = st.columns(len(PRESETS))
-    for col, preset in zip(cols, PRESETS.values()):
-        col.button(preset.title, icon=preset.icon, help=preset.look_at, width="stretch",
-                   on_click=_set, args=(preset.config,), key=f"preset_{preset.id}")
+preset_buttons(PRESETS, RACE, title="Learning-rate presets", widgets=_widgets_of,
+               caption="SGD alone on the ill-conditioned quadratic, at three learning rates.")
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -149,9 +138,7 @@ def _race(cfg: RaceConfig):
 
 with st.spinner("Racing…"):  # shown only past half a second: 2,000 steps take a few
     table, seconds = _race(cfg)
-preset = matching_preset(cfg)
-if preset:
-    training.lesson(preset, table)
+lesson_box(PRESETS.values(), cfg, table)
 if table.empty:
     st.info("Switch on at least one optimizer in the sidebar.", icon=":material/info:")
 facts = summary(table, cfg) if len(table) else None
@@ -177,7 +164,7 @@ with left:
     st.caption("Click a cell of the surface to start there; click the legend to pick "
                "optimizers (shift-click for several).")
 with right:
-    training.chart(optimizer_charts.loss_curves(table, iteration))
+    chart(optimizer_charts.loss_curves(table, iteration))
 
 if facts is not None:
     st.dataframe(

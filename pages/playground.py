@@ -5,8 +5,9 @@ import streamlit as st
 from core import charts
 from core.config import RunConfig
 from core.datasets import TOY_DATASETS
-from pages import training
-from pages.controls import classroom_editor, config_form
+from pages.kit.charts import chart
+from pages.kit.controls import LAB, classroom_editor, config_form, warn
+from pages.kit.runs import notices, obtain
 from pages.router import require_router
 
 require_router()
@@ -22,18 +23,17 @@ st.write("A small network learns to separate two classes of points in the plane.
          "test points. Move the epoch slider to watch the boundary form. With few training "
          "points (Data → Training examples) and much noise, watch train and test accuracy part.")
 
-cfg, warnings = config_form(FIELDS_HERE, defaults=DEFAULTS,
+cfg, warnings = config_form(LAB, FIELDS_HERE, defaults=DEFAULTS,
                             options={"dataset": sorted(TOY_DATASETS),
                                      "max_train": [None, 20, 50, 100, 200, 400]})
-classroom_editor(FIELDS_HERE)
-for message in warnings:
-    st.warning(message, icon=":material/warning:")
+classroom_editor(LAB, FIELDS_HERE)
+warn(warnings)
 compare = st.toggle("ReLU vs tanh side by side", key="compare", bind="query-params",
                     help="Train the same network twice, once with ReLU and once with tanh units.")
 
 configs = ([cfg.replace(activation="relu"), cfg.replace(activation="tanh")] if compare
            else [cfg])
-results = [training.run(c, live_chart=charts.loss_accuracy) for c in configs]
+results = [obtain(c, live_chart=charts.loss_accuracy) for c in configs]
 if any(r is None for r in results):
     st.stop()
 
@@ -43,9 +43,9 @@ epoch = st.slider("Epoch", 0, max(last, 1), last, key="epoch", bind="query-param
 cols = st.columns(len(results))
 for col, result in zip(cols, results):
     with col:
-        training.notices(result)
+        notices(result)
         st.markdown(f"**{result.config.activation}** · validation accuracy "
                     f"{result.final('val', 'accuracy'):.0%} · test "
                     f"{result.final('test', 'accuracy'):.0%}")
-        training.chart(charts.decision_boundary(result, min(epoch, last)))
-        training.chart(charts.loss_accuracy(result, min(epoch, last)))
+        chart(charts.decision_boundary(result, min(epoch, last)))
+        chart(charts.loss_accuracy(result, min(epoch, last)))

@@ -8,8 +8,9 @@ from core import sweep_charts
 from core.config import FIELDS, ConfigError, RunConfig, format_value
 from core.datasets import IMAGE_DATASETS
 from core.sweep import AXES, MAX_CELLS, SweepSpec, axis_problems, run_sweep, suggested_values
-from pages import training
-from pages.controls import config_controls, label
+from pages.kit.charts import spec_dict
+from pages.kit.controls import LAB, config_controls, warn
+from pages.kit.runs import store
 from pages.router import require_router
 
 require_router()
@@ -54,18 +55,17 @@ with st.sidebar.form("sweep", border=False):
                            help="Comma-separated values of the y setting. Suggested for "
                                 f"{y}: {_values_text(suggested_values(y))}.")
     st.caption("Every other setting, for all cells:")
-    base, warnings = config_controls(FIELDS_HERE, defaults=DEFAULT.base,
+    base, warnings = config_controls(LAB, FIELDS_HERE, defaults=DEFAULT.base,
                                      options={"dataset": sorted(IMAGE_DATASETS)})
 
 spec, axis_warnings = SweepSpec.from_params_lenient(
     {"x": x, "xv": xv.replace(" ", ""), "y": y, "yv": yv.replace(" ", ""), **base.to_params()},
     defaults=DEFAULT)
-for message in warnings + axis_problems(asked_axes, {"x": x, "y": y}) + axis_warnings:
-    st.warning(message, icon=":material/warning:")
+warn(warnings + axis_problems(asked_axes, {"x": x, "y": y}) + axis_warnings)
 
 progress = st.progress(0.0, text="Looking up the cells in the run store…")
 try:
-    result = run_sweep(spec, store=training.store(), on_progress=lambda done, total, message:
+    result = run_sweep(spec, store=store(), on_progress=lambda done, total, message:
                        progress.progress(done / total, text=message))
 except (ConfigError, ValueError) as err:  # a combination no cell can take: say so, no traceback
     progress.empty()
@@ -86,8 +86,8 @@ cols = st.columns(len(sweep_charts.METRICS))
 clicked = []
 for col, metric in zip(cols, sweep_charts.METRICS):
     with col:
-        event = st.vega_lite_chart(training.spec_dict(sweep_charts.heatmap(
-            result.table, metric, x_title=label(spec.x), y_title=label(spec.y),
+        event = st.vega_lite_chart(spec_dict(sweep_charts.heatmap(
+            result.table, metric, x_title=LAB.label(spec.x), y_title=LAB.label(spec.y),
             x_order=x_order, y_order=y_order)), width="stretch",
             key=f"heat_{metric}", on_select="rerun")
         clicked += [p["key"] for p in event.selection.get(sweep_charts.SELECTION) or []
@@ -98,9 +98,9 @@ for col, metric in zip(cols, sweep_charts.METRICS):
 if clicked:
     row = result.table.set_index("key").loc[clicked[-1]]
     with st.container(border=True):
-        st.markdown(f"**{label(spec.x)} = {row['x']}, {label(spec.y)} = {row['y']}** · "
-                    f"validation accuracy {row['val_accuracy']:.1%} · first/last gradient at init "
-                    f"{row['grad_ratio']:.1e}" + (" · diverged" if row["diverged"] else ""))
+        st.markdown(f"**{LAB.label(spec.x)} = {row['x']}, {LAB.label(spec.y)} = {row['y']}** "
+                    f"· validation accuracy {row['val_accuracy']:.1%} · first/last gradient at "
+                    f"init {row['grad_ratio']:.1e}" + (" · diverged" if row["diverged"] else ""))
         st.page_link("pages/lab.py", label="Open this run in the Training Lab",
                      query_params=result.config(clicked[-1]).to_params(),
                      icon=":material/open_in_new:")
@@ -115,8 +115,8 @@ with st.expander("All cells as a table", icon=":material/table:"):
                "from_store", "lab"]],
         hide_index=True, width="stretch",
         column_config={
-            "x": st.column_config.TextColumn(label(spec.x)),
-            "y": st.column_config.TextColumn(label(spec.y)),
+            "x": st.column_config.TextColumn(LAB.label(spec.x)),
+            "y": st.column_config.TextColumn(LAB.label(spec.y)),
             "val_accuracy": st.column_config.NumberColumn("Val accuracy", format="percent"),
             "grad_ratio": st.column_config.NumberColumn("First/last gradient at init",
                                                         format="%.1e"),

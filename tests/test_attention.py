@@ -245,7 +245,7 @@ def test_a_diverging_classifier_is_reported_and_still_charted():
 @pytest.mark.parametrize("preset", ATTENTION_PRESETS.values(), ids=list(ATTENTION_PRESETS))
 def test_presets_claims_hold(preset):
     ev = Evidence(softmax_saturation(preset.config),
-                  get_attention(preset.config) if any(c.needs_classifier for c in preset.claims)
+                  get_attention(preset.config) if any(c.needs == "classifier" for c in preset.claims)
                   else None)
     for claim in preset.claims:
         assert claim.holds(ev), claim.text(ev)

@@ -30,7 +30,7 @@ from core import cli as cli_module
 from core.cli import build_parser
 from core.config import FIELDS, ConfigError, RunConfig, describe, field_kind, format_value, \
     is_optional, parse_field
-from pages.controls import resolve
+from pages.kit.controls import resolve
 
 FUZZ = settings(max_examples=500, derandomize=True, deadline=None, database=None,
                 # No "explain" phase: tracing which lines a failure ran costs seconds, and the
@@ -245,7 +245,7 @@ def test_many_fields_at_once_give_a_valid_config_or_one_clear_message(values):
 # === links: every page's query parameters ======================================================
 # Each page binds its widgets to the link; a widget drops a value it cannot take, and the page
 # falls back to its default and says so. What turns a link into a config is in core (and in
-# pages/controls.py, the one place widgets become a RunConfig), so it is fuzzed here without
+# pages/kit/controls.py, the one place widgets become a RunConfig), so it is fuzzed here without
 # Streamlit; test_every_page_reads_its_link_through_a_fuzzed_function keeps this list complete.
 def taken(parse, name: str, text: str, value) -> bool:
     """Whether the link's `name=text` is what the config ended up with."""
@@ -283,7 +283,7 @@ def check_link(params: dict, cfg, warnings: list[str], fields: dict, parse,
        defaults=valid_configs)
 def test_run_settings_in_a_link(params, defaults):
     """Lab, Activations, Playground, Initialization, Sweep (its base) and Compare's A: bound
-    widgets, then `resolve` (pages/controls.py: `RunConfig.with_fallbacks`, `url_warnings`)."""
+    widgets, then `resolve` (pages/kit/controls.py: `RunConfig.with_fallbacks`, `url_warnings`)."""
     values = widget_values(params, FIELDS, defaults, parse_field)
     raw = {k: v for k, v in params.items() if k in FIELDS}
     cfg, warnings = resolve(values, raw, defaults)
@@ -510,9 +510,8 @@ PAGE_PARSERS = {
     "lab": ["config_form"], "activations": ["config_form"], "playground": ["config_form"],
     "initialization": ["config_controls"], "compare": ["config_controls"],
     "sweep": ["config_controls", "SweepSpec.from_params_lenient", "axis_problems"],
-    "optimizers": ["url_problems", "RaceConfig.from_params_lenient"],
-    "recurrent": ["RecurrentConfig.with_fallbacks", "url_problems"],
-    "attention": ["url_problems"],
+    "optimizers": ["link_problems", "RaceConfig.from_params_lenient"],
+    "recurrent": ["config_form"], "attention": ["config_controls"],
 }
 RAW_READ = re.compile(r"\{\w+: st\.query_params\.get\(\w+\) for \w+ in [^}]*\}")
 

@@ -15,8 +15,9 @@ import torch
 
 from core import optimizer_charts as oc
 from core.config import ConfigError
+from core.lessons import matching
 from core.optimizers import BOX, LABELS, LR_GRID, OPTIMIZERS, PRESETS, RaceConfig, \
-    defaults_for, matching_preset, race, summary
+    defaults_for, race, summary
 from core.surfaces import LEVELS_PER_DECADE, QUAD_Y, SURFACES, grid
 from tests.test_app import charts, clean, open_page
 from tests.test_charts import _walk, assert_clean, encodings, rows, texts
@@ -225,7 +226,7 @@ def test_preset_claims_hold(preset):
     table = race(preset.config)
     for claim in preset.claims:
         assert claim.holds(table), claim.text(table)
-    assert matching_preset(preset.config) is preset
+    assert matching(PRESETS.values(), preset.config) is preset
 
 
 def test_presets_say_what_the_closed_form_says():

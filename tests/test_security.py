@@ -34,7 +34,7 @@ from core.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
-SOURCES = sorted([*(ROOT / "core").glob("*.py"), *(ROOT / "pages").glob("*.py"), Path(APP)])
+SOURCES = sorted([*(ROOT / "core").glob("*.py"), *(ROOT / "pages").rglob("*.py"), Path(APP)])
 
 
 # === nothing is unpickled ======================================================================
