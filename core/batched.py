@@ -125,13 +125,10 @@ class CellSummary:
     def from_run(cls, result: RunResult) -> "CellSummary":
         """The same summary from a full recorded run (e.g. one trained in the Training Lab)."""
         g = result.at_step("weight_grad_norm", 0) if len(result.layers) else pd.Series(dtype=float)
-        sat = result.layer_metric("saturation")
-        saturation = ([math.nan] * len(sat.columns) if result.diverged or sat.empty
-                      else sat.iloc[-1].astype(float).tolist())
         epochs = result.epochs[result.epochs.split.isin(("val", "train"))][EPOCH_COLUMNS]
         return cls(config=result.config, status=result.status,
                    layer_names=list(result.layer_names), grad_norms=g.astype(float).tolist(),
-                   saturation=saturation,
+                   saturation=result.end_saturation(),
                    diverged_step=(result.divergence or {}).get("step"),
                    epochs=epochs.reset_index(drop=True), seconds=result.timing["seconds"],
                    source="run", from_store=result.from_store)

@@ -37,6 +37,7 @@ from core.batched import CellSummary, batch_groups, train_batched
 from core.budget import check_sweep
 from core.config import FIELDS, ConfigError, RunConfig, describe, field_kind, format_value, \
     inline, parse_field, quote
+from core.metrics import most_saturated
 from core.result import RunResult
 from core.store import RunStore
 
@@ -406,7 +407,7 @@ def _result(spec: SweepSpec, cells: list[RunConfig], found: dict[int, CellSummar
             "val_accuracy": s.final("val", "accuracy"), "train_loss": s.final("train", "loss"),
             "grad_ratio": s.grad_ratio,
             "saturation_mean": float(finite.mean()) if finite.size else math.nan,
-            "saturation_max": float(finite.max()) if finite.size else math.nan,
+            "saturation_max": most_saturated(s.saturation),
             "diverged": s.status == "diverged", "diverged_step": s.diverged_step,
             "batched": s.source == "stacked" and s.group_size > 1, "group_size": s.group_size,
             "seconds": s.seconds, "from_store": s.from_store,

@@ -4,11 +4,12 @@ import math
 
 import streamlit as st
 
-from core import charts
 from core.config import FIELDS
 from core.datasets import IMAGE_DATASETS
 from core.doctor import diagnose
+from core.metrics import MOST_SATURATED, most_saturated
 from core.presets import PRESETS
+from core.tabs import TABS
 from pages import training
 from pages.controls import classroom_editor, config_form, snap_to_widget
 from pages.router import require_router
@@ -16,7 +17,6 @@ from pages.router import require_router
 require_router()
 
 LAB_FIELDS = [name for name in FIELDS if name != "noise"]
-TABS = ["Training", "Gradients", "Activations", "Weights & ratios", "Clipping", "Batch norm"]
 
 st.title("Training Lab")
 st.write("Train a real network on real images and watch every layer: how large its gradients "
@@ -64,10 +64,9 @@ ratio = result.grad_ratio(0) if len(result.layer_names) > 1 else math.nan
 cols[1].metric("First/last gradient", f"{ratio:.1e}",
                help="At initialisation: the first layer's weight-gradient norm over the last "
                     "layer's. Far below 1: vanishing; far above: exploding.")
-sat = result.layers[(result.layers.metric == "saturation")].value.max()
-cols[2].metric("Max saturation", f"{sat:.0%}" if math.isfinite(sat) else "–",
-               help="The highest share of saturated units (|f′| < 6% of its maximum) "
-                    "of any layer at any recorded step.")
+sat = most_saturated(result.end_saturation())
+cols[2].metric(MOST_SATURATED.label, format(sat, MOST_SATURATED.fmt) if math.isfinite(sat) else "–",
+               help=MOST_SATURATED.help)
 status = "stopped early" if result.early_stop else result.status
 cols[3].metric("Status", {"completed": "done"}.get(status, status),
                help="'done': every epoch ran; 'diverged': values became NaN or infinite and "
@@ -104,37 +103,20 @@ def panels() -> None:
                       disabled=last == 0)
     epoch = min(epoch, last)
     # Only the open tab's charts are built: the others would cost time nobody sees.
-    tabs = st.tabs(TABS, key="tab", bind="query-params")
-    with tabs[0]:
-        if tabs[0].open:
-            training.run_chart(result, charts.loss_accuracy, epoch)
-    with tabs[1]:
-        if tabs[1].open:
-            training.run_chart(result, charts.grad_norm_heatmap)
-            training.run_chart(result, charts.grad_norm_lines, epoch=epoch)
-            training.run_chart(result, charts.gradient_flow, epoch)
-            training.run_chart(result, charts.grad_norm_lines, metric="out_grad_norm",
-                               epoch=epoch)
-    with tabs[2]:
-        if tabs[2].open:
-            training.run_chart(result, charts.saturation_dead, epoch)
-            training.run_chart(result, charts.histograms, "activation", epoch)
-            layer = st.selectbox("Layer over time", result.layer_names[:-1] or result.layer_names,
-                                 key="layer", bind="query-params",
-                                 help="Whose activation histogram to follow across epochs.")
-            training.run_chart(result, charts.histogram_over_time, "activation", layer)
-    with tabs[3]:
-        if tabs[3].open:
-            training.run_chart(result, charts.ratios, epoch)
-            training.run_chart(result, charts.histograms, "weight", epoch)
-            training.run_chart(result, charts.histograms, "weight_grad", epoch)
-    with tabs[4]:
-        if tabs[4].open:
-            training.run_chart(result, charts.clipping)
-    with tabs[5]:
-        if tabs[5].open:
-            training.run_chart(result, charts.batch_norm_shift, epoch)
-
+    tabs = st.tabs(list(TABS), key="tab", bind="query-params")
+    for tab, tab_charts in zip(tabs, TABS.values()):
+        with tab:
+            if not tab.open:
+                continue
+            for chart in tab_charts:
+                layer = None
+                if chart.needs_layer:
+                    layer = st.selectbox("Layer over time",
+                                         result.layer_names[:-1] or result.layer_names,
+                                         key="layer", bind="query-params",
+                                         help="Whose activation histogram to follow across "
+                                              "epochs.")
+                training.run_chart(result, chart.build, *chart.args(epoch, layer))
 
 panels()
 st.divider()

@@ -198,7 +198,7 @@ def test_compare_charts_draw_a_diverged_run(diverged, name):
     built += [compare_charts.layer_profile(pair, m, e) for m in
               ("weight_grad_norm", "out_grad_norm", "act_std", "grad_data_ratio", "drift")
               for e in (0, 1)]
-    built += [compare_charts.layer_profile(pair, m, 0, log=False, factor=100)
+    built += [compare_charts.layer_profile(pair, m, 0)
               for m in ("saturation", "dead")]
     for chart in built:
         spec = to_spec(chart)
@@ -219,7 +219,7 @@ def test_sweep_heatmaps_draw_diverged_cells():
     assert sweep.table.set_index(["x", "y"])["diverged"].to_dict() == {
         ("0.001", "orthogonal"): False, ("10.0", "orthogonal"): True,
         ("0.001", "normal_large"): True, ("10.0", "normal_large"): True}
-    for metric in sweep_charts.METRICS:
+    for metric in sweep_charts.HEATMAPS:
         chart = sweep_charts.heatmap(sweep.table, metric, x_title="lr", y_title="init")
         spec = to_spec(chart)
         json.dumps(spec, allow_nan=False)
