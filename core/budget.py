@@ -56,7 +56,7 @@ LAYER_STEP_COST = 4e-4 * RATE   # ... and per recorded layer of the network
 TIME_STEP_COST = 1e-4 * RATE    # a recurrent net's, per layer and time step
 CONV_COST = 2.0             # a convolution's multiply-add takes about twice a dense one's here
 
-INPUTS = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
+from core.datasets import IMAGE_SHAPES as INPUTS  # noqa: E402 - the one table of image shapes
 TOY_INPUTS = 2
 CLASSES = 10
 BOUNDARY_POINTS = 40 * 40   # the 2-D playground's decision-boundary grid, every epoch
