@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.budget import check_attention
-from core.config import OPTIMIZERS, ConfigError, RunConfig, _check, _f, format_value, inline, \
+from core.config import OPTIMIZERS, ConfigError, _check, _f, format_value, inline, \
     parse_value
 from core.datasets import load_splits
 from core.runs import default_store, training_lock
@@ -425,7 +425,7 @@ def train_attention(cfg: AttentionConfig,
 
 
 def _train_one(cfg, variant, model, data, epoch_rows, step_rows, progress) -> None:
-    optimizer = make_optimizer(RunConfig(optimizer=cfg.optimizer, lr=cfg.lr), model.parameters())
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
     qk, rest = model.qk_parameters(), model.other_parameters()
     generator = torch.Generator().manual_seed(cfg.seed)
     n_steps = math.ceil(len(data.y_train) / cfg.batch_size)

@@ -133,7 +133,7 @@ def cached_run(cfg: RunConfig, store: RunStore | None = None) -> RunResult | Non
 
 
 def stored_runs(store: RunStore | None = None) -> list[dict]:
-    """The full runs in the store, most recently used first: [{key, meta}] (meta as `summary`)."""
+    """The full runs in the store, most recently used first: [{key, meta}] (meta as `run_meta`)."""
     store = default_store() if store is None else store
     return [{"key": e["key"], "meta": e["meta"]} for e in store.entries()
             if _RUN_KEY.fullmatch(e["key"])]
@@ -181,13 +181,13 @@ def get_run(cfg: RunConfig, *, store: RunStore | None = None,
             return result
         check_run(cfg)  # ConfigError, saying what to lower, if it is too big to train here
         result = train(cfg, on_epoch=on_epoch)
-        store.put(cfg.key(), result.to_dict(), meta=summary(result))
+        store.put(cfg.key(), result.to_dict(), meta=run_meta(result))
         # Later calls get it from memory, marked as a cached result (the tables are shared).
         _remember((str(store.path), cfg.key()), dataclasses.replace(result, from_store=True))
         return result
 
 
-def summary(result: RunResult) -> dict:
+def run_meta(result: RunResult) -> dict:
     """Small, listable facts about a run (kept beside the payload in the store)."""
     return {
         "changed": {k: v for k, v in result.config.changed().items()},

@@ -7,8 +7,8 @@ import streamlit as st
 
 from core import optimizer_charts
 from core.config import ConfigError, format_value
-from core.optimizers import FIELDS, LABELS, LR_GRID, OPTIMIZERS, PRESETS, RaceConfig, \
-    defaults_for, matching_preset, race, summary, url_problems, window_range
+from core.optimizers import FIELDS, LABELS, LR_GRID, RACERS, PRESETS, RaceConfig, \
+    defaults_for, matching_preset, race, standings, url_problems, window_range
 from core.surfaces import SURFACES
 from pages import training
 from pages.router import require_router
@@ -45,7 +45,7 @@ def _set(cfg: RaceConfig) -> None:
 def _surface_changed() -> None:
     """A new surface brings its own window, start point and learning rates."""
     base = defaults_for(st.session_state["surface"])
-    _assign({name: getattr(base, name) for name in ("x0", "y0", *(f"{o}_lr" for o in OPTIMIZERS))})
+    _assign({name: getattr(base, name) for name in ("x0", "y0", *(f"{o}_lr" for o in RACERS))})
 
 
 def _pick_start() -> None:
@@ -103,7 +103,7 @@ def controls() -> tuple[RaceConfig, list[str]]:
             help=_help("iterations"))
         with st.expander("Optimizers and learning rates", expanded=True,
                          icon=":material/route:"):
-            for name in OPTIMIZERS:
+            for name in RACERS:
                 values[name] = st.toggle(LABELS[name], getattr(base, name), key=name,
                                          bind="query-params", help=_help(name))
                 values[f"{name}_lr"] = st.select_slider(
@@ -154,7 +154,7 @@ if preset:
     training.lesson(preset, table)
 if table.empty:
     st.info("Switch on at least one optimizer in the sidebar.", icon=":material/info:")
-facts = summary(table, cfg) if len(table) else None
+facts = standings(table, cfg) if len(table) else None
 if facts is not None:
     blown = facts[facts["diverged"]]
     if len(blown):
