@@ -52,7 +52,7 @@ if preset:
 
 training.notices(result)
 
-cols = st.columns([1.1, 1.3, 1, 1.1, 1, 1.1])
+cols = st.columns([1.1, 1.3, 1.3, 1.1, 1, 1.1])
 cols[0].metric("Validation accuracy", f"{result.final('val', 'accuracy'):.1%}",
                help="Share of the validation images classified correctly after the last epoch.")
 gap = result.final("train", "accuracy") - result.final("val", "accuracy")
@@ -65,7 +65,8 @@ cols[1].metric("First/last gradient", f"{ratio:.1e}",
                help="At initialisation: the first layer's weight-gradient norm over the last "
                     "layer's. Far below 1: vanishing; far above: exploding.")
 sat = most_saturated(result.end_saturation())
-cols[2].metric(MOST_SATURATED.label, format(sat, MOST_SATURATED.fmt) if math.isfinite(sat) else "–",
+cols[2].metric(MOST_SATURATED.label,
+               format(sat, MOST_SATURATED.fmt) if math.isfinite(sat) else "–",
                help=MOST_SATURATED.help)
 status = "stopped early" if result.early_stop else result.status
 cols[3].metric("Status", {"completed": "done"}.get(status, status),
