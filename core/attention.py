@@ -35,7 +35,7 @@ from torch import nn
 from core import cache
 from core.budget import LAYER_STEP_COST, STEP_COST, Estimate
 from core.cache import RunKind
-from core.config import OPTIMIZERS, ConfigError, RunConfig, _check, _f, format_value, inline, \
+from core.config import OPTIMIZERS, ConfigError, _check, _f, format_value, inline, \
     parse_value
 from core.datasets import load_splits, nominal_sizes
 from core.store import RunStore
@@ -427,7 +427,7 @@ def train_attention(cfg: AttentionConfig,
 
 
 def _train_one(cfg, variant, model, data, epoch_rows, step_rows, progress) -> None:
-    optimizer = make_optimizer(RunConfig(optimizer=cfg.optimizer, lr=cfg.lr), model.parameters())
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
     qk, rest = model.qk_parameters(), model.other_parameters()
     generator = torch.Generator().manual_seed(cfg.seed)
     n_steps = math.ceil(len(data.y_train) / cfg.batch_size)

@@ -19,7 +19,7 @@ How members are kept independent and faithful to `core.trainer.train`:
     random stream train(cfg_k) would use. It follows train(cfg_k)'s trajectory up to
     floating-point summation order (bmm vs mm), which only chaotic runs amplify.
   * Members that share optimizer settings and clipping form a *block*: one leaf tensor per
-    parameter, one torch.optim optimizer from `make_optimizer`, one scheduler; the blocks are
+    parameter, one torch.optim optimizer from `run_optimizer`, one scheduler; the blocks are
     concatenated for the forward pass. All our optimizers and `clip_grad_value_` are
     elementwise, so they act per member on a stacked leaf; `clip_grad_norm_` needs the member's
     own total norm, so a member with clip_norm is a block of its own. Activations may differ
@@ -52,7 +52,7 @@ from core.config import FIELDS, RunConfig, format_value
 from core.datasets import load_splits
 from core.models import build_model
 from core.result import RunResult
-from core.trainer import (flushed_denormals, make_optimizer, make_scheduler, resolve_device,
+from core.trainer import (flushed_denormals, make_scheduler, resolve_device, run_optimizer,
                           steps_per_epoch)
 
 # Settings that may differ inside one stacked model: each member has its own activation, init,
@@ -125,13 +125,10 @@ class CellSummary:
     def from_run(cls, result: RunResult) -> "CellSummary":
         """The same summary from a full recorded run (e.g. one trained in the Training Lab)."""
         g = result.at_step("weight_grad_norm", 0) if len(result.layers) else pd.Series(dtype=float)
-        sat = result.layer_metric("saturation")
-        saturation = ([math.nan] * len(sat.columns) if result.diverged or sat.empty
-                      else sat.iloc[-1].astype(float).tolist())
         epochs = result.epochs[result.epochs.split.isin(("val", "train"))][EPOCH_COLUMNS]
         return cls(config=result.config, status=result.status,
                    layer_names=list(result.layer_names), grad_norms=g.astype(float).tolist(),
-                   saturation=saturation,
+                   saturation=result.end_saturation(),
                    diverged_step=(result.divergence or {}).get("step"),
                    epochs=epochs.reset_index(drop=True), seconds=result.timing["seconds"],
                    source="run", from_store=result.from_store)
@@ -383,7 +380,7 @@ def _train_group(cfgs: list[RunConfig], on_epoch) -> list[CellSummary]:
     blocks = [list(range(a, b)) for a, b in zip(bounds, bounds[1:])]
     net = _Stacked(members, models, blocks, gens, device)
     block_cfgs = [members[blk[0]] for blk in blocks]
-    optimizers = [make_optimizer(cfg, net.block_params(j)) for j, cfg in enumerate(block_cfgs)]
+    optimizers = [run_optimizer(cfg, net.block_params(j)) for j, cfg in enumerate(block_cfgs)]
     min_batch = 2 if base.batch_norm else 1
     B, n_train = base.batch_size, data.n_train
     n_steps = steps_per_epoch(n_train, B, min_batch)

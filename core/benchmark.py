@@ -196,24 +196,16 @@ def trainer_rows(batch_sizes, repeats: int, max_train: int | None, peak: float,
 # --- the Lab --------------------------------------------------------------------------------------
 def lab_view(result, *, every_tab: bool = False) -> int:
     """What the Lab computes to show a run: the doctor's findings and the open tab's charts (the
-    first tab, as a page opens; `every_tab`: all twelve charts of all tabs, as if each tab were
+    first tab, as a page opens; `every_tab`: every chart of every tab (core.tabs), as if each tab were
     visited), built as the page builds them, to Vega-Lite dicts through the page's own
     `vega_spec`, and serialised. Returns the JSON size, so nothing is optimised away."""
-    from core import charts
     from core.chart_parts import vega_spec
     from core.doctor import diagnose
+    from core.tabs import TABS
 
     epoch = int(result.epochs["epoch"].max())
-    built = [charts.loss_accuracy(result, epoch)]
-    if every_tab:
-        built += [
-            charts.grad_norm_heatmap(result), charts.grad_norm_lines(result, epoch=epoch),
-            charts.gradient_flow(result, epoch),
-            charts.grad_norm_lines(result, metric="out_grad_norm", epoch=epoch),
-            charts.saturation_dead(result, epoch), charts.histograms(result, "activation", epoch),
-            charts.histogram_over_time(result, "activation", result.layer_names[0]),
-            charts.ratios(result, epoch), charts.histograms(result, "weight", epoch),
-            charts.histograms(result, "weight_grad", epoch), charts.clipping(result)]
+    shown = [c for tab in TABS.values() for c in tab] if every_tab else next(iter(TABS.values()))
+    built = [c.build(result, *c.args(epoch, result.layer_names[0])) for c in shown]
     diagnose(result)
     return sum(len(json.dumps(vega_spec(c))) for c in built if c is not None)
 
@@ -222,6 +214,7 @@ def lab_rows(repeats: int, say) -> list[Row]:
     from core import runs
     from core.cache import forget_recent
     from core.store import RunStore
+    from core.tabs import TABS
 
     def timed(fn, every_tab: bool = False) -> float:
         t = time.perf_counter()
@@ -253,13 +246,15 @@ def lab_rows(repeats: int, say) -> list[Row]:
         t_new, t_disk, t_mem, t_all = (-v for v in best_of(repeats, new, disk, memory,
                                                               every_tab))
         forget_recent()
+    n_charts = sum(len(tab) for tab in TABS.values())
     return [Row("lab", "default run on digits, new: trained + doctor + first tab's chart",
                 t_new, "s", "< 1 s", t_new < 1.0),
             Row("lab", "default run, cached on disk: read + doctor + first tab's chart", t_disk,
                 "s", "< 0.2 s", t_disk < 0.2),
             Row("lab", "default run, in memory (a page rerun): doctor + first tab's chart",
                 t_mem, "s", "< 0.2 s", t_mem < 0.2),
-            Row("lab", "default run, in memory: doctor + all 12 charts of all tabs", t_all, "s")]
+            Row("lab", f"default run, in memory: doctor + all {n_charts} charts of all tabs", t_all,
+                "s")]
 
 
 # --- the sweep ------------------------------------------------------------------------------------

@@ -28,26 +28,17 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core.activations import SATURATION_FRACTION, curve
+from core.activations import curve
 from core.chart_parts import (
     ALERT, LOG_AXIS, LOG_LABELS, MAX_POINTS, MUTED, PANEL_H, PANEL_W, SPLITS, ZERO, Panel,
     divergence_layers, fade, finite, layer_color, layer_panels, legend_pick, metric_rows, no_data,
     rule, source, state_step, step_panel, thin, tips,
 )
+from core.metrics import CATALOGUE, SATURATED_WHEN, power
 
-HEALTHY = (1e-4, 1e-2)      # the usual range of update:data ...
-RULE_OF_THUMB = 1e-3        # ... around Karpathy's ~1e-3
-SATURATED_LABEL = f"saturated: |f′| < {SATURATION_FRACTION:.0%} of max"
+SATURATED_LABEL = f"saturated: {SATURATED_WHEN}"
+UPDATE_DATA = CATALOGUE["update_data_ratio"]
 
-METRIC_LABELS = {
-    "weight_grad_norm": "Weight-gradient norm ‖∇W‖",
-    "weight_grad_mean_abs": "Mean |∇W|",
-    "weight_grad_max_abs": "Max |∇W|",
-    "out_grad_norm": "Gradient norm at the layer's output ‖∂L/∂z‖",
-    "grad_data_ratio": "grad:data ratio ‖∇W‖/‖W‖",
-    "update_data_ratio": "update:data ratio ‖ΔW‖/‖W‖",
-    "drift": "Weight drift ‖W − W₀‖/‖W₀‖",
-}
 KIND_LABELS = {
     "pre_norm": "Linear output, before batch norm",
     "pre_activation": "Pre-activation z",
@@ -101,8 +92,8 @@ def loss_accuracy(result, epoch: int | None = None):
 # --- gradients --------------------------------------------------------------------------------
 def grad_norm_heatmap(result, metric: str = "weight_grad_norm"):
     """Layers (input at top) × steps, coloured by the metric on a log scale."""
-    label = METRIC_LABELS.get(metric, metric)
-    title = f"{label} per layer over training (log colour)"
+    m = CATALOGUE[metric]
+    title = f"{m.title} per layer over training (log colour)"
     df = metric_rows(result, metric, positive=True)
     if df.empty:
         return no_data(title)
@@ -114,7 +105,7 @@ def grad_norm_heatmap(result, metric: str = "weight_grad_norm"):
         x=alt.X("step:Q", title="Training step", scale=alt.Scale(nice=False)),
         x2=alt.X2("step_end:Q"),
         y=alt.Y("layer:O", sort=list(result.layer_names), title="Layer (input at top)"),
-        color=alt.Color("value:Q", title=label.split(" ")[-1], scale=alt.Scale(
+        color=alt.Color("value:Q", title=m.symbol or m.label, scale=alt.Scale(
             type="log", scheme="viridis"), legend=alt.Legend(labelExpr=LOG_LABELS)),
         tooltip=tips("layer:N", "step:Q", "epoch:Q", alt.Tooltip("value:Q", title=metric)))
     layers = [heat, *divergence_layers(result)]
@@ -124,9 +115,8 @@ def grad_norm_heatmap(result, metric: str = "weight_grad_norm"):
 
 def grad_norm_lines(result, metric: str = "weight_grad_norm", epoch: int | None = None):
     """One line per layer over steps on a log axis; rule at the state after `epoch`."""
-    label = METRIC_LABELS.get(metric, metric)
-    return layer_panels(result, [Panel(metric, label, f"{label} (log)")], epoch,
-                        f"{label} per layer over training (log scale)")
+    return layer_panels(result, [metric_panel(metric)], epoch,
+                        f"{CATALOGUE[metric].title} per layer over training (log scale)")
 
 
 def gradient_flow(result, epoch: int):
@@ -162,7 +152,8 @@ def clipping(result):
     title = (f"Gradient clipping: total norm clipped to {cfg.clip_norm:g}" if cfg.clip_norm
              else f"Gradient clipping: each element clipped to ±{cfg.clip_value:g}"
              if cfg.clip_value else "Gradient clipping is off: total gradient norm shown")
-    norm_title = "Total gradient norm before clipping (log)"
+    grad_norm = CATALOGUE["grad_norm"]
+    norm_title = grad_norm.axis
     cols = ["step", "epoch", "grad_norm", "clipped"]  # only these: no NaN loss in the spec
     steps = finite(result.steps[cols], cols[2:])
     df = thin(steps[steps["grad_norm"] > 0])  # > 0: a log axis
@@ -171,7 +162,7 @@ def clipping(result):
     else:
         line = alt.Chart(df).mark_line(strokeWidth=1.2, color=SPLITS["train"]).encode(
             x=alt.X("step:Q", title="Training step"),
-            y=alt.Y("grad_norm:Q", title="‖∇‖ before clipping (log)", axis=LOG_AXIS,
+            y=alt.Y("grad_norm:Q", title=f"{grad_norm.symbol} before clipping (log)", axis=LOG_AXIS,
                     scale=alt.Scale(type="log")),
             tooltip=tips("step:Q", "epoch:Q", alt.Tooltip("grad_norm:Q", format=".4g"),
                          "clipped:Q"))
@@ -195,29 +186,31 @@ def clipping(result):
 # --- saturation and scale ---------------------------------------------------------------------
 def saturation_dead(result, epoch: int | None = None):
     """Saturated and dead units (%) per layer over steps."""
-    pct = dict(log=False, factor=100.0, domain=[0, 100])
-    return layer_panels(result, [
-        Panel("saturation", "Saturated: |f′(z)| < 6% of max", "Saturated (% of unit × example)",
-              **pct),
-        Panel("dead", "Dead: saturated for the whole batch", "Dead (% of units)", **pct),
-    ], epoch, "Saturated and dead units per layer")
+    return layer_panels(result, [metric_panel("saturation"), metric_panel("dead")], epoch,
+                        "Saturated and dead units per layer")
 
 
 def ratios(result, epoch: int | None = None):
     """grad:data and update:data per layer over steps (log), with the usual healthy band."""
-    band = alt.Chart(pd.DataFrame({"value": [HEALTHY[0]], "high": [HEALTHY[1]], "label": [
-        "usual healthy range of update:data (1e-4 … 1e-2)"]}))
+    (low, high), target = UPDATE_DATA.healthy, UPDATE_DATA.target
+    band = alt.Chart(pd.DataFrame({"value": [low], "high": [high], "label": [
+        f"usual healthy range of update:data ({power(low)} … {power(high)})"]}))
     extras = (band.mark_rect(color=SPLITS["test"], opacity=0.13).encode(
                   y=alt.Y("value:Q"), y2=alt.Y2("high:Q"), tooltip=tips("label:N")),
               band.mark_text(color=MUTED, align="right", baseline="bottom", dx=-3, dy=-3,
                              fontSize=11).encode(y=alt.Y("value:Q"), x=alt.XValue(PANEL_W),
                                                  text=alt.Text("label:N")),
-              *rule("y", "value", RULE_OF_THUMB, "1e-3: Karpathy's rule of thumb"))
-    return layer_panels(result, [
-        Panel("grad_data_ratio", "grad:data = ‖∇W‖ / ‖W‖", "grad:data ratio (log)"),
-        Panel("update_data_ratio", "update:data = ‖ΔW‖ / ‖W‖", "update:data ratio (log)",
-              extras=extras),
-    ], epoch, "How big the gradients and the updates are next to the weights")
+              *rule("y", "value", target, f"{power(target)}: Karpathy's rule of thumb"))
+    return layer_panels(result, [metric_panel("grad_data_ratio"),
+                                 metric_panel("update_data_ratio", extras)],
+                        epoch, "How big the gradients and the updates are next to the weights")
+
+
+def metric_panel(metric: str, extras: tuple = ()) -> Panel:
+    """A per-layer panel of a catalogue metric: its title, axis and scale."""
+    m = CATALOGUE[metric]
+    return Panel(metric, m.title, m.axis, log=m.log, factor=100.0 if m.share else 1.0,
+                 domain=[0, 100] if m.share else None, extras=extras)
 
 
 # --- distributions ----------------------------------------------------------------------------

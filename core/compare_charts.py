@@ -19,8 +19,8 @@ import pandas as pd
 from core.chart_parts import (
     LOG_AXIS, PANEL_H, PANEL_W, finite, legend_pick, no_data, rule, state_step, thin, tips,
 )
-from core.charts import METRIC_LABELS, RULE_OF_THUMB
 from core.comparison import layer_order
+from core.metrics import CATALOGUE, power
 
 RUN_COLORS = ["#4c78a8", "#e45756", "#54a24b", "#b279a2"]   # A blue, B red, …
 
@@ -65,11 +65,13 @@ def loss_accuracy(results: dict, epoch: int | None = None):
     return alt.hconcat(*panels, title="Loss and accuracy per epoch: train solid, validation dashed")
 
 
-def layer_profile(results: dict, metric: str, epoch: int, *, log: bool = True,
-                  factor: float = 1.0, title: str | None = None, reference: float | None = None):
-    """One value per layer at the state after `epoch`, a line per run (layers input → output)."""
-    label = METRIC_LABELS.get(metric, metric.replace("_", " "))
-    title = title or f"{label} per layer after epoch {epoch}"
+def layer_profile(results: dict, metric: str, epoch: int, *, reference: float | None = None):
+    """One value per layer at the state after `epoch`, a line per run (layers input → output),
+    on the catalogue's scale (shares as %), with an optional reference rule."""
+    m = CATALOGUE[metric]
+    log, factor = m.log, 100.0 if m.share else 1.0
+    title = f"{m.title} per layer after epoch {epoch}" + (
+        f" (rule of thumb ~{power(reference)})" if reference is not None else "")
     parts = []
     for name, r in results.items():
         step = state_step(r.layers, epoch)
@@ -82,12 +84,12 @@ def layer_profile(results: dict, metric: str, epoch: int, *, log: bool = True,
     line = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=60)).encode(
         x=alt.X("layer:O", sort=order, scale=alt.Scale(domain=order),
                 title="Layer (input → output)"),
-        y=alt.Y("value:Q", title=label + (" (log)" if log else ""),
+        y=alt.Y("value:Q", title=m.axis,
                 scale=alt.Scale(type="log") if log else alt.Scale(zero=True),
                 axis=LOG_AXIS if log else alt.Axis()),
         color=_run_color(results),
         tooltip=tips("run:N", "layer:N", "step:Q", alt.Tooltip("value:Q", format=".4g")))
-    extra = rule("y", "value", reference, f"{reference:g}") if reference is not None else []
+    extra = rule("y", "value", reference, power(reference)) if reference is not None else []
     return alt.layer(line, *extra, title=title, width=max(PANEL_W, 36 * len(order)),
                      height=PANEL_H)
 
@@ -95,8 +97,8 @@ def layer_profile(results: dict, metric: str, epoch: int, *, log: bool = True,
 def over_training(results: dict, metric: str = "weight_grad_norm"):
     """The first hidden layer and the last layer over the steps, per run (log axis): the gap
     between the two lines of a run is its vanishing (or exploding) factor."""
-    label = METRIC_LABELS.get(metric, metric)
-    title = f"{label}: first hidden layer (solid) and last layer (dashed) over training"
+    m = CATALOGUE[metric]
+    title = f"{m.title}: first hidden layer (solid) and last layer (dashed) over training"
     parts = []
     for name, r in results.items():
         first, last = r.layer_names[0], r.layer_names[-1]
@@ -108,7 +110,7 @@ def over_training(results: dict, metric: str = "weight_grad_norm"):
         return no_data(title)
     return alt.Chart(df, title=title, width=2 * PANEL_W, height=PANEL_H).mark_line().encode(
         x=alt.X("step:Q", title="Training step"),
-        y=alt.Y("value:Q", title=label + " (log)", scale=alt.Scale(type="log"), axis=LOG_AXIS),
+        y=alt.Y("value:Q", title=m.axis, scale=alt.Scale(type="log"), axis=LOG_AXIS),
         color=_run_color(results),
         strokeDash=alt.StrokeDash("role:N", title="Layer", scale=alt.Scale(
             domain=["first hidden", "last"], range=[[1, 0], [5, 3]])),
@@ -118,7 +120,8 @@ def over_training(results: dict, metric: str = "weight_grad_norm"):
 
 def total_grad_norm(results: dict):
     """The whole gradient's norm before clipping, per step and run, with each run's threshold."""
-    title = "Total gradient norm before clipping (log), dashed: each run's clip threshold"
+    grad_norm = CATALOGUE["grad_norm"]
+    title = f"{grad_norm.axis}, dashed: each run's clip threshold"
     df = pd.concat([thin(r.steps).assign(run=name) for name, r in results.items()],
                    ignore_index=True)
     df = finite(df, ["grad_norm"], positive=True)
@@ -126,7 +129,8 @@ def total_grad_norm(results: dict):
         return no_data(title)
     lines = alt.Chart(df).mark_line().encode(
         x=alt.X("step:Q", title="Training step"),
-        y=alt.Y("grad_norm:Q", title="‖∇‖ before clipping (log)", scale=alt.Scale(type="log"),
+        y=alt.Y("grad_norm:Q", title=f"{grad_norm.symbol} before clipping (log)",
+                scale=alt.Scale(type="log"),
                 axis=LOG_AXIS),
         color=_run_color(results),
         tooltip=tips("run:N", "step:Q", alt.Tooltip("grad_norm:Q", format=".3e"),
@@ -142,7 +146,6 @@ def total_grad_norm(results: dict):
 
 
 def update_ratio_profile(results: dict, epoch: int):
-    """update:data per layer with Karpathy's 1e-3 reference."""
-    return layer_profile(results, "update_data_ratio", epoch, reference=RULE_OF_THUMB,
-                         title=f"update:data ‖ΔW‖/‖W‖ per layer after epoch {epoch} "
-                               f"(rule of thumb ~1e-3)")
+    """update:data per layer with Karpathy's rule of thumb as a reference."""
+    return layer_profile(results, "update_data_ratio", epoch,
+                         reference=CATALOGUE["update_data_ratio"].target)

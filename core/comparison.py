@@ -15,6 +15,7 @@ import math
 import pandas as pd
 
 from core.config import FIELDS, RunConfig, format_value
+from core.metrics import most_saturated
 from core.result import RunResult
 
 
@@ -29,13 +30,12 @@ def outcomes(results: dict[str, RunResult]) -> pd.DataFrame:
     """Headline outcomes per run, the numbers one compares first."""
     rows = []
     for label, r in results.items():
-        sat = r.layers.loc[r.layers.metric == "saturation", "value"]
         rows.append({
             "run": label,
             "val_accuracy": r.final("val", "accuracy"),
             "test_accuracy": r.final("test", "accuracy"),
             "grad_ratio": r.grad_ratio(0) if len(r.layer_names) > 1 else math.nan,
-            "max_saturation": float(sat.max()) if len(sat) else math.nan,
+            "max_saturation": most_saturated(r.end_saturation()),
             "diverged": r.diverged,
             "diverged_at_step": r.divergence["step"] if r.divergence else None,
             "seconds": r.timing["seconds"],

@@ -33,6 +33,7 @@ from core.idx import IdxFormatError, fetch_from_mirrors, read_idx, read_idx_head
 __all__ = [
     "DATASETS",
     "IMAGE_DATASETS",
+    "IMAGE_SHAPES",
     "TOY_DATASETS",
     "DatasetUnavailable",
     "DatasetInfo",
@@ -43,7 +44,11 @@ __all__ = [
 ]
 
 DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "moons", "circles", "xor", "spiral")
-IMAGE_DATASETS: frozenset[str] = frozenset({"digits", "mnist", "fashion-mnist"})
+# The one table of image shapes (channels, height, width): models, the budget, the exported
+# scripts and the recurrent lessons (an image read row by row) all read it.
+IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {"digits": (1, 8, 8), "mnist": (1, 28, 28),
+                                                 "fashion-mnist": (1, 28, 28)}
+IMAGE_DATASETS: frozenset[str] = frozenset(IMAGE_SHAPES)
 TOY_DATASETS: frozenset[str] = frozenset({"moons", "circles", "xor", "spiral"})
 
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -569,7 +574,7 @@ def describe_datasets() -> list[dict]:
     for name in DATASETS:
         if name in ("mnist", "fashion-mnist"):
             entry = _describe_idx(name)
-            shape, classes = (1, 28, 28), (_FASHION_NAMES if name == "fashion-mnist" else _DIGIT_NAMES)
+            shape, classes = IMAGE_SHAPES[name], (_FASHION_NAMES if name == "fashion-mnist" else _DIGIT_NAMES)
         else:
             splits = load_splits(name)
             info = splits.info

@@ -17,13 +17,15 @@ from typing import Any
 import numpy as np
 
 from core.config import ConfigError, RunConfig
+from core.metrics import CATALOGUE, SATURATED_WHEN, power
 from core.result import RunResult
 
 VANISHING_RATIO = 1e-3     # first/last layer gradient norm below this: vanishing
 EXPLODING_RATIO = 1e3      # … above this: exploding towards the input
 SATURATED_SHARE = 0.3      # share of saturated (unit, example) pairs worth a warning
 DEAD_SHARE = 0.25          # share of dead units worth a warning
-UPDATE_RATIO_HIGH = 3e-2   # update:data far above the ~1e-3 rule of thumb
+UPDATE_DATA = CATALOGUE["update_data_ratio"]
+UPDATE_RATIO_HIGH = 3e-2   # update:data far above its rule of thumb (UPDATE_DATA.target)
 UPDATE_RATIO_LOW = 1e-5
 CLIPPED_SHARE = 0.5        # clipping on more than half the steps hides a scale problem
 SATURATING = {"sigmoid", "tanh", "softplus"}
@@ -92,7 +94,7 @@ def diagnose(result: RunResult) -> list[Finding]:
     if sat is not None and sat > SATURATED_SHARE and cfg.activation in SATURATING:
         found.append(Finding(
             "saturated", "warning", "Saturated units",
-            f"{sat:.0%} of the hidden units' outputs sit where |f′| < 6% of its maximum "
+            f"{sat:.0%} of the hidden units' outputs sit where {SATURATED_WHEN} "
             f"(last record, mean over layers): little gradient passes through them.",
             _valid(cfg, Fix("Enable batch norm", {"batch_norm": True})
                    if not cfg.batch_norm else None,
@@ -117,8 +119,8 @@ def diagnose(result: RunResult) -> list[Finding]:
         if upd > UPDATE_RATIO_HIGH:
             found.append(Finding(
                 "steps_too_big", "warning", "Steps too large",
-                f"The median update:data ratio is {upd:.1e}; about 1e-3 is the usual healthy "
-                f"size. Training is likely unstable.",
+                f"The median {UPDATE_DATA.label} is {upd:.1e}; about "
+                f"{power(UPDATE_DATA.target)} is the usual healthy size. Training is likely unstable.",
                 _valid(cfg, Fix(f"Lower the learning rate to {cfg.lr / 10:g}",
                                 {"lr": cfg.lr / 10})),
             ))
@@ -127,8 +129,8 @@ def diagnose(result: RunResult) -> list[Finding]:
             # would blow up the last layers long before the first ones move.
             found.append(Finding(
                 "steps_too_small", "warning", "Steps too small",
-                f"The median update:data ratio is {upd:.1e}; about 1e-3 is the usual healthy "
-                f"size. Training crawls.",
+                f"The median {UPDATE_DATA.label} is {upd:.1e}; about "
+                f"{power(UPDATE_DATA.target)} is the usual healthy size. Training crawls.",
                 _valid(cfg, Fix(f"Raise the learning rate to {cfg.lr * 10:g}",
                                 {"lr": cfg.lr * 10})),
             ))

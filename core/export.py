@@ -24,7 +24,7 @@ import textwrap
 
 from core.activations import LEAKY_SLOPE
 from core.config import FIELDS, RunConfig
-from core.datasets import IMAGE_DATASETS, MNIST_VAL_SIZE, TOY_SIZE, _TOY_DATA_SEED
+from core.datasets import IMAGE_DATASETS, IMAGE_SHAPES, MNIST_VAL_SIZE, TOY_SIZE, _TOY_DATA_SEED
 
 __all__ = ["pytorch_script", "script_filename"]
 
@@ -43,8 +43,6 @@ _ACTIVATION_CODE = {
     "linear": "nn.Identity()",
 }
 
-# Image geometry per dataset: (channels, height, width). Toy sets are 2-D points.
-_IMAGE_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
 _TORCHVISION_CLASS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 
 
@@ -191,10 +189,10 @@ def _settings(cfg: RunConfig) -> str:
     if cfg.max_train is not None:
         lines.append(f"MAX_TRAIN = {cfg.max_train!r}  # cap on training examples")
     if cfg.model == "cnn":
-        shape = _IMAGE_SHAPES[cfg.dataset]
+        shape = IMAGE_SHAPES[cfg.dataset]
         lines.append(f"IMAGE_SHAPE = {shape!r}  # channels, height, width")
     elif cfg.dataset in IMAGE_DATASETS:
-        c, h, w = _IMAGE_SHAPES[cfg.dataset]
+        c, h, w = IMAGE_SHAPES[cfg.dataset]
         lines.append(f"N_INPUTS = {c * h * w}  # {h}x{w} pixels, flattened")
     else:
         lines.append("N_INPUTS = 2  # the x and y coordinates of a point")

@@ -17,9 +17,9 @@ from torch import nn
 
 from core import activations
 from core.config import RunConfig
+from core.datasets import IMAGE_SHAPES
 
 # What the networks read, by dataset, for counting their cost without loading anything.
-INPUTS = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
 TOY_INPUTS = 2              # a 2-D toy set's points: (x, y)
 CLASSES = 10                # every image set's; the toy sets have 2
 
@@ -87,10 +87,10 @@ def network_macs(model: str, depth: int, width: int, dataset: str,
                  conv_weight: float = 1.0) -> float:
     """Multiply-adds of one example's forward pass through the network `build_model` builds,
     each of a convolution's counted `conv_weight` times (for the compute budget)."""
-    if dataset not in INPUTS:  # a 2-D toy set
+    if dataset not in IMAGE_SHAPES:  # a 2-D toy set
         n_in, classes, shape = TOY_INPUTS, 2, None
     else:
-        shape, classes = INPUTS[dataset], CLASSES
+        shape, classes = IMAGE_SHAPES[dataset], CLASSES
         n_in = math.prod(shape)
     if model != "cnn":
         return n_in * width + (depth - 1) * width * width + width * classes

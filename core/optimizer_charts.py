@@ -22,11 +22,11 @@ import pandas as pd
 
 from core.chart_parts import ALERT, LOG_AXIS, LOG_LABELS, MAX_STEPS, fade, finite, legend_pick, \
     no_data, rule, source, tips
-from core.optimizers import LABELS, OPTIMIZERS
+from core.optimizers import LABELS, RACERS
 from core.surfaces import Surface, grid
 
 # d3's category10 without its grey (lost on the grey surface) and olive (too faint on white).
-COLOURS = dict(zip(OPTIMIZERS, ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+COLOURS = dict(zip(RACERS, ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                                 "#8c564b", "#e377c2", "#17becf"]))
 SIZE = 360                       # px: the contour's plot is square, as every window is
 # Streamlit fits a whole chart, legends and axes included, into its width and height: these
@@ -44,7 +44,7 @@ SURFACE_SCHEME = {"name": "greys", "extent": [0.0, 0.75]}
 
 def _optimizer_color(table: pd.DataFrame, legend: alt.Legend | None = None) -> alt.Color:
     """The optimizers in `table`, each in its own colour (the same in every chart)."""
-    present = [o for o in OPTIMIZERS if o in set(table["optimizer"])]
+    present = [o for o in RACERS if o in set(table["optimizer"])]
     labels = [LABELS[o] for o in present]
     return alt.Color("label:N", title="Optimizer", sort=labels,
                      scale=alt.Scale(domain=labels, range=[COLOURS[o] for o in present]),

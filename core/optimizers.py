@@ -2,7 +2,7 @@
 
     cfg = RaceConfig(surface="rosenbrock", adam_lr=0.02)
     table = race(cfg)            # optimizer, iteration, x, y, loss, lr, diverged
-    summary(table, cfg)          # per optimizer: where it ended, how far from a minimum
+    standings(table, cfg)        # per optimizer: where it ended, how far from a minimum
     PRESETS["lr_large"]          # a learning-rate lesson: config, text, claims on its run
 
 Each optimizer moves its own 2-element parameter tensor with `torch.optim` (and
@@ -38,7 +38,7 @@ SCHEMA_VERSION = 1
 LABELS = {"sgd": "SGD", "momentum": "Momentum", "nesterov": "Nesterov", "adagrad": "Adagrad",
           "rmsprop": "RMSprop", "adam": "Adam", "sgd_exp": "SGD + exp. decay",
           "sgd_cyclic": "SGD + cyclic lr"}
-OPTIMIZERS = tuple(LABELS)
+RACERS = tuple(LABELS)
 MOMENTUM = 0.9           # for momentum and nesterov: the usual value
 MAX_ITERATIONS = 2000
 BOX = 1000.0             # diverged once |x| or |y| exceeds BOX × the window's larger half-width
@@ -104,7 +104,7 @@ class RaceConfig:
 
     # --- the optimizers -------------------------------------------------------------------
     def enabled(self) -> list[str]:
-        return [name for name in OPTIMIZERS if getattr(self, name)]
+        return [name for name in RACERS if getattr(self, name)]
 
     def lr(self, name: str) -> float:
         return getattr(self, f"{name}_lr")
@@ -233,7 +233,7 @@ def url_problems(raw: Mapping[str, str], used: RaceConfig, *, skip=()) -> list[s
 
 
 # --- the race ---------------------------------------------------------------------------------
-def make_optimizer(name: str, params: list[torch.Tensor], lr: float, cfg: RaceConfig):
+def racer(name: str, params: list[torch.Tensor], lr: float, cfg: RaceConfig):
     """The torch.optim optimizer (and lr scheduler, or None) for one racer."""
     if name in ("sgd", "sgd_exp", "sgd_cyclic"):
         opt = torch.optim.SGD(params, lr=lr)
@@ -275,7 +275,7 @@ def race(cfg: RaceConfig) -> pd.DataFrame:
     limit = BOX * max(abs(v) for v in s.window)
     params = [torch.tensor([cfg.x0, cfg.y0], dtype=torch.float64, requires_grad=True)
               for _ in names]
-    racers = [make_optimizer(name, [p], cfg.lr(name), cfg) for name, p in zip(names, params)]
+    racers = [racer(name, [p], cfg.lr(name), cfg) for name, p in zip(names, params)]
     rows: list[list[tuple]] = [[] for _ in names]     # per racer: (x, y, loss, lr) per iteration
     diverged = [False] * len(names)
     alive = list(range(len(names)))
@@ -310,7 +310,7 @@ def race(cfg: RaceConfig) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
-def summary(table: pd.DataFrame, cfg: RaceConfig) -> pd.DataFrame:
+def standings(table: pd.DataFrame, cfg: RaceConfig) -> pd.DataFrame:
     """Per optimizer: its last point, loss, distance to the nearest minimum, divergence."""
     s = SURFACES[cfg.surface]
     out = []
@@ -361,7 +361,7 @@ def _diverged_at(table: pd.DataFrame) -> int | None:
 # SGD alone on the quadratic (x² + 25 y²)/2 from (-2.5, 1.5). Along each axis SGD multiplies the
 # coordinate by (1 − lr·curvature) per step: stable only for lr < 2/25 = 0.08 (the steep y
 # direction), while the flat x direction shrinks by (1 − lr) per step.
-_QUAD = defaults_for("quadratic").replace(iterations=300, **{o: o == "sgd" for o in OPTIMIZERS})
+_QUAD = defaults_for("quadratic").replace(iterations=300, **{o: o == "sgd" for o in RACERS})
 PRESETS: dict[str, Preset[RaceConfig, pd.DataFrame]] = {p.id: p for p in (
     Preset(
         "lr_small", "Learning rate too small", ":material/slow_motion_video:", "",

@@ -19,13 +19,14 @@ waits for the device during an epoch: values are written into preallocated devic
 copied to the host once, in `end_epoch()`. That keeps recording cheap on a GPU, where a host sync
 per step would stall the queue.
 
-What is recorded, per layer (dense or conv) at step 0 and every `record_every` steps:
+What is recorded, per layer (dense or conv) at step 0 and every `record_every` steps (the names
+and their meaning are core.metrics.CATALOGUE's):
   weight_grad_norm   ‖∇W‖ of the layer's weight, before clipping
   weight_grad_mean_abs, weight_grad_max_abs   mean and max |∇W| (the gradient-flow bars)
   out_grad_norm      ‖∂L/∂z‖, the gradient back-propagated to the layer's output z = Wx + b
   preact_mean/std    of the input to the activation (after batch norm when that is on)
   act_mean/std       of the activation's output
-  saturation         share of (example, unit) pairs with |f'(z)| < 6% of max |f'|
+  saturation         share of (example, unit) pairs saturated (core.activations.saturated)
   dead               share of units saturated for every example (and position) in the batch
   grad_data_ratio    ‖∇W‖ / ‖W‖ (= RMS(∇W) / RMS(W); Karpathy's std ratio for zero-mean W)
   update_data_ratio  ‖ΔW‖ / ‖W‖ for the optimizer step just taken (the 1e-3 rule of thumb)
@@ -48,11 +49,9 @@ import pandas as pd
 import torch
 
 from core import activations
+from core.metrics import LAYER_METRICS, STEP_METRICS
 from core.models import Layer, Network
 
-LAYER_METRICS = ("weight_grad_norm", "weight_grad_mean_abs", "weight_grad_max_abs", "out_grad_norm", "preact_mean", "preact_std", "act_mean",
-                 "act_std", "saturation", "dead", "grad_data_ratio", "update_data_ratio", "drift")
-STEP_METRICS = ("loss", "grad_norm", "clipped", "lr")
 HIST_KINDS = ("pre_norm", "pre_activation", "activation", "weight", "weight_grad")
 HIST_BINS = 40
 _M = {name: i for i, name in enumerate(LAYER_METRICS)}
@@ -442,7 +441,7 @@ class LayerRecorder:
 
     # --- tidy tables ------------------------------------------------------------------------
     def tables(self) -> dict[str, pd.DataFrame]:
-        steps = _concat(self._rows["steps"], ["step", "epoch", "loss", "grad_norm", "clipped", "lr"])
+        steps = _concat(self._rows["steps"], ["step", "epoch", *STEP_METRICS])
         layers = _concat(self._rows["layers"], ["step", "epoch", "layer", "metric", "value"])
         frames = self._rows["hist"] + ([self._final_hist] if self._final_hist is not None else [])
         hist = _concat(frames, ["epoch", "layer", "kind", "bin", "lo", "hi", "count"])

@@ -38,7 +38,6 @@ from torch import nn
 from core import cache
 from core.budget import STEP_COST, TIME_STEP_COST, Estimate
 from core.cache import RunKind
-from core.config import RunConfig
 from core.datasets import load_splits, nominal_sizes
 from core.recurrent_config import FIELDS, SIDES, RecurrentConfig
 from core.result import _table_from_dict, _table_to_dict
@@ -46,14 +45,15 @@ from core.store import RunStore
 from core.trainer import (DeviceData, evaluate, flushed_denormals, make_optimizer,
                           resolve_device, steps_per_epoch)
 
-__all__ = ["RecurrentConfig", "RecurrentResult", "SequenceClassifier", "build_model",
+__all__ = ["RecurrentConfig", "RecurrentResult", "SequenceClassifier", "build_recurrent",
            "train_recurrent", "get_recurrent_run", "cached_recurrent_run"]
 
-RECORDS_PER_EPOCH = 20  # with record_every unset; each costs a step-by-step forward (~1.5×)
+# With record_every unset; each record costs a step-by-step forward (~1.5×).
+RECURRENT_RECORDS_PER_EPOCH = 20
 EVAL_LIMIT = 2000       # validation and test images evaluated: the accuracies settle long before
 CELL_MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # hidden-to-hidden blocks stacked in weight_hh
-TABLES = ("epochs", "steps", "time_grads")
+RECURRENT_TABLES = ("epochs", "steps", "time_grads")
 
 
 # --- the model ------------------------------------------------------------------------------
@@ -88,7 +88,7 @@ class SequenceClassifier(nn.Module):
         return self.head(h[-1])
 
 
-def build_model(cfg: RecurrentConfig, n_classes: int) -> SequenceClassifier:
+def build_recurrent(cfg: RecurrentConfig, n_classes: int) -> SequenceClassifier:
     """The seeded model with its recurrent weights and gate biases initialised as configured."""
     torch.manual_seed(cfg.seed)
     model = SequenceClassifier(cfg, n_classes)
@@ -182,7 +182,7 @@ class RecurrentResult:
         return {"config": self.config.to_dict(), "key": self.key, "status": self.status,
                 "device": self.device, "dataset": self.dataset, "n_params": self.n_params,
                 "timing": self.timing, "divergence": self.divergence,
-                **{name: _table_to_dict(getattr(self, name)) for name in TABLES}}
+                **{name: _table_to_dict(getattr(self, name)) for name in RECURRENT_TABLES}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RecurrentResult":
@@ -190,7 +190,7 @@ class RecurrentResult:
                    device=data["device"], dataset=dict(data["dataset"]),
                    n_params=int(data["n_params"]), timing=dict(data["timing"]),
                    divergence=data["divergence"],
-                   **{name: _table_from_dict(data[name]) for name in TABLES})
+                   **{name: _table_from_dict(data[name]) for name in RECURRENT_TABLES})
 
 
 # --- training -------------------------------------------------------------------------------
@@ -222,12 +222,12 @@ def _train(cfg: RecurrentConfig, on_epoch) -> RecurrentResult:
     device = resolve_device(cfg.device)
     splits = load_splits(cfg.dataset, seed=cfg.seed, max_train=cfg.max_train)
     data = DeviceData(splits, device)
-    model = build_model(cfg, splits.info.n_classes).to(device)
+    model = build_recurrent(cfg, splits.info.n_classes).to(device)
     params = list(model.parameters())
     # The Training Lab's optimizers: its defaults for momentum (0.9) and Adam's betas.
-    optimizer = make_optimizer(RunConfig(optimizer=cfg.optimizer, lr=cfg.lr), params)
+    optimizer = make_optimizer(cfg.optimizer, params, cfg.lr)
     n_steps = steps_per_epoch(len(splits.y_train), cfg.batch_size, 1)
-    every = cfg.record_every or max(1, n_steps // RECORDS_PER_EPOCH)
+    every = cfg.record_every or max(1, n_steps // RECURRENT_RECORDS_PER_EPOCH)
     generator = torch.Generator().manual_seed(cfg.seed)
     x_val, y_val = data.x_val[:EVAL_LIMIT], data.y_val[:EVAL_LIMIT]
     T = cfg.seq_len

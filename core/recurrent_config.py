@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from core.config import OPTIMIZERS, ConfigError, _check, _f, format_value, inline, parse_value
+from core.datasets import IMAGE_SHAPES
 
 # Bump when the meaning of a field or the content of a result changes.
 SCHEMA_VERSION = 1
 
-SIDES = {"digits": 8, "mnist": 28, "fashion-mnist": 28}     # the images are side × side
+SIDES = {name: shape[-1] for name, shape in IMAGE_SHAPES.items()}  # side × side images
 DATASETS = tuple(SIDES)
 SEQUENCES = ("rows", "chunks")
 CELLS = ("rnn", "lstm", "gru")

@@ -4,7 +4,7 @@ Tables (pandas, long format, ready for Altair):
   epochs      epoch, split (train/val/test), metric (loss/accuracy), value
               epoch 0 is the network at initialisation, before any update
   steps       step, epoch, loss, grad_norm (total, before clipping), clipped (0/1), lr
-  layers      step, epoch, layer, metric, value      (see core.recorder.LAYER_METRICS)
+  layers      step, epoch, layer, metric, value      (see core.metrics.CATALOGUE)
   histograms  epoch, layer, kind, bin, lo, hi, count  (epoch e = after e epochs)
   boundary    epoch, x, y, p: the predicted probability of class 1 on a grid over the data, for
               2-D datasets only (empty otherwise); epoch 0 is the initial network
@@ -81,6 +81,15 @@ class RunResult:
         """
         g = self.at_step("weight_grad_norm", step)
         return float(g.iloc[0] / g.iloc[-1])
+
+    def end_saturation(self) -> list[float]:
+        """Each hidden layer's saturated share at the last recorded step, NaN for every layer
+        of a diverged run (its last record is the blow-up); `core.metrics.most_saturated` of
+        these is the headline number the Lab, Compare and the Sweep show."""
+        sat = self.layer_metric("saturation")
+        if self.diverged or sat.empty:
+            return [math.nan] * len(sat.columns)
+        return sat.iloc[-1].astype(float).tolist()
 
     # --- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

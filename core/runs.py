@@ -20,8 +20,8 @@ from core import cache
 from core.budget import CONV_COST, LAYER_STEP_COST, STEP_COST, Estimate, sci
 from core.cache import RunKind
 from core.config import FIELDS, RunConfig
-from core.datasets import nominal_sizes
-from core.models import INPUTS, network_macs
+from core.datasets import IMAGE_SHAPES, nominal_sizes
+from core.models import network_macs
 from core.result import RunResult
 from core.store import RunStore
 from core.trainer import BOUNDARY_GRID, train
@@ -37,7 +37,7 @@ def run_work(v: Mapping[str, Any]) -> float:
     macs = network_macs(v["model"], v["depth"], v["width"], v["dataset"], CONV_COST)
     layers = v["depth"] + (2 if v["model"] == "cnn" else 1)
     # A 2-D toy set's decision boundary is evaluated on the grid every epoch.
-    per_epoch_eval = n_val + (0 if v["dataset"] in INPUTS else BOUNDARY_GRID ** 2)
+    per_epoch_eval = n_val + (0 if v["dataset"] in IMAGE_SHAPES else BOUNDARY_GRID ** 2)
     steps = epochs * math.ceil(n / v["batch_size"])
     return (macs * (3 * n * epochs + per_epoch_eval * (epochs + 1) + n_test)
             + steps * (STEP_COST + LAYER_STEP_COST * layers))
@@ -56,7 +56,7 @@ def run_estimate(cfg: RunConfig) -> Estimate:
          ("width", "lower"), ("depth", "lower")), FIELDS)
 
 
-def summary(result: RunResult) -> dict:
+def run_meta(result: RunResult) -> dict:
     """Small, listable facts about a run (kept beside the payload in the store)."""
     return {
         "changed": {k: v for k, v in result.config.changed().items()},
@@ -67,7 +67,7 @@ def summary(result: RunResult) -> dict:
     }
 
 
-LAB_RUN = RunKind("run", "", RunResult.from_dict, run_estimate, summary, train)
+LAB_RUN = RunKind("run", "", RunResult.from_dict, run_estimate, run_meta, train)
 
 
 def get_run(cfg: RunConfig, *, store: RunStore | None = None,
@@ -85,7 +85,7 @@ def cached_run(cfg: RunConfig, store: RunStore | None = None) -> RunResult | Non
 
 
 def stored_runs(store: RunStore | None = None) -> list[dict]:
-    """The full runs in the store, most recently used first: [{key, meta}] (meta as `summary`)."""
+    """The full runs in the store, most recently used first: [{key, meta}] (meta as `run_meta`)."""
     store = cache.default_store() if store is None else store
     return [{"key": e["key"], "meta": e["meta"]} for e in store.entries()
             if _RUN_KEY.fullmatch(e["key"])]

@@ -38,6 +38,7 @@ from core.budget import refuse_sweep
 from core.cache import RunKind
 from core.config import FIELDS, ConfigError, RunConfig, describe, field_kind, format_value, \
     inline, parse_field, quote
+from core.metrics import most_saturated
 from core.result import RunResult
 from core.runs import cached_run, get_run, run_estimate
 from core.store import RunStore
@@ -393,7 +394,7 @@ def _result(spec: SweepSpec, cells: list[RunConfig], found: dict[int, CellSummar
             "val_accuracy": s.final("val", "accuracy"), "train_loss": s.final("train", "loss"),
             "grad_ratio": s.grad_ratio,
             "saturation_mean": float(finite.mean()) if finite.size else math.nan,
-            "saturation_max": float(finite.max()) if finite.size else math.nan,
+            "saturation_max": most_saturated(s.saturation),
             "diverged": s.status == "diverged", "diverged_step": s.diverged_step,
             "batched": s.source == "stacked" and s.group_size > 1, "group_size": s.group_size,
             "seconds": s.seconds, "from_store": s.from_store,

@@ -1,7 +1,7 @@
 """Heatmaps of a sweep: one cell per configuration, the grid's axes are the swept settings.
 
     heatmap(result.table, "val_accuracy", x_title="depth", y_title="activation")
-    METRICS   the three the Sweep page draws, with their titles and scales
+    HEATMAPS  the three the Sweep page draws, with their titles and scales
 
 Each heatmap carries a point selection named "cell" over the cell's `key`, so a page drawing it
 with `on_select="rerun"` learns which run was clicked. Diverged cells are hatched grey with
@@ -18,11 +18,12 @@ import numpy as np
 import pandas as pd
 
 from core.chart_parts import MUTED, PANEL_H, PANEL_W, no_data, tips
+from core.metrics import MOST_SATURATED
 
 SELECTION = "cell"
 
 
-class Metric(NamedTuple):
+class Heatmap(NamedTuple):
     title: str
     legend: str
     fmt: str          # the number written in each cell
@@ -31,13 +32,13 @@ class Metric(NamedTuple):
     mid: float | None = None
 
 
-METRICS = {
-    "val_accuracy": Metric("Final validation accuracy", "accuracy", ".0%", "viridis", (0, 1)),
-    "log_grad_ratio": Metric(
+HEATMAPS = {
+    "val_accuracy": Heatmap("Final validation accuracy", "accuracy", ".0%", "viridis", (0, 1)),
+    "log_grad_ratio": Heatmap(
         "First/last-layer gradient at init, log₁₀ (0 = balanced; < 0 vanishing, > 0 exploding)",
         "log₁₀ ratio", "+.1f", "redblue", None, 0.0),
-    "saturation_max": Metric("Largest share of saturated units in a hidden layer (end of training)",
-                             "saturated", ".0%", "orangered", (0, 1)),
+    "saturation_max": Heatmap(MOST_SATURATED.title, "saturated", MOST_SATURATED.fmt, "orangered",
+                              (0, 1)),
 }
 
 
@@ -52,7 +53,7 @@ def prepare(table: pd.DataFrame) -> pd.DataFrame:
 def heatmap(table: pd.DataFrame, metric: str, *, x_title: str, y_title: str,
             x_order: list[str] | None = None, y_order: list[str] | None = None) -> alt.LayerChart:
     """One metric over the grid; cells clickable (selection "cell" → the cell's key)."""
-    m = METRICS[metric]
+    m = HEATMAPS[metric]
     if table.empty:
         return no_data(m.title)
     df = prepare(table)
@@ -85,7 +86,8 @@ def heatmap(table: pd.DataFrame, metric: str, *, x_title: str, y_title: str,
         tooltip=tips(alt.Tooltip("x:N", title=x_title), alt.Tooltip("y:N", title=y_title),
                      alt.Tooltip("val_accuracy:Q", title="val accuracy", format=".1%"),
                      alt.Tooltip("grad_ratio:Q", title="first/last gradient", format=".2e"),
-                     alt.Tooltip("saturation_max:Q", title="max saturation", format=".0%"),
+                     alt.Tooltip("saturation_max:Q", title=MOST_SATURATED.label.lower(),
+                                 format=MOST_SATURATED.fmt),
                      alt.Tooltip("diverged:N", title="diverged"),
                      alt.Tooltip("batched:N", title="trained in a stacked group"),
                      alt.Tooltip("key:N", title="run key")),

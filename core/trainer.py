@@ -76,30 +76,43 @@ def steps_per_epoch(n_train: int, batch_size: int, min_size: int) -> int:
     return full + (1 if rest >= min_size else 0)
 
 
-def make_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
+_DEFAULT = RunConfig()  # where a lesson's config has no momentum or betas: the Lab's defaults
+
+
+def make_optimizer(name: str, params, lr: float, *, momentum: float = _DEFAULT.momentum,
+                   betas: tuple[float, float] = (_DEFAULT.beta1, _DEFAULT.beta2),
+                   weight_decay: float = _DEFAULT.weight_decay) -> torch.optim.Optimizer:
+    """The torch.optim optimizer called `name` (core.config.OPTIMIZERS); RMSprop's smoothing α
+    is betas[1]."""
     # foreach: one multi-tensor update for all parameters instead of a Python loop over them
     # (torch only picks it by default on CUDA; on the CPU it is ~3× faster for small nets).
-    common = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-    match cfg.optimizer:
+    common = dict(lr=lr, weight_decay=weight_decay, foreach=True)
+    match name:
         case "sgd":
             return torch.optim.SGD(params, **common)
         case "momentum":
-            return torch.optim.SGD(params, momentum=cfg.momentum, **common)
+            return torch.optim.SGD(params, momentum=momentum, **common)
         case "nesterov":
-            return torch.optim.SGD(params, momentum=cfg.momentum, nesterov=True, **common)
+            return torch.optim.SGD(params, momentum=momentum, nesterov=True, **common)
         case "adagrad":
             return torch.optim.Adagrad(params, **common)
         case "rmsprop":
-            return torch.optim.RMSprop(params, alpha=cfg.beta2, **common)
+            return torch.optim.RMSprop(params, alpha=betas[1], **common)
         # Adam's fused kernel (CPU, CUDA and MPS) does the whole update in one pass: ~2.5×
         # faster than foreach per step for the Lab's nets on the CPU.
         case "adam":
-            return torch.optim.Adam(params, betas=(cfg.beta1, cfg.beta2),
+            return torch.optim.Adam(params, betas=betas,
                                     **{**common, "foreach": None, "fused": True})
         case "adamw":
-            return torch.optim.AdamW(params, betas=(cfg.beta1, cfg.beta2),
+            return torch.optim.AdamW(params, betas=betas,
                                      **{**common, "foreach": None, "fused": True})
-    raise ConfigError("optimizer", f"unknown optimizer {cfg.optimizer!r}")  # pragma: no cover
+    raise ConfigError("optimizer", f"unknown optimizer {name!r}")  # pragma: no cover
+
+
+def run_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
+    """A RunConfig's optimizer, with its momentum, betas and weight decay."""
+    return make_optimizer(cfg.optimizer, params, cfg.lr, momentum=cfg.momentum,
+                          betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
 
 
 def make_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer, n_steps: int):
@@ -225,7 +238,7 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
     data = DeviceData(splits, device)
     model = build_model(cfg, splits.info.input_shape, splits.info.n_classes).to(device)
     params = list(model.parameters())
-    optimizer = make_optimizer(cfg, params)
+    optimizer = run_optimizer(cfg, params)
     min_batch = 2 if cfg.batch_norm else 1
     n_steps = steps_per_epoch(len(splits.y_train), cfg.batch_size, min_batch)
     scheduler, sched_every = make_scheduler(cfg, optimizer, n_steps)

@@ -4,6 +4,7 @@ import streamlit as st
 
 from core import charts
 from core.activations import ACTIVATIONS
+from core.metrics import SATURATED_WHEN
 from core.config import RunConfig
 from pages.kit.charts import chart
 from pages.kit.controls import LAB, config_form, warn
@@ -14,7 +15,7 @@ require_router()
 
 st.title("Activations")
 st.write("Each curve is an activation f(z) with its slope f′(z). Shaded: where it saturates, "
-         "|f′| < 6% of its largest slope, so little gradient passes back through a unit there "
+         f"{SATURATED_WHEN}, so little gradient passes back through a unit there "
          "(the same definition the Training Lab measures). Below, the pre-activations of a "
          "real layer from a real run are laid over the curve: you see which part of the curve "
          "the units actually use.")

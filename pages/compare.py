@@ -2,12 +2,14 @@
 
 import streamlit as st
 
-from core import charts, compare_charts
+from core import compare_charts
 from core.comparison import differences, outcomes
 from core.config import FIELDS, RunConfig
 from core.datasets import IMAGE_DATASETS
+from core.metrics import MOST_SATURATED
 from core.runs import load_run, stored_runs
-from pages.kit.charts import chart
+from core.tabs import TABS
+from pages.kit.charts import chart, run_chart
 from pages.kit.controls import LAB, apply_settings, config_controls, warn
 from pages.kit.runs import notices, obtain, store
 from pages.router import require_router
@@ -25,7 +27,6 @@ DEFAULT_A = RunConfig(depth=10, activation="sigmoid", init="xavier_normal", opti
 def one_change(a: RunConfig) -> RunConfig:
     """B's starting point: A with batch norm toggled (its controls keep what the user sets)."""
     return a.replace(batch_norm=not a.batch_norm)
-TABS = ["Training", "Gradients", "Activations", "Weights & ratios", "Clipping", "Batch norm"]
 # Streamlit puts a button group's label (not its value) in the link, so the labels are short.
 CONFIGURE, STORED = "Configure A and B", "Stored runs"
 
@@ -126,8 +127,7 @@ with right:
                 help="First layer's weight-gradient norm over the last layer's at step 0: far "
                      "below 1 vanishing, far above exploding."),
             "max_saturation": st.column_config.NumberColumn(
-                "Max saturation", format="percent",
-                help="Highest share of saturated units of any layer at any recorded step."),
+                MOST_SATURATED.label, format="percent", help=MOST_SATURATED.help),
             "diverged": st.column_config.CheckboxColumn("Diverged?"),
             "diverged_at_step": st.column_config.NumberColumn("Diverged at step"),
             "seconds": st.column_config.NumberColumn("Seconds", format="%.2f"),
@@ -149,7 +149,7 @@ def panels() -> None:
                                   key="layout", bind="query-params", required=True,
                                   help="Overlay draws A and B on the same axes where the chart "
                                        "allows it; side by side draws each run's own charts.")
-    tabs = st.tabs(TABS, key="tab", bind="query-params")
+    tabs = st.tabs(list(TABS), key="tab", bind="query-params")
     for tab, name in zip(tabs, TABS):
         with tab:
             if tab.open:  # only the open tab's charts are built
@@ -160,31 +160,20 @@ def panels() -> None:
                     _side_by_side(name, epoch)
 
 
+# Tab name (core.tabs.TABS) -> the charts that overlay every run; the other tabs are drawn
+# side by side.
 OVERLAYS = {
     "Training": [compare_charts.loss_accuracy],
     "Gradients": [lambda r, e: compare_charts.over_training(r),
                   lambda r, e: compare_charts.layer_profile(r, "weight_grad_norm", e),
                   lambda r, e: compare_charts.layer_profile(r, "out_grad_norm", e)],
-    "Activations": [lambda r, e: compare_charts.layer_profile(
-                        r, "saturation", e, log=False, factor=100,
-                        title=f"Saturated units (%) per layer after epoch {e}"),
-                    lambda r, e: compare_charts.layer_profile(
-                        r, "dead", e, log=False, factor=100,
-                        title=f"Dead units (%) per layer after epoch {e}"),
+    "Activations": [lambda r, e: compare_charts.layer_profile(r, "saturation", e),
+                    lambda r, e: compare_charts.layer_profile(r, "dead", e),
                     lambda r, e: compare_charts.layer_profile(r, "act_std", e)],
     "Weights & ratios": [compare_charts.update_ratio_profile,
                          lambda r, e: compare_charts.layer_profile(r, "grad_data_ratio", e),
                          lambda r, e: compare_charts.layer_profile(r, "drift", e)],
     "Clipping": [lambda r, e: compare_charts.total_grad_norm(r)],
-}
-SINGLE = {
-    "Training": lambda r, e: [charts.loss_accuracy(r, e)],
-    "Gradients": lambda r, e: [charts.grad_norm_heatmap(r), charts.gradient_flow(r, e)],
-    "Activations": lambda r, e: [charts.saturation_dead(r, e),
-                                 charts.histograms(r, "activation", e)],
-    "Weights & ratios": lambda r, e: [charts.ratios(r, e), charts.histograms(r, "weight", e)],
-    "Clipping": lambda r, e: [charts.clipping(r)],
-    "Batch norm": lambda r, e: [charts.batch_norm_shift(r, e)],
 }
 
 
@@ -193,8 +182,9 @@ def _side_by_side(tab: str, epoch: int) -> None:
     for col, (name, result) in zip(cols, results.items()):
         with col:
             st.markdown(f"**{name}**")
-            for spec in SINGLE[tab](result, epoch):
-                chart(spec)
+            for tab_chart in TABS[tab]:
+                if tab_chart.side_by_side:
+                    run_chart(result, tab_chart.build, *tab_chart.args(epoch))
 
 
 panels()

@@ -8,7 +8,9 @@ from core import charts
 from core.config import FIELDS
 from core.datasets import IMAGE_DATASETS
 from core.doctor import diagnose
+from core.metrics import MOST_SATURATED, most_saturated
 from core.presets import PRESETS
+from core.tabs import TABS
 from pages.kit.charts import run_chart
 from pages.kit.controls import LAB, apply_settings, classroom_editor, config_form, warn
 from pages.kit.lessons import lesson_box, preset_buttons
@@ -18,7 +20,6 @@ from pages.router import require_router
 require_router()
 
 LAB_FIELDS = [name for name in FIELDS if name != "noise"]
-TABS = ["Training", "Gradients", "Activations", "Weights & ratios", "Clipping", "Batch norm"]
 
 st.title("Training Lab")
 st.write("Train a real network on real images and watch every layer: how large its gradients "
@@ -39,7 +40,7 @@ if result is None:
 lesson_box(PRESETS.values(), cfg, result)
 notices(result)
 
-cols = st.columns([1.1, 1.3, 1, 1.1, 1, 1.1])
+cols = st.columns([1.1, 1.3, 1.3, 1.1, 1, 1.1])
 cols[0].metric("Validation accuracy", f"{result.final('val', 'accuracy'):.1%}",
                help="Share of the validation images classified correctly after the last epoch.")
 gap = result.final("train", "accuracy") - result.final("val", "accuracy")
@@ -51,10 +52,10 @@ ratio = result.grad_ratio(0) if len(result.layer_names) > 1 else math.nan
 cols[1].metric("First/last gradient", f"{ratio:.1e}",
                help="At initialisation: the first layer's weight-gradient norm over the last "
                     "layer's. Far below 1: vanishing; far above: exploding.")
-sat = result.layers[(result.layers.metric == "saturation")].value.max()
-cols[2].metric("Max saturation", f"{sat:.0%}" if math.isfinite(sat) else "–",
-               help="The highest share of saturated units (|f′| < 6% of its maximum) "
-                    "of any layer at any recorded step.")
+sat = most_saturated(result.end_saturation())
+cols[2].metric(MOST_SATURATED.label,
+               format(sat, MOST_SATURATED.fmt) if math.isfinite(sat) else "–",
+               help=MOST_SATURATED.help)
 status = "stopped early" if result.early_stop else result.status
 cols[3].metric("Status", {"completed": "done"}.get(status, status),
                help="'done': every epoch ran; 'diverged': values became NaN or infinite and "
@@ -91,36 +92,20 @@ def panels() -> None:
                       disabled=last == 0)
     epoch = min(epoch, last)
     # Only the open tab's charts are built: the others would cost time nobody sees.
-    tabs = st.tabs(TABS, key="tab", bind="query-params")
-    with tabs[0]:
-        if tabs[0].open:
-            run_chart(result, charts.loss_accuracy, epoch)
-    with tabs[1]:
-        if tabs[1].open:
-            run_chart(result, charts.grad_norm_heatmap)
-            run_chart(result, charts.grad_norm_lines, epoch=epoch)
-            run_chart(result, charts.gradient_flow, epoch)
-            run_chart(result, charts.grad_norm_lines, metric="out_grad_norm", epoch=epoch)
-    with tabs[2]:
-        if tabs[2].open:
-            run_chart(result, charts.saturation_dead, epoch)
-            run_chart(result, charts.histograms, "activation", epoch)
-            layer = st.selectbox("Layer over time", result.layer_names[:-1] or result.layer_names,
-                                 key="layer", bind="query-params",
-                                 help="Whose activation histogram to follow across epochs.")
-            run_chart(result, charts.histogram_over_time, "activation", layer)
-    with tabs[3]:
-        if tabs[3].open:
-            run_chart(result, charts.ratios, epoch)
-            run_chart(result, charts.histograms, "weight", epoch)
-            run_chart(result, charts.histograms, "weight_grad", epoch)
-    with tabs[4]:
-        if tabs[4].open:
-            run_chart(result, charts.clipping)
-    with tabs[5]:
-        if tabs[5].open:
-            run_chart(result, charts.batch_norm_shift, epoch)
-
+    tabs = st.tabs(list(TABS), key="tab", bind="query-params")
+    for tab, tab_charts in zip(tabs, TABS.values()):
+        with tab:
+            if not tab.open:
+                continue
+            for chart in tab_charts:
+                layer = None
+                if chart.needs_layer:
+                    layer = st.selectbox("Layer over time",
+                                         result.layer_names[:-1] or result.layer_names,
+                                         key="layer", bind="query-params",
+                                         help="Whose activation histogram to follow across "
+                                              "epochs.")
+                run_chart(result, chart.build, *chart.args(epoch, layer))
 
 panels()
 st.divider()

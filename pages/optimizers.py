@@ -7,8 +7,8 @@ import streamlit as st
 
 from core import optimizer_charts
 from core.config import ConfigError, format_value
-from core.optimizers import FIELDS, LABELS, LR_GRID, OPTIMIZERS, PRESETS, RaceConfig, \
-    defaults_for, race, summary, window_range
+from core.optimizers import FIELDS, LABELS, LR_GRID, PRESETS, RACERS, RaceConfig, \
+    defaults_for, race, standings, window_range
 from core.surfaces import SURFACES
 from pages.kit.charts import chart
 from pages.kit.controls import Form, apply_settings, just_set, link_problems, warn
@@ -44,7 +44,7 @@ def _surface_changed() -> None:
     """A new surface brings its own window, start point and learning rates."""
     base = defaults_for(st.session_state["surface"])
     apply_settings(RACE, {name: getattr(base, name)
-                          for name in ("x0", "y0", *(f"{o}_lr" for o in OPTIMIZERS))})
+                          for name in ("x0", "y0", *(f"{o}_lr" for o in RACERS))})
 
 
 def _pick_start() -> None:
@@ -96,7 +96,7 @@ def controls() -> tuple[RaceConfig, list[str]]:
             help=_help("iterations"))
         with st.expander("Optimizers and learning rates", expanded=True,
                          icon=":material/route:"):
-            for name in OPTIMIZERS:
+            for name in RACERS:
                 values[name] = st.toggle(LABELS[name], getattr(base, name), key=name,
                                          bind="query-params", help=_help(name))
                 values[f"{name}_lr"] = st.select_slider(
@@ -141,7 +141,7 @@ with st.spinner("Racing…"):  # shown only past half a second: 2,000 steps take
 lesson_box(PRESETS.values(), cfg, table)
 if table.empty:
     st.info("Switch on at least one optimizer in the sidebar.", icon=":material/info:")
-facts = summary(table, cfg) if len(table) else None
+facts = standings(table, cfg) if len(table) else None
 if facts is not None:
     blown = facts[facts["diverged"]]
     if len(blown):

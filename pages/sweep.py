@@ -7,6 +7,7 @@ import streamlit as st
 from core import sweep_charts
 from core.config import FIELDS, ConfigError, RunConfig, format_value
 from core.datasets import IMAGE_DATASETS
+from core.metrics import MOST_SATURATED
 from core.sweep import AXES, MAX_CELLS, SweepSpec, axis_problems, run_sweep, suggested_values
 from pages.kit.charts import spec_dict
 from pages.kit.controls import LAB, config_controls, warn
@@ -82,9 +83,9 @@ st.caption(f"{t['cells']} cells: {t['cells_from_store']} from the run store, "
 
 x_order = [format_value(v) or "off" for v in spec.x_values]
 y_order = [format_value(v) or "off" for v in spec.y_values]
-cols = st.columns(len(sweep_charts.METRICS))
+cols = st.columns(len(sweep_charts.HEATMAPS))
 clicked = []
-for col, metric in zip(cols, sweep_charts.METRICS):
+for col, metric in zip(cols, sweep_charts.HEATMAPS):
     with col:
         event = st.vega_lite_chart(spec_dict(sweep_charts.heatmap(
             result.table, metric, x_title=LAB.label(spec.x), y_title=LAB.label(spec.y),
@@ -120,7 +121,8 @@ with st.expander("All cells as a table", icon=":material/table:"):
             "val_accuracy": st.column_config.NumberColumn("Val accuracy", format="percent"),
             "grad_ratio": st.column_config.NumberColumn("First/last gradient at init",
                                                         format="%.1e"),
-            "saturation_max": st.column_config.NumberColumn("Max saturation", format="percent"),
+            "saturation_max": st.column_config.NumberColumn(
+                MOST_SATURATED.label, format="percent", help=MOST_SATURATED.help),
             "diverged": st.column_config.CheckboxColumn("Diverged?"),
             "batched": st.column_config.CheckboxColumn(
                 "Stacked", help="Trained together with other cells as one stacked network."),

@@ -128,27 +128,17 @@ def spec_rows(spec: dict) -> list[dict]:
 
 
 def lab_charts(result) -> dict:
-    """Every chart of the Training Lab's tabs, at the first and the last epoch."""
-    from core import charts
+    """Every chart of the Training Lab's tabs (core.tabs), at the first and the last epoch, for
+    the first and the last hidden layer."""
+    from core.tabs import TABS
     last = int(result.epochs["epoch"].max())
-    out = {"grad_norm_heatmap": charts.grad_norm_heatmap(result),
-           "clipping": charts.clipping(result)}
-    for e in sorted({0, last}):
-        out |= {
-            f"loss_accuracy@{e}": charts.loss_accuracy(result, e),
-            f"grad_norm_lines@{e}": charts.grad_norm_lines(result, epoch=e),
-            f"out_grad_norm@{e}": charts.grad_norm_lines(result, metric="out_grad_norm",
-                                                         epoch=e),
-            f"gradient_flow@{e}": charts.gradient_flow(result, e),
-            f"saturation_dead@{e}": charts.saturation_dead(result, e),
-            f"ratios@{e}": charts.ratios(result, e),
-            f"batch_norm_shift@{e}": charts.batch_norm_shift(result, e),
-            **{f"histograms {kind}@{e}": charts.histograms(result, kind, e)
-               for kind in ("activation", "weight", "weight_grad")},
-        }
-    for layer in (result.layer_names[0], result.layer_names[-2]):
-        out[f"histogram_over_time {layer}"] = charts.histogram_over_time(result, "activation",
-                                                                         layer)
+    out = {}
+    for chart in (c for tab in TABS.values() for c in tab):
+        for e in sorted({0, last}):
+            for layer in (result.layer_names[0], result.layer_names[-2]):
+                name = f"{chart.build.__name__}{chart.args(e, layer)}"
+                if name not in out:
+                    out[name] = chart.build(result, *chart.args(e, layer))
     return out
 
 
@@ -198,7 +188,7 @@ def test_compare_charts_draw_a_diverged_run(diverged, name):
     built += [compare_charts.layer_profile(pair, m, e) for m in
               ("weight_grad_norm", "out_grad_norm", "act_std", "grad_data_ratio", "drift")
               for e in (0, 1)]
-    built += [compare_charts.layer_profile(pair, m, 0, log=False, factor=100)
+    built += [compare_charts.layer_profile(pair, m, 0)
               for m in ("saturation", "dead")]
     for chart in built:
         spec = to_spec(chart)
@@ -219,7 +209,7 @@ def test_sweep_heatmaps_draw_diverged_cells():
     assert sweep.table.set_index(["x", "y"])["diverged"].to_dict() == {
         ("0.001", "orthogonal"): False, ("10.0", "orthogonal"): True,
         ("0.001", "normal_large"): True, ("10.0", "normal_large"): True}
-    for metric in sweep_charts.METRICS:
+    for metric in sweep_charts.HEATMAPS:
         chart = sweep_charts.heatmap(sweep.table, metric, x_title="lr", y_title="init")
         spec = to_spec(chart)
         json.dumps(spec, allow_nan=False)

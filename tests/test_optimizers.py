@@ -16,8 +16,8 @@ import torch
 from core import optimizer_charts as oc
 from core.config import ConfigError
 from core.lessons import matching
-from core.optimizers import BOX, LABELS, LR_GRID, OPTIMIZERS, PRESETS, RaceConfig, \
-    defaults_for, race, summary
+from core.optimizers import BOX, LABELS, LR_GRID, PRESETS, RACERS, RaceConfig, \
+    defaults_for, race, standings
 from core.surfaces import LEVELS_PER_DECADE, QUAD_Y, SURFACES, grid
 from tests.test_app import charts, clean, open_page
 from tests.test_charts import _walk, assert_clean, encodings, rows, texts
@@ -73,7 +73,7 @@ def test_minima_are_zero_with_zero_gradient_and_inside_the_window(name):
         assert abs(float(s.f(torch.tensor(x, dtype=torch.float64),
                              torch.tensor(y, dtype=torch.float64)))) < 1e-20
         assert np.abs(GRADS[name](x, y)).max() < 1e-9
-    assert s.contains(*s.start) and set(s.lrs) == set(OPTIMIZERS)
+    assert s.contains(*s.start) and set(s.lrs) == set(RACERS)
     assert all(lr in LR_GRID for lr in s.lrs.values())  # the sliders can show every default
 
 
@@ -158,7 +158,7 @@ def beale_race():
     return cfg, race(cfg)
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("name", RACERS)
 def test_each_trajectory_is_the_update_rule_replayed_in_numpy(beale_race, name):
     cfg, table = beale_race
     lr = cfg.lr(name)
@@ -180,7 +180,7 @@ def test_each_trajectory_is_the_update_rule_replayed_in_numpy(beale_race, name):
 def test_racing_together_matches_racing_alone(beale_race):
     # One backward pass serves every racer: each one's path must be what it is on its own.
     cfg, table = beale_race
-    alone = race(cfg.replace(**{o: o == "adam" for o in OPTIMIZERS}))
+    alone = race(cfg.replace(**{o: o == "adam" for o in RACERS}))
     together = table[table["optimizer"] == "adam"].reset_index(drop=True)
     pd.testing.assert_frame_equal(alone, together)
 
@@ -196,13 +196,13 @@ def test_divergence_stops_one_racer_and_the_others_go_on():
     np.testing.assert_allclose(sgd["y"], 1.5 * (-1.5) ** np.arange(k + 1), rtol=1e-12)
     adam = table[table["optimizer"] == "adam"]
     assert len(adam) == cfg.iterations + 1 and not adam["diverged"].any()
-    facts = summary(table, cfg).set_index("optimizer")
+    facts = standings(table, cfg).set_index("optimizer")
     assert facts.loc["sgd", "diverged_at"] == k and not facts.loc["adam", "diverged"]
 
 
 def test_overflow_to_inf_is_a_result_not_an_error():
     cfg = defaults_for("beale").replace(x0=4.5, y0=3.5, iterations=50, sgd_lr=10.0,
-                                        **{o: o in ("sgd", "adam") for o in OPTIMIZERS})
+                                        **{o: o in ("sgd", "adam") for o in RACERS})
     table = race(cfg)
     sgd = table[table["optimizer"] == "sgd"]
     assert sgd["diverged"].iloc[-1] and len(sgd) < 51
@@ -213,7 +213,7 @@ def test_overflow_to_inf_is_a_result_not_an_error():
 
 
 def test_no_optimizer_is_an_empty_table():
-    table = race(RaceConfig(**{o: False for o in OPTIMIZERS}))
+    table = race(RaceConfig(**{o: False for o in RACERS}))
     assert table.empty and list(table.columns) == ["optimizer", "iteration", "x", "y", "loss",
                                                    "lr", "diverged"]
     assert "no optimizer selected" in texts(oc.loss_curves(table).to_dict())
@@ -337,7 +337,7 @@ def test_contour_draws_surface_paths_minima_start_and_the_scrubbed_point():
     minima = [r for r in rows(spec) if r.get("label") == "minimum (f = 0)"]
     assert len(minima) == 4  # Himmelblau's four
     colours = [e for e in encodings(spec, "color") if e.get("field") == "label"]
-    assert all(e["scale"]["domain"] == [LABELS[o] for o in OPTIMIZERS] for e in colours)
+    assert all(e["scale"]["domain"] == [LABELS[o] for o in RACERS] for e in colours)
     surface = [e for e in encodings(spec, "color") if e.get("field") == "level"][0]
     assert surface["scale"]["type"] == "log"
 

@@ -18,7 +18,7 @@ from core.chart_parts import MAX_STEPS
 from core.cache import default_store, forget_recent
 from core.config import ConfigError
 from core.datasets import load_splits
-from core.recurrent import (RecurrentResult, build_model, cached_recurrent_run,
+from core.recurrent import (RecurrentResult, build_recurrent, cached_recurrent_run,
                             get_recurrent_run, train_recurrent)
 from core.recurrent_config import RecurrentConfig, chunk_sizes
 from core.recurrent_presets import RECURRENT_PRESETS
@@ -60,7 +60,7 @@ def independent(cfg: RecurrentConfig):
         / float(splits.std.ravel()[0])
     x = x.reshape(len(x), -1, cfg.step_size)
     y = torch.as_tensor(splits.y_train)
-    model = build_model(cfg, 10)
+    model = build_recurrent(cfg, 10)
     cell_cls = {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}[cfg.cell]
     cells = []
     for layer in range(cfg.layers):
@@ -110,15 +110,15 @@ def test_recurrent_init_and_gate_bias(cell):
             ("xavier_normal", lambda w: abs(w.std().item() * H ** 0.5 - 1) < 0.05),
             ("normal_large", lambda w: abs(w.std().item() - 1) < 0.05),
             ("normal_small", lambda w: abs(w.std().item() / 0.01 - 1) < 0.05)]:
-        model = build_model(RecurrentConfig(cell=cell, layers=2, recurrent_init=init), 10)
+        model = build_recurrent(RecurrentConfig(cell=cell, layers=2, recurrent_init=init), 10)
         for layer in range(2):
             blocks = getattr(model.rnn, f"weight_hh_l{layer}").detach().chunk(gates)
             assert all(check(w) for w in blocks), (init, layer)
     if cell != "rnn":
         keep = slice(H, 2 * H)   # LSTM: input, forget, …; GRU: reset, update, …
-        rnn = build_model(RecurrentConfig(cell=cell, forget_bias=2.0), 10).rnn
+        rnn = build_recurrent(RecurrentConfig(cell=cell, forget_bias=2.0), 10).rnn
         assert (rnn.bias_ih_l0[keep] + rnn.bias_hh_l0[keep] == 2.0).all()
-        rnn = build_model(RecurrentConfig(cell=cell, forget_bias=None), 10).rnn
+        rnn = build_recurrent(RecurrentConfig(cell=cell, forget_bias=None), 10).rnn
         assert rnn.bias_ih_l0[keep].abs().max() <= 1 / H ** 0.5    # PyTorch's U(±1/√H)
 
 
@@ -126,7 +126,7 @@ def test_the_fused_output_alone_misses_the_path_through_time():
     """Why the recording steps run step by step: the fused op's output[:, t] is not what its
     next step reads, so its gradient has only the direct path to the loss."""
     cfg = RecurrentConfig(**ONE_STEP)
-    model = build_model(cfg, 10)
+    model = build_recurrent(cfg, 10)
     splits = load_splits("digits", max_train=32)
     x = model.sequences(torch.as_tensor(splits.x_train).float() / 16)
     out, _ = model.rnn(x)

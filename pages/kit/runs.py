@@ -18,7 +18,8 @@ import streamlit as st
 
 from core.export import pytorch_script, script_filename
 from core.result import TABLES, RunResult
-from core.runs import cached_run, configure_for_server, get_run
+from core.cpus import configure_for_server
+from core.runs import cached_run, get_run
 from core.store import RunStore
 from pages.kit.charts import chart
 

@@ -1,0 +1,113 @@
+"""The metric catalogue: every series the recorder writes, named once with what it means.
+
+    CATALOGUE["update_data_ratio"].title     # "update:data ratio ‖ΔW‖/‖W‖"
+    CATALOGUE["update_data_ratio"].healthy   # (1e-4, 1e-2), around the 1e-3 rule of thumb
+    LAYER_METRICS, STEP_METRICS              # the names the recorder writes, in its order
+
+Like a TensorBoard tag, a metric's name is the key every view finds it by: the recorder writes
+the names, the charts take their titles, axis labels and scales from here, the doctor and the
+pages their words, so "update:data" means and reads the same everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from core.activations import SATURATION_FRACTION
+
+SATURATED_WHEN = f"|f′(z)| < {SATURATION_FRACTION:.0%} of max |f′|"
+
+
+@dataclass(frozen=True)
+class Metric:
+    label: str                  # short name: legends, tooltips, headline numbers
+    symbol: str                 # the formula, written after the label in titles ("" if none)
+    help: str                   # one sentence: what is measured, and when
+    fmt: str = ".3g"            # format spec of one value
+    log: bool = True            # spans orders of magnitude: drawn on a log axis
+    share: bool = False         # a fraction in [0, 1], drawn as 0–100 %
+    healthy: tuple[float, float] | None = None   # the usual healthy range, where one is known
+    target: float | None = None                  # the rule-of-thumb value inside that range
+
+    @property
+    def title(self) -> str:
+        return f"{self.label} {self.symbol}".strip()
+
+    @property
+    def axis(self) -> str:
+        """The value axis' title: the label with its unit or scale."""
+        return f"{self.label} (%)" if self.share else f"{self.label} (log)" if self.log \
+            else self.label
+
+
+_NORM = dict(fmt=".2e")
+_SHARE = dict(fmt=".0%", log=False, share=True)
+
+CATALOGUE: dict[str, Metric] = {
+    # --- per layer, at every recorded step ---
+    "weight_grad_norm": Metric("Weight-gradient norm", "‖∇W‖",
+                               "Norm of the layer's weight gradient, before clipping.", **_NORM),
+    "weight_grad_mean_abs": Metric("Mean |∇W|", "", "Mean absolute entry of the layer's weight "
+                                   "gradient, before clipping.", **_NORM),
+    "weight_grad_max_abs": Metric("Max |∇W|", "", "Largest absolute entry of the layer's weight "
+                                  "gradient, before clipping.", **_NORM),
+    "out_grad_norm": Metric("Gradient norm at the layer's output", "‖∂L/∂z‖",
+                            "Norm of the gradient back-propagated to the layer's output "
+                            "z = Wx + b.", **_NORM),
+    "preact_mean": Metric("Pre-activation mean", "", "Mean of the activation's input z (after "
+                          "batch norm when that is on).", log=False),
+    "preact_std": Metric("Pre-activation std", "", "Standard deviation of the activation's "
+                         "input z (after batch norm when that is on)."),
+    "act_mean": Metric("Activation mean", "", "Mean of the activation's output f(z).", log=False),
+    "act_std": Metric("Activation std", "", "Standard deviation of the activation's output f(z)."),
+    "saturation": Metric("Saturated", f"({SATURATED_WHEN})",
+                         f"Share of (example, unit) pairs where {SATURATED_WHEN}: little "
+                         "gradient passes through them.", **_SHARE),
+    "dead": Metric("Dead", "(saturated for the whole batch)",
+                   "Share of units saturated for every example (and position) of the batch: "
+                   "they get no gradient at all.", **_SHARE),
+    "grad_data_ratio": Metric("grad:data ratio", "‖∇W‖/‖W‖",
+                              "The weight gradient's norm over the weights' norm.", **_NORM),
+    "update_data_ratio": Metric("update:data ratio", "‖ΔW‖/‖W‖",
+                                "How far the optimizer step just taken moved the weights, "
+                                "relative to their size; about 1e-3 is Karpathy's rule of thumb.",
+                                healthy=(1e-4, 1e-2), target=1e-3, **_NORM),
+    "drift": Metric("Weight drift", "‖W − W₀‖/‖W₀‖",
+                    "How far the weights have moved from their initial values, relative to "
+                    "those.", **_NORM),
+    # --- per step ---
+    "loss": Metric("Loss", "(cross-entropy)", "The training batch's mean cross-entropy.",
+                   fmt=".4g", log=False),
+    "grad_norm": Metric("Total gradient norm before clipping", "‖∇‖",
+                        "Norm of the whole gradient (every parameter), before clipping.", **_NORM),
+    "clipped": Metric("Clipped", "", "Whether clipping changed the step's gradient (0/1).",
+                      fmt=".0f", log=False),
+    "lr": Metric("Learning rate", "", "The learning rate of the step, after any schedule.",
+                 fmt=".3g"),
+}
+
+LAYER_METRICS = ("weight_grad_norm", "weight_grad_mean_abs", "weight_grad_max_abs",
+                 "out_grad_norm", "preact_mean", "preact_std", "act_mean", "act_std", "saturation",
+                 "dead", "grad_data_ratio", "update_data_ratio", "drift")
+STEP_METRICS = ("loss", "grad_norm", "clipped", "lr")
+
+# One number per run, the same on every page that shows it (Lab, Compare, Sweep): the per-layer
+# chart beside it ends at this value in its highest line.
+MOST_SATURATED = Metric(
+    "Most saturated layer (end)", f"({SATURATED_WHEN})",
+    f"The largest share of saturated (example, unit) pairs ({SATURATED_WHEN}) of any hidden "
+    "layer at the last recorded step; none when the run diverged.", **_SHARE)
+
+
+def power(x: float) -> str:
+    """A power of ten as the app writes one: 1e-3, not 1e-03 or 0.001."""
+    return f"{x:.0e}".replace("e-0", "e-").replace("e+0", "e+")
+
+
+def most_saturated(end_saturation: Sequence[float]) -> float:
+    """MOST_SATURATED from each hidden layer's saturated share at the end (NaN when none is
+    finite, as for a diverged run)."""
+    finite = [v for v in end_saturation if math.isfinite(v)]
+    return max(finite) if finite else math.nan
