@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core import compare_charts
+from core import charts, compare_charts
 from core.comparison import differences, outcomes
 from core.config import FIELDS, RunConfig
 from core.datasets import IMAGE_DATASETS
