@@ -286,14 +286,12 @@ def check_sweep(cells: list, limit: float | None = None) -> None:
 
 def check_recurrent(cfg) -> None:
     """ConfigError if training this RecurrentConfig is over the budget."""
-    from core.recurrent_config import FIELDS
-
     n_train = nominal_sizes(cfg.dataset)[0]
     n = min(cfg.max_train or n_train, n_train)
     refuse(f"this run ({n:,} sequences of {cfg.seq_len} steps × {cfg.epochs} epochs, plus "
            "evaluation and per-step costs)", {**cfg.to_dict(), "max_train": n}, recurrent_work,
            [("epochs", "lower"), ("max_train", "lower"), ("batch_size", "raise"),
-            ("hidden", "lower"), ("layers", "lower")], FIELDS)
+            ("hidden", "lower"), ("layers", "lower")], cfg.fields())
 
 
 def check_attention(cfg, fields: Mapping[str, Any],

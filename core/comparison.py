@@ -14,7 +14,8 @@ import math
 
 import pandas as pd
 
-from core.config import FIELDS, RunConfig, format_value
+from core.config import FIELDS, RunConfig
+from core.settings import format_value
 from core.result import RunResult
 
 

@@ -5,11 +5,10 @@ import math
 import streamlit as st
 
 from core import attention_charts
-from core.attention import D_GRID, FIELDS, OPTIMIZERS, SCALE_GRID, TOKENS, VARIANTS, \
-    AttentionConfig, cached_attention, example_image, example_weights, get_attention, \
-    softmax_saturation, url_problems
+from core.attention import D_GRID, OPTIMIZERS, SCALE_GRID, TOKENS, VARIANTS, AttentionConfig, \
+    cached_attention, example_image, example_weights, get_attention, softmax_saturation
 from core.attention_presets import ATTENTION_PRESETS, Evidence, sweep_value
-from core.config import ConfigError, format_value
+from core.settings import ConfigError
 from pages import training
 from pages.router import require_router
 
@@ -40,7 +39,7 @@ st.write("A self-attention head compares every token's query with every token's 
 
 
 def _widget(name: str):
-    f, default = FIELDS[name], getattr(DEFAULTS, name)
+    f, default = AttentionConfig.fields()[name], getattr(DEFAULTS, name)
     common = dict(key=name, help=f.metadata["help"], bind="query-params")
     if name in CHOICES:
         return st.selectbox(LABELS[name], CHOICES[name], index=CHOICES[name].index(default),
@@ -49,18 +48,18 @@ def _widget(name: str):
         return st.toggle(LABELS[name], value=default, **common)
     if name in GRIDS:
         return st.select_slider(LABELS[name], GRIDS[name], value=default, **common,
-                                format_func=lambda v: "all" if v is None else format_value(v))
+                                format_func=lambda v, n=name: AttentionConfig.format_setting(n, v))
     if name == "epochs":
         return st.slider(LABELS[name], 1, int(f.metadata["hi"]), default, **common)
     return st.number_input(LABELS[name], 0, int(f.metadata["hi"]), default, 1, **common)
 
 
-raw_url = {k: st.query_params.get(k) for k in FIELDS if k in st.query_params}
+raw_url = {k: st.query_params.get(k) for k in AttentionConfig.fields() if k in st.query_params}
 values = {}
 with st.sidebar:  # no form: the sweep is immediate and the classifier is cached
     for group, title in (("attention", "Attention"), ("classifier", "Classifier")):
         with st.expander(title, expanded=True):
-            for name, f in FIELDS.items():
+            for name, f in AttentionConfig.fields().items():
                 if f.metadata["group"] == group:
                     values[name] = _widget(name)
 try:
@@ -68,13 +67,13 @@ try:
 except ConfigError as err:  # the widgets only offer valid values; kept as a guard
     st.warning(f"{err}; using the defaults.", icon=":material/warning:")
     cfg = DEFAULTS
-for message in url_problems(raw_url, cfg, GRIDS):
+for message in AttentionConfig.url_problems(raw_url, cfg, GRIDS):
     st.warning(message, icon=":material/warning:")
 
 
 def _apply(config: AttentionConfig) -> None:
     """A preset sets the bound widgets (and so the link); the page redraws with them."""
-    for name in FIELDS:
+    for name in AttentionConfig.fields():
         st.session_state[name] = getattr(config, name)
 
 

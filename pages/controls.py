@@ -5,7 +5,7 @@ range, choices), bound to the URL with Streamlit's `bind="query-params"` under t
 so a page's settings are always in its link. Widgets sit in a form: a run starts on submit.
 
 A link with bad values (``?depth=-3&activation=banana``) still opens: the binding drops what the
-widget cannot take, and `url_warnings` says which values were dropped and what is used instead.
+widget cannot take, and `RunConfig.url_problems` says which values were dropped and what is used instead.
 A classroom link (``?hide=optimizer,lr``) hides those controls; their values still come from
 the link, so a teacher can fix what students may not change.
 """
@@ -17,7 +17,8 @@ from typing import Any, Iterable
 
 import streamlit as st
 
-from core.config import FIELDS, ConfigError, RunConfig, format_value, inline, parse_field
+from core.config import FIELDS, RunConfig
+from core.settings import ConfigError, settings_named
 
 GROUPS = {
     "data": "Data",
@@ -76,7 +77,7 @@ def _widget(name: str, default: Any, options: dict[str, Iterable] | None, prefix
         grid = list((options or {}).get(name, _STEP_GRIDS[name]))
         value = default if default in grid else grid[0]
         return st.select_slider(text, grid, value=value, **common,
-                                format_func=lambda v, n=name: format_value(v, n))
+                                format_func=lambda v, n=name: RunConfig.format_setting(n, v))
     if name in _SLIDERS:
         lo, hi, step = _SLIDERS[name]
         return st.slider(text, lo, hi, default, step, **common)
@@ -85,21 +86,6 @@ def _widget(name: str, default: Any, options: dict[str, Iterable] | None, prefix
         return st.number_input(text, int(m["lo"]), int(m["hi"]), int(default), 1, **common)
     return st.number_input(text, float(m["lo"]), float(m["hi"]), float(default),
                            format="%g", **common)
-
-
-def url_warnings(raw: dict[str, str], used: RunConfig, prefix: str = "") -> list[str]:
-    """What the link asked for that the page could not use, and what it used instead."""
-    out = []
-    for name, text in raw.items():
-        try:
-            problem = (None if parse_field(name, text) == getattr(used, name)
-                       else "is not one of this control's values")
-        except ConfigError as err:
-            problem = str(err).split(": ", 1)[1]
-        if problem:
-            out.append(f"`{prefix}{name}={inline(text)}` {problem}; using "
-                       f"{format_value(getattr(used, name), name)}.")
-    return out
 
 
 def config_form(fields: list[str], *, defaults: RunConfig = RunConfig(),
@@ -144,7 +130,7 @@ def config_controls(fields: list[str], *, defaults: RunConfig = RunConfig(),
                                        "● changed" if name in changed else "")
     for name in hidden:  # classroom: fixed by the link, not shown
         try:
-            values[name] = parse_field(name, raw_url[name]) if name in raw_url \
+            values[name] = RunConfig.parse_setting(name, raw_url[name]) if name in raw_url \
                 else getattr(defaults, name)
         except ConfigError:
             values[name] = getattr(defaults, name)
@@ -159,9 +145,9 @@ def resolve(values: dict[str, Any], raw: dict[str, str], defaults: RunConfig,
     (one warning each); so does what the link (`raw`) asked for that no widget took.
     """
     cfg, problems = RunConfig.with_fallbacks(values, defaults=defaults)
-    replaced = {message.split(":", 1)[0] for message in problems}  # said once, not twice
+    replaced = settings_named(problems)  # said once, not twice
     raw = {name: text for name, text in raw.items() if name not in replaced}
-    return cfg, url_warnings(raw, cfg, prefix) + problems
+    return cfg, RunConfig.url_problems(raw, cfg, prefix=prefix) + problems
 
 
 def _current(prefix: str, name: str, default: Any) -> Any:
@@ -171,7 +157,7 @@ def _current(prefix: str, name: str, default: Any) -> Any:
         return st.session_state[key]
     if key in st.query_params:
         try:
-            return parse_field(name, st.query_params[key])
+            return RunConfig.parse_setting(name, st.query_params[key])
         except ConfigError:
             return default
     return default

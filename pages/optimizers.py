@@ -6,9 +6,9 @@ import time
 import streamlit as st
 
 from core import optimizer_charts
-from core.config import ConfigError, format_value
-from core.optimizers import FIELDS, LABELS, LR_GRID, OPTIMIZERS, PRESETS, RaceConfig, \
-    defaults_for, matching_preset, race, summary, url_problems, window_range
+from core.optimizers import LABELS, LR_GRID, OPTIMIZERS, PRESETS, RaceConfig, defaults_for, \
+    matching_preset, race, summary, window_range
+from core.settings import ConfigError, format_value
 from core.surfaces import SURFACES
 from pages import training
 from pages.router import require_router
@@ -73,16 +73,17 @@ def _start_grid(name: str, surface: str) -> list[float]:
 def _link_warnings(raw: dict, used: RaceConfig) -> list[str]:
     """What the link asked for that the page could not use. Settings a callback has just set
     are skipped: the link read at the start of this run still holds their old values."""
-    return url_problems(raw, used, skip=st.session_state.pop(SET_KEY, set()))
+    just_set = st.session_state.pop(SET_KEY, set())
+    return RaceConfig.url_problems({k: v for k, v in raw.items() if k not in just_set}, used)
 
 
 def _help(name: str) -> str:
-    return FIELDS[name].metadata["help"]
+    return RaceConfig.fields()[name].metadata["help"]
 
 
 def controls() -> tuple[RaceConfig, list[str]]:
     """The sidebar's widgets, bound to the URL, as one RaceConfig (and the link's problems)."""
-    raw = {k: st.query_params.get(k) for k in FIELDS if k in st.query_params}
+    raw = {k: st.query_params.get(k) for k in RaceConfig.fields() if k in st.query_params}
     with st.sidebar:
         # Raw names, no format_func: Streamlit puts a selectbox's displayed label in the link.
         surface = st.selectbox(
@@ -123,7 +124,7 @@ def controls() -> tuple[RaceConfig, list[str]]:
         cfg = RaceConfig(**values)
     except ConfigError:  # e.g. a start point left outside a new window: fall back, say so
         cfg, problems = RaceConfig.from_params_lenient(
-            {k: format_value(v) for k, v in values.items()})
+            {k: RaceConfig.format_setting(k, v) for k, v in values.items()})
         return cfg, _link_warnings(raw, cfg) + problems
     return cfg, _link_warnings(raw, cfg)
 

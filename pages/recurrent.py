@@ -8,8 +8,9 @@ import streamlit as st
 from core import recurrent_charts
 from core.config import OPTIMIZERS
 from core.recurrent import RecurrentResult, cached_recurrent_run, get_recurrent_run
-from core.recurrent_config import (CELLS, DATASETS, DEVICES, FIELDS, RECURRENT_INITS, SEQUENCES,
-                                   RecurrentConfig, chunk_sizes, format_setting, url_problems)
+from core.recurrent_config import (CELLS, DATASETS, DEVICES, RECURRENT_INITS, SEQUENCES,
+                                   RecurrentConfig, chunk_sizes)
+from core.settings import settings_named
 from core.recurrent_presets import RECURRENT_PRESETS
 from pages import training
 from pages.router import require_router
@@ -51,41 +52,41 @@ st.write("A recurrent network reads an image one row at a time (28 rows for Fash
 
 
 def _widget(name: str):
-    f, default = FIELDS[name], FIELDS[name].default
+    f, default = RecurrentConfig.fields()[name], RecurrentConfig.fields()[name].default
     common = dict(key=name, help=f.metadata["help"], bind="query-params")
     if name in CHOICES:  # raw values, no format_func: a link holds the option as displayed
         options = list(CHOICES[name])
         return st.selectbox(LABELS[name], options, index=options.index(default), **common)
     if name in GRIDS:
         return st.select_slider(LABELS[name], GRIDS[name], value=default, **common,
-                                format_func=lambda v, n=name: format_setting(n, v))
+                                format_func=lambda v, n=name: RecurrentConfig.format_setting(n, v))
     if name == "epochs":
         return st.slider(LABELS[name], 1, int(f.metadata["hi"]), default, **common)
     return st.number_input(LABELS[name], 0, int(f.metadata["hi"]), default, 1, **common)
 
 
-raw_url = {k: st.query_params.get(k) for k in FIELDS if k in st.query_params}
+raw_url = {k: st.query_params.get(k) for k in RecurrentConfig.fields() if k in st.query_params}
 values = {}
 with st.sidebar.form("recurrent", border=False):
     st.form_submit_button("Train", type="primary", width="stretch",
                           help="Train this configuration (instant if it ran before).")
     for group, title in GROUPS.items():
         with st.expander(title, expanded=group in EXPANDED):
-            for name, f in FIELDS.items():
+            for name, f in RecurrentConfig.fields().items():
                 if f.metadata["group"] == group:
                     values[name] = _widget(name)
 # Combinations the widgets allow but the config forbids (a chunk that does not fit the images)
 # fall back to the defaults, with a warning; so does what a link asked for and no widget offers.
 cfg, problems = RecurrentConfig.with_fallbacks(values)
-replaced = {message.split(":", 1)[0] for message in problems}
-for message in problems + url_problems({k: v for k, v in raw_url.items() if k not in replaced},
-                                       cfg):
+replaced = settings_named(problems)
+for message in problems + RecurrentConfig.url_problems(
+        {k: v for k, v in raw_url.items() if k not in replaced}, cfg):
     st.warning(message, icon=":material/warning:")
 
 
 def _apply(config: RecurrentConfig) -> None:
     """A preset sets the bound widgets (and so the link); the run starts on the rerun."""
-    for name in FIELDS:
+    for name in RecurrentConfig.fields():
         st.session_state[name] = getattr(config, name)
 
 

@@ -160,7 +160,6 @@ def _page_defaults() -> list:
 def test_every_preset_and_default_fits_the_budget():
     from core import budget
     from core.attention import TOKEN_SHAPES
-    from core.attention import FIELDS as ATTENTION_FIELDS
     from core.attention_presets import ATTENTION_PRESETS
     from core.datasets import DATASETS
     from core.presets import PRESETS
@@ -181,13 +180,12 @@ def test_every_preset_and_default_fits_the_budget():
             RecurrentConfig(dataset=name) for name in SEQUENCE_DATASETS]:
         budget.check_recurrent(cfg)
     for cfg in [p.config for p in ATTENTION_PRESETS.values()] + [AttentionConfig()]:
-        budget.check_attention(cfg, ATTENTION_FIELDS, TOKEN_SHAPES)
+        budget.check_attention(cfg, AttentionConfig.fields(), TOKEN_SHAPES)
 
 
 def test_recurrent_and_attention_requests_over_the_budget_are_refused(tmp_path, monkeypatch):
     from core import budget
     from core.attention import TOKEN_SHAPES
-    from core.attention import FIELDS as ATTENTION_FIELDS
 
     store = RunStore(tmp_path / "runs.sqlite3")
     calls: list = []
@@ -217,7 +215,7 @@ def test_recurrent_and_attention_requests_over_the_budget_are_refused(tmp_path, 
     with pytest.raises(ConfigError, match="over the budget") as err:
         get_attention(slow, store=store)
     budget.check_attention(slow.replace(epochs=suggestion(str(err.value), "epochs")),
-                           ATTENTION_FIELDS, TOKEN_SHAPES)
+                           AttentionConfig.fields(), TOKEN_SHAPES)
     assert calls == []
 
 
