@@ -87,7 +87,10 @@ def describe(f: dataclasses.Field, span: Span | None = None) -> str:
     else:
         noun = "an integer" if kind is int else "a number"
         lo, hi, where = span or (m["lo"], m["hi"], "")
-        text = f"{noun}{f' in {where},' if where else ''} from {lo:g} to {hi:g}"
+        if lo is None:  # a range that hangs on other settings, asked without them
+            text = noun
+        else:
+            text = f"{noun}{f' in {where},' if where else ''} from {lo:g} to {hi:g}"
     return text + (f" (or empty for {m['none']})" if is_optional(f) else "")
 
 
