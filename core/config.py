@@ -1,7 +1,7 @@
 """`RunConfig`: the one frozen, validated, hashable description of a training run.
 
-Everything that can vary about a run is a field here, with its allowed values in the field's
-metadata. The CLI flags (`python -m core train --help`), the URL query parameters and the app's
+Everything that can vary about a run is a field here, declared with `core.settings.setting`
+(its allowed values in the field's metadata), plus the rules across fields (`check_rules`). The CLI flags (`python -m core train --help`), the URL query parameters and the app's
 widgets are all derived from these fields, so a new setting is added in exactly one place.
 
     cfg = RunConfig(depth=10, activation="sigmoid")

@@ -123,8 +123,7 @@ def controls() -> tuple[RaceConfig, list[str]]:
     try:
         cfg = RaceConfig(**values)
     except ConfigError:  # e.g. a start point left outside a new window: fall back, say so
-        cfg, problems = RaceConfig.from_params_lenient(
-            {k: RaceConfig.format_setting(k, v) for k, v in values.items()})
+        cfg, problems = RaceConfig.with_fallbacks(values)
         return cfg, _link_warnings(raw, cfg) + problems
     return cfg, _link_warnings(raw, cfg)
 

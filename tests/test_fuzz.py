@@ -512,7 +512,7 @@ PAGE_PARSERS = {
     "lab": ["config_form"], "activations": ["config_form"], "playground": ["config_form"],
     "initialization": ["config_controls"], "compare": ["config_controls"],
     "sweep": ["config_controls", "SweepSpec.from_params_lenient", "axis_problems"],
-    "optimizers": ["url_problems", "RaceConfig.from_params_lenient"],
+    "optimizers": ["url_problems", "RaceConfig.with_fallbacks"],
     "recurrent": ["RecurrentConfig.with_fallbacks", "url_problems"],
     "attention": ["url_problems"],
 }
