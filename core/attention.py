@@ -12,15 +12,13 @@ query/key weights' gradient is another matter: unscaled, ∂s/∂q carries a fac
     result = get_attention(cfg)         # a tiny attention classifier, scaled vs unscaled,
                                         # trained on digits (cached in the run store)
 
-The config's field metadata drives validation, URL parameters and the page's widgets, with the
-same helpers (and the same error messages) as `core.config.RunConfig`.
+The config's fields (`core.settings`) drive validation, URL parameters and the page's widgets,
+as for every config.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -35,13 +33,12 @@ from torch import nn
 from core import cache
 from core.budget import LAYER_STEP_COST, STEP_COST, Estimate
 from core.cache import RunKind
-from core.config import OPTIMIZERS, ConfigError, _check, _f, format_value, inline, \
-    parse_value
+from core.config import OPTIMIZERS
 from core.datasets import load_splits, nominal_sizes
+from core.settings import Settings, setting
 from core.store import RunStore
 from core.trainer import DeviceData, flushed_denormals, make_optimizer
 
-SCHEMA_VERSION = 1
 KEY_PREFIX = "attn-"
 TOKENS = ("rows", "patch2", "patch4")          # 8 rows of 8 pixels; 16 2×2 patches; 4 4×4 ones
 TOKEN_SHAPES = {"rows": (8, 8), "patch2": (16, 4), "patch4": (4, 16)}   # (tokens, pixels each)
@@ -54,107 +51,35 @@ CLASSES = 10        # the ten digits
 
 
 @dataclass(frozen=True)
-class AttentionConfig:
-    tokens: str = _f("rows", "How a digit becomes a sequence: its 8 pixel rows (8 tokens of 8 "
-                     "pixels), 2×2 patches (16 tokens of 4) or 4×4 patches (4 tokens of 16).",
-                     choices=TOKENS, group="attention")
-    d: int = _f(64, "Query/key width d. The logit q·k sums d products, so its spread grows "
-                "like √d unless divided by √d.", lo=1, hi=512, group="attention")
-    scaled: bool = _f(True, "Divide the logits by √d (as in Transformers). The page draws both "
-                      "variants; this one is highlighted.", group="attention")
-    logit_scale: float = _f(1.0, "Extra factor on every logit (an inverse softmax "
-                            "temperature): above 1 sharpens attention, below 1 softens it.",
-                            lo=0.01, hi=100.0, log=True, group="attention")
-    seed: int = _f(0, "Random seed of the data split, the projections and the classifier.",
-                   lo=0, hi=2**31 - 1, group="attention")
-    epochs: int = _f(10, "Training passes of the classifier over the digits.", lo=1, hi=50,
-                     group="classifier")
-    lr: float = _f(3e-3, "Learning rate of the classifier.", lo=1e-5, hi=1.0, log=True,
-                   group="classifier")
-    optimizer: str = _f("adam", "Update rule (torch.optim); momentum is SGD with momentum 0.9.",
-                        choices=OPTIMIZERS, group="classifier")
-    batch_size: int = _f(64, "Examples per step.", lo=1, hi=1024, group="classifier")
-    max_train: int | None = _f(None, "Cap on training digits (empty = all 1,079).", lo=10,
-                               hi=2000, group="classifier")
+class AttentionConfig(Settings):
+    SCHEMA_VERSION = 1  # bump when the meaning of a field or the content of a result changes
 
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, _check(f, getattr(self, f.name)))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def key(self) -> str:
-        blob = json.dumps({"schema": SCHEMA_VERSION, **self.to_dict()}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    tokens: str = setting("rows", "How a digit becomes a sequence: its 8 pixel rows (8 tokens "
+                          "of 8 pixels), 2×2 patches (16 tokens of 4) or 4×4 patches (4 tokens "
+                          "of 16).", choices=TOKENS, group="attention")
+    d: int = setting(64, "Query/key width d. The logit q·k sums d products, so its spread grows "
+                     "like √d unless divided by √d.", lo=1, hi=512, group="attention")
+    scaled: bool = setting(True, "Divide the logits by √d (as in Transformers). The page draws "
+                           "both variants; this one is highlighted.", group="attention")
+    logit_scale: float = setting(1.0, "Extra factor on every logit (an inverse softmax "
+                                 "temperature): above 1 sharpens attention, below 1 softens it.",
+                                 lo=0.01, hi=100.0, log=True, group="attention")
+    seed: int = setting(0, "Random seed of the data split, the projections and the classifier.",
+                        lo=0, hi=2**31 - 1, group="attention")
+    epochs: int = setting(10, "Training passes of the classifier over the digits.", lo=1, hi=50,
+                          group="classifier")
+    lr: float = setting(3e-3, "Learning rate of the classifier.", lo=1e-5, hi=1.0, log=True,
+                        group="classifier")
+    optimizer: str = setting("adam", "Update rule (torch.optim); momentum is SGD with momentum "
+                             "0.9.", choices=OPTIMIZERS, group="classifier")
+    batch_size: int = setting(64, "Examples per step.", lo=1, hi=1024, group="classifier")
+    max_train: int | None = setting(None, "Cap on training digits (empty = all 1,079).", lo=10,
+                                    hi=2000, group="classifier", none="all")
 
     def store_key(self) -> str:
         """The classifier's run-store key. `scaled` only picks which variant the page
         highlights (both are trained), so it is left out: one training serves both."""
         return KEY_PREFIX + self.replace(scaled=True).key()
-
-    def replace(self, **changes: Any) -> "AttentionConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_params(self, *, only_changed: bool = True) -> dict[str, str]:
-        return {name: format_value(getattr(self, name)) for name, f in FIELDS.items()
-                if not (only_changed and getattr(self, name) == f.default)}
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, str]) -> "AttentionConfig":
-        """Strict parse: the first bad parameter raises ConfigError naming it."""
-        values = {}
-        for name, text in params.items():
-            if name not in FIELDS:
-                raise ConfigError(name, f"unknown setting; known: {', '.join(FIELDS)}")
-            values[name] = parse_value(FIELDS[name], text)
-        return cls(**values)
-
-    @classmethod
-    def from_params_lenient(cls, params: Mapping[str, str]) -> tuple["AttentionConfig", list[str]]:
-        """What is valid, defaults for the rest, one warning per dropped value (for links)."""
-        values, warnings = {}, []
-        for name, text in params.items():
-            if name not in FIELDS:
-                continue  # the URL may carry other parameters
-            try:
-                values[name] = _check(FIELDS[name], parse_value(FIELDS[name], text))
-            except ConfigError as err:
-                warnings.append(f"{err}; using {format_value(FIELDS[name].default)}.")
-        return cls(**values), warnings
-
-
-FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(AttentionConfig)}
-
-
-def parse_setting(name: str, text: str) -> Any:
-    """One setting from text, range-checked; ConfigError naming it if invalid."""
-    if name not in FIELDS:
-        raise ConfigError(name, f"unknown setting; known: {', '.join(FIELDS)}")
-    return _check(FIELDS[name], parse_value(FIELDS[name], text))
-
-
-def url_problems(raw: Mapping[str, str], used: AttentionConfig,
-                 offered: Mapping[str, tuple] | None = None) -> list[str]:
-    """What a link asked for that the page could not use, and what it used instead.
-
-    `offered`: the values a control offers, where it offers only some (a select slider).
-    """
-    out = []
-    for name, text in raw.items():
-        if name not in FIELDS:
-            continue
-        try:
-            values = (offered or {}).get(name)
-            listed = f" ({', '.join(format_value(v) for v in values)})" if values else ""
-            problem = (None if parse_setting(name, text) == getattr(used, name)
-                       else f"is not one of this control's values{listed}")
-        except ConfigError as err:
-            problem = str(err).split(": ", 1)[1]
-        if problem:
-            out.append(f"`{name}={inline(text)}` {problem}; using "
-                       f"{format_value(getattr(used, name))}.")
-    return out
 
 
 # --- tokens -----------------------------------------------------------------------------------
@@ -512,7 +437,7 @@ def attention_estimate(cfg: AttentionConfig) -> Estimate:
         f"training both classifiers ({n:,} digits × {cfg.epochs} epochs, plus evaluation and "
         "per-step costs)", {**cfg.to_dict(), "max_train": n}, attention_work,
         (("epochs", "lower"), ("batch_size", "raise"), ("max_train", "lower"), ("d", "lower")),
-        FIELDS)
+        AttentionConfig.fields())
 
 
 def attention_meta(result: AttentionResult) -> dict:

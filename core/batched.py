@@ -48,7 +48,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from core import activations
-from core.config import FIELDS, RunConfig, format_value
+from core.config import FIELDS, RunConfig
+from core.settings import format_value
 from core.datasets import load_splits
 from core.models import build_model
 from core.result import RunResult

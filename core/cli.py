@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
-from core.config import FIELDS, ConfigError, RunConfig, describe, field_kind, format_value, \
-    parse_field
+from core.config import FIELDS, RunConfig
+from core.settings import ConfigError, describe, field_kind
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,7 +58,7 @@ def _value_type(name: str):
 
     def convert(text: str):
         try:
-            return parse_field(name, text)
+            return RunConfig.parse_setting(name, text)
         except ConfigError as err:
             raise argparse.ArgumentTypeError(str(err)) from None
     convert.__name__ = describe(f)  # argparse names the type in "invalid <type> value"
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, f in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         help_text = f"{f.metadata['help']} Allowed: {describe(f)}. Default: " \
-                    f"{format_value(f.default) or 'off'}."
+                    f"{RunConfig.format_setting(name, f.default)}."
         if field_kind(f) is bool:
             train.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
                                default=None, help=help_text.replace("%", "%%"))
@@ -250,7 +250,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for name, f in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         help_text = (f"{f.metadata['help']} Allowed: {describe(f)}. Default: "
-                     f"{format_value(f.default)}.").replace("%", "%%")
+                     f"{RunConfig.format_setting(name, f.default)}.").replace("%", "%%")
         if field_kind(f) is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
                                 default=None, help=help_text)

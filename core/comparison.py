@@ -14,8 +14,9 @@ import math
 
 import pandas as pd
 
-from core.config import FIELDS, RunConfig, format_value
+from core.config import FIELDS, RunConfig
 from core.metrics import most_saturated
+from core.settings import format_value
 from core.result import RunResult
 
 

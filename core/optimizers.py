@@ -10,16 +10,15 @@ Each optimizer moves its own 2-element parameter tensor with `torch.optim` (and
 whose minimum is 0. An optimizer whose point becomes NaN/inf or leaves a box far outside the
 window has diverged: its table stops there, with the last row marked, and the others go on.
 
-`RaceConfig` follows `core.config.RunConfig`: frozen, validated with messages that name the
-setting and its range, and round-tripped through flat strings for the URL. Settings left out of
-a link take the surface's defaults (its start point and learning rates), so links stay short.
+`RaceConfig` is a config of `core.settings` like every other: frozen, validated with messages
+that name the setting and its range, and round-tripped through flat strings for the URL. Its
+defaults hang on the surface (its start point and learning rates), so links stay short, and the
+range of the start point is the surface's window.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -28,13 +27,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-# `_f` and `_check` are RunConfig's field metadata and range check: one set of rules for both.
-from core.config import ConfigError, _check, _f, describe, format_value, inline, parse_value, \
-    quote
 from core.lessons import Claim, Preset
+from core.settings import Settings, Span, setting
 from core.surfaces import SURFACES
 
-SCHEMA_VERSION = 1
 LABELS = {"sgd": "SGD", "momentum": "Momentum", "nesterov": "Nesterov", "adagrad": "Adagrad",
           "rmsprop": "RMSprop", "adam": "Adam", "sgd_exp": "SGD + exp. decay",
           "sgd_cyclic": "SGD + cyclic lr"}
@@ -50,27 +46,30 @@ _BEALE = SURFACES["beale"]
 
 
 def _on(name: str) -> Any:
-    return _f(True, f"Run {LABELS[name]}.", group="optimizers")
+    return setting(True, f"Run {LABELS[name]}.", group="optimizers")
 
 
 def _lr(name: str) -> Any:
-    return _f(_BEALE.lrs[name], f"Learning rate of {LABELS[name]}.", lo=LR_LO, hi=LR_HI, log=True,
-              group="optimizers")
+    return setting(_BEALE.lrs[name], f"Learning rate of {LABELS[name]}.", lo=LR_LO, hi=LR_HI,
+                   log=True, group="optimizers")
 
 
 @dataclass(frozen=True)
-class RaceConfig:
-    surface: str = _f("beale", "The function every optimizer minimises.",
-                      choices=tuple(SURFACES), group="surface")
-    # The range of x0 and y0 is the surface's window (checked in __post_init__).
-    x0: float = _f(_BEALE.start[0], "Start point, x.", group="surface")
-    y0: float = _f(_BEALE.start[1], "Start point, y.", group="surface")
-    iterations: int = _f(500, "Optimizer steps.", lo=1, hi=MAX_ITERATIONS, group="surface")
-    decay: float = _f(0.99, "γ of SGD + exp. decay: the learning rate is multiplied by γ after "
-                      "every step (ExponentialLR).", lo=0.9, hi=1.0, group="schedules")
-    cycle: int = _f(50, "Steps from the low to the high learning rate of SGD + cyclic lr "
-                    "(CyclicLR, triangular between lr/10 and lr).", lo=2, hi=1000,
-                    group="schedules")
+class RaceConfig(Settings):
+    SCHEMA_VERSION = 1  # bump when the meaning of a field or the content of a result changes
+
+    surface: str = setting("beale", "The function every optimizer minimises.",
+                           choices=tuple(SURFACES), group="surface")
+    # The range of x0 and y0 is the surface's window (`span`).
+    x0: float = setting(_BEALE.start[0], "Start point, x.", group="surface")
+    y0: float = setting(_BEALE.start[1], "Start point, y.", group="surface")
+    iterations: int = setting(500, "Optimizer steps.", lo=1, hi=MAX_ITERATIONS, group="surface")
+    decay: float = setting(0.99, "γ of SGD + exp. decay: the learning rate is multiplied by γ "
+                           "after every step (ExponentialLR).", lo=0.9, hi=1.0,
+                           group="schedules")
+    cycle: int = setting(50, "Steps from the low to the high learning rate of SGD + cyclic lr "
+                         "(CyclicLR, triangular between lr/10 and lr).", lo=2, hi=1000,
+                         group="schedules")
     sgd: bool = _on("sgd")
     sgd_lr: float = _lr("sgd")
     momentum: bool = _on("momentum")
@@ -88,19 +87,20 @@ class RaceConfig:
     sgd_cyclic: bool = _on("sgd_cyclic")
     sgd_cyclic_lr: float = _lr("sgd_cyclic")
 
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            if f.name not in WINDOW:
-                object.__setattr__(self, f.name, _check(f, getattr(self, f.name)))
-        for name in WINDOW:  # the range is the surface's window, not a fixed one
-            value = getattr(self, name)
-            lo, hi = window_range(name, self.surface)
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not (number and lo <= value <= hi):  # also false for NaN
-                raise ConfigError(name, f"{quote(value)} is outside the "
-                                        f"{SURFACES[self.surface].title} window: must be "
-                                        f"{field_range(name, self.surface)}")
-            object.__setattr__(self, name, float(value))
+    @classmethod
+    def defaults_with(cls, values: Mapping[str, Any]) -> RaceConfig:
+        """The surface's own start point and learning rates (Beale's for a surface that is
+        none)."""
+        surface = values.get("surface")
+        return defaults_for(surface if isinstance(surface, str) and surface in SURFACES
+                            else "beale")
+
+    @classmethod
+    def span(cls, name: str, values: Mapping[str, Any]) -> Span | None:
+        if name not in WINDOW:
+            return None
+        lo, hi = window_range(name, values["surface"])
+        return lo, hi, f"the {SURFACES[values['surface']].title} window"
 
     # --- the optimizers -------------------------------------------------------------------
     def enabled(self) -> list[str]:
@@ -109,66 +109,8 @@ class RaceConfig:
     def lr(self, name: str) -> float:
         return getattr(self, f"{name}_lr")
 
-    # --- identity and flat strings (URL) ----------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
-    def key(self) -> str:
-        blob = json.dumps({"schema": SCHEMA_VERSION, **self.to_dict()}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-    def replace(self, **changes: Any) -> "RaceConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_params(self, *, only_changed: bool = True) -> dict[str, str]:
-        """Flat strings; by default only what differs from the surface's defaults."""
-        base = defaults_for(self.surface)
-        return {name: format_value(getattr(self, name)) for name in FIELDS
-                if not only_changed or name == "surface" and self.surface != "beale"
-                or getattr(self, name) != getattr(base, name)}
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, str]) -> "RaceConfig":
-        """Strict: the first unknown or bad parameter raises ConfigError naming it."""
-        for name in params:
-            if name not in FIELDS:
-                raise ConfigError(name, f"unknown setting; known: {', '.join(FIELDS)}")
-        surface = parse_setting("surface", params.get("surface", "beale"))
-        values = {name: parse_setting(name, text, surface) for name, text in params.items()}
-        return defaults_for(surface).replace(**values)
-
-    @classmethod
-    def from_params_lenient(cls, params: Mapping[str, str]) -> tuple["RaceConfig", list[str]]:
-        """What is valid, the surface's defaults for the rest, and one warning per dropped value.
-
-        Other pages' parameters may share the URL: unknown names are ignored.
-        """
-        dropped: list[tuple[str, str, str]] = []   # (setting, the link's text, why)
-        try:
-            surface = parse_setting("surface", params.get("surface", "beale"))
-        except ConfigError as err:
-            surface = "beale"
-            dropped.append(("surface", str(params["surface"]), _reason(err)))
-        base = defaults_for(surface)
-        merged = base.to_dict()
-        for name, text in params.items():
-            if name in FIELDS and name != "surface":
-                try:
-                    merged[name] = parse_setting(name, text, surface)
-                except ConfigError as err:
-                    dropped.append((name, str(text), _reason(err)))
-        cfg = cls(**merged)  # every value passed its own check, and x0, y0 the window's
-        return cfg, [f"`{name}={inline(text)}`: {why}; using {format_value(getattr(cfg, name))}."
-                     for name, text, why in dropped]
-
-
-FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(RaceConfig)}
-
-
-def _reason(err: ConfigError) -> str:
-    return str(err).split(": ", 1)[1]
-
-
+@functools.cache  # one per surface: every link and check of the race asks
 def defaults_for(surface: str) -> RaceConfig:
     """The surface's own start point and learning rates, everything else at the defaults."""
     s = SURFACES[surface]
@@ -182,54 +124,6 @@ WINDOW = ("x0", "y0")
 def window_range(name: str, surface: str) -> tuple[float, float]:
     w = SURFACES[surface].window
     return w[:2] if name == "x0" else w[2:]
-
-
-def field_range(name: str, surface: str = "beale") -> str:
-    """'a number from -4.5 to 4.5', 'an integer from 1 to 2000', … for messages and help."""
-    if name in WINDOW:
-        lo, hi = window_range(name, surface)
-        return f"a number from {lo:g} to {hi:g}"
-    return describe(FIELDS[name])
-
-
-def parse_setting(name: str, text: str, surface: str = "beale") -> Any:
-    """One setting from its text, range-checked (x0, y0 against `surface`'s window)."""
-    if name not in FIELDS:
-        raise ConfigError(name, f"unknown setting; known: {', '.join(FIELDS)}")
-    if name not in WINDOW:
-        return _check(FIELDS[name], parse_value(FIELDS[name], text))
-    try:
-        value = float(str(text).strip())
-    except ValueError:
-        raise ConfigError(name, f"{quote(str(text))} is not {field_range(name, surface)}") \
-            from None
-    lo, hi = window_range(name, surface)
-    if not lo <= value <= hi:  # also false for NaN
-        raise ConfigError(name, f"{quote(value)} is outside the {SURFACES[surface].title} window: "
-                                f"must be {field_range(name, surface)}")
-    return value
-
-
-def url_problems(raw: Mapping[str, str], used: RaceConfig, *, skip=()) -> list[str]:
-    """What a link asked for that the page could not use, and what it used instead.
-
-    `skip`: settings not to report (a control has just set them, so the link still holds the
-    old values).
-    """
-    out = []
-    for name, text in raw.items():
-        if name not in FIELDS or name in skip:
-            continue
-        try:
-            value = parse_setting(name, text, used.surface)
-            problem = (None if value == getattr(used, name)
-                       else "is not one of this control's values")
-        except ConfigError as err:
-            problem = _reason(err)
-        if problem:
-            out.append(f"`{name}={inline(str(text))}` {problem}; "
-                       f"using {format_value(getattr(used, name))}.")
-    return out
 
 
 # --- the race ---------------------------------------------------------------------------------

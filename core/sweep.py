@@ -36,9 +36,9 @@ from core import cache
 from core.batched import CellSummary, batch_groups, train_batched
 from core.budget import refuse_sweep
 from core.cache import RunKind
-from core.config import FIELDS, ConfigError, RunConfig, describe, field_kind, format_value, \
-    inline, parse_field, quote
+from core.config import FIELDS, RunConfig
 from core.metrics import most_saturated
+from core.settings import ConfigError, describe, field_kind, format_value, inline, quote
 from core.result import RunResult
 from core.runs import cached_run, get_run, run_estimate
 from core.store import RunStore
@@ -190,7 +190,7 @@ def _lenient_values(params: Mapping[str, str], axis: str, name: str, defaults: S
     if f"{axis}v" in params and params.get(axis) == name:  # values of a fallen-back axis: no
         for text in _split(params[f"{axis}v"]):
             try:
-                values.append(parse_field(name, text))
+                values.append(RunConfig.parse_setting(name, text))
             except ConfigError as err:
                 warnings.append(f"{err}; dropped.")
     elif name == getattr(defaults, axis):
@@ -216,7 +216,7 @@ def parse_values(name: str, text: str) -> tuple:
     items = _split(text)
     if not items:
         raise ConfigError(name, f"give at least one value, comma-separated ({describe(FIELDS[name])})")
-    return tuple(parse_field(name, t) for t in items)
+    return tuple(RunConfig.parse_setting(name, t) for t in items)
 
 
 def _split(text: str) -> list[str]:

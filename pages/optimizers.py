@@ -6,9 +6,9 @@ import time
 import streamlit as st
 
 from core import optimizer_charts
-from core.config import ConfigError, format_value
-from core.optimizers import FIELDS, LABELS, LR_GRID, PRESETS, RACERS, RaceConfig, \
+from core.optimizers import LABELS, LR_GRID, PRESETS, RACERS, RaceConfig, \
     defaults_for, race, standings, window_range
+from core.settings import ConfigError, format_value
 from core.surfaces import SURFACES
 from pages.kit.charts import chart
 from pages.kit.controls import Form, apply_settings, just_set, link_problems, warn
@@ -70,12 +70,12 @@ def _start_grid(name: str, surface: str) -> list[float]:
 
 # --- controls ---------------------------------------------------------------------------------
 def _help(name: str) -> str:
-    return FIELDS[name].metadata["help"]
+    return RaceConfig.fields()[name].metadata["help"]
 
 
 def controls() -> tuple[RaceConfig, list[str]]:
     """The sidebar's widgets, bound to the URL, as one RaceConfig (and the link's problems)."""
-    raw = {k: st.query_params.get(k) for k in FIELDS if k in st.query_params}
+    raw = {k: st.query_params.get(k) for k in RaceConfig.fields() if k in st.query_params}
     with st.sidebar:
         # Raw names, no format_func: Streamlit puts a selectbox's displayed label in the link.
         surface = st.selectbox(
@@ -116,8 +116,7 @@ def controls() -> tuple[RaceConfig, list[str]]:
     try:
         cfg = RaceConfig(**values)
     except ConfigError:  # e.g. a start point left outside a new window: fall back, say so
-        cfg, problems = RaceConfig.from_params_lenient(
-            {k: format_value(v) for k, v in values.items()})
+        cfg, problems = RaceConfig.with_fallbacks(values)
         return cfg, link_problems(RaceConfig, raw, cfg, skip=just_set()) + problems
     return cfg, link_problems(RaceConfig, raw, cfg, skip=just_set())
 

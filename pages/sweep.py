@@ -5,7 +5,8 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from core import sweep_charts
-from core.config import FIELDS, ConfigError, RunConfig, format_value
+from core.config import FIELDS, RunConfig
+from core.settings import ConfigError, format_value
 from core.datasets import IMAGE_DATASETS
 from core.metrics import MOST_SATURATED
 from core.sweep import AXES, MAX_CELLS, SweepSpec, axis_problems, run_sweep, suggested_values

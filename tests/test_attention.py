@@ -14,10 +14,9 @@ import pytest
 import torch
 
 from core import attention_charts as ac
-from core.attention import D_GRID, FIELDS, KEY_PREFIX, AttentionConfig, attention_stats, \
+from core.attention import D_GRID, KEY_PREFIX, AttentionConfig, attention_stats, \
     build_classifier, cached_attention, example_image, example_weights, get_attention, \
-    jacobian_norm, logits_for, projections, softmax_saturation, tokenize, train_attention, \
-    url_problems
+    jacobian_norm, logits_for, projections, softmax_saturation, tokenize, train_attention
 from core.attention_presets import ATTENTION_PRESETS, Evidence
 from core.config import ConfigError
 from core.datasets import load_splits
@@ -279,12 +278,12 @@ def test_url_round_trip_and_lenient_links():
         {"d": "-3", "tokens": "patch4", "scaled": "maybe", "lab": "x", "epochs": "many"})
     assert cfg == AttentionConfig(tokens="patch4")
     text = " ".join(warnings)
-    assert len(warnings) == 3 and "d: -3" in text and "scaled" in text and "epochs" in text
-    problems = url_problems({"d": "100", "logit_scale": "oops", "seed": "3"},
-                            AttentionConfig(seed=3), {"d": D_GRID})
-    assert len(problems) == 2 and "`d=100` is not one of this control's values (1, 2" in problems[0]
+    assert len(warnings) == 3 and "`d=-3`" in text and "scaled" in text and "epochs" in text
+    problems = AttentionConfig.url_problems({"d": "100", "logit_scale": "oops", "seed": "3"},
+                                            AttentionConfig(seed=3), {"d": D_GRID})
+    assert len(problems) == 2 and "`d=100`: not one of this control's values (1, 2" in problems[0]
     assert "`logit_scale=oops`" in problems[1] and "using 1.0" in problems[1]
-    assert set(FIELDS) >= {"tokens", "d", "scaled", "logit_scale", "seed", "epochs", "lr"}
+    assert set(AttentionConfig.fields()) >= {"tokens", "d", "scaled", "logit_scale", "seed", "epochs", "lr"}
 
 
 # --- charts ---------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from core.config import RunConfig, format_value
+from core.config import RunConfig
 from core.presets import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -278,5 +278,5 @@ def _settings(page) -> dict[str, str]:
 
 
 def _expected(cfg: RunConfig) -> dict[str, str]:
-    return {label: format_value(getattr(cfg, name), name)
+    return {label: RunConfig.format_setting(name, getattr(cfg, name))
             for label, name in {**SLIDERS, **BOXES}.items()}

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import config as config_module
-from core.config import FIELDS, ConfigError, RunConfig, describe, field_kind, is_optional
+from core.config import FIELDS, ConfigError, RunConfig
+from core.settings import describe, field_kind, is_optional
 
 
 def test_defaults_are_valid_and_frozen():
@@ -74,7 +74,7 @@ def test_key_is_stable_and_changes_with_any_field_and_the_schema(monkeypatch):
         seen.add(cfg.key())
     assert len(seen) > len(FIELDS) - 3  # (almost) every single-field change gives a new key
     before = a.key()
-    monkeypatch.setattr(config_module, "SCHEMA_VERSION", config_module.SCHEMA_VERSION + 1)
+    monkeypatch.setattr(RunConfig, "SCHEMA_VERSION", RunConfig.SCHEMA_VERSION + 1)
     assert RunConfig(depth=3).key() != before
 
 
@@ -156,11 +156,11 @@ def test_a_clash_with_the_defaults_themselves_gives_up_the_other_setting():
     page = RunConfig(depth=10, activation="sigmoid")
     cfg, warnings = RunConfig.with_fallbacks({"model": "cnn", "lr": 0.01}, defaults=page)
     assert cfg == page.replace(lr=0.01)
-    assert warnings == ["model: cnn does not go with depth (a cnn has at most 6 conv layers, "
-                        "got 10); using mlp."]
+    assert warnings == ["`model=cnn`: does not go with depth (a cnn has at most 6 conv "
+                        "layers, got 10); using mlp."]
     b = RunConfig(clip_value=0.1)  # Compare's B starts from A, which may clip values
     cfg, warnings = RunConfig.with_fallbacks({"clip_norm": 1.0}, defaults=b)
-    assert cfg == b and len(warnings) == 1 and warnings[0].startswith("clip_norm: 1.0 does not")
+    assert cfg == b and len(warnings) == 1 and warnings[0].startswith("`clip_norm=1.0`: does not")
 
 
 _valid_values = {
@@ -196,3 +196,4 @@ def test_lenient_parse_never_raises_on_any_strings(params):
 def test_describe_reads_well():
     assert describe(FIELDS["depth"]) == "an integer from 1 to 100"
     assert describe(FIELDS["clip_norm"]).endswith("(or empty for off)")
+    assert describe(FIELDS["max_train"]).endswith("(or empty for all)")  # the field's own word

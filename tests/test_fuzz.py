@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from core import attention, optimizers, recurrent_config, sweep
 from core import cli as cli_module
 from core.cli import build_parser
-from core.config import FIELDS, ConfigError, RunConfig, describe, field_kind, format_value, \
-    is_optional, parse_field
+from core.config import FIELDS, ConfigError, RunConfig
+from core.settings import describe, field_kind, format_value, is_optional
 from pages.kit.controls import resolve
 
 FUZZ = settings(max_examples=500, derandomize=True, deadline=None, database=None,
@@ -86,7 +86,7 @@ def valid_text(name: str, f: dataclasses.Field) -> st.SearchStrategy:
     """A value the field allows, as a link writes it."""
     if not is_checked(f):  # RaceConfig's start point
         return st.floats(-10, 10).map(repr)
-    return valid_values(f).map(lambda v: format_value(v, name))
+    return valid_values(f).map(lambda v: format_value(v, f.metadata["none"]))
 
 
 def link_params(fields: dict, *, prefix: str = "", extra: dict | None = None,
@@ -177,9 +177,8 @@ def named(warnings: list[str], prefix: str = "") -> set[str]:
 # === config fields =============================================================================
 # RunConfig, and the configs of the Recurrent, Attention and Optimizers pages, which share its
 # field metadata and checks.
-CONFIGS = {cls.__name__: (cls, fields) for cls, fields in [
-    (RunConfig, FIELDS), (recurrent_config.RecurrentConfig, recurrent_config.FIELDS),
-    (attention.AttentionConfig, attention.FIELDS), (optimizers.RaceConfig, optimizers.FIELDS)]}
+CONFIGS = {cls.__name__: (cls, cls.fields()) for cls in [
+    RunConfig, recurrent_config.RecurrentConfig, attention.AttentionConfig, optimizers.RaceConfig]}
 EVERY_FIELD = [(c, n) for c, (_, fields) in CONFIGS.items() for n in fields]
 
 
@@ -212,7 +211,7 @@ def check_one_field(config: str, name: str, value) -> None:
         clear(str(err))
         assert str(err).startswith(f"{err.field}: ")
         if expected is INVALID:
-            assert err.field == name and describe(f).removesuffix(" (or empty for off)") \
+            assert err.field == name and describe(f).split(" (or empty")[0] \
                 in str(err), str(err)
         elif checked:  # a rule across settings (none holds for a single change from the defaults)
             assert err.field in fields, str(err)
@@ -283,14 +282,14 @@ def check_link(params: dict, cfg, warnings: list[str], fields: dict, parse,
        defaults=valid_configs)
 def test_run_settings_in_a_link(params, defaults):
     """Lab, Activations, Playground, Initialization, Sweep (its base) and Compare's A: bound
-    widgets, then `resolve` (pages/kit/controls.py: `RunConfig.with_fallbacks`, `url_warnings`)."""
-    values = widget_values(params, FIELDS, defaults, parse_field)
+    widgets, then `resolve` (pages/kit/controls.py: `RunConfig.with_fallbacks`, `url_problems`)."""
+    values = widget_values(params, FIELDS, defaults, RunConfig.parse_setting)
     raw = {k: v for k, v in params.items() if k in FIELDS}
     cfg, warnings = resolve(values, raw, defaults)
-    check_link(params, cfg, warnings, FIELDS, parse_field)
+    check_link(params, cfg, warnings, FIELDS, RunConfig.parse_setting)
     # The same link read in one go, as a sweep's link is.
     cfg, warnings = RunConfig.from_params_lenient(params, defaults=defaults)
-    check_link(params, cfg, warnings, FIELDS, parse_field)
+    check_link(params, cfg, warnings, FIELDS, RunConfig.parse_setting)
 
 
 @FUZZ
@@ -299,10 +298,10 @@ def test_run_settings_in_a_link(params, defaults):
 def test_compare_b_settings_in_a_link(params, a):
     """Compare's B: its own `b_…` parameters, starting from A with batch norm toggled."""
     defaults = a.replace(batch_norm=not a.batch_norm) if a.batch_size > 1 else a
-    values = widget_values(params, FIELDS, defaults, parse_field, prefix="b_")
+    values = widget_values(params, FIELDS, defaults, RunConfig.parse_setting, prefix="b_")
     raw = {k[2:]: v for k, v in params.items() if k.startswith("b_") and k[2:] in FIELDS}
     cfg, warnings = resolve(values, raw, defaults, prefix="b_")
-    check_link(params, cfg, warnings, FIELDS, parse_field, prefix="b_")
+    check_link(params, cfg, warnings, FIELDS, RunConfig.parse_setting, prefix="b_")
 
 
 def axis_values(fields=FIELDS) -> st.SearchStrategy:
@@ -335,7 +334,7 @@ def test_sweep_link(params, defaults):
         if axis in params:
             assert getattr(spec, axis) == params[axis] or axis in said, (axis, warnings)
     check_link(params, spec.base, [w for w in warnings if not w.startswith(("x:", "y:"))],
-               FIELDS, parse_field)
+               FIELDS, RunConfig.parse_setting)
     # The page's axis selectboxes offer AXES alone: any other name is reported.
     used = {axis: params[axis] if params.get(axis) in sweep.AXES else getattr(defaults, axis)
             for axis in ("x", "y")}
@@ -344,42 +343,45 @@ def test_sweep_link(params, defaults):
 
 
 @FUZZ
-@given(params=link_params(optimizers.FIELDS))
+@given(params=link_params(optimizers.RaceConfig.fields()))
 def test_optimizers_link(params):
-    cfg, warnings = optimizers.RaceConfig.from_params_lenient(params)
+    race, fields = optimizers.RaceConfig, optimizers.RaceConfig.fields()
+    cfg, warnings = race.from_params_lenient(params)
     for name in optimizers.WINDOW:
         lo, hi = optimizers.window_range(name, cfg.surface)
         assert lo <= getattr(cfg, name) <= hi
-    parse = lambda name, text: optimizers.parse_setting(name, text, cfg.surface)  # noqa: E731
-    check_link(params, cfg, warnings, optimizers.FIELDS, parse)
-    raw = {k: v for k, v in params.items() if k in optimizers.FIELDS}
-    check_link(params, cfg, optimizers.url_problems(raw, cfg), optimizers.FIELDS, parse)
+    parse = lambda name, text: race.parse_setting(name, text, vars(cfg))  # noqa: E731
+    check_link(params, cfg, warnings, fields, parse)
+    raw = {k: v for k, v in params.items() if k in fields}
+    check_link(params, cfg, race.url_problems(raw, cfg), fields, parse)
 
 
 @FUZZ
-@given(params=link_params(recurrent_config.FIELDS))
+@given(params=link_params(recurrent_config.RecurrentConfig.fields()))
 def test_recurrent_link(params):
-    fields, parse = recurrent_config.FIELDS, recurrent_config.parse_setting
+    rnn = recurrent_config.RecurrentConfig
+    fields, parse = rnn.fields(), rnn.parse_setting
     cfg, warnings = recurrent_config.RecurrentConfig.from_params_lenient(params)
     check_link(params, cfg, warnings, fields, parse)
     # The page: bound widgets, then with_fallbacks and url_problems.
     values = widget_values(params, fields, recurrent_config.DEFAULTS, parse)
     cfg, problems = recurrent_config.RecurrentConfig.with_fallbacks(values)
     raw = {k: v for k, v in params.items() if k in fields}
-    check_link(params, cfg, problems + recurrent_config.url_problems(raw, cfg), fields, parse)
+    check_link(params, cfg, problems + rnn.url_problems(raw, cfg), fields, parse)
 
 
 @FUZZ
-@given(params=link_params(attention.FIELDS))
+@given(params=link_params(attention.AttentionConfig.fields()))
 def test_attention_link(params):
-    fields, parse = attention.FIELDS, attention.parse_setting
+    fields, parse = attention.AttentionConfig.fields(), attention.AttentionConfig.parse_setting
     cfg, warnings = attention.AttentionConfig.from_params_lenient(params)
     check_link(params, cfg, warnings, fields, parse)
     values = widget_values(params, fields, attention.AttentionConfig(), parse)
     cfg = attention.AttentionConfig(**values)
     raw = {k: v for k, v in params.items() if k in fields}
     offered = {"d": attention.D_GRID, "logit_scale": attention.SCALE_GRID}
-    check_link(params, cfg, attention.url_problems(raw, cfg, offered), fields, parse)
+    check_link(params, cfg, attention.AttentionConfig.url_problems(raw, cfg, offered), fields,
+               parse)
 
 
 # === the command line ==========================================================================
@@ -510,7 +512,7 @@ PAGE_PARSERS = {
     "lab": ["config_form"], "activations": ["config_form"], "playground": ["config_form"],
     "initialization": ["config_controls"], "compare": ["config_controls"],
     "sweep": ["config_controls", "SweepSpec.from_params_lenient", "axis_problems"],
-    "optimizers": ["link_problems", "RaceConfig.from_params_lenient"],
+    "optimizers": ["link_problems", "RaceConfig.with_fallbacks"],
     "recurrent": ["config_form"], "attention": ["config_controls"],
 }
 RAW_READ = re.compile(r"\{\w+: st\.query_params\.get\(\w+\) for \w+ in [^}]*\}")
@@ -558,14 +560,11 @@ JUNK = ["banana", "nan", "1e999", "../../etc/passwd", "-1e999", "[click](https:/
 
 
 def test_the_junk_is_invalid_everywhere():
-    for parse, fields in ((parse_field, FIELDS), (recurrent_config.parse_setting,
-                                                  recurrent_config.FIELDS),
-                          (attention.parse_setting, attention.FIELDS),
-                          (optimizers.parse_setting, optimizers.FIELDS)):
-        for name in fields:
+    for cls, _ in CONFIGS.values():
+        for name in cls.fields():
             for text in JUNK:
                 with pytest.raises(ConfigError):
-                    parse(name, text)
+                    cls.parse_setting(name, text)
     assert not set(JUNK) & set(sweep.AXES)
 
 

@@ -90,7 +90,7 @@ def test_sweep_cells_and_link_are_pinned():
 # value dropped that names the setting.
 LENIENT = [
     (RunConfig, {"depth": "500", "lr": "banana", "model": "cnn", "dataset": "moons"},
-     RunConfig(dataset="moons"), ["lr", "depth", "model"]),
+     RunConfig(dataset="moons"), ["depth", "lr", "model"]),
     (RecurrentConfig, {"hidden": "0", "sequence": "chunks", "chunk": "5", "cell": "x"},
      RecurrentConfig(sequence="chunks"), ["hidden", "cell", "chunk"]),
     (AttentionConfig, {"d": "9999", "scaled": "maybe"}, AttentionConfig(), ["d", "scaled"]),

@@ -16,7 +16,7 @@ from core.optimizers import RaceConfig
 from core.presets import PRESETS
 from core.recurrent_config import RecurrentConfig
 from core.recurrent_presets import RECURRENT_PRESETS
-from pages.kit.controls import ATTENTION, LAB, RECURRENT, Form, value_text
+from pages.kit.controls import ATTENTION, LAB, RECURRENT, Form
 
 
 # --- the widget a field gets ------------------------------------------------------------------
@@ -49,10 +49,10 @@ def test_a_spec_offers_the_fields_own_values_and_range():
 
 def test_labels_and_value_texts():
     assert LAB.label("lr") == "Learning rate" and LAB.label("bias_init") == "Bias init"
-    assert value_text(RunConfig, "max_train", None) == "all"
-    assert value_text(RecurrentConfig, "forget_bias", None) == "none"
-    assert value_text(AttentionConfig, "max_train", None) == "all"
-    assert value_text(RunConfig, "lr", 0.001) == "0.001"
+    assert RunConfig.format_setting("max_train", None) == "all"
+    assert RecurrentConfig.format_setting("forget_bias", None) == "none"
+    assert AttentionConfig.format_setting("max_train", None) == "all"
+    assert RunConfig.format_setting("lr", 0.001) == "0.001"
 
 
 # --- applying a preset: exactly its settings, as values the widgets offer ----------------------

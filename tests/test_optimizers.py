@@ -260,7 +260,7 @@ def test_a_claim_that_fails_says_so():
 # --- config ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bad,field,words", [
     (dict(x0=9.0), "x0", "from -1.5 to 4.5"),
-    (dict(surface="rosenbrock", y0=3.5), "y0", "Rosenbrock window: must be a number from -1 to 3"),
+    (dict(surface="rosenbrock", y0=3.5), "y0", "in the Rosenbrock window, from -1 to 3"),
     (dict(iterations=0), "iterations", "integer from 1 to 2000"),
     (dict(adam_lr=100.0), "adam_lr", "from 1e-05 to 10"),
     (dict(surface="banana"), "surface", "one of beale, rosenbrock"),
@@ -409,6 +409,6 @@ def test_bad_link_warns_and_uses_defaults():
     warnings = " ".join(w.value for w in at.warning)
     assert "`x0=4`" in warnings and "from -2 to 2" in warnings and "using -1.5" in warnings
     assert "`adam_lr=banana`" in warnings and "using 0.1" in warnings
-    assert "`sgd_lr=0.04` is not one of this control's values" in warnings
+    assert "`sgd_lr=0.04`: not one of this control's values" in warnings
     assert "`iterations=-3`" in warnings
     assert at.select_slider(key="x0").value == -1.5 and len(charts(at)) == 2

@@ -224,8 +224,8 @@ def test_links_round_trip_and_bad_links_fall_back():
          "tab": "x"})                                      # other widgets' parameters: ignored
     assert lenient == RecurrentConfig(cell="lstm", sequence="chunks")
     text = " ".join(warnings)
-    assert len(warnings) == 3 and "hidden: -3 is out of range" in text and "using 64" in text
-    assert "lr: `fast` is not a number" in text and "chunk: 5 pixels" in text
+    assert len(warnings) == 3 and "`hidden=-3`: not an integer from 1 to 512; using 64" in text
+    assert "`lr=fast`: not a number" in text and "`chunk=5`: 5 pixels" in text
 
 
 def test_store_round_trip(tmp_path):

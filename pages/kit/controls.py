@@ -23,39 +23,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import streamlit as st
 
-from core import attention, optimizers, recurrent_config
 from core.attention import D_GRID, SCALE_GRID, AttentionConfig
-from core.config import ConfigError, RunConfig, format_value, inline, parse_field
-from core.optimizers import RaceConfig
+from core.config import RunConfig
 from core.recurrent_config import RecurrentConfig, chunk_sizes
+from core.settings import ConfigError, settings_named
 
 HIDE_KEY = "hide"
 JUST_SET_KEY = "_kit_just_set"   # keys a callback has just set: the link still holds old values
-
-
-# --- the settings machinery's seams: each settings class still has its own text, parsing and
-# link helpers; these four functions are the only callers here, so one settings module can
-# replace them in one place.
-def value_text(settings: type, name: str, value: Any) -> str:
-    """The text of `value` on `name`'s widget (and in the link)."""
-    if settings is RecurrentConfig:
-        return recurrent_config.format_setting(name, value)
-    if settings is AttentionConfig:
-        return "all" if value is None else format_value(value)
-    if settings is RunConfig:
-        return format_value(value, name)
-    return format_value(value)
-
-
-def parse_text(settings: type, name: str, text: str) -> Any:
-    """One setting of `settings` from its text in a link; ConfigError if it is not valid."""
-    if settings is RecurrentConfig:
-        return recurrent_config.parse_setting(name, text)
-    if settings is AttentionConfig:
-        return attention.parse_setting(name, text)
-    if settings is RaceConfig:
-        return optimizers.parse_setting(name, text)
-    return parse_field(name, text)
 
 
 def link_problems(settings: type, raw: Mapping[str, str], used: Any, *, prefix: str = "",
@@ -66,27 +40,7 @@ def link_problems(settings: type, raw: Mapping[str, str], used: Any, *, prefix: 
     the start of this run still holds their old values."""
     skip = set(skip)
     raw = {name: text for name, text in raw.items() if prefix + name not in skip}
-    if settings is RecurrentConfig:
-        return recurrent_config.url_problems(raw, used)
-    if settings is AttentionConfig:
-        return attention.url_problems(raw, used, offered)
-    if settings is RaceConfig:
-        return optimizers.url_problems(raw, used)
-    return url_warnings(raw, used, prefix)
-
-
-def with_fallbacks(settings: type, values: Mapping[str, Any],
-                   defaults: Any) -> tuple[Any, list[str]]:
-    """The settings of `values`, each value the class refuses replaced by `defaults`' (one
-    warning each)."""
-    if settings is RunConfig:
-        return RunConfig.with_fallbacks(values, defaults=defaults)
-    if settings is RecurrentConfig:
-        return RecurrentConfig.with_fallbacks(values)
-    try:  # the widgets only offer valid values; kept as a guard
-        return dataclasses.replace(defaults, **values), []
-    except ConfigError as err:
-        return defaults, [f"{err}; using the defaults."]
+    return settings.url_problems(raw, used, offered, prefix=prefix)
 
 
 # --- a form: how one settings class shows as widgets ---------------------------------------------
@@ -250,27 +204,12 @@ def widget(form: Form, name: str, default: Any, choices: Iterable | None = None,
         return st.toggle(text, value=spec.value, **common)
     if spec.kind == "select_slider":
         return st.select_slider(text, spec.options, value=spec.value, **common,
-                                format_func=lambda v: value_text(form.settings, name, v))
+                                format_func=lambda v: form.settings.format_setting(name, v))
     if spec.kind == "slider":
         return st.slider(text, spec.lo, spec.hi, spec.value, spec.step, **common)
     if spec.step == 1:
         return st.number_input(text, spec.lo, spec.hi, spec.value, 1, **common)
     return st.number_input(text, spec.lo, spec.hi, spec.value, format="%g", **common)
-
-
-def url_warnings(raw: dict[str, str], used: RunConfig, prefix: str = "") -> list[str]:
-    """What the link asked for that a `RunConfig` page could not use, and what it used instead."""
-    out = []
-    for name, text in raw.items():
-        try:
-            problem = (None if parse_field(name, text) == getattr(used, name)
-                       else "is not one of this control's values")
-        except ConfigError as err:
-            problem = str(err).split(": ", 1)[1]
-        if problem:
-            out.append(f"`{prefix}{name}={inline(text)}` {problem}; using "
-                       f"{format_value(getattr(used, name), name)}.")
-    return out
 
 
 def config_form(form: Form, fields: list[str] | None = None, *, defaults: Any = None,
@@ -318,7 +257,7 @@ def config_controls(form: Form, fields: list[str] | None = None, *, defaults: An
                                       "● changed" if name in changed else "")
     for name in hidden:  # classroom: fixed by the link, not shown
         try:
-            values[name] = parse_text(form.settings, name, raw_url[name]) if name in raw_url \
+            values[name] = form.settings.parse_setting(name, raw_url[name]) if name in raw_url \
                 else getattr(defaults, name)
         except ConfigError:
             values[name] = getattr(defaults, name)
@@ -332,8 +271,8 @@ def resolve(values: dict[str, Any], raw: dict[str, str], defaults: Any, prefix: 
     Combinations the widgets allow but the settings class forbids fall back to the page's
     defaults (one warning each); so does what the link (`raw`) asked for that no widget took.
     """
-    cfg, problems = with_fallbacks(form.settings, values, defaults)
-    replaced = {message.split(":", 1)[0] for message in problems}  # said once, not twice
+    cfg, problems = form.settings.with_fallbacks(values, defaults=defaults)
+    replaced = settings_named(problems)  # said once, not twice
     raw = {name: text for name, text in raw.items() if name not in replaced}
     return cfg, link_problems(form.settings, raw, cfg, prefix=prefix, offered=form.grids,
                               skip=skip) + problems
@@ -346,7 +285,7 @@ def _current(form: Form, prefix: str, name: str, default: Any) -> Any:
         return st.session_state[key]
     if key in st.query_params:
         try:
-            return parse_text(form.settings, name, st.query_params[key])
+            return form.settings.parse_setting(name, st.query_params[key])
         except ConfigError:
             return default
     return default
