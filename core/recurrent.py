@@ -39,7 +39,7 @@ from core import cache
 from core.budget import STEP_COST, TIME_STEP_COST, Estimate
 from core.cache import RunKind
 from core.datasets import load_splits, nominal_sizes
-from core.recurrent_config import FIELDS, SIDES, RecurrentConfig
+from core.recurrent_config import SIDES, RecurrentConfig
 from core.result import _table_from_dict, _table_to_dict
 from core.store import RunStore
 from core.trainer import (DeviceData, evaluate, flushed_denormals, make_optimizer,
@@ -363,7 +363,7 @@ def recurrent_estimate(cfg: RecurrentConfig) -> Estimate:
         f"this run ({n:,} sequences of {cfg.seq_len} steps × {cfg.epochs} epochs, plus "
         "evaluation and per-step costs)", {**cfg.to_dict(), "max_train": n}, recurrent_work,
         (("epochs", "lower"), ("max_train", "lower"), ("batch_size", "raise"),
-         ("hidden", "lower"), ("layers", "lower")), FIELDS)
+         ("hidden", "lower"), ("layers", "lower")), RecurrentConfig.fields())
 
 
 def recurrent_meta(result: RecurrentResult) -> dict:
