@@ -84,14 +84,16 @@ _PRESETS = (
         "rnn_explodes", "RNN explodes without clipping", ":material/trending_up:",
         "Momentum SGD at learning rate 1 on a vanilla RNN: gradient spikes throw the weights "
         "off a cliff.",
-        "Look at the gradient norm before clipping and the training loss per step: now and "
-        "then the gradient is tens to thousands of times its usual size (the recurrence "
-        "multiplies it step after step), the update is as large, and the loss jumps far above "
-        "where it started. Then try the clipping preset.",
+        "Look at the gradient norm before clipping and the training loss per step: the gradient "
+        "grows to many times its first size (the recurrence multiplies it step after step), "
+        "the updates grow with it, and the loss jumps far above where it started. Then try the "
+        "clipping preset.",
         _EXPLODES,
         (Claim(lambda r: f"The gradient norm peaks at {_grad(r, 'max'):.3g}, "
                          f"{_grad(r, 'max') / _grad(r, 'first'):.0f}× its first value.",
-               lambda r: _grad(r, "max") > 10 * _grad(r, "first")),
+               # 9× to 10,000× on seeds 0-4 with one thread, as the app trains: chaotic
+               # dynamics, so the peak varies by orders of magnitude between seeds.
+               lambda r: _grad(r, "max") > 5 * _grad(r, "first")),
          Claim(lambda r: f"The training loss climbs to {_loss(r, 'max'):.3g} from "
                          f"{_loss(r, 'first'):.2f} at the start" + (
                              " and the run diverges." if r.diverged else "."),

@@ -170,7 +170,7 @@ def test_preset_claims_hold(presets, pid):
 def test_explosion_and_its_cure_differ_only_in_clipping(presets):
     wild, tamed = presets["rnn_explodes"], presets["clipping_tames"]
     assert wild.config.replace(clip_norm=0.25) == tamed.config
-    assert wild.steps.grad_norm.max() > 10 * tamed.steps.grad_norm.max()
+    assert wild.steps.loss.max() > 5 * tamed.steps.loss.max()
     assert tamed.final("val", "accuracy") > wild.final("val", "accuracy")
     # Clipped exactly where the norm before clipping exceeded the threshold.
     np.testing.assert_array_equal(tamed.steps.clipped, tamed.steps.grad_norm > 0.25)
