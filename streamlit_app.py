@@ -1,13 +1,13 @@
 """Saturation Lab: `streamlit run streamlit_app.py`.
 
-The router: page titles, icons and URL paths live here, each page is a thin script in pages/
-(see pages/router.py for why each page first checks that it runs inside this router).
+The router: page titles, icons and URL paths live here; each page is a thin script in
+app_pages/ (not `pages/`: that name switches on Streamlit's legacy multipage mode until
+`st.navigation` has run once, so a first request to `/lab` would skip this router).
 """
 
 import streamlit as st
 
 from core.cpus import configure_for_server
-from pages import router
 
 st.set_page_config(page_title="Saturation Lab", page_icon=":material/show_chart:", layout="wide")
 # Every page computes with torch, not only those that train through the run store: one thread
@@ -15,24 +15,23 @@ st.set_page_config(page_title="Saturation Lab", page_icon=":material/show_chart:
 configure_for_server()
 
 page = st.navigation([
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/lab.py", title="Training Lab", icon=":material/model_training:",
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("app_pages/lab.py", title="Training Lab", icon=":material/model_training:",
             url_path="lab"),
-    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:",
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:",
             url_path="compare"),
-    st.Page("pages/sweep.py", title="Sweep", icon=":material/grid_on:", url_path="sweep"),
-    st.Page("pages/initialization.py", title="Initialization", icon=":material/tune:",
+    st.Page("app_pages/sweep.py", title="Sweep", icon=":material/grid_on:", url_path="sweep"),
+    st.Page("app_pages/initialization.py", title="Initialization", icon=":material/tune:",
             url_path="initialization"),
-    st.Page("pages/activations.py", title="Activations", icon=":material/show_chart:",
+    st.Page("app_pages/activations.py", title="Activations", icon=":material/show_chart:",
             url_path="activations"),
-    st.Page("pages/playground.py", title="2-D Playground", icon=":material/scatter_plot:",
+    st.Page("app_pages/playground.py", title="2-D Playground", icon=":material/scatter_plot:",
             url_path="playground"),
-    st.Page("pages/optimizers.py", title="Optimizers", icon=":material/route:",
+    st.Page("app_pages/optimizers.py", title="Optimizers", icon=":material/route:",
             url_path="optimizers"),
-    st.Page("pages/recurrent.py", title="Recurrent", icon=":material/repeat:",
+    st.Page("app_pages/recurrent.py", title="Recurrent", icon=":material/repeat:",
             url_path="recurrent"),
-    st.Page("pages/attention.py", title="Attention", icon=":material/center_focus_strong:",
+    st.Page("app_pages/attention.py", title="Attention", icon=":material/center_focus_strong:",
             url_path="attention"),
 ])
-with router.running():
-    page.run()
+page.run()

@@ -17,12 +17,12 @@ import time
 import torch
 
 from core.budget import _largest, budget
-from core.config import RunConfig
-from core.datasets import load_splits
-from core.recurrent import recurrent_work, train_recurrent
-from core.recurrent_config import RecurrentConfig
-from core.runs import run_work
-from core.trainer import train
+from core.lab.config import RunConfig
+from core.data.datasets import load_splits
+from core.recurrent.trainer import recurrent_work, train_recurrent
+from core.recurrent.config import RecurrentConfig
+from core.lab.runs import run_work
+from core.lab.trainer import train
 
 F = "fashion-mnist"
 KINDS = {

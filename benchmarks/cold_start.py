@@ -109,7 +109,7 @@ def one_cold_start(browser, python: str, path: str, timeout_s: float) -> dict:
 def app_modules() -> list[str]:
     """Every module the entrypoint and the pages import (read from their source, not run)."""
     names = {"streamlit"}
-    for source in [ROOT / "streamlit_app.py", *sorted((ROOT / "pages").rglob("*.py"))]:
+    for source in [ROOT / "streamlit_app.py", *sorted((ROOT / "app_pages").rglob("*.py"))]:
         for node in ast.walk(ast.parse(source.read_text())):
             if isinstance(node, ast.Import):
                 names.update(alias.name for alias in node.names)
@@ -117,7 +117,7 @@ def app_modules() -> list[str]:
                 names.add(node.module)
     # pages.* are the page scripts themselves (running them needs a session); their own
     # imports are in the list already.
-    return sorted(n for n in names if n.split(".")[0] not in {*sys.stdlib_module_names, "pages"})
+    return sorted(n for n in names if n.split(".")[0] not in {*sys.stdlib_module_names, "app_pages"})
 
 
 def import_seconds(python: str, modules: list[str]) -> float:

@@ -8,7 +8,7 @@ Two 16-cell digits sweeps at the default depth/width, nothing read from or writt
   depth × activation four shapes: four stacked models of 4 cells each (mixed batching)
 Each is timed three ways, interleaved and repeated (the median is reported, so a burst of load
 from other processes on the machine hits all three alike):
-  batched      run_sweep(spec): the stacked engine, core/batched.py
+  batched      run_sweep(spec): the stacked engine, core/lab/stacked.py
   sequential   run_sweep(spec, batched=False): train() per cell, what the Lab does per run
   lean alone   train_batched([cfg]) per cell: the stacked engine with one member, i.e. the same
                lean recording without stacking, to separate the gain of stacking from the gain
@@ -25,9 +25,9 @@ import time
 
 import torch
 
-from core.batched import train_batched
-from core.config import RunConfig
-from core.sweep import SweepSpec, run_sweep
+from core.lab.stacked import train_batched
+from core.lab.config import RunConfig
+from core.lab.sweep import SweepSpec, run_sweep
 
 
 def sweeps(epochs: int) -> dict[str, SweepSpec]:

@@ -1,4 +1,4 @@
-"""`python -m core …`: see core/cli.py."""
+"""`python -m core …`: see core/tools/cli.py."""
 
 import sys
 
@@ -6,6 +6,6 @@ from core.cpus import size_openmp_to_container
 
 size_openmp_to_container()  # before anything imports torch: its thread pool is sized once
 
-from core.cli import main  # noqa: E402
+from core.tools.cli import main  # noqa: E402
 
 sys.exit(main())

@@ -4,13 +4,13 @@ Anyone with a link can ask the server for any run, so before anything trains its
 estimated from the settings alone, and a request over the budget is refused with a ConfigError
 that names the budget and what to lower:
 
-    refuse(run_estimate(RunConfig(dataset="fashion-mnist", epochs=100)))   # core.runs
+    refuse(run_estimate(RunConfig(dataset="fashion-mnist", epochs=100)))   # core.lab.runs
     # ConfigError: epochs: this run (55,000 examples × 100 epochs through a network of 6.3e4
     # multiply-adds per example, plus evaluation and per-step costs) needs about 3.1e12
     # multiply-adds, over the budget of 6e11 a run (about 2 minutes of one CPU core); lower
     # epochs to 19 or max_train to 10,000
 
-Each family estimates its own requests beside its code (`run_estimate` in core/runs.py,
+Each family estimates its own requests beside its code (`run_estimate` in core/lab/runs.py,
 `recurrent_estimate`, `attention_estimate`) and hands the estimate to the run cache
 (core/cache.py), which refuses before it trains (the pages show the message where a run could
 not start); a stored result is served whatever it cost. This module holds only what is common:
@@ -48,7 +48,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from core.config import ConfigError
+from core.settings import ConfigError
 
 MAX_COMPUTE = 6e11          # multiply-adds a request may cost: ~100 s here, one thread
 SWEEP_RUNS = 8              # a sweep may train as much as this many runs at the budget
@@ -72,7 +72,7 @@ def budget() -> float:
 @dataclass(frozen=True)
 class Estimate:
     """What one request would cost, as the family that trains it models it (each family's
-    estimate lives beside its code: core/runs.py, core/recurrent.py, core/attention.py).
+    estimate lives beside its code: core/lab/runs.py, core/recurrent/trainer.py, core/attention/softmax.py).
 
     `work(values)` gives the multiply-adds of training with `values`, the request's settings;
     it is called again with one or two of them changed to find the advice. `knobs`: (field,

@@ -1,12 +1,12 @@
 """One run cache for every kind of run: `obtain(kind, cfg)` trains a config once, then serves it.
 
     from core.cache import obtain
-    from core.runs import LAB_RUN
+    from core.lab.runs import LAB_RUN
     result = obtain(LAB_RUN, RunConfig(depth=10))   # trains once, then instant
 
 A `RunKind` says how one family's runs are stored, trained and costed: the Lab's runs
-(core/runs.py), the recurrent lesson's (core/recurrent.py), attention's classifiers
-(core/attention.py) and a sweep's cell summaries (core/sweep.py). The path is the same for all:
+(core/lab/runs.py), the recurrent lesson's (core/recurrent/trainer.py), attention's classifiers
+(core/attention/softmax.py) and a sweep's cell summaries (core/lab/sweep.py). The path is the same for all:
 
     lock on the store key → the recent results in memory → the run store
         → else the compute budget (core.budget) → train → store → remember

@@ -1,6 +1,6 @@
-"""The shared vocabulary of `core.charts`: constants, data clean-up and chart pieces.
+"""The shared vocabulary of `core.lab.charts`: constants, data clean-up and chart pieces.
 
-Split from `core.charts` to keep each module readable; the pages use `core.charts` only.
+Split from `core.lab.charts` to keep each module readable; the pages use `core.lab.charts` only.
     finite(df, cols)        drop non-finite rows (and ≤ 0 ones, for a log scale)
     thin(df)                at most MAX_STEPS evenly spaced steps
     no_data(title, msg)     the chart shown in place of an empty one
@@ -100,7 +100,7 @@ def state_step(table: pd.DataFrame, epoch: int | None) -> int | None:
     """The step where the network is in its state after `epoch` epochs.
 
     Step s sees the weights after s updates, so the state after e epochs is at the first step of
-    training epoch e+1, and the final state at the last step (see core.charts).
+    training epoch e+1, and the final state at the last step (see core.lab.charts).
     """
     if epoch is None or table.empty:
         return None
@@ -194,7 +194,7 @@ def layer_panels(result, panels: list[Panel], epoch: int | None, title: str):
 
 
 def vega_spec(chart: alt.TopLevelMixin) -> dict:
-    """The chart's Vega-Lite spec, ready for a page (pages/kit/charts.spec_dict).
+    """The chart's Vega-Lite spec, ready for a page (app_pages/kit/charts.spec_dict).
 
     The builders' specs are schema-validated by the test suite, so the app skips Altair's
     run-time validation (~150 ms a chart). Streamlit stretches a single or layered chart by
@@ -207,3 +207,37 @@ def vega_spec(chart: alt.TopLevelMixin) -> dict:
     if "mark" in spec or "layer" in spec:
         spec.setdefault("autosize", {"type": "fit-x", "contains": "padding"})
     return spec
+
+
+def loss_accuracy(result, epoch: int | None = None):
+    """Loss and accuracy per epoch of any family's result (its tidy `epochs` table): train and val lines, test as a point; a rule at `epoch`."""
+    df = finite(result.epochs, ["value"])
+    sel = legend_pick("split")
+    color = alt.Color("split:N", title="Split",
+                      scale=alt.Scale(domain=list(SPLITS), range=list(SPLITS.values())))
+    panels, declared = [], False
+    for metric, title in (("loss", "Loss (cross-entropy)"), ("accuracy", "Accuracy (%)")):
+        d = df[df["metric"] == metric] if len(df) else df
+        if d.empty:
+            panels.append(no_data(title))
+            continue
+        if metric == "accuracy":
+            d, scale = d.assign(value=d["value"] * 100), alt.Scale(domain=[0, 100])
+        else:  # a log axis only when the loss spans orders of magnitude (an exploding run)
+            v = d["value"]
+            log = (v > 0).all() and v.max() > 100 * v.min()
+            scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
+        base = alt.Chart(d).encode(
+            x=alt.X("epoch:Q", title="Epoch (0 = at initialisation)", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("value:Q", title=title, scale=scale, axis=LOG_AXIS),
+            color=color, opacity=fade(sel),
+            tooltip=tips("split:N", "epoch:Q", alt.Tooltip("value:Q", title=metric, format=".4g")))
+        lines = base.transform_filter(alt.datum.split != "test").mark_line(point=True)
+        if not declared:
+            lines, declared = lines.add_params(sel), True
+        test = base.transform_filter(alt.datum.split == "test").mark_point(
+            shape="diamond", size=90, filled=True)
+        layers = [lines, test, *(rule("x", "epoch", epoch, f"epoch {epoch}")
+                                 if epoch is not None else [])]
+        panels.append(alt.layer(*layers, title=title, width=PANEL_W, height=PANEL_H))
+    return alt.hconcat(*panels, title="Loss and accuracy per epoch (test: after the last epoch)")

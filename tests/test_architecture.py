@@ -1,7 +1,15 @@
 """The layering rules, checked on every module's imports (at any depth, lazy ones included).
 
+The folders are the table of contents, and imports run downward only:
+- `core/` root is the shared floor (settings, lessons, cache, store, budget, training, tables,
+  data, activations, chart parts, cpus): it imports no family (`python -m core`'s launcher
+  hands over to tools/).
+- A family (`core/lab`, `core/init`, `core/recurrent`, `core/attention`, `core/optimizers`)
+  imports the root; only `init/` (the Lab's networks at initialisation) and `tools/` (the CLI
+  and benchmark, over every family) may also import `lab/`; lessons never import each other.
 - `core` never imports Streamlit: it is usable from the CLI, notebooks and tests alone.
-- Pages never import torch: they build settings and draw results; `core` computes.
+- Pages (`app_pages/`, `streamlit_app.py`) never import torch: they build settings and draw
+  results; `core` computes.
 """
 
 from __future__ import annotations
@@ -12,11 +20,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE_DIRS = ("pages",)
-
-
-def modules(*folders: str) -> list[Path]:
-    return sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py"))
+FAMILIES = ("lab", "init", "recurrent", "attention", "optimizers", "tools")
+MAY_ALSO_IMPORT = {"init": {"lab"}, "tools": set(FAMILIES)}
+LAUNCHER = ROOT / "core" / "__main__.py"   # `python -m core`: hands over to tools/cli.py
+PAGES = sorted((ROOT / "app_pages").rglob("*.py")) + [ROOT / "streamlit_app.py"]
+CORE = sorted((ROOT / "core").rglob("*.py"))
 
 
 def imported(path: Path, root: Path = ROOT) -> set[str]:
@@ -36,19 +44,40 @@ def imported(path: Path, root: Path = ROOT) -> set[str]:
     return names
 
 
-def breaks(path: Path, forbidden: tuple[str, ...]) -> list[str]:
-    return sorted(n for n in imported(path) for f in forbidden if n == f or n.startswith(f + "."))
+def family(module: str) -> str | None:
+    """'lab' for core.lab.trainer (or `from core import lab`), None for the root's modules."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "core" and parts[1] in FAMILIES else None
 
 
-@pytest.mark.parametrize("path", modules("core"), ids=lambda p: str(p.relative_to(ROOT)))
+def _id(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+@pytest.mark.parametrize("path", CORE, ids=_id)
 def test_core_never_imports_streamlit(path):
-    assert breaks(path, ("streamlit",)) == []
+    assert not [n for n in imported(path) if n.split(".")[0] == "streamlit"]
 
 
-@pytest.mark.parametrize("path", modules(*PAGE_DIRS) + [ROOT / "streamlit_app.py"],
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", PAGES, ids=_id)
 def test_pages_never_import_torch(path):
-    assert breaks(path, ("torch",)) == []
+    assert not [n for n in imported(path) if n.split(".")[0] == "torch"]
+
+
+@pytest.mark.parametrize("path", CORE, ids=_id)
+def test_imports_run_downward(path):
+    own = family(".".join(path.relative_to(ROOT).with_suffix("").parts))
+    allowed = {own} | MAY_ALSO_IMPORT.get(own, set()) if own else set()
+    if path == LAUNCHER:
+        allowed = {"tools"}
+    wrong = sorted(n for n in imported(path) if family(n) and family(n) not in allowed)
+    where = f"core/{own}/" if own else "the root of core/"
+    assert not wrong, f"{where} may not import {wrong}"
+
+
+def test_the_folders_are_the_families():
+    folders = {p.name for p in (ROOT / "core").iterdir() if (p / "__init__.py").exists()}
+    assert folders == set(FAMILIES) | {"data"}
 
 
 def test_the_scan_sees_imports_at_any_depth(tmp_path):
@@ -57,7 +86,8 @@ def test_the_scan_sees_imports_at_any_depth(tmp_path):
     pkg.mkdir(parents=True)
     mod = pkg / "m.py"
     mod.write_text("def f():\n    import streamlit as st\nfrom ..store import RunStore\n"
-                   "from . import config\n")
+                   "from . import config\nfrom core import recurrent\n")
     names = imported(mod, tmp_path)
     assert {"streamlit", "core.store", "core.store.RunStore", "core.lab",
-            "core.lab.config"} <= names
+            "core.lab.config", "core.recurrent"} <= names
+    assert family("core.recurrent") == "recurrent" and family("core.store") is None

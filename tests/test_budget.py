@@ -13,19 +13,19 @@ from pathlib import Path
 
 import pytest
 
-import core.attention
-import core.recurrent
-import core.runs
-import core.sweep
-from core.attention import AttentionConfig, attention_estimate, get_attention
+import core.attention.softmax
+import core.recurrent.trainer
+import core.lab.runs
+import core.lab.sweep
+from core.attention.softmax import AttentionConfig, attention_estimate, get_attention
 from core.budget import refuse, refuse_sweep
 from core.cache import forget_recent
-from core.config import ConfigError, RunConfig
-from core.recurrent import get_recurrent_run, recurrent_estimate
-from core.recurrent_config import RecurrentConfig
-from core.runs import get_run, run_estimate
+from core.lab.config import ConfigError, RunConfig
+from core.recurrent.trainer import get_recurrent_run, recurrent_estimate
+from core.recurrent.config import RecurrentConfig
+from core.lab.runs import get_run, run_estimate
 from core.store import RunStore
-from core.sweep import SweepSpec, run_sweep
+from core.lab.sweep import SweepSpec, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 # A run of a few tens of milliseconds: 600 moons points, one tiny hidden layer, one epoch.
@@ -69,9 +69,8 @@ def suggestion(message: str, name: str) -> int:
 
 def test_a_run_over_the_budget_is_refused_with_what_to_lower(tmp_path, monkeypatch):
     from core import budget
-
     calls: list = []
-    counting(core.runs, "LAB_RUN", calls, monkeypatch, pause=0.0)
+    counting(core.lab.runs, "LAB_RUN", calls, monkeypatch, pause=0.0)
     cfg = RunConfig(dataset=FASHION, epochs=100)   # the Lab's default net, 100 epochs
     with pytest.raises(ConfigError) as err:
         get_run(cfg, store=RunStore(tmp_path / "runs.sqlite3"))
@@ -104,8 +103,8 @@ def test_the_attention_estimates_token_shapes_are_what_tokenize_gives():
     import torch
 
     x = torch.zeros(3, 1, 8, 8)
-    for kind, shape in core.attention.TOKEN_SHAPES.items():
-        assert core.attention.tokenize(x, kind).shape[1:] == shape
+    for kind, shape in core.attention.softmax.TOKEN_SHAPES.items():
+        assert core.attention.softmax.tokenize(x, kind).shape[1:] == shape
 
 
 def test_network_multiply_adds_match_the_built_model():
@@ -113,7 +112,7 @@ def test_network_multiply_adds_match_the_built_model():
     # pass, contributes in × out (× kernel area × output pixels for a convolution).
     import torch
 
-    from core.models import build_model, network_macs
+    from core.lab.models import build_model, network_macs
 
     for cfg, shape, classes in (
             (RunConfig(depth=3, width=32), (1, 8, 8), 10),
@@ -139,7 +138,7 @@ def test_network_multiply_adds_match_the_built_model():
 
 
 def test_nominal_dataset_sizes_are_what_load_splits_gives():
-    from core.datasets import DatasetUnavailable, load_splits, nominal_sizes
+    from core.data.datasets import DatasetUnavailable, load_splits, nominal_sizes
 
     for name in ("digits", "moons", "spiral", FASHION):
         try:
@@ -156,7 +155,7 @@ def _page_defaults() -> list:
 
     found = []
     for page in ("lab", "compare", "sweep", "activations", "playground", "home"):
-        tree = ast.parse((REPO / "pages" / f"{page}.py").read_text())
+        tree = ast.parse((REPO / "app_pages" / f"{page}.py").read_text())
         for node in tree.body:
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
                     and getattr(node.value.func, "id", "") in ("RunConfig", "SweepSpec"):
@@ -166,11 +165,11 @@ def _page_defaults() -> list:
 
 
 def test_every_preset_and_default_fits_the_budget():
-    from core.attention_presets import ATTENTION_PRESETS
-    from core.datasets import DATASETS
-    from core.presets import PRESETS
-    from core.recurrent_config import DATASETS as SEQUENCE_DATASETS
-    from core.recurrent_presets import RECURRENT_PRESETS
+    from core.attention.presets import ATTENTION_PRESETS
+    from core.data.datasets import DATASETS
+    from core.lab.presets import PRESETS
+    from core.recurrent.config import DATASETS as SEQUENCE_DATASETS
+    from core.recurrent.presets import RECURRENT_PRESETS
 
     defaults = _page_defaults()
     assert sum(isinstance(d, SweepSpec) for d in defaults) == 1 and len(defaults) >= 4
@@ -192,8 +191,8 @@ def test_every_preset_and_default_fits_the_budget():
 def test_recurrent_and_attention_requests_over_the_budget_are_refused(tmp_path, monkeypatch):
     store = RunStore(tmp_path / "runs.sqlite3")
     calls: list = []
-    counting(core.recurrent, "RECURRENT_RUN", calls, monkeypatch, pause=0.0)
-    counting(core.attention, "ATTENTION_RUN", calls, monkeypatch, pause=0.0)
+    counting(core.recurrent.trainer, "RECURRENT_RUN", calls, monkeypatch, pause=0.0)
+    counting(core.attention.softmax, "ATTENTION_RUN", calls, monkeypatch, pause=0.0)
     big = RecurrentConfig(cell="lstm", hidden=512, layers=2, sequence="chunks", chunk=4,
                           max_train=None, epochs=50)
     with pytest.raises(ConfigError, match="over the budget") as err:
@@ -224,8 +223,8 @@ def test_recurrent_and_attention_requests_over_the_budget_are_refused(tmp_path, 
 def test_a_sweep_over_the_budget_is_refused_before_anything_trains(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("trained")
-    monkeypatch.setattr(core.sweep, "train_batched", fail)
-    monkeypatch.setattr(core.sweep, "_train_alone", fail)
+    monkeypatch.setattr(core.lab.sweep, "train_batched", fail)
+    monkeypatch.setattr(core.lab.sweep, "_train_alone", fail)
     # One cell too big: the cell's own refusal.
     spec = SweepSpec(RunConfig(dataset=FASHION), x="epochs", x_values=(10, 100),
                      y="seed", y_values=(0,))
@@ -255,7 +254,7 @@ def test_the_lab_shows_the_refusal_without_a_traceback():
     at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120)
     at.query_params["dataset"] = FASHION
     at.query_params["epochs"] = "200"
-    at.switch_page("pages/lab.py")
+    at.switch_page("app_pages/lab.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     errors = [e.value for e in at.error]

@@ -13,7 +13,7 @@ import pytest
 
 from core import cache
 from core.budget import Estimate
-from core.config import ConfigError, RunConfig
+from core.lab.config import ConfigError, RunConfig
 from core.store import RunStore
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}   # epochs: 1 to a few hundred

@@ -163,7 +163,7 @@ def test_every_page_runs_with_the_servers_threads():
         assert threads_in_a_new_thread() == 2
         app = Path(__file__).resolve().parents[1] / "streamlit_app.py"
         at = AppTest.from_file(str(app), default_timeout=120)
-        at.switch_page("pages/optimizers.py")   # computes with torch, never opens the store
+        at.switch_page("app_pages/optimizers.py")   # computes with torch, never opens the store
         at.run()
         assert not at.exception
         assert threads_in_a_new_thread() == 1

@@ -25,12 +25,18 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from core import attention, optimizers, recurrent_config, sweep
-from core import cli as cli_module
-from core.cli import build_parser
-from core.config import FIELDS, ConfigError, RunConfig
+from core.attention import softmax as attention
+
+from core.optimizers import race as optimizers
+
+from core.recurrent import config as recurrent_config
+
+from core.lab import sweep
+from core.tools import cli as cli_module
+from core.tools.cli import build_parser
+from core.lab.config import FIELDS, ConfigError, RunConfig
 from core.settings import describe, field_kind, format_value, is_optional
-from pages.kit.controls import resolve
+from app_pages.kit.controls import resolve
 
 FUZZ = settings(max_examples=500, derandomize=True, deadline=None, database=None,
                 # No "explain" phase: tracing which lines a failure ran costs seconds, and the
@@ -244,7 +250,7 @@ def test_many_fields_at_once_give_a_valid_config_or_one_clear_message(values):
 # === links: every page's query parameters ======================================================
 # Each page binds its widgets to the link; a widget drops a value it cannot take, and the page
 # falls back to its default and says so. What turns a link into a config is in core (and in
-# pages/kit/controls.py, the one place widgets become a RunConfig), so it is fuzzed here without
+# app_pages/kit/controls.py, the one place widgets become a RunConfig), so it is fuzzed here without
 # Streamlit; test_every_page_reads_its_link_through_a_fuzzed_function keeps this list complete.
 def taken(parse, name: str, text: str, value) -> bool:
     """Whether the link's `name=text` is what the config ended up with."""
@@ -282,7 +288,7 @@ def check_link(params: dict, cfg, warnings: list[str], fields: dict, parse,
        defaults=valid_configs)
 def test_run_settings_in_a_link(params, defaults):
     """Lab, Activations, Playground, Initialization, Sweep (its base) and Compare's A: bound
-    widgets, then `resolve` (pages/kit/controls.py: `RunConfig.with_fallbacks`, `url_problems`)."""
+    widgets, then `resolve` (app_pages/kit/controls.py: `RunConfig.with_fallbacks`, `url_problems`)."""
     values = widget_values(params, FIELDS, defaults, RunConfig.parse_setting)
     raw = {k: v for k, v in params.items() if k in FIELDS}
     cfg, warnings = resolve(values, raw, defaults)
@@ -426,12 +432,12 @@ def argv_for(command: str) -> st.SearchStrategy:
 
 @pytest.fixture
 def cli(monkeypatch):
-    """`core.cli.main` with the work of every command replaced by `Reached`, so that 500
+    """`core.tools.cli.main` with the work of every command replaced by `Reached`, so that 500
     command lines take seconds; returns a function running one: (outcome, stderr)."""
-    import core.datasets
-    import core.probe
-    import core.runs
-    import core.trainer
+    import core.data.datasets
+    import core.init.probe
+    import core.lab.runs
+    import core.lab.trainer
 
     parser = build_parser()
     monkeypatch.setattr(cli_module, "build_parser", lambda: parser)  # built once, not 500 times
@@ -440,17 +446,17 @@ def cli(monkeypatch):
         def work(*args, **kwargs):
             raise Reached(command, args, kwargs)
         return work
-    monkeypatch.setattr(core.runs, "get_run", reach("train"))
-    monkeypatch.setattr(core.trainer, "train", reach("train"))
+    monkeypatch.setattr(core.lab.runs, "get_run", reach("train"))
+    monkeypatch.setattr(core.lab.trainer, "train", reach("train"))
     monkeypatch.setattr(sweep, "run_sweep", reach("sweep"))
-    monkeypatch.setattr(core.probe, "probe", reach("probe"))
-    monkeypatch.setattr(core.datasets, "describe_datasets", lambda: [])
+    monkeypatch.setattr(core.init.probe, "probe", reach("probe"))
+    monkeypatch.setattr(core.data.datasets, "describe_datasets", lambda: [])
     if "bench" in SUBCOMMANDS:
         import torch
 
-        import core.benchmark
-        monkeypatch.setattr(core.benchmark, "run_benchmark", reach("bench"))
-        monkeypatch.setattr(core.benchmark, "machine", lambda: "a test machine")
+        import core.tools.bench
+        monkeypatch.setattr(core.tools.bench, "run_benchmark", reach("bench"))
+        monkeypatch.setattr(core.tools.bench, "machine", lambda: "a test machine")
 
         def set_num_threads(n):  # torch's own rule, without changing this process's threads
             if not isinstance(n, int) or n < 1:
@@ -519,10 +525,10 @@ RAW_READ = re.compile(r"\{\w+: st\.query_params\.get\(\w+\) for \w+ in [^}]*\}")
 
 
 def test_every_page_reads_its_link_through_a_fuzzed_function():
-    pages = set(re.findall(r'st\.Page\("pages/(\w+)\.py"', Path(APP).read_text()))
+    pages = set(re.findall(r'st\.Page\("app_pages/(\w+)\.py"', Path(APP).read_text()))
     assert pages == set(PAGE_PARSERS)
     for page, parsers in PAGE_PARSERS.items():
-        src = (ROOT / "pages" / f"{page}.py").read_text()
+        src = (ROOT / "app_pages" / f"{page}.py").read_text()
         for name in parsers:
             assert name in src, (page, name)
         # The link is read only to collect raw text for those functions' warnings.
@@ -585,7 +591,7 @@ def test_a_page_opened_with_junk_in_its_link_warns_and_draws(page):
         at = AppTest.from_file(APP, default_timeout=120)
         for key, value in link.items():
             at.query_params[key] = value
-        at.switch_page(f"pages/{page}.py")
+        at.switch_page(f"app_pages/{page}.py")
         at.run()
         assert not at.exception, [e.value for e in at.exception]
         assert not [e.value for e in at.error if "could not" in e.value], link
@@ -607,7 +613,7 @@ def test_a_setting_that_clashes_with_the_pages_own_defaults_warns_once():
     at = AppTest.from_file(APP, default_timeout=120)
     for key, value in {**CHEAP["compare"], "model": "cnn"}.items():
         at.query_params[key] = value
-    at.switch_page("pages/compare.py")
+    at.switch_page("app_pages/compare.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     said = [w.value for w in at.warning if "model" in w.value]

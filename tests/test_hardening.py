@@ -17,19 +17,19 @@ from pathlib import Path
 
 import pytest
 
-import core.attention
+import core.attention.softmax
 import core.cache
-import core.recurrent
-import core.runs
-import core.sweep
-from core.attention import AttentionConfig, get_attention
+import core.recurrent.trainer
+import core.lab.runs
+import core.lab.sweep
+from core.attention.softmax import AttentionConfig, get_attention
 from core.cache import RECENT_RUNS, forget_recent
-from core.config import RunConfig
-from core.recurrent import get_recurrent_run
-from core.recurrent_config import RecurrentConfig
-from core.runs import get_run
+from core.lab.config import RunConfig
+from core.recurrent.trainer import get_recurrent_run
+from core.recurrent.config import RecurrentConfig
+from core.lab.runs import get_run
 from core.store import RunStore
-from core.sweep import SweepSpec, run_sweep
+from core.lab.sweep import SweepSpec, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 # A run of a few tens of milliseconds: 600 moons points, one tiny hidden layer, one epoch.
@@ -76,7 +76,7 @@ def counting(module, kind: str, calls: list, monkeypatch, pause: float = 0.3) ->
 def test_eight_sessions_asking_for_one_config_train_it_once(tmp_path, monkeypatch):
     store = RunStore(tmp_path / "runs.sqlite3")
     calls: list = []
-    counting(core.runs, "LAB_RUN", calls, monkeypatch)
+    counting(core.lab.runs, "LAB_RUN", calls, monkeypatch)
     forget_recent()
     cfg = TINY.replace(seed=101)
     results = in_threads(8, lambda i: get_run(cfg, store=store))
@@ -91,7 +91,7 @@ def test_eight_sessions_with_different_configs_all_complete_in_bounded_memory(tm
                                                                               monkeypatch):
     store = RunStore(tmp_path / "runs.sqlite3")
     calls: list = []
-    counting(core.runs, "LAB_RUN", calls, monkeypatch, pause=0.0)
+    counting(core.lab.runs, "LAB_RUN", calls, monkeypatch, pause=0.0)
     forget_recent()
     # Two configs per session: 16 in all, twice as many as the results kept in memory.
     configs = [[TINY.replace(seed=200 + 2 * i + j) for j in range(2)] for i in range(8)]
@@ -124,7 +124,7 @@ def test_eight_sessions_with_different_configs_all_complete_in_bounded_memory(tm
 def test_two_sessions_asking_for_one_recurrent_run_train_it_once(tmp_path, monkeypatch):
     store = RunStore(tmp_path / "runs.sqlite3")
     calls: list = []
-    counting(core.recurrent, "RECURRENT_RUN", calls, monkeypatch)
+    counting(core.recurrent.trainer, "RECURRENT_RUN", calls, monkeypatch)
     forget_recent()
     cfg = RecurrentConfig(dataset="digits", hidden=8, epochs=1, max_train=64, seed=3)
     results = in_threads(2, lambda i: get_recurrent_run(cfg, store=store))
@@ -137,7 +137,7 @@ def test_two_sessions_asking_for_one_recurrent_run_train_it_once(tmp_path, monke
 def test_two_sessions_asking_for_one_attention_classifier_train_it_once(tmp_path, monkeypatch):
     store = RunStore(tmp_path / "runs.sqlite3")
     calls: list = []
-    counting(core.attention, "ATTENTION_RUN", calls, monkeypatch)
+    counting(core.attention.softmax, "ATTENTION_RUN", calls, monkeypatch)
     cfg = AttentionConfig(d=4, epochs=1, max_train=32, seed=3)
     # The page asks for the variant it highlights; one training serves both.
     results = in_threads(2, lambda i: get_attention(cfg.replace(scaled=bool(i)), store=store))
@@ -150,13 +150,13 @@ def test_two_sessions_asking_for_one_attention_classifier_train_it_once(tmp_path
 def test_two_sessions_running_one_sweep_train_each_cell_once(tmp_path, monkeypatch):
     store = RunStore(tmp_path / "runs.sqlite3")
     stacked: list = []
-    real = core.sweep.train_batched
+    real = core.lab.sweep.train_batched
 
     def counting_stack(cells, *args, **kwargs):
         stacked.append(cells)
         time.sleep(0.3)
         return real(cells, *args, **kwargs)
-    monkeypatch.setattr(core.sweep, "train_batched", counting_stack)
+    monkeypatch.setattr(core.lab.sweep, "train_batched", counting_stack)
     spec = SweepSpec(RunConfig(epochs=1, width=8, max_train=64), x="lr", x_values=(0.01, 0.1),
                      y="seed", y_values=(0, 1))
     results = in_threads(2, lambda i: run_sweep(spec, store=store))
@@ -171,8 +171,8 @@ def test_two_sessions_running_one_sweep_train_each_cell_once(tmp_path, monkeypat
 # trace hook stalls it right after the INSERT, before the transaction commits.
 _KILLED_GET_RUN = """
 import time
-from core.config import RunConfig
-from core.runs import get_run
+from core.lab.config import RunConfig
+from core.lab.runs import get_run
 from core.store import RunStore
 
 store = RunStore({path!r})
@@ -221,7 +221,7 @@ def test_a_run_killed_while_being_stored_is_trained_again_and_nothing_else_is_lo
         again = get_run(r.config, store=after)
         assert again.from_store and again.to_json() == r.to_json()
     calls: list = []
-    counting(core.runs, "LAB_RUN", calls, monkeypatch, pause=0.0)
+    counting(core.lab.runs, "LAB_RUN", calls, monkeypatch, pause=0.0)
     retrained = get_run(killed, store=after)
     assert calls == [killed] and not retrained.from_store and retrained.status == "completed"
     assert get_run(killed, store=after).from_store and calls == [killed]
@@ -232,8 +232,8 @@ def test_a_run_killed_while_being_stored_is_trained_again_and_nothing_else_is_lo
 def test_mnist_falls_back_within_ten_seconds_when_the_network_hangs(tmp_path, monkeypatch):
     # Every connection attempt hangs (DNS that never answers, a firewall that drops packets),
     # with the real mirrors and timeouts: the fallback must still come within 10 s.
-    from core import datasets, idx
-
+    from core.data import datasets
+    from core.data import idx
     released = threading.Event()
     attempts: list[str] = []
 

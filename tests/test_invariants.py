@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import pytest
 
-from core.attention import AttentionConfig
-from core.config import RunConfig
-from core.optimizers import RaceConfig, defaults_for
-from core.recurrent_config import RecurrentConfig
-from core.sweep import KEY_PREFIX as SWEEP_PREFIX
-from core.sweep import SweepSpec
+from core.attention.softmax import AttentionConfig
+from core.lab.config import RunConfig
+from core.optimizers.race import RaceConfig, defaults_for
+from core.recurrent.config import RecurrentConfig
+from core.lab.sweep import KEY_PREFIX as SWEEP_PREFIX
+from core.lab.sweep import SweepSpec
 
 # name -> (config, key, store key or None, link parameters)
 PINNED = {

@@ -25,16 +25,22 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core import attention, optimizers, recurrent_config, sweep
-from core.cli import main
-from core.config import ConfigError, RunConfig
-from core.datasets import load_splits
-from core.runs import cached_run, get_run, load_run, stored_runs
+from core.attention import softmax as attention
+
+from core.optimizers import race as optimizers
+
+from core.recurrent import config as recurrent_config
+
+from core.lab import sweep
+from core.tools.cli import main
+from core.lab.config import ConfigError, RunConfig
+from core.data.datasets import load_splits
+from core.lab.runs import cached_run, get_run, load_run, stored_runs
 from core.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
-SOURCES = sorted([*(ROOT / "core").glob("*.py"), *(ROOT / "pages").rglob("*.py"), Path(APP)])
+SOURCES = sorted([*(ROOT / "core").rglob("*.py"), *(ROOT / "app_pages").rglob("*.py"), Path(APP)])
 
 
 # === nothing is unpickled ======================================================================
@@ -231,7 +237,7 @@ def test_a_page_opened_with_paths_in_its_link_opens_no_file_outside_its_own(page
         at = AppTest.from_file(APP, default_timeout=120)
         for key, value in link.items():
             at.query_params[key] = value
-        at.switch_page(f"pages/{page}.py")
+        at.switch_page(f"app_pages/{page}.py")
         at.run()
     assert not at.exception, [e.value for e in at.exception]
     no_path_from_the_user(paths)
@@ -275,7 +281,7 @@ def test_an_error_no_page_catches_shows_no_stack_trace_and_no_message(monkeypatc
         at = AppTest.from_file(APP, default_timeout=60)
         at.query_params["iterations"] = "20"
         at.query_params["surface"] = "saddle"  # a config no other test races (st.cache_data)
-        at.switch_page("pages/optimizers.py")
+        at.switch_page("app_pages/optimizers.py")
         at.run()
     assert len(at.exception) == 1
     shown = at.exception[0]
@@ -285,8 +291,7 @@ def test_an_error_no_page_catches_shows_no_stack_trace_and_no_message(monkeypatc
 
 
 def test_pages_that_catch_errors_show_one_line_without_a_trace(monkeypatch):
-    from core import probe
-
+    from core.init import probe
     def fail(*args, **kwargs):
         raise RuntimeError("the data could not be read")
     monkeypatch.setattr(probe, "probe", fail)
@@ -294,7 +299,7 @@ def test_pages_that_catch_errors_show_one_line_without_a_trace(monkeypatch):
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params["depth"] = "3"
     at.query_params["width"] = "8"
-    at.switch_page("pages/initialization.py")
+    at.switch_page("app_pages/initialization.py")
     at.run()
     assert not at.exception
     errors = [e.value for e in at.error]

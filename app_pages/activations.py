@@ -1,0 +1,51 @@
+"""Activations: every nonlinearity, its slope, where it saturates, and where real units sit."""
+
+import streamlit as st
+
+from core.lab import charts
+from core.activations import ACTIVATIONS
+from core.lab.metrics import SATURATED_WHEN
+from core.lab.config import RunConfig
+from app_pages.kit.charts import chart
+from app_pages.kit.controls import LAB, config_form, warn
+from app_pages.kit.runs import notices, obtain
+
+
+st.title("Activations")
+st.write("Each curve is an activation f(z) with its slope f′(z). Shaded: where it saturates, "
+         f"{SATURATED_WHEN}, so little gradient passes back through a unit there "
+         "(the same definition the Training Lab measures). Below, the pre-activations of a "
+         "real layer from a real run are laid over the curve: you see which part of the curve "
+         "the units actually use.")
+
+cols = st.columns(4)
+for i, name in enumerate(ACTIVATIONS):
+    with cols[i % 4]:
+        chart(charts.activation_curve(name).properties(height=180, title=name))
+
+st.subheader("A real layer on its curve", anchor=False)
+FIELDS_HERE = ["dataset", "depth", "width", "activation", "init", "batch_norm", "optimizer",
+               "lr", "epochs"]
+DEFAULTS = RunConfig(depth=6, activation="tanh", init="normal_large", epochs=5)
+cfg, warnings = config_form(LAB, FIELDS_HERE, defaults=DEFAULTS,
+                            options={"dataset": ["digits", "mnist", "fashion-mnist"]},
+                            submit_label="Train and overlay")
+warn(warnings)
+
+result = obtain(cfg, live_chart=charts.loss_accuracy)
+if result is None:
+    st.stop()
+notices(result)
+last = int(result.histograms.epoch.max())
+left, right = st.columns(2)
+layer = left.selectbox("Layer", result.layer_names[:-1], key="layer", bind="query-params",
+                       help="Whose pre-activations to overlay on the curve.")
+epoch = right.slider("Epoch", 0, max(last, 1), 0, key="epoch", bind="query-params",
+                     help="0 is the network at initialisation.", disabled=last == 0)
+h = result.histograms
+pre = h[(h.layer == layer) & (h.kind == "pre_activation") & (h.epoch == min(epoch, last))]
+chart(charts.activation_curve(cfg.activation, pre))
+sat = result.layers[(result.layers.layer == layer) & (result.layers.metric == "saturation")]
+if len(sat):
+    st.caption(f"Measured in this run: {sat.value.iloc[0]:.0%} of {layer}'s units saturated at "
+               f"initialisation, {sat.value.iloc[-1]:.0%} at the end.")

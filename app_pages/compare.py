@@ -1,0 +1,190 @@
+"""Compare: two runs side by side or overlaid — change one setting and see what it does."""
+
+import streamlit as st
+
+from core.lab import charts
+
+from core.lab import compare_charts
+from core.lab.compare import differences, outcomes
+from core.lab.config import FIELDS, RunConfig
+from core.data.datasets import IMAGE_DATASETS
+from core.lab.metrics import MOST_SATURATED
+from core.lab.runs import load_run, stored_runs
+from core.lab.tabs import TABS
+from app_pages.kit.charts import chart, run_chart
+from app_pages.kit.controls import LAB, apply_settings, config_controls, warn
+from app_pages.kit.runs import notices, obtain, store
+
+
+FIELDS_HERE = [name for name in FIELDS if name != "noise"]
+OPTIONS = {"dataset": sorted(IMAGE_DATASETS)}
+# The vanishing-gradient lesson, against the same network with batch norm: one change that
+# matters, so a first visit shows a real difference.
+DEFAULT_A = RunConfig(depth=10, activation="sigmoid", init="xavier_normal", optimizer="sgd",
+                      lr=0.05)
+
+
+def one_change(a: RunConfig) -> RunConfig:
+    """B's starting point: A with batch norm toggled (its controls keep what the user sets)."""
+    return a.replace(batch_norm=not a.batch_norm)
+# Streamlit puts a button group's label (not its value) in the link, so the labels are short.
+CONFIGURE, STORED = "Configure A and B", "Stored runs"
+
+st.title("Compare")
+st.write("Two runs, the same charts: set up **A** and **B** in the sidebar (B starts as A with "
+         "batch norm toggled; B's settings that differ from A are marked ●), or pick two runs "
+         "from the run store. The table shows which "
+         "settings differ and what came out of each; the charts below overlay them or put them "
+         "side by side, with one epoch slider for both.")
+
+mode = st.segmented_control("Runs", [CONFIGURE, STORED], default=CONFIGURE,
+                            key="mode", bind="query-params", required=True,
+                            help="Train two configurations, or compare runs already in the store "
+                                 "(any page's runs, from any session).")
+
+
+def _configured() -> dict:
+    with st.sidebar.form("compare", border=False):
+        st.form_submit_button("Train A and B", type="primary", width="stretch",
+                              help="Train both configurations (instant for runs that ran "
+                                   "before, on any page).")
+        tab_a, tab_b = st.tabs(["A", "B"])
+        with tab_a:
+            cfg_a, warn_a = config_controls(LAB, FIELDS_HERE, defaults=DEFAULT_A,
+                                            options=OPTIONS)
+        with tab_b:
+            cfg_b, warn_b = config_controls(LAB, FIELDS_HERE, defaults=one_change(cfg_a),
+                                            options=OPTIONS,
+                                            prefix="b_", compare_to=cfg_a)
+    st.sidebar.button("Copy A into B", on_click=apply_settings,
+                      args=(LAB, {n: getattr(cfg_a, n) for n in FIELDS_HERE}, "b_"),
+                      icon=":material/content_copy:", width="stretch",
+                      help="Set every control of B to A's value, then change the one setting "
+                           "you want to study.")
+    warn(warn_a, "A")
+    warn(warn_b, "B")
+    run_a = obtain(cfg_a, live_chart=charts.loss_accuracy)
+    run_b = obtain(cfg_b, live_chart=charts.loss_accuracy) if run_a is not None else None
+    return {"A": run_a, "B": run_b}
+
+
+def _stored() -> dict:
+    runs = stored_runs(store())
+    if len(runs) < 2:
+        st.info("The run store holds fewer than two runs yet: train some on the Training Lab "
+                "or with **Configure A and B**, then come back.", icon=":material/info:")
+        st.stop()
+    meta = {r["key"]: r["meta"] for r in runs}
+
+    def describe(key: str) -> str:
+        m = meta.get(key, {})
+        changed = ", ".join(f"{k}={v}" for k, v in (m.get("changed") or {}).items()) or "defaults"
+        acc = m.get("val_accuracy")
+        return f"{changed} · {m.get('status', '?')}" + (f" · val {acc:.0%}"
+                                                        if isinstance(acc, float) else "")
+    keys = list(meta)
+    cols = st.columns(2)
+    picked = {}
+    for col, (name, default) in zip(cols, (("A", keys[1]), ("B", keys[0]))):
+        picked[name] = col.selectbox(f"Run {name}", keys, index=keys.index(default),
+                                     key=f"run_{name.lower()}", bind="query-params",
+                                     help="Stored runs by key, most recently used first; "
+                                          "the line below says what the run is.")
+        # The key is the option (and so the link's value): a label would change with the run.
+        col.caption(describe(picked[name]))
+    results = {name: load_run(key, store()) for name, key in picked.items()}
+    for name, result in results.items():
+        if result is None:
+            st.warning(f"Run {name} ({picked[name]}) is no longer in the store: pick another.",
+                       icon=":material/warning:")
+    return results
+
+
+results = _configured() if mode == CONFIGURE else _stored()
+if any(r is None for r in results.values()):
+    st.stop()
+
+diff = differences(results["A"].config, results["B"].config)
+table = outcomes(results)
+left, right = st.columns([2, 3])
+with left:
+    st.markdown("**Settings that differ**")
+    if diff.empty:
+        st.caption("None: A and B are the same configuration (the same run).")
+    else:
+        st.dataframe(diff.assign(setting=diff["setting"].map(LAB.label)), hide_index=True,
+                     width="stretch")
+with right:
+    st.markdown("**Outcomes**")
+    st.dataframe(
+        table, hide_index=True, width="stretch",
+        column_config={
+            "run": st.column_config.TextColumn("Run"),
+            "val_accuracy": st.column_config.NumberColumn("Val accuracy", format="percent"),
+            "test_accuracy": st.column_config.NumberColumn("Test accuracy", format="percent"),
+            "grad_ratio": st.column_config.NumberColumn(
+                "First/last gradient at init", format="%.1e",
+                help="First layer's weight-gradient norm over the last layer's at step 0: far "
+                     "below 1 vanishing, far above exploding."),
+            "max_saturation": st.column_config.NumberColumn(
+                MOST_SATURATED.label, format="percent", help=MOST_SATURATED.help),
+            "diverged": st.column_config.CheckboxColumn("Diverged?"),
+            "diverged_at_step": st.column_config.NumberColumn("Diverged at step"),
+            "seconds": st.column_config.NumberColumn("Seconds", format="%.2f"),
+        })
+for name, result in results.items():
+    if result.dataset.get("notice") or result.diverged:
+        st.caption(f"Run {name}:")
+        notices(result)
+
+
+@st.fragment
+def panels() -> None:
+    last = min(int(r.epochs.epoch.max()) for r in results.values())
+    epoch = st.slider("Epoch", 0, max(last, 1), last, key="epoch", bind="query-params",
+                      help="Moves every per-epoch chart of both runs: 0 is at initialisation.",
+                      disabled=last == 0)
+    epoch = min(epoch, last)
+    layout = st.segmented_control("Layout", ["Overlay", "Side by side"], default="Overlay",
+                                  key="layout", bind="query-params", required=True,
+                                  help="Overlay draws A and B on the same axes where the chart "
+                                       "allows it; side by side draws each run's own charts.")
+    tabs = st.tabs(list(TABS), key="tab", bind="query-params")
+    for tab, name in zip(tabs, TABS):
+        with tab:
+            if tab.open:  # only the open tab's charts are built
+                if layout == "Overlay" and name in OVERLAYS:
+                    for build in OVERLAYS[name]:
+                        chart(build(results, epoch))
+                else:
+                    _side_by_side(name, epoch)
+
+
+# Tab name (core.lab.tabs.TABS) -> the charts that overlay every run; the other tabs are drawn
+# side by side.
+OVERLAYS = {
+    "Training": [compare_charts.loss_accuracy],
+    "Gradients": [lambda r, e: compare_charts.over_training(r),
+                  lambda r, e: compare_charts.layer_profile(r, "weight_grad_norm", e),
+                  lambda r, e: compare_charts.layer_profile(r, "out_grad_norm", e)],
+    "Activations": [lambda r, e: compare_charts.layer_profile(r, "saturation", e),
+                    lambda r, e: compare_charts.layer_profile(r, "dead", e),
+                    lambda r, e: compare_charts.layer_profile(r, "act_std", e)],
+    "Weights & ratios": [compare_charts.update_ratio_profile,
+                         lambda r, e: compare_charts.layer_profile(r, "grad_data_ratio", e),
+                         lambda r, e: compare_charts.layer_profile(r, "drift", e)],
+    "Clipping": [lambda r, e: compare_charts.total_grad_norm(r)],
+}
+
+
+def _side_by_side(tab: str, epoch: int) -> None:
+    cols = st.columns(len(results))
+    for col, (name, result) in zip(cols, results.items()):
+        with col:
+            st.markdown(f"**{name}**")
+            for tab_chart in TABS[tab]:
+                if tab_chart.side_by_side:
+                    run_chart(result, tab_chart.build, *tab_chart.args(epoch))
+
+
+panels()

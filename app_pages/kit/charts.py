@@ -1,0 +1,43 @@
+"""Drawing charts on a page: every chart goes through `chart` (or `run_chart`, which caches a
+finished run's chart specs across reruns)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import altair as alt
+import streamlit as st
+
+from core import chart_parts
+from core.lab.result import RunResult
+
+
+def chart(spec: alt.TopLevelMixin, container=st) -> None:
+    """Draw an Altair chart stretched to the page's width."""
+    container.vega_lite_chart(spec=spec_dict(spec), width="stretch")
+
+
+spec_dict = chart_parts.vega_spec  # what every chart on a page goes through
+
+
+def run_chart(result: RunResult, builder: Callable, *args, container=st, **kwargs) -> None:
+    """Draw `builder(result, *args, **kwargs)`, stretched to the page's width.
+
+    A page reruns on every click (a tab, the epoch scrubber, a selectbox), and Altair takes
+    10–170 ms to build and serialise one chart of a run that has not changed (measured on the
+    Lab's charts). The specs are cached by the run's identity and the builder's arguments: the
+    config key plus the tables' lengths and status, which tell a live partial result from the
+    finished one."""
+    run_id = (result.key, result.status, len(result.epochs), len(result.steps),
+              len(result.layers), len(result.histograms))
+    spec = _run_spec(run_id, builder.__module__, builder.__qualname__, args,
+                     tuple(sorted(kwargs.items())), result, builder)
+    container.vega_lite_chart(spec=spec, width="stretch")
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _run_spec(run_id: tuple, module: str, name: str, args: tuple, kwargs: tuple,
+              _result: RunResult, _builder: Callable) -> dict:
+    # _result and _builder are not hashed (a leading underscore): run_id, module and name say
+    # which they are.
+    return spec_dict(_builder(_result, *args, **dict(kwargs)))

@@ -1,0 +1,320 @@
+"""Widgets → one settings object: the only place the app turns controls into a configuration.
+
+Every settings class (the Lab's `RunConfig`, `RecurrentConfig`, `AttentionConfig`, the race's
+`RaceConfig`) gets its controls here. A `Form` says what the field metadata does not (yet): the
+labels, the group titles, the select sliders' grids. Each field then gets a widget built from
+its metadata (`Form.spec`: choices → selectbox, bool → toggle, grid → select slider, slider
+range → slider, lo/hi → number box), bound to the URL with Streamlit's `bind="query-params"`
+under the field's name (plus a `prefix` for a second set, Compare's `b_…`), so a page's settings
+are always in its link.
+
+A link with bad values (``?depth=-3&activation=banana``) still opens: the binding drops what the
+widget cannot take, and the warnings say which values were dropped and what is used instead.
+A classroom link (``?hide=optimizer,lr``) hides those controls; their values still come from
+the link, so a teacher can fix what students may not change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import streamlit as st
+
+from core.attention.softmax import D_GRID, SCALE_GRID, AttentionConfig
+from core.lab.config import RunConfig
+from core.recurrent.config import RecurrentConfig, chunk_sizes
+from core.settings import ConfigError, settings_named
+
+HIDE_KEY = "hide"
+JUST_SET_KEY = "_kit_just_set"   # keys a callback has just set: the link still holds old values
+
+
+def link_problems(settings: type, raw: Mapping[str, str], used: Any, *, prefix: str = "",
+                  offered: Mapping[str, Sequence] | None = None,
+                  skip: Iterable[str] = ()) -> list[str]:
+    """What the link (`raw`: name → text) asked for that the page could not use, and what it
+    used instead. `skip`: widget keys a callback has just set (`just_set()`): the link read at
+    the start of this run still holds their old values."""
+    skip = set(skip)
+    raw = {name: text for name, text in raw.items() if prefix + name not in skip}
+    return settings.url_problems(raw, used, offered, prefix=prefix)
+
+
+# --- a form: how one settings class shows as widgets ---------------------------------------------
+@dataclass(frozen=True)
+class WidgetSpec:
+    """Which widget a field gets, and what it offers (a pure value, tested without Streamlit)."""
+    kind: str                    # "selectbox", "toggle", "select_slider", "slider" or "number"
+    label: str
+    value: Any                   # the widget's initial value, one it offers
+    options: tuple = ()          # selectbox and select slider
+    lo: float | None = None      # slider and number box
+    hi: float | None = None
+    step: float | None = None
+
+
+@dataclass(frozen=True)
+class Form:
+    """How one settings class shows as widgets: what its field metadata does not say."""
+    settings: type                                   # RunConfig, RecurrentConfig, …
+    groups: Mapping[str, str] = field(default_factory=dict)   # metadata group → expander title
+    expanded: tuple[str, ...] = ()                   # groups open from the start
+    labels: Mapping[str, str] = field(default_factory=dict)   # else the name, capitalised
+    grids: Mapping[str, Sequence] = field(default_factory=dict)   # select sliders' values
+    # name → (lo, hi, step), hi None: the field's own upper bound
+    sliders: Mapping[str, tuple] = field(default_factory=dict)
+
+    @property
+    def fields(self) -> dict[str, dataclasses.Field]:
+        return {f.name: f for f in dataclasses.fields(self.settings)}
+
+    def label(self, name: str) -> str:
+        return self.labels.get(name, name.replace("_", " ").capitalize())
+
+    def spec(self, name: str, default: Any, choices: Iterable | None = None) -> WidgetSpec:
+        """The widget for field `name` starting at `default`; `choices` narrows a selectbox."""
+        f = self.fields[name]
+        m = f.metadata
+        text = self.label(name)
+        if m["choices"]:
+            options = tuple(choices if choices is not None else m["choices"])
+            return WidgetSpec("selectbox", text, default if default in options else options[0],
+                              options)
+        if isinstance(f.default, bool):
+            return WidgetSpec("toggle", text, default)
+        if name in self.grids:
+            grid = tuple(choices if choices is not None else self.grids[name])
+            return WidgetSpec("select_slider", text, default if default in grid else grid[0],
+                              grid)
+        if name in self.sliders:
+            lo, hi, step = self.sliders[name]
+            hi = type(lo)(m["hi"]) if hi is None else hi
+            return WidgetSpec("slider", text, default, lo=lo, hi=hi, step=step)
+        if (type(f.default) if f.default is not None else int) is int:
+            return WidgetSpec("number", text, int(default), lo=int(m["lo"]), hi=int(m["hi"]),
+                              step=1)
+        return WidgetSpec("number", text, float(default), lo=float(m["lo"]), hi=float(m["hi"]))
+
+    def snap(self, name: str, value: Any) -> Any:
+        """The widget value closest to `value` (callbacks set widgets through session state,
+        which only takes values the widget offers)."""
+        grid = self.grids.get(name)
+        if grid is None or value in grid:
+            return value
+        numbers = [v for v in grid if v is not None]
+        if value is None:
+            return None if None in grid else numbers[0]
+        if value > 0 and all(v > 0 for v in numbers):
+            return min(numbers, key=lambda v: abs(math.log(v) - math.log(value)))
+        return min(numbers, key=lambda v: abs(v - value))
+
+    def widget_values(self, values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+        """Session-state entries that set the widgets of `values` (settings of this form)."""
+        return {prefix + name: self.snap(name, value) for name, value in values.items()}
+
+
+# Log-spaced grids: sliders over values that span orders of magnitude.
+_LR = [1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
+       1.0, 2.0, 5.0, 10.0]
+LAB = Form(
+    RunConfig,
+    groups={"data": "Data", "architecture": "Architecture", "initialisation": "Initialisation",
+            "regularisation": "Normalisation & regularisation", "optimisation": "Optimisation",
+            "clipping": "Gradient clipping", "run": "Run"},
+    expanded=("data", "architecture", "optimisation"),
+    labels={"lr": "Learning rate", "max_train": "Training examples",
+            "sigma_w2": "σ_w² (mean-field)", "bias_value": "Bias value / σ_b²",
+            "beta2": "β₂ (Adam) / α (RMSprop)", "beta1": "β₁ (Adam)",
+            "clip_norm": "Clip gradient norm at", "clip_value": "Clip gradient values at",
+            "batch_norm": "Batch norm", "record_every": "Record every (steps)",
+            "weight_decay": "L2 weight decay", "lr_decay": "Exponential decay per epoch",
+            "model": "Model", "patience": "Early stopping patience (epochs)"},
+    grids={
+        "lr": _LR,
+        "width": [2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024],
+        "batch_size": [8, 16, 32, 64, 128, 256, 512, 1024, 2048],
+        # 300 examples and weight decay 1: the overfitting lessons' (a preset's value must be a
+        # stop, or its button would set the nearest one and lose the lesson)
+        "max_train": [None, 100, 200, 300, 500, 1000, 2000, 5000, 10000, 20000, 55000],
+        "weight_decay": [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0],
+        "clip_norm": [None, 0.01, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0],
+        "clip_value": [None, 0.001, 0.01, 0.1, 0.5, 1.0, 5.0],
+        "record_every": [None, 1, 2, 5, 10, 20, 50, 100],
+        "patience": [None, 1, 2, 3, 5, 10, 20, 50],
+    },
+    sliders={"depth": (1, 100, 1), "epochs": (1, 200, 1), "dropout": (0.0, 0.9, 0.05),
+             "noise": (0.0, 1.0, 0.05), "lr_decay": (0.5, 1.0, 0.01)},
+)
+
+RECURRENT = Form(
+    RecurrentConfig,
+    groups={"data": "Data", "architecture": "Architecture", "initialisation": "Initialisation",
+            "optimisation": "Optimisation", "clipping": "Gradient clipping", "run": "Run"},
+    expanded=("data", "architecture", "initialisation", "optimisation"),
+    labels={"dataset": "Dataset", "sequence": "Read the image by",
+            "chunk": "Pixels per step (chunks)", "max_train": "Training images", "cell": "Cell",
+            "hidden": "Hidden units", "layers": "Layers", "recurrent_init": "Recurrent weights",
+            "forget_bias": "Forget/update-gate bias", "optimizer": "Optimizer",
+            "lr": "Learning rate", "batch_size": "Batch size", "epochs": "Epochs",
+            "clip_norm": "Clip gradient norm at", "seed": "Seed", "device": "Device",
+            "record_every": "Measure ‖∂L/∂h_t‖ every (steps)"},
+    # Select sliders over these values; a link holds the value as the slider shows it.
+    grids={
+        "chunk": sorted(set(chunk_sizes("digits")) | set(chunk_sizes("mnist"))),
+        "max_train": [100, 200, 500, 1000, 2000, 5000, 10000, 20000, None],
+        "hidden": [4, 8, 16, 32, 64, 128, 256, 512],
+        "layers": [1, 2],
+        "forget_bias": [None, -1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 5.0],
+        "lr": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0],
+        "batch_size": [8, 16, 32, 64, 128, 256, 512, 1024],
+        "clip_norm": [None, 0.01, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0],
+        "record_every": [None, 1, 2, 5, 10, 20, 50, 100],
+    },
+    sliders={"epochs": (1, None, 1)},
+)
+ATTENTION = Form(
+    AttentionConfig,
+    groups={"attention": "Attention", "classifier": "Classifier"},
+    expanded=("attention", "classifier"),
+    labels={"tokens": "Tokens", "d": "Query/key width d", "scaled": "Scale logits by 1/√d",
+            "logit_scale": "Logit scale", "seed": "Seed", "epochs": "Epochs",
+            "lr": "Learning rate", "optimizer": "Optimizer", "batch_size": "Batch size",
+            "max_train": "Training digits"},
+    grids={"d": D_GRID, "logit_scale": SCALE_GRID,
+           "lr": (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0),
+           "batch_size": (8, 16, 32, 64, 128, 256, 512, 1024),
+           "max_train": (None, 100, 200, 500, 1000)},
+    sliders={"epochs": (1, None, 1)},
+)
+
+
+def widget(form: Form, name: str, default: Any, choices: Iterable | None = None,
+           prefix: str = "", mark: str = "") -> Any:
+    """One bound widget for one field; its key (and URL parameter) is prefix + the field's name."""
+    spec = form.spec(name, default, choices)
+    common = dict(key=prefix + name, help=form.fields[name].metadata["help"],
+                  bind="query-params")
+    text = spec.label + (f" {mark}" if mark else "")
+    if spec.kind == "selectbox":  # raw values, no format_func: a link holds the option as shown
+        return st.selectbox(text, spec.options, index=spec.options.index(spec.value), **common)
+    if spec.kind == "toggle":
+        return st.toggle(text, value=spec.value, **common)
+    if spec.kind == "select_slider":
+        return st.select_slider(text, spec.options, value=spec.value, **common,
+                                format_func=lambda v: form.settings.format_setting(name, v))
+    if spec.kind == "slider":
+        return st.slider(text, spec.lo, spec.hi, spec.value, spec.step, **common)
+    if spec.step == 1:
+        return st.number_input(text, spec.lo, spec.hi, spec.value, 1, **common)
+    return st.number_input(text, spec.lo, spec.hi, spec.value, format="%g", **common)
+
+
+def config_form(form: Form, fields: list[str] | None = None, *, defaults: Any = None,
+                options: dict[str, Iterable] | None = None, form_key: str = "settings",
+                submit_label: str = "Train") -> tuple[Any, list[str]]:
+    """Render the controls for `fields` in a sidebar form; return (settings, warnings).
+
+    Fields not shown take the page's `defaults`. Called once per page run, before any chart.
+    """
+    with st.sidebar.form(form_key, border=False):
+        st.form_submit_button(submit_label, type="primary", width="stretch",
+                              help="Train this configuration (instant if it ran before).")
+        return config_controls(form, fields, defaults=defaults, options=options)
+
+
+def config_controls(form: Form, fields: list[str] | None = None, *, defaults: Any = None,
+                    options: dict[str, Iterable] | None = None, prefix: str = "",
+                    compare_to: Any = None) -> tuple[Any, list[str]]:
+    """The grouped controls alone (inside a form or sidebar the caller opens); return
+    (settings, warnings). `fields`: the form's settings shown (default: all of them).
+
+    `prefix` keeps a second set of controls apart (keys and URL parameters `b_lr`, …);
+    with `compare_to`, controls whose value differs from those settings are marked.
+    """
+    fields = list(form.fields) if fields is None else fields
+    defaults = form.settings() if defaults is None else defaults
+    raw_url = {k: st.query_params.get(prefix + k) for k in fields if prefix + k in st.query_params}
+    hidden = {name for item in st.query_params.get_all(HIDE_KEY) for name in item.split(",")}
+    hidden &= set(fields)
+    values: dict[str, Any] = {}
+    by_group: dict[str, list[str]] = {}
+    for name in fields:
+        by_group.setdefault(form.fields[name].metadata["group"], []).append(name)
+    for group, names in by_group.items():
+        shown = [n for n in names if n not in hidden]
+        if not shown:
+            continue
+        changed = {n for n in shown if compare_to is not None
+                   and _current(form, prefix, n, getattr(defaults, n)) != getattr(compare_to, n)}
+        with st.expander(form.groups[group] + (" ●" if changed else ""),
+                         expanded=bool(changed) or group in form.expanded):
+            for name in shown:
+                values[name] = widget(form, name, getattr(defaults, name),
+                                      (options or {}).get(name), prefix,
+                                      "● changed" if name in changed else "")
+    for name in hidden:  # classroom: fixed by the link, not shown
+        try:
+            values[name] = form.settings.parse_setting(name, raw_url[name]) if name in raw_url \
+                else getattr(defaults, name)
+        except ConfigError:
+            values[name] = getattr(defaults, name)
+    return resolve(values, raw_url, defaults, prefix, form, skip=just_set())
+
+
+def resolve(values: dict[str, Any], raw: dict[str, str], defaults: Any, prefix: str = "",
+            form: Form = LAB, skip: Iterable[str] = ()) -> tuple[Any, list[str]]:
+    """The settings of the controls' `values`, and a warning for each value not used.
+
+    Combinations the widgets allow but the settings class forbids fall back to the page's
+    defaults (one warning each); so does what the link (`raw`) asked for that no widget took.
+    """
+    cfg, problems = form.settings.with_fallbacks(values, defaults=defaults)
+    replaced = settings_named(problems)  # said once, not twice
+    raw = {name: text for name, text in raw.items() if name not in replaced}
+    return cfg, link_problems(form.settings, raw, cfg, prefix=prefix, offered=form.grids,
+                              skip=skip) + problems
+
+
+def _current(form: Form, prefix: str, name: str, default: Any) -> Any:
+    """A widget's value before it is drawn this run (session state, else the link, else default)."""
+    key = prefix + name
+    if key in st.session_state:
+        return st.session_state[key]
+    if key in st.query_params:
+        try:
+            return form.settings.parse_setting(name, st.query_params[key])
+        except ConfigError:
+            return default
+    return default
+
+
+def classroom_editor(form: Form, fields: list[str]) -> None:
+    """Lets a teacher pick controls to hide; the choice lives in the link (?hide=…)."""
+    with st.sidebar.expander("Classroom link"):
+        st.multiselect("Hide these controls", fields, format_func=form.label, key=HIDE_KEY,
+                       bind="query-params",
+                       help="Copy the page's link after choosing: students who open it see "
+                            "the current values of these settings but cannot change them.")
+
+
+def apply_settings(form: Form, values: Mapping[str, Any], prefix: str = "") -> None:
+    """The one callback that sets widgets (a preset, a fix, a clicked chart, "Copy A into B"):
+    the bound widgets and so the link take `values`; the rerun that follows uses them."""
+    entries = form.widget_values(values, prefix)
+    st.session_state.update(entries)
+    st.session_state[JUST_SET_KEY] = st.session_state.get(JUST_SET_KEY, set()) | set(entries)
+
+
+def just_set() -> set[str]:
+    """The widget keys a callback set before this run (read once: the next run's link is
+    current again)."""
+    return st.session_state.pop(JUST_SET_KEY, set())
+
+
+def warn(messages: Iterable[str], who: str = "") -> None:
+    """The link's and the settings' problems, one warning each (`who`: "A", "B" on Compare)."""
+    for message in messages:
+        st.warning(f"{who}: {message}" if who else message, icon=":material/warning:")

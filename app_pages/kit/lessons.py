@@ -1,0 +1,42 @@
+"""Lessons on a page, for every family: the preset buttons and the lesson box of the preset the
+settings match, with ✓ or ✗ beside each claim as measured on this run."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping
+
+import streamlit as st
+
+from core.lessons import Preset, matching
+from app_pages.kit.controls import Form, apply_settings
+
+
+def preset_buttons(presets: Mapping[str, Preset], form: Form, *, title: str = "Lesson presets",
+                   caption: str | None = None, columns: int | None = None,
+                   widgets: Callable[[Any], dict] = lambda config: config.to_dict()) -> None:
+    """One button per preset, in an expander; a click sets the widgets to `widgets(config)`
+    (the preset's settings, by default) and the rerun shows its lesson."""
+    with st.expander(title, expanded=False, icon=":material/school:"):
+        if caption:
+            st.caption(caption)
+        n = columns or len(presets)
+        cols = st.columns(n)
+        for i, p in enumerate(presets.values()):
+            cols[i % n].button(p.title, icon=p.icon, help=p.hint, width="stretch",
+                               on_click=apply_settings,
+                               args=(form, widgets(p.config)),
+                               key=f"preset_{p.id}")
+
+
+def lesson_box(presets: Iterable[Preset], config: Any, evidence: Any, container=st) -> None:
+    """The box of the preset `config` is (if any): its title, what to look at, and ✓/✗ for each
+    claim on `evidence` (the run, or whatever the family's claims read) whose parts are there."""
+    preset = matching(presets, config)
+    if preset is None:
+        return
+    with container.container(border=True):
+        st.markdown(f"**{preset.title}** — {preset.look_at}")
+        for claim in preset.ready_claims(evidence):
+            text, ok = claim.check(evidence)
+            st.markdown(f"{':material/check_circle:' if ok else ':material/cancel:'} "
+                        f"{text}" + ("" if ok else " *(not true for this run)*"))

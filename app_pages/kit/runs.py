@@ -1,0 +1,127 @@
+"""Getting a run for a page, of any family: from the run store when it ran before, else trained
+with progress; then what the user must know about it, and its downloads.
+
+Training shows a progress bar and, where the family has one, a loss curve that grows epoch by
+epoch. The run store is not wrapped in `st.cache_data`: a cached function would skip its
+progress output on a hit, and the store already makes repeats instant for every session of the
+server.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from typing import Any, Callable
+
+import streamlit as st
+
+from core.lab.export import pytorch_script, script_filename
+from core.lab.result import TABLES, RunResult
+from core.cpus import configure_for_server
+from core.lab.runs import cached_run, get_run
+from core.store import RunStore
+from app_pages.kit.charts import chart
+
+
+@st.cache_resource
+def store() -> RunStore:
+    """One run store per server process, shared by every session (set up once per process)."""
+    configure_for_server()
+    return RunStore()
+
+
+def epoch_progress(epochs: int) -> Callable[[Any], tuple[float, str]]:
+    """Progress of a run that hands over its partial result after every epoch (the Lab's and
+    the recurrent runs): the share done and the bar's text."""
+    def progress(partial) -> tuple[float, str]:
+        done = int(partial.epochs.epoch.max()) if len(partial.epochs) else 0
+        return min(1.0, done / epochs), (f"Training… epoch {done} of {epochs}, validation "
+                                         f"accuracy {partial.final('val', 'accuracy'):.1%}")
+    return progress
+
+
+def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
+           progress: Callable[[Any], tuple[float, str]] | None = None,
+           live_chart: Callable | None = None, starting: str = "Training…",
+           failure: str = "This run could not start"):
+    """The result for `cfg`: from the run store when it ran before, else trained with a progress
+    bar; None, with one clear message (never a traceback), when it cannot be trained.
+
+    `cached(cfg, store)` looks the run up; `train(cfg, store=, on_epoch=)` trains it, calling
+    `on_epoch` with what `progress` turns into (share done, text): by default the partial result
+    of an epoch-by-epoch run. `live_chart(partial)`, where the family has one, is drawn growing
+    while the run has more than a second left.
+    """
+    hit = cached(cfg, store())
+    if hit is not None:
+        return hit
+    progress = progress or epoch_progress(cfg.epochs)
+    bar = st.progress(0.0, text=starting)
+    live = st.empty()
+    start = time.perf_counter()
+    last_drawn = [start]
+
+    def on_epoch(partial) -> None:
+        done, text = progress(partial)
+        bar.progress(done, text=text)
+        # A run that will be over within a second gets no live chart (building one costs
+        # ~0.1 s); a longer one shows its curve growing, redrawn at most twice a second.
+        now = time.perf_counter()
+        left = (now - start) / done * (1 - done) if done else 0.0
+        if live_chart is not None and left > 1.0 and now - last_drawn[0] > 0.5:
+            chart(live_chart(partial), live)
+            last_drawn[0] = time.perf_counter()
+
+    try:
+        result = train(cfg, store=store(), on_epoch=on_epoch)
+    except Exception as err:  # a missing dataset, an unavailable device: say so, no traceback
+        st.error(f"{failure}: {err}", icon=":material/error:")
+        result = None
+    bar.empty()
+    live.empty()
+    return result
+
+
+def notices(result) -> None:
+    """What the user must know about the run's data and outcome (a Lab or a recurrent run;
+    only the Lab's can stop early)."""
+    if result.dataset.get("notice"):
+        st.info(result.dataset["notice"], icon=":material/info:")
+    stop = getattr(result, "early_stop", None)
+    if stop:
+        st.info(f"Stopped early after epoch {stop['epoch']} of {result.config.epochs}: the "
+                f"validation loss was lowest at epoch {stop['best_epoch']} "
+                f"({stop['best_val_loss']:.3f}) and did not improve for {stop['patience']} "
+                "epochs.", icon=":material/front_hand:")
+    if result.diverged:
+        st.error(f"The run diverged: {result.divergence['message']}. Everything up to that "
+                 f"step is shown below.", icon=":material/error:")
+
+
+def downloads(result: RunResult) -> None:
+    """The run as JSON or CSV tables, and its config as a runnable PyTorch script."""
+    cols = st.columns(3)
+    # Callables: the files are built when clicked, not on every rerun of the page.
+    cols[0].download_button("Run as JSON", lambda: result.to_json(indent=1),
+                            file_name=f"run_{result.key}.json", mime="application/json",
+                            icon=":material/data_object:", width="stretch",
+                            help="Config, device, timing, per-epoch history and per-layer records.")
+    cols[1].download_button("Tables as CSV", lambda: _csv_zip(result),
+                            file_name=f"run_{result.key}.zip",
+                            mime="application/zip", icon=":material/table:", width="stretch",
+                            help="One CSV per table: epochs, steps, layers, histograms…")
+    cols[2].download_button("PyTorch script", lambda: pytorch_script(result.config),
+                            file_name=script_filename(result.config), mime="text/x-python",
+                            icon=":material/code:", width="stretch",
+                            help="A standalone script that builds and trains this network in "
+                                 "plain PyTorch.")
+
+
+def _csv_zip(result: RunResult) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in TABLES:
+            z.writestr(f"{name}.csv", getattr(result, name).to_csv(index=False))
+        z.writestr("config.json", result.config.to_json())
+    return buffer.getvalue()

@@ -1,0 +1,115 @@
+"""Training Lab: change one setting, train, and see what happens inside the network."""
+
+import math
+
+import streamlit as st
+
+from core.lab import charts
+from core.lab.config import FIELDS
+from core.data.datasets import IMAGE_DATASETS
+from core.lab.doctor import diagnose
+from core.lab.metrics import MOST_SATURATED, most_saturated
+from core.lab.presets import PRESETS
+from core.lab.tabs import TABS
+from app_pages.kit.charts import run_chart
+from app_pages.kit.controls import LAB, apply_settings, classroom_editor, config_form, warn
+from app_pages.kit.lessons import lesson_box, preset_buttons
+from app_pages.kit.runs import downloads, notices, obtain
+
+
+LAB_FIELDS = [name for name in FIELDS if name != "noise"]
+
+st.title("Training Lab")
+st.write("Train a real network on real images and watch every layer: how large its gradients "
+         "are, how many of its units saturate or die, how fast its weights move. Change one "
+         "setting in the sidebar, press **Train**, and compare. A diagnosis of the run and "
+         "one-click fixes are below the headline numbers.")
+
+cfg, warnings = config_form(LAB, LAB_FIELDS, options={"dataset": sorted(IMAGE_DATASETS)})
+classroom_editor(LAB, LAB_FIELDS)
+warn(warnings)
+
+preset_buttons(PRESETS, LAB, columns=4)
+
+result = obtain(cfg, live_chart=charts.loss_accuracy)
+if result is None:
+    st.stop()
+
+lesson_box(PRESETS.values(), cfg, result)
+notices(result)
+
+cols = st.columns([1.1, 1.3, 1.3, 1.1, 1, 1.1])
+cols[0].metric("Validation accuracy", f"{result.final('val', 'accuracy'):.1%}",
+               help="Share of the validation images classified correctly after the last epoch.")
+gap = result.final("train", "accuracy") - result.final("val", "accuracy")
+cols[5].metric("Train − val gap", f"{gap * 100:+.1f} pts" if math.isfinite(gap) else "–",
+               help="Training accuracy (measured during the last epoch, dropout on) minus "
+                    "validation accuracy. Large and positive: the network memorises its "
+                    "training set (overfitting).")
+ratio = result.grad_ratio(0) if len(result.layer_names) > 1 else math.nan
+cols[1].metric("First/last gradient", f"{ratio:.1e}",
+               help="At initialisation: the first layer's weight-gradient norm over the last "
+                    "layer's. Far below 1: vanishing; far above: exploding.")
+sat = most_saturated(result.end_saturation())
+cols[2].metric(MOST_SATURATED.label,
+               format(sat, MOST_SATURATED.fmt) if math.isfinite(sat) else "–",
+               help=MOST_SATURATED.help)
+status = "stopped early" if result.early_stop else result.status
+cols[3].metric("Status", {"completed": "done"}.get(status, status),
+               help="'done': every epoch ran; 'diverged': values became NaN or infinite and "
+                    "the run stopped there; 'stopped early': early stopping ended it.")
+cols[4].metric("Time", f"{result.timing['seconds']:.2f} s",
+               delta="from the run store" if result.from_store else "trained now",
+               delta_color="off", help="Wall time of the training run on "
+                                       f"{result.device} ({result.timing['samples_per_sec']:,.0f} "
+                                       "samples/s).")
+
+findings = diagnose(result)
+with st.container(border=True):
+    st.subheader("Gradient doctor", anchor=False)
+    if not findings:
+        st.success("Nothing looks wrong: gradients reach every layer, few units are saturated "
+                   "or dead, and the steps are a healthy size.", icon=":material/check:")
+    for finding in findings:
+        show = {"error": st.error, "warning": st.warning, "info": st.info}[finding.severity]
+        show(f"**{finding.title}.** {finding.evidence}")
+        if finding.fixes:
+            fix_cols = st.columns(len(finding.fixes))
+            for col, fix in zip(fix_cols, finding.fixes):
+                col.button(fix.label, key=f"fix_{finding.id}_{fix.label}", on_click=apply_settings,
+                           args=(LAB, fix.changes), icon=":material/build:",
+                           help=f"Sets {', '.join(f'{k}={v}' for k, v in fix.changes.items())} "
+                                "and trains again.")
+
+
+@st.fragment
+def panels() -> None:
+    last = int(result.epochs.epoch.max())
+    epoch = st.slider("Epoch", 0, max(last, 1), last, key="epoch", bind="query-params",
+                      help="Moves every per-epoch chart: 0 is the network at initialisation.",
+                      disabled=last == 0)
+    epoch = min(epoch, last)
+    # Only the open tab's charts are built: the others would cost time nobody sees.
+    tabs = st.tabs(list(TABS), key="tab", bind="query-params")
+    for tab, tab_charts in zip(tabs, TABS.values()):
+        with tab:
+            if not tab.open:
+                continue
+            for chart in tab_charts:
+                layer = None
+                if chart.needs_layer:
+                    layer = st.selectbox("Layer over time",
+                                         result.layer_names[:-1] or result.layer_names,
+                                         key="layer", bind="query-params",
+                                         help="Whose activation histogram to follow across "
+                                              "epochs.")
+                run_chart(result, chart.build, *chart.args(epoch, layer))
+
+panels()
+st.divider()
+downloads(result)
+# Every field, not only those changed from RunConfig's defaults: Compare has defaults of its own.
+st.page_link("app_pages/compare.py", label="Compare this run with a variant",
+             query_params=cfg.to_params(only_changed=False), icon=":material/compare_arrows:",
+             help="Opens Compare with this configuration as A and, as B, the same with batch norm "
+                  "toggled; change B's settings there.")

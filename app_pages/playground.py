@@ -1,0 +1,49 @@
+"""2-D Playground: decision boundaries on toy data, epoch by epoch."""
+
+import streamlit as st
+
+from core.lab import charts
+from core.lab.config import RunConfig
+from core.data.datasets import TOY_DATASETS
+from app_pages.kit.charts import chart
+from app_pages.kit.controls import LAB, classroom_editor, config_form, warn
+from app_pages.kit.runs import notices, obtain
+
+
+FIELDS_HERE = ["dataset", "noise", "max_train", "depth", "width", "activation", "init",
+               "optimizer", "lr", "batch_size", "epochs", "seed"]
+# Five full batches an epoch: the boundary forms in about a second.
+DEFAULTS = RunConfig(dataset="moons", depth=3, width=16, lr=0.05, batch_size=128, epochs=30)
+
+st.title("2-D Playground")
+st.write("A small network learns to separate two classes of points in the plane. The colour is "
+         "its predicted probability of class 1 (blue); circles are training points, triangles "
+         "test points. Move the epoch slider to watch the boundary form. With few training "
+         "points (Data → Training examples) and much noise, watch train and test accuracy part.")
+
+cfg, warnings = config_form(LAB, FIELDS_HERE, defaults=DEFAULTS,
+                            options={"dataset": sorted(TOY_DATASETS),
+                                     "max_train": [None, 20, 50, 100, 200, 400]})
+classroom_editor(LAB, FIELDS_HERE)
+warn(warnings)
+compare = st.toggle("ReLU vs tanh side by side", key="compare", bind="query-params",
+                    help="Train the same network twice, once with ReLU and once with tanh units.")
+
+configs = ([cfg.replace(activation="relu"), cfg.replace(activation="tanh")] if compare
+           else [cfg])
+results = [obtain(c, live_chart=charts.loss_accuracy) for c in configs]
+if any(r is None for r in results):
+    st.stop()
+
+last = min(int(r.boundary.epoch.max()) for r in results)
+epoch = st.slider("Epoch", 0, max(last, 1), last, key="epoch", bind="query-params",
+                  help="0 is the network at initialisation.", disabled=last == 0)
+cols = st.columns(len(results))
+for col, result in zip(cols, results):
+    with col:
+        notices(result)
+        st.markdown(f"**{result.config.activation}** · validation accuracy "
+                    f"{result.final('val', 'accuracy'):.0%} · test "
+                    f"{result.final('test', 'accuracy'):.0%}")
+        chart(charts.decision_boundary(result, min(epoch, last)))
+        chart(charts.loss_accuracy(result, min(epoch, last)))

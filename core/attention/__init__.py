@@ -1,0 +1,1 @@
+"""Softmax saturation in scaled dot-product attention, measured on real tokens."""

@@ -1,0 +1,1 @@
+"""The network at initialisation: mean-field theory, the probe, their charts."""

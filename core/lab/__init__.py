@@ -1,0 +1,1 @@
+"""The Training Lab's family: settings, models, recorder, trainer, result, sweep, doctor, presets, comparison, export and charts."""

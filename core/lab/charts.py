@@ -1,0 +1,350 @@
+"""Chart builders: a `RunResult`'s tables in, an Altair chart out. No Streamlit, no training.
+
+The app's pages draw these with `st.altair_chart(chart, use_container_width=True)`:
+
+    loss_accuracy(result, epoch)        grad_norm_heatmap(result)       grad_norm_lines(result)
+    gradient_flow(result, epoch)        histograms(result, "activation", epoch)
+    histogram_over_time(result, "activation", "hidden2")                saturation_dead(result)
+    ratios(result)    clipping(result)  batch_norm_shift(result, epoch)
+    activation_curve("tanh", preact)    decision_boundary(result, epoch)
+    divergence_rule(result)             # what the step-based charts add when a run blew up
+
+Conventions every builder keeps:
+  * layers are coloured in network order on a sequential scheme, so depth reads as colour, the
+    same layer has the same colour in every chart of a run, and clicking the legend picks layers
+    (shift-click for several);
+  * non-finite values are dropped (a diverged run shows gaps, never an error), values ≤ 0 are
+    dropped before a log scale, and an empty selection gives a chart that says "no data";
+  * a scrubbed `epoch` e is the network's state after e epochs (0 = at initialisation). Step s
+    sees the weights after s updates, so that state is at the first step of training epoch e+1
+    (the last step, for the final epoch): the step-based charts mark it there;
+  * long runs are thinned to at most MAX_STEPS evenly spaced steps, so a spec stays small enough
+    for a browser.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from core.activations import curve
+from core.chart_parts import (
+    ALERT, LOG_AXIS, LOG_LABELS, MAX_POINTS, MUTED, PANEL_H, PANEL_W, SPLITS, ZERO, Panel,
+    divergence_layers, finite, layer_color, layer_panels, metric_rows, no_data,
+    rule, source, state_step, step_panel, thin, tips,
+)
+from core.chart_parts import loss_accuracy  # noqa: F401 - the Lab's first chart, shared
+from core.lab.metrics import CATALOGUE, SATURATED_WHEN, power
+
+SATURATED_LABEL = f"saturated: {SATURATED_WHEN}"
+UPDATE_DATA = CATALOGUE["update_data_ratio"]
+
+KIND_LABELS = {
+    "pre_norm": "Linear output, before batch norm",
+    "pre_activation": "Pre-activation z",
+    "activation": "Activation f(z)",
+    "weight": "Weight W",
+    "weight_grad": "Weight gradient ∇W",
+}
+
+
+def divergence_rule(result) -> alt.LayerChart | None:
+    """A vertical rule and label at the step where the run produced NaN/inf; None if it didn't."""
+    parts = divergence_layers(result)
+    return alt.layer(*parts) if parts else None
+
+
+# --- training curves --------------------------------------------------------------------------
+# --- gradients --------------------------------------------------------------------------------
+def grad_norm_heatmap(result, metric: str = "weight_grad_norm"):
+    """Layers (input at top) × steps, coloured by the metric on a log scale."""
+    m = CATALOGUE[metric]
+    title = f"{m.title} per layer over training (log colour)"
+    df = metric_rows(result, metric, positive=True)
+    if df.empty:
+        return no_data(title)
+    # Each cell reaches to the next recorded step, so sparse recording leaves no holes.
+    steps = np.unique(df["step"])
+    gap = int(np.median(np.diff(steps))) if len(steps) > 1 else 1
+    df["step_end"] = df["step"].map(dict(zip(steps, [*steps[1:], steps[-1] + gap])))
+    heat = alt.Chart(source(df)).mark_rect().encode(
+        x=alt.X("step:Q", title="Training step", scale=alt.Scale(nice=False)),
+        x2=alt.X2("step_end:Q"),
+        y=alt.Y("layer:O", sort=list(result.layer_names), title="Layer (input at top)"),
+        color=alt.Color("value:Q", title=m.symbol or m.label, scale=alt.Scale(
+            type="log", scheme="viridis"), legend=alt.Legend(labelExpr=LOG_LABELS)),
+        tooltip=tips("layer:N", "step:Q", "epoch:Q", alt.Tooltip("value:Q", title=metric)))
+    layers = [heat, *divergence_layers(result)]
+    height = min(600, max(120, 22 * df["layer"].nunique()))
+    return alt.layer(*layers, title=title, width=2 * PANEL_W, height=height)
+
+
+def grad_norm_lines(result, metric: str = "weight_grad_norm", epoch: int | None = None):
+    """One line per layer over steps on a log axis; rule at the state after `epoch`."""
+    return layer_panels(result, [metric_panel(metric)], epoch,
+                        f"{CATALOGUE[metric].title} per layer over training (log scale)")
+
+
+def gradient_flow(result, epoch: int):
+    """Mean and max |∇W| per layer at the state after `epoch` (the classic plot_grad_flow)."""
+    step = state_step(result.layers, epoch)
+    title = f"Gradient flow after epoch {epoch}" + (f" (step {step})" if step is not None else "")
+    stats = {"weight_grad_max_abs": "max |∇W|", "weight_grad_mean_abs": "mean |∇W|"}
+    rows = result.layers[(result.layers["step"] == step) & result.layers["metric"].isin(stats)]
+    df = finite(rows, ["value"], positive=True)
+    if df.empty:
+        return no_data(title)
+    df = df.assign(statistic=df["metric"].map(stats),
+                   front=(df["metric"] == "weight_grad_mean_abs").astype(int))
+    labels = list(stats.values())
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("layer:O", sort=list(result.layer_names), title="Layer (input → output)"),
+        # Overlaid, not stacked: the faint max bar behind, the solid mean bar in front.
+        y=alt.Y("value:Q", stack=None, scale=alt.Scale(type="log"), axis=LOG_AXIS,
+                title="|∇W| of the layer's weights (log)"),
+        color=alt.Color("statistic:N", title="Statistic",
+                        scale=alt.Scale(domain=labels, range=["#4c9f9f", "#3b5ba5"])),
+        opacity=alt.Opacity("statistic:N", legend=None,
+                            scale=alt.Scale(domain=labels, range=[0.45, 1.0])),
+        order=alt.Order("front:Q"),
+        tooltip=tips("layer:N", "statistic:N", alt.Tooltip("value:Q", format=".4g"), "step:Q"),
+    ).properties(title=f"{title}: mean and max |∇W| per layer",
+                 width=max(PANEL_W, 40 * df["layer"].nunique()), height=PANEL_H)
+
+
+def clipping(result):
+    """Total gradient norm (before clipping) over steps, the threshold, how often it clipped."""
+    cfg = result.config
+    title = (f"Gradient clipping: total norm clipped to {cfg.clip_norm:g}" if cfg.clip_norm
+             else f"Gradient clipping: each element clipped to ±{cfg.clip_value:g}"
+             if cfg.clip_value else "Gradient clipping is off: total gradient norm shown")
+    grad_norm = CATALOGUE["grad_norm"]
+    norm_title = grad_norm.axis
+    cols = ["step", "epoch", "grad_norm", "clipped"]  # only these: no NaN loss in the spec
+    steps = finite(result.steps[cols], cols[2:])
+    df = thin(steps[steps["grad_norm"] > 0])  # > 0: a log axis
+    if df.empty:
+        norm = no_data(norm_title)
+    else:
+        line = alt.Chart(df).mark_line(strokeWidth=1.2, color=SPLITS["train"]).encode(
+            x=alt.X("step:Q", title="Training step"),
+            y=alt.Y("grad_norm:Q", title=f"{grad_norm.symbol} before clipping (log)", axis=LOG_AXIS,
+                    scale=alt.Scale(type="log")),
+            tooltip=tips("step:Q", "epoch:Q", alt.Tooltip("grad_norm:Q", format=".4g"),
+                         "clipped:Q"))
+        extras = rule("y", "grad_norm", cfg.clip_norm, f"clip threshold {cfg.clip_norm:g}",
+                      ALERT) if cfg.clip_norm else []
+        norm = step_panel(line, result, None, norm_title, extras)
+    if not (cfg.clip_norm or cfg.clip_value):
+        return norm.properties(title=title)
+    rate_title = "Clipped steps per epoch"
+    if steps.empty:
+        return alt.hconcat(norm, no_data(rate_title), title=title)
+    rate = steps.groupby("epoch", as_index=False)["clipped"].mean()
+    bars = alt.Chart(rate.assign(rate=rate["clipped"] * 100)).mark_bar(color=ALERT).encode(
+        x=alt.X("epoch:O", title="Epoch", axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("rate:Q", title="Clipped steps (%)", scale=alt.Scale(domain=[0, 100])),
+        tooltip=tips("epoch:Q", alt.Tooltip("rate:Q", title="% of steps clipped", format=".1f")),
+    ).properties(title=rate_title, width=PANEL_W * 2 // 3, height=PANEL_H)
+    return alt.hconcat(norm, bars, title=title)
+
+
+# --- saturation and scale ---------------------------------------------------------------------
+def saturation_dead(result, epoch: int | None = None):
+    """Saturated and dead units (%) per layer over steps."""
+    return layer_panels(result, [metric_panel("saturation"), metric_panel("dead")], epoch,
+                        "Saturated and dead units per layer")
+
+
+def ratios(result, epoch: int | None = None):
+    """grad:data and update:data per layer over steps (log), with the usual healthy band."""
+    (low, high), target = UPDATE_DATA.healthy, UPDATE_DATA.target
+    band = alt.Chart(pd.DataFrame({"value": [low], "high": [high], "label": [
+        f"usual healthy range of update:data ({power(low)} … {power(high)})"]}))
+    extras = (band.mark_rect(color=SPLITS["test"], opacity=0.13).encode(
+                  y=alt.Y("value:Q"), y2=alt.Y2("high:Q"), tooltip=tips("label:N")),
+              band.mark_text(color=MUTED, align="right", baseline="bottom", dx=-3, dy=-3,
+                             fontSize=11).encode(y=alt.Y("value:Q"), x=alt.XValue(PANEL_W),
+                                                 text=alt.Text("label:N")),
+              *rule("y", "value", target, f"{power(target)}: Karpathy's rule of thumb"))
+    return layer_panels(result, [metric_panel("grad_data_ratio"),
+                                 metric_panel("update_data_ratio", extras)],
+                        epoch, "How big the gradients and the updates are next to the weights")
+
+
+def metric_panel(metric: str, extras: tuple = ()) -> Panel:
+    """A per-layer panel of a catalogue metric: its title, axis and scale."""
+    m = CATALOGUE[metric]
+    return Panel(metric, m.title, m.axis, log=m.log, factor=100.0 if m.share else 1.0,
+                 domain=[0, 100] if m.share else None, extras=extras)
+
+
+# --- distributions ----------------------------------------------------------------------------
+def _hist_rows(result, kinds, epoch=None, layer=None) -> pd.DataFrame:
+    h = result.histograms
+    mask = h["kind"].isin(kinds)
+    if epoch is not None:
+        mask &= h["epoch"] == epoch
+    if layer is not None:
+        mask &= h["layer"] == layer
+    return finite(h[mask], ["lo", "hi", "count"])
+
+
+def _facet(chart: alt.Chart, result, title: str):
+    """Small multiples, one per layer in network order; each layer keeps its own value range."""
+    return chart.properties(width=160, height=100).facet(
+        facet=alt.Facet("layer:O", sort=list(result.layer_names), title=None), columns=4,
+        title=title).resolve_scale(x="independent", y="independent")
+
+
+_BIN_TIPS = [alt.Tooltip("lo:Q", format=".3g"), alt.Tooltip("hi:Q", format=".3g"), "count:Q"]
+
+
+def histograms(result, kind: str, epoch: int):
+    """Per-layer histograms of `kind` (activation, weight, weight_grad, …) after `epoch`."""
+    label = KIND_LABELS.get(kind, kind)
+    title = f"{label}: distribution per layer after epoch {epoch}"
+    df = _hist_rows(result, [kind], epoch=epoch)
+    if df.empty:
+        return no_data(title)
+    bars = alt.Chart(source(df)).mark_rect().encode(
+        x=alt.X("lo:Q", title=label), x2=alt.X2("hi:Q"), y=alt.Y("count:Q", title="Count"), y2=ZERO,
+        color=layer_color(result, legend=False), tooltip=tips("layer:N", *_BIN_TIPS))
+    return _facet(bars, result, title)
+
+
+def histogram_over_time(result, kind: str, layer: str):
+    """One layer's histogram of `kind` for every epoch: value bins × epoch, colour = count."""
+    label = KIND_LABELS.get(kind, kind)
+    title = f"{label} of {layer}, epoch by epoch (log colour; blank = empty bin)"
+    df = _hist_rows(result, [kind], layer=layer)
+    df = df[df["count"] > 0] if len(df) else df
+    if df.empty:
+        return no_data(title)
+    return alt.Chart(source(df)).mark_rect().encode(
+        x=alt.X("lo:Q", title=label), x2=alt.X2("hi:Q"),
+        y=alt.Y("epoch:O", title="Epoch (0 = at initialisation)"),
+        color=alt.Color("count:Q", title="Count", scale=alt.Scale(type="log", scheme="viridis")),
+        tooltip=tips("epoch:Q", *_BIN_TIPS),
+    ).properties(title=title, width=2 * PANEL_W,
+                 height=min(400, max(120, 14 * df["epoch"].nunique())))
+
+
+def batch_norm_shift(result, epoch: int):
+    """Per layer, its values before and after batch norm at `epoch`, overlaid as densities."""
+    if not result.config.batch_norm:
+        return no_data("Batch norm", "Batch norm is off in this run: nothing to compare.")
+    title = f"Batch norm: each layer's values before and after normalising, after epoch {epoch}"
+    df = _hist_rows(result, ["pre_norm", "pre_activation"], epoch=epoch)
+    df = df[df["layer"].isin(set(df["layer"][df["kind"] == "pre_norm"]))] if len(df) else df
+    if df.empty:
+        return no_data(title)
+    # Densities, not counts: the two histograms have different bin widths.
+    total = df.groupby(["layer", "kind"])["count"].transform("sum")
+    stages = {"pre_norm": "before batch norm", "pre_activation": "after batch norm"}
+    df = df.assign(density=(df["count"] / (total * (df["hi"] - df["lo"]))).where(total > 0, 0.0),
+                   stage=df["kind"].map(stages))
+    bars = alt.Chart(source(df)).mark_rect(opacity=0.55).encode(
+        x=alt.X("lo:Q", title="Value"), x2=alt.X2("hi:Q"),
+        y=alt.Y("density:Q", title="Density"), y2=ZERO,
+        color=alt.Color("stage:N", title=None, scale=alt.Scale(
+            domain=list(stages.values()), range=[SPLITS["val"], SPLITS["train"]])),
+        tooltip=tips("layer:N", "stage:N", *_BIN_TIPS))
+    return _facet(bars, result, title)
+
+
+# --- activations and the toy playground -------------------------------------------------------
+def _runs(z: np.ndarray, mask: np.ndarray) -> pd.DataFrame:
+    """Contiguous runs of True in `mask` as intervals [z0, z1]."""
+    edges = np.diff(np.concatenate([[0], mask.astype(int), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    return pd.DataFrame({"z0": z[starts], "z1": z[ends], "label": SATURATED_LABEL})
+
+
+def activation_curve(name: str, preact: pd.DataFrame | None = None):
+    """f(z), f′(z) and the saturated regions; optionally one layer's pre-activation histogram."""
+    hist = finite(preact, ["lo", "hi", "count"]) if preact is not None else pd.DataFrame()
+    lo, hi = -6.0, 6.0
+    if not hist.empty:  # widen the curve to wherever the layer's units are
+        lo, hi = min(lo, float(hist["lo"].min())), max(hi, float(hist["hi"].max()))
+    c = curve(name, np.linspace(lo, hi, 481))
+    lines = finite(pd.concat([pd.DataFrame({"z": c["z"], "value": c["f"], "series": "f(z)"}),
+                              pd.DataFrame({"z": c["z"], "value": c["df"], "series": "f′(z)"})]),
+                   ["z", "value"])
+    regions = _runs(c["z"], c["saturated"])
+    layers = []
+    if not regions.empty:
+        widest = regions.iloc[[int(np.argmax(regions["z1"] - regions["z0"]))]]
+        z_tips = [alt.Tooltip(f"{end}:Q", format=".2f") for end in ("z0", "z1")]
+        layers += [alt.Chart(regions).mark_rect(color=ALERT, opacity=0.12).encode(
+                       x=alt.X("z0:Q"), x2=alt.X2("z1:Q"), tooltip=tips("label:N", *z_tips)),
+                   alt.Chart(widest).transform_calculate(mid="(datum.z0 + datum.z1) / 2")
+                   .mark_text(color=ALERT, baseline="top", dy=4, fontSize=11)
+                   .encode(x=alt.X("mid:Q"), y=alt.YValue(0), text=alt.Text("label:N"))]
+    layers.append(alt.Chart(lines).mark_line(strokeWidth=2).encode(
+        x=alt.X("z:Q", title="Pre-activation z", scale=alt.Scale(domain=[lo, hi], nice=False)),
+        y=alt.Y("value:Q", title="f(z) and f′(z)"),
+        color=alt.Color("series:N", title=None, scale=alt.Scale(
+            domain=["f(z)", "f′(z)"], range=[SPLITS["train"], SPLITS["val"]])),
+        tooltip=tips(alt.Tooltip("z:Q", format=".2f"), "series:N",
+                     alt.Tooltip("value:Q", format=".4g"))))
+    title = f"{name}: f(z), its slope f′(z), and where it saturates"
+    chart = alt.layer(*layers)
+    if not hist.empty:
+        total = hist["count"].sum()
+        hist = hist.assign(share=hist["count"] / total * 100 if total > 0 else 0.0)
+        bars = alt.Chart(hist).mark_rect(color=MUTED, opacity=0.45).encode(
+            x=alt.X("lo:Q"), x2=alt.X2("hi:Q"), y2=ZERO,
+            y=alt.Y("share:Q", title="Layer's pre-activations (% per bin)",
+                    axis=alt.Axis(orient="right")),
+            tooltip=tips(*_BIN_TIPS[:2],
+                         alt.Tooltip("share:Q", title="% of values", format=".2f")))
+        # Its own (right) axis: the bars fill the plot's height, the curve keeps its units.
+        chart = alt.layer(bars, chart).resolve_scale(y="independent")
+        title += ", with a layer's pre-activations (grey)"
+    return chart.properties(title=title, width=2 * PANEL_W, height=PANEL_H + 40)
+
+
+def decision_boundary(result, epoch: int):
+    """P(class 1) over the 2-D input plane at `epoch`, with the train and test points on top."""
+    title = f"Decision boundary after epoch {epoch}: P(class 1)"
+    grid = result.boundary
+    grid = finite(grid[grid["epoch"] == epoch], ["x", "y", "p"]) if len(grid) else grid
+    if grid.empty:
+        return no_data(title, "no decision boundary here: only 2-D toy datasets have one")
+    # Cells centred on the grid points, half a grid spacing each way.
+    half = {c: float(np.median(np.diff(np.unique(grid[c])))) / 2 if grid[c].nunique() > 1
+            else 0.05 for c in ("x", "y")}
+    grid = grid.assign(x0=grid["x"] - half["x"], x1=grid["x"] + half["x"],
+                       y0=grid["y"] - half["y"], y1=grid["y"] + half["y"])
+    xs, ys = ([float(grid[f"{c}0"].min()), float(grid[f"{c}1"].max())] for c in ("x", "y"))
+    heat = alt.Chart(grid).mark_rect(opacity=0.7).encode(
+        x=alt.X("x0:Q", title="x₁", scale=alt.Scale(domain=xs, nice=False)), x2=alt.X2("x1:Q"),
+        y=alt.Y("y0:Q", title="x₂", scale=alt.Scale(domain=ys, nice=False)), y2=alt.Y2("y1:Q"),
+        color=alt.Color("p:Q", title="P(class 1)",
+                        scale=alt.Scale(scheme="redblue", domain=[0, 1])),
+        tooltip=tips(*(alt.Tooltip(f"{c}:Q", format=f) for c, f in
+                       (("x", ".2f"), ("y", ".2f"), ("p", ".3f")))))
+    pts = result.points
+    if len(pts):
+        pts = finite(pts[pts["split"].isin(["train", "test"])], ["x", "y", "label"])
+    layers = [heat]
+    if not pts.empty:
+        pts = pts.sample(min(len(pts), MAX_POINTS), random_state=0)
+        pts = pts.assign(cls="class " + pts["label"].astype(int).astype(str))
+        layers.append(alt.Chart(pts).mark_point(filled=True, size=28, stroke="#222222",
+                                                strokeWidth=0.6).encode(
+            x=alt.X("x:Q"), y=alt.Y("y:Q"),
+            # The two ends of the heatmap's red–blue scheme: class 0 red, class 1 blue.
+            color=alt.Color("cls:N", title="Class", scale=alt.Scale(
+                domain=["class 0", "class 1"], range=["#b2182b", "#2166ac"])),
+            shape=alt.Shape("split:N", title="Split", scale=alt.Scale(
+                domain=["train", "test"], range=["circle", "triangle-up"])),
+            tooltip=tips("cls:N", "split:N", alt.Tooltip("x:Q", format=".2f"),
+                         alt.Tooltip("y:Q", format=".2f"))))
+    # Roughly equal aspect: the height follows the data's y/x extent.
+    width, x_span, y_span = 380, xs[1] - xs[0], ys[1] - ys[0]
+    height = int(np.clip(width * y_span / x_span, 200, 480)) if x_span > 0 else width
+    return alt.layer(*layers).resolve_scale(color="independent").properties(
+        title=title, width=width, height=height)

@@ -1,0 +1,56 @@
+"""Two runs side by side: what differs in their settings and in what came out.
+
+    from core.lab.compare import differences, outcomes
+    differences(cfg_a, cfg_b)          # setting, A, B — only the settings that differ
+    outcomes({"A": run_a, "B": run_b}) # one row per run: accuracy, gradient ratio, saturation, …
+
+Pure tables for the Compare page, the CLI and notebooks; the overlay charts are in
+`core.lab.compare_charts`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from core.lab.config import FIELDS, RunConfig
+from core.lab.metrics import most_saturated
+from core.settings import format_value
+from core.lab.result import RunResult
+
+
+def differences(a: RunConfig, b: RunConfig) -> pd.DataFrame:
+    """The settings where A and B differ, in the config's own order (empty when identical)."""
+    rows = [(name, format_value(getattr(a, name)) or "off", format_value(getattr(b, name)) or "off")
+            for name in FIELDS if getattr(a, name) != getattr(b, name)]
+    return pd.DataFrame(rows, columns=["setting", "A", "B"])
+
+
+def outcomes(results: dict[str, RunResult]) -> pd.DataFrame:
+    """Headline outcomes per run, the numbers one compares first."""
+    rows = []
+    for label, r in results.items():
+        rows.append({
+            "run": label,
+            "val_accuracy": r.final("val", "accuracy"),
+            "test_accuracy": r.final("test", "accuracy"),
+            "grad_ratio": r.grad_ratio(0) if len(r.layer_names) > 1 else math.nan,
+            "max_saturation": most_saturated(r.end_saturation()),
+            "diverged": r.diverged,
+            "diverged_at_step": r.divergence["step"] if r.divergence else None,
+            "seconds": r.timing["seconds"],
+        })
+    return pd.DataFrame(rows)
+
+
+def layer_order(results: dict[str, RunResult]) -> list[str]:
+    """All runs' layer names in network order (hidden1…, conv…, dense, output), for one x axis
+    when the runs differ in depth."""
+    names: list[str] = []
+    for r in sorted(results.values(), key=lambda r: -len(r.layer_names)):
+        for name in r.layer_names:
+            if name not in names:
+                names.append(name)
+    # The output layer goes last even when a deeper run listed more hidden layers before it.
+    return [n for n in names if n != "output"] + (["output"] if "output" in names else [])

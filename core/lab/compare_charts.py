@@ -1,0 +1,151 @@
+"""Overlay charts for two (or more) runs: one colour per run, the same axes for both.
+
+    results = {"A": run_a, "B": run_b}
+    loss_accuracy(results, epoch)                 train (solid) and val (dashed) per run
+    layer_profile(results, "weight_grad_norm", epoch)   one value per layer at a state, per run
+    over_training(results, "weight_grad_norm")    first hidden and last layer over the steps
+    total_grad_norm(results)                      pre-clip gradient norm over steps, thresholds
+
+Same conventions as `core.lab.charts` (non-finite values dropped, log axes drop values ≤ 0, an
+empty selection says "no data", epoch e = the state after e epochs); the single-run charts
+there serve the side-by-side layout.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from core.chart_parts import (
+    LOG_AXIS, PANEL_H, PANEL_W, finite, legend_pick, no_data, rule, state_step, thin, tips,
+)
+from core.lab.compare import layer_order
+from core.lab.metrics import CATALOGUE, power
+
+RUN_COLORS = ["#4c78a8", "#e45756", "#54a24b", "#b279a2"]   # A blue, B red, …
+
+
+def _run_color(results: dict) -> alt.Color:
+    names = list(results)
+    return alt.Color("run:N", title="Run", scale=alt.Scale(domain=names,
+                                                           range=RUN_COLORS[:len(names)]))
+
+
+def loss_accuracy(results: dict, epoch: int | None = None):
+    """Loss and accuracy per epoch for every run: train solid, validation dashed."""
+    df = pd.concat([r.epochs.assign(run=name) for name, r in results.items()], ignore_index=True)
+    df = finite(df[df["split"].isin(["train", "val"])], ["value"])
+    sel = legend_pick("run")
+    panels = []
+    for metric, title in (("loss", "Loss (cross-entropy)"), ("accuracy", "Accuracy (%)")):
+        d = df[df["metric"] == metric]
+        if d.empty:
+            panels.append(no_data(title))
+            continue
+        if metric == "accuracy":
+            d, scale = d.assign(value=d["value"] * 100), alt.Scale(domain=[0, 100])
+        else:
+            v = d["value"]
+            log = (v > 0).all() and v.max() > 100 * v.min()
+            scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
+        lines = alt.Chart(d).mark_line(point=True).encode(
+            x=alt.X("epoch:Q", title="Epoch (0 = at initialisation)", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("value:Q", title=title, scale=scale, axis=LOG_AXIS),
+            color=_run_color(results),
+            strokeDash=alt.StrokeDash("split:N", title="Split",
+                                      scale=alt.Scale(domain=["train", "val"],
+                                                      range=[[1, 0], [5, 3]])),
+            opacity=alt.OpacityValue(0.15, condition={"param": sel.name, "value": 1.0}),
+            tooltip=tips("run:N", "split:N", "epoch:Q",
+                         alt.Tooltip("value:Q", title=metric, format=".4g")))
+        if not panels:
+            lines = lines.add_params(sel)
+        extra = rule("x", "epoch", epoch, f"epoch {epoch}") if epoch is not None else []
+        panels.append(alt.layer(lines, *extra, title=title, width=PANEL_W, height=PANEL_H))
+    return alt.hconcat(*panels, title="Loss and accuracy per epoch: train solid, validation dashed")
+
+
+def layer_profile(results: dict, metric: str, epoch: int, *, reference: float | None = None):
+    """One value per layer at the state after `epoch`, a line per run (layers input → output),
+    on the catalogue's scale (shares as %), with an optional reference rule."""
+    m = CATALOGUE[metric]
+    log, factor = m.log, 100.0 if m.share else 1.0
+    title = f"{m.title} per layer after epoch {epoch}" + (
+        f" (rule of thumb ~{power(reference)})" if reference is not None else "")
+    parts = []
+    for name, r in results.items():
+        step = state_step(r.layers, epoch)
+        rows = r.layers[(r.layers["metric"] == metric) & (r.layers["step"] == step)]
+        parts.append(rows.assign(run=name, value=rows["value"] * factor))
+    df = finite(pd.concat(parts, ignore_index=True), ["value"], positive=log)
+    if df.empty:
+        return no_data(title)
+    order = layer_order(results)
+    line = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=60)).encode(
+        x=alt.X("layer:O", sort=order, scale=alt.Scale(domain=order),
+                title="Layer (input → output)"),
+        y=alt.Y("value:Q", title=m.axis,
+                scale=alt.Scale(type="log") if log else alt.Scale(zero=True),
+                axis=LOG_AXIS if log else alt.Axis()),
+        color=_run_color(results),
+        tooltip=tips("run:N", "layer:N", "step:Q", alt.Tooltip("value:Q", format=".4g")))
+    extra = rule("y", "value", reference, power(reference)) if reference is not None else []
+    return alt.layer(line, *extra, title=title, width=max(PANEL_W, 36 * len(order)),
+                     height=PANEL_H)
+
+
+def over_training(results: dict, metric: str = "weight_grad_norm"):
+    """The first hidden layer and the last layer over the steps, per run (log axis): the gap
+    between the two lines of a run is its vanishing (or exploding) factor."""
+    m = CATALOGUE[metric]
+    title = f"{m.title}: first hidden layer (solid) and last layer (dashed) over training"
+    parts = []
+    for name, r in results.items():
+        first, last = r.layer_names[0], r.layer_names[-1]
+        rows = r.layers[(r.layers["metric"] == metric) & r.layers["layer"].isin([first, last])]
+        parts.append(thin(rows).assign(
+            run=name, role=rows["layer"].map({first: "first hidden", last: "last"})))
+    df = finite(pd.concat(parts, ignore_index=True), ["value"], positive=True)
+    if df.empty:
+        return no_data(title)
+    return alt.Chart(df, title=title, width=2 * PANEL_W, height=PANEL_H).mark_line().encode(
+        x=alt.X("step:Q", title="Training step"),
+        y=alt.Y("value:Q", title=m.axis, scale=alt.Scale(type="log"), axis=LOG_AXIS),
+        color=_run_color(results),
+        strokeDash=alt.StrokeDash("role:N", title="Layer", scale=alt.Scale(
+            domain=["first hidden", "last"], range=[[1, 0], [5, 3]])),
+        detail="layer:N",
+        tooltip=tips("run:N", "layer:N", "step:Q", alt.Tooltip("value:Q", format=".3e")))
+
+
+def total_grad_norm(results: dict):
+    """The whole gradient's norm before clipping, per step and run, with each run's threshold."""
+    grad_norm = CATALOGUE["grad_norm"]
+    title = f"{grad_norm.axis}, dashed: each run's clip threshold"
+    df = pd.concat([thin(r.steps).assign(run=name) for name, r in results.items()],
+                   ignore_index=True)
+    df = finite(df, ["grad_norm"], positive=True)
+    if df.empty:
+        return no_data(title)
+    lines = alt.Chart(df).mark_line().encode(
+        x=alt.X("step:Q", title="Training step"),
+        y=alt.Y("grad_norm:Q", title=f"{grad_norm.symbol} before clipping (log)",
+                scale=alt.Scale(type="log"),
+                axis=LOG_AXIS),
+        color=_run_color(results),
+        tooltip=tips("run:N", "step:Q", alt.Tooltip("grad_norm:Q", format=".3e"),
+                     alt.Tooltip("clipped:Q", title="clipped (0/1)")))
+    thresholds = pd.DataFrame([{"run": name, "value": r.config.clip_norm}
+                               for name, r in results.items() if r.config.clip_norm])
+    layers = [lines]
+    if len(thresholds):
+        layers.append(alt.Chart(thresholds).mark_rule(strokeDash=[6, 4]).encode(
+            y=alt.Y("value:Q"), color=_run_color(results),
+            tooltip=tips("run:N", alt.Tooltip("value:Q", title="clip_norm"))))
+    return alt.layer(*layers, title=title, width=2 * PANEL_W, height=PANEL_H)
+
+
+def update_ratio_profile(results: dict, epoch: int):
+    """update:data per layer with Karpathy's rule of thumb as a reference."""
+    return layer_profile(results, "update_data_ratio", epoch,
+                         reference=CATALOGUE["update_data_ratio"].target)

@@ -1,0 +1,140 @@
+"""`RunConfig`: the one frozen, validated, hashable description of a training run.
+
+Everything that can vary about a run is a field here, declared with `core.settings.setting`
+(its allowed values in the field's metadata), plus the rules across fields (`check_rules`). The CLI flags (`python -m core train --help`), the URL query parameters and the app's
+widgets are all derived from these fields, so a new setting is added in exactly one place.
+
+    cfg = RunConfig(depth=10, activation="sigmoid")
+    cfg.key()                               # stable hash: run store, URL and CLI agree on it
+    RunConfig.from_params(cfg.to_params())  # round-trips through a flat dict of strings
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.activations import ACTIVATIONS
+from core.data.datasets import DATASETS, IMAGE_DATASETS
+from core.settings import ConfigError, Settings, setting
+from core.training import OPTIMIZERS
+
+MODELS = ("mlp", "residual_mlp", "cnn")
+INITS = (
+    "zeros",
+    "normal_small",   # N(0, 0.01²): the classic "too small" init
+    "normal_large",   # N(0, 1): the classic "too large" init
+    "xavier_normal",
+    "xavier_uniform",
+    "he_normal",
+    "he_uniform",
+    "orthogonal",
+    "mean_field",     # N(0, σ_w²/fan_in): the mean-field parameterisation
+)
+BIAS_INITS = ("zeros", "constant", "normal")
+SCHEDULES = ("constant", "exponential", "cosine", "cyclic")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# Caps keep one request from stalling a shared server; they are generous for teaching.
+MAX_DEPTH = 100
+MAX_WIDTH = 1024
+MAX_EPOCHS = 200
+MAX_TRAIN = 60_000
+MAX_CNN_DEPTH = 6
+
+
+@dataclass(frozen=True)
+class RunConfig(Settings):
+    # Bump when the meaning of a field or the content of a result changes, so cached results of
+    # the old meaning are never served for the new one.
+    SCHEMA_VERSION = 4  # 3: grad/update ratios are norm ratios (RMS); 4: early stopping
+
+    # data
+    dataset: str = setting("digits", "Training data: real images (digits 8×8, MNIST and "
+                           "Fashion-MNIST 28×28) or a 2-D toy set.", choices=DATASETS,
+                           group="data")
+    max_train: int | None = setting(None, "Cap on training examples (empty = the whole "
+                                    "training split). Smaller is faster.", lo=1, hi=MAX_TRAIN,
+                                    group="data", none="all")
+    noise: float = setting(0.1, "Noise of the 2-D toy sets (ignored for images).", lo=0.0, hi=1.0,
+                           group="data")
+    # architecture
+    model: str = setting("mlp", "mlp: plain stack of dense layers; residual_mlp: x + f(x) blocks; "
+                         "cnn: conv–pool layers then a dense layer.", choices=MODELS,
+                         group="architecture")
+    depth: int = setting(4, "Hidden layers (conv layers for the CNN). Deep sigmoid nets vanish.",
+                         lo=1, hi=MAX_DEPTH, group="architecture")
+    width: int = setting(64, "Units per hidden layer (channels per conv layer for the CNN).",
+                         lo=1, hi=MAX_WIDTH, group="architecture")
+    activation: str = setting("relu", "Nonlinearity of every hidden layer.", choices=ACTIVATIONS,
+                              group="architecture")
+    # initialisation
+    init: str = setting("he_normal", "How weights start. He suits ReLU, Xavier suits tanh; "
+                        "normal_large explodes, normal_small vanishes.", choices=INITS,
+                        group="initialisation")
+    sigma_w2: float = setting(2.0, "Weight variance σ_w² for init=mean_field: "
+                              "W ~ N(0, σ_w²/fan_in).", lo=1e-4, hi=100.0, log=True,
+                              group="initialisation")
+    bias_init: str = setting("zeros", "How biases start: zeros, a constant (bias_value), or "
+                             "N(0, bias_value) with bias_value as the variance σ_b².",
+                             choices=BIAS_INITS, group="initialisation")
+    bias_value: float = setting(0.0, "The constant for bias_init=constant, or σ_b² for "
+                                "bias_init=normal.", lo=-10.0, hi=10.0, group="initialisation")
+    # normalisation & regularisation
+    batch_norm: bool = setting(False, "Batch normalisation before each hidden activation: keeps "
+                               "pre-activations near zero mean, unit variance.",
+                               group="regularisation")
+    dropout: float = setting(0.0, "Probability of zeroing a hidden unit during training.",
+                             lo=0.0, hi=0.9, group="regularisation")
+    weight_decay: float = setting(0.0, "L2 weight decay (decoupled for adamw).", lo=0.0, hi=1.0,
+                                  group="regularisation")
+    patience: int | None = setting(None, "Early stopping: stop once the validation loss has not "
+                                   "improved for this many epochs (empty = off).", lo=1,
+                                   hi=MAX_EPOCHS, group="regularisation")
+    # optimisation
+    optimizer: str = setting("adam", "Update rule (torch.optim). momentum/nesterov are SGD with "
+                             "momentum.", choices=OPTIMIZERS, group="optimisation")
+    lr: float = setting(1e-3, "Learning rate. Too high diverges, too low crawls.", lo=1e-6,
+                        hi=100.0, log=True, group="optimisation")
+    momentum: float = setting(0.9, "Momentum for momentum/nesterov.", lo=0.0, hi=0.999,
+                              group="optimisation")
+    beta1: float = setting(0.9, "Adam/AdamW first-moment decay.", lo=0.0, hi=0.999,
+                           group="optimisation")
+    beta2: float = setting(0.999, "Adam/AdamW second-moment decay; also RMSprop's smoothing α.",
+                           lo=0.0, hi=0.9999, group="optimisation")
+    schedule: str = setting("constant", "Learning-rate schedule: exponential decay per epoch, "
+                            "cosine to zero, or cyclic (triangular between lr/10 and lr).",
+                            choices=SCHEDULES, group="optimisation")
+    lr_decay: float = setting(0.9, "Per-epoch factor of the exponential schedule.", lo=0.01, hi=1.0,
+                              group="optimisation")
+    batch_size: int = setting(64, "Examples per step.", lo=1, hi=4096, group="optimisation")
+    epochs: int = setting(10, "Passes over the training set.", lo=1, hi=MAX_EPOCHS,
+                          group="optimisation")
+    # clipping
+    clip_norm: float | None = setting(None, "Clip the total gradient norm to this (empty = off).",
+                                      lo=1e-4, hi=1e4, log=True, group="clipping")
+    clip_value: float | None = setting(None, "Clip each gradient element to ±this (empty = off).",
+                                       lo=1e-4, hi=1e4, log=True, group="clipping")
+    # run
+    seed: int = setting(0, "Random seed: same seed, same run.", lo=0, hi=2**31 - 1, group="run")
+    device: str = setting("auto", "auto picks CUDA or MPS when present, else the CPU.",
+                          choices=DEVICES, group="run")
+    record_every: int | None = setting(None, "Record per-layer statistics every this many steps "
+                                       "(empty = about 50 records per epoch).", lo=1, hi=10_000,
+                                       group="run", none="auto")
+
+    def check_rules(self) -> None:
+        if self.clip_norm is not None and self.clip_value is not None:
+            raise ConfigError("clip_value", "set clip_norm or clip_value, not both")
+        if self.batch_norm and self.batch_size < 2:
+            raise ConfigError("batch_size", "batch norm needs at least 2 examples per batch")
+        if self.model == "cnn":
+            if self.dataset not in IMAGE_DATASETS:
+                raise ConfigError("model", f"cnn needs an image dataset "
+                                  f"({', '.join(sorted(IMAGE_DATASETS))}), not {self.dataset!r}")
+            if self.depth > MAX_CNN_DEPTH:
+                raise ConfigError("depth", f"a cnn has at most {MAX_CNN_DEPTH} conv layers, "
+                                  f"got {self.depth}")
+
+
+# The Lab's settings table: the CLI, the pages and the exports iterate it.
+FIELDS = RunConfig.fields()

@@ -1,0 +1,236 @@
+"""Lesson presets: a configuration, what to look at, and claims checked against the real run.
+
+Every claim a preset makes is a function of the run it produces, so the app can show ✓ or ✗ next
+to it, and the tests assert that each preset's claims hold:
+
+    p = PRESETS["vanishing"]
+    result = get_run(p.config)
+    [claim.check(result) for claim in p.claims]
+"""
+
+from __future__ import annotations
+
+from core.lab.config import RunConfig
+from core.lessons import Claim, Preset
+from core.lab.result import RunResult
+
+
+def _ratio(r: RunResult) -> float:
+    return r.grad_ratio(0)
+
+
+def _spread(r: RunResult, metric: str = "weight_grad_norm", step: int = 0) -> float:
+    """Largest over smallest per-layer value at a step: 1 means every layer alike."""
+    v = r.at_step(metric, step)
+    return float(v.max() / v.min())
+
+
+def _median_update_spread(r: RunResult) -> float:
+    u = r.layer_metric("update_data_ratio").median()
+    return float(u.max() / u.min())
+
+
+def _level() -> Claim:
+    return Claim(lambda r: f"At initialisation the layers' gradient norms are within a factor of "
+                           f"{_spread(r):.1f} of each other.",
+                 lambda r: _spread(r) < 10)
+
+
+def _reaches(accuracy: float) -> Claim:
+    return Claim(lambda r: f"Validation accuracy reaches {_acc(r):.0%}.",
+                 lambda r: _acc(r) > accuracy)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+def _acc(r: RunResult) -> float:
+    return r.final("val", "accuracy")
+
+
+# lr 0.05, not 0.1: at 0.1 the ReLU fix oscillates between epochs (0.94 → 0.47), so its
+# outcome would hang on float summation order (thread count); at 0.05 it is stable.
+_VANISHING = RunConfig(depth=10, activation="sigmoid", init="xavier_normal", optimizer="sgd",
+                       lr=0.05, epochs=10)
+_EXPLODING = RunConfig(depth=20, activation="linear", init="mean_field", sigma_w2=4.0,
+                       optimizer="sgd", lr=0.1, epochs=5)
+
+# 300 training images and a wide 3-layer net: it memorises them within ~10 epochs, after which
+# the validation loss climbs (measured: lowest at epoch 9, +15% by epoch 30).
+_OVERFITTING = RunConfig(max_train=300, depth=3, width=256, optimizer="adam", lr=1e-3,
+                         batch_size=32, epochs=30)
+
+
+def _gap(r: RunResult) -> float:
+    return r.final("train", "accuracy") - _acc(r)
+
+
+def _val_losses(r: RunResult):
+    e = r.epochs
+    return e[(e.split == "val") & (e.metric == "loss")].set_index("epoch")["value"]
+
+
+def _rise(r: RunResult) -> float:
+    """How far the final validation loss sits above its best (0.15 = 15% higher)."""
+    v = _val_losses(r)
+    return float(v.iloc[-1] / v.min() - 1)
+
+
+def _best_epoch(r: RunResult) -> int:
+    return int(_val_losses(r).idxmin())
+
+
+_PRESETS = (
+    Preset(
+        "vanishing", "Vanishing gradients", ":material/trending_down:",
+        "A 10-layer sigmoid network: the first layers barely get any gradient.",
+        "Look at the gradient-norm heatmap and the gradient-flow bars: each sigmoid layer "
+        "multiplies the back-propagated gradient by at most 0.25, so the first layer's gradient "
+        "is orders of magnitude below the last layer's, and the first layers hardly learn.",
+        _VANISHING,
+        (Claim(lambda r: f"At initialisation the first layer's gradient norm is "
+                         f"{_ratio(r):.1e} of the last layer's.",
+               lambda r: _ratio(r) < 1e-4),
+         Claim(lambda r: f"Validation accuracy stays near chance: {_acc(r):.0%} after "
+                         f"{r.config.epochs} epochs.",
+               lambda r: _acc(r) < 0.2)),
+    ),
+    Preset(
+        "exploding", "Exploding gradients", ":material/trending_up:",
+        "A 20-layer linear network with large weights and a high learning rate blows up.",
+        "Each layer doubles the signal (σ_w² = 4), so the output and the gradients are about a "
+        "million times too large; the first SGD step overshoots and the loss becomes NaN. The "
+        "run stops there and keeps everything recorded up to that step.",
+        _EXPLODING,
+        (Claim(lambda r: _sentence((r.divergence or {}).get("message", "the run did not diverge")),
+               lambda r: r.diverged and r.divergence["epoch"] == 1),),
+    ),
+    Preset(
+        "relu_he", "Fix: ReLU + He init", ":material/bolt:",
+        "Same depth, ReLU units and He initialisation: gradients reach every layer.",
+        "ReLU passes the gradient unchanged where a unit is active, and He initialisation "
+        "(variance 2/fan_in) keeps the signal's scale from layer to layer. Compare the heatmap "
+        "with the vanishing preset's.",
+        _VANISHING.replace(activation="relu", init="he_normal"),
+        (_level(), _reaches(0.85)),
+    ),
+    Preset(
+        "batch_norm", "Fix: batch norm", ":material/tune:",
+        "The vanishing network with batch normalisation before each sigmoid.",
+        "Batch norm re-centres and re-scales every layer's pre-activations, so the sigmoids "
+        "work in their steep middle part. Look at the batch-norm chart (before vs after) and "
+        "the gradient heatmap.",
+        _VANISHING.replace(batch_norm=True),
+        (_level(), _reaches(0.9)),
+    ),
+    Preset(
+        "clipping", "Fix: gradient clipping", ":material/content_cut:",
+        "The exploding network with its gradient norm clipped to 1.",
+        "Clipping caps every step's length, so the huge first gradients can no longer throw "
+        "the weights to infinity. Look at the clipping chart: the norm before clipping, the "
+        "threshold, and how often it triggers.",
+        _EXPLODING.replace(clip_norm=1.0),
+        (Claim(lambda r: f"The run {'diverges' if r.diverged else 'completes'}, and clipping "
+                         f"triggers on {r.steps.clipped.mean():.0%} of the steps.",
+               lambda r: not r.diverged and r.steps.clipped.mean() > 0.5),
+         _reaches(0.7)),
+    ),
+    Preset(
+        "residual", "Fix: residual connections", ":material/alt_route:",
+        "The vanishing network with skip connections (x + f(x)) around each layer.",
+        "A skip connection adds an identity path, so the gradient reaches the first layer "
+        "without passing through every sigmoid.",
+        _VANISHING.replace(model="residual_mlp"),
+        (Claim(lambda r: f"At initialisation the first layer's gradient norm is {_ratio(r):.1e} "
+                         f"of the last layer's (about 1e-6 without skips).",
+               lambda r: _ratio(r) > 1e-3),
+         _reaches(0.3)),  # about 45%, against 10% for the same net without skips
+    ),
+    Preset(
+        "adam", "Adam evens out the steps", ":material/speed:",
+        "The vanishing network trained with Adam instead of SGD.",
+        "Adam divides each weight's step by its own gradient's running size, so the first "
+        "layer moves about as fast as the last even though its gradient is still tiny. Look at "
+        "the update:data ratios: nearly level across layers. It does not bring back the signal "
+        "lost in the sigmoids: accuracy stays low.",
+        _VANISHING.replace(optimizer="adam", lr=1e-3),
+        (Claim(lambda r: f"Gradient norms still span a factor of {_spread(r):.0e} across layers "
+                         f"at initialisation…",
+               lambda r: _spread(r) > 1e4),
+         Claim(lambda r: f"…but the typical update:data ratios differ by only a factor of "
+                         f"{_median_update_spread(r):.1f} between layers.",
+               lambda r: _median_update_spread(r) < 10),
+         Claim(lambda r: f"Validation accuracy: {_acc(r):.0%}.", lambda r: _acc(r) < 0.5)),
+    ),
+)
+
+_REGULARISATION = (
+    Preset(
+        "cnn", "A small CNN", ":material/grid_view:",
+        "Two conv–pool layers and a dense layer on the digits, recorded layer by layer.",
+        "Convolutions share their weights across the image, so a conv layer has few weights "
+        "and a large gradient per weight. The same records as for the MLPs, per conv layer: "
+        "look at the gradient heatmap and the saturation of each conv layer's channels (a "
+        "channel counts as dead when it is saturated at every position of every image).",
+        RunConfig(model="cnn", depth=2, width=16, epochs=10),
+        (_level(), _reaches(0.85)),
+    ),
+    Preset(
+        "overfitting", "Overfitting", ":material/psychology_alt:",
+        "300 training images and a wide network: it memorises them.",
+        "Look at loss and accuracy: training accuracy climbs to 100% while validation stalls, "
+        "and the validation loss turns upward after a few epochs, the network now fitting the "
+        "training images' noise. The Train − val gap above says how far apart they are.",
+        _OVERFITTING,
+        (Claim(lambda r: f"Training accuracy reaches {r.final('train', 'accuracy'):.0%}, "
+                         f"validation {_acc(r):.0%}: a gap of {_gap(r) * 100:.1f} points.",
+               lambda r: r.final("train", "accuracy") > 0.99 and _gap(r) > 0.04),
+         Claim(lambda r: f"The validation loss is lowest at epoch {_best_epoch(r)} and ends "
+                         f"{_rise(r):.0%} higher.",
+               lambda r: _rise(r) > 0.08)),
+    ),
+    Preset(
+        "dropout", "Fix: dropout", ":material/grain:",
+        "The overfitting network with half of its hidden units dropped at random each step.",
+        "Dropout keeps any unit from relying on particular others, so the network cannot "
+        "simply memorise: training accuracy (measured with dropout on) stays near validation "
+        "accuracy, and the validation loss no longer turns upward.",
+        _OVERFITTING.replace(dropout=0.5),
+        (Claim(lambda r: f"Training accuracy (dropout on) is {r.final('train', 'accuracy'):.0%} "
+                         f"against {_acc(r):.0%} on validation: no memorising.",
+               lambda r: _gap(r) < 0.02),
+         Claim(lambda r: f"The validation loss ends {_rise(r):.0%} above its best (15% without "
+                         f"dropout).",
+               lambda r: _rise(r) < 0.05)),
+    ),
+    Preset(
+        "weight_decay", "Fix: weight decay", ":material/compress:",
+        "The overfitting network trained with AdamW's decoupled weight decay.",
+        "Weight decay pulls every weight toward zero at each step, so the network cannot grow "
+        "the large weights that fit the training images' noise: the validation loss stays near "
+        "its best instead of climbing (the accuracy gap barely moves on this data).",
+        _OVERFITTING.replace(optimizer="adamw", weight_decay=1.0),
+        (Claim(lambda r: f"The validation loss ends {_rise(r):.0%} above its best (15% without "
+                         f"weight decay).",
+               lambda r: _rise(r) < 0.06),
+         _reaches(0.9)),
+    ),
+    Preset(
+        "early_stopping", "Fix: early stopping", ":material/front_hand:",
+        "The overfitting network, stopped once its validation loss stops improving.",
+        "Early stopping watches the validation loss and stops after `patience` epochs without "
+        "a new best: the run ends near the epoch where the network generalised best, and costs "
+        "a fraction of the epochs.",
+        _OVERFITTING.replace(epochs=60, patience=5),
+        (Claim(lambda r: (f"Training stopped after epoch {r.early_stop['epoch']} of "
+                          f"{r.config.epochs}: the validation loss was lowest at epoch "
+                          f"{r.early_stop['best_epoch']}.") if r.early_stop
+               else "Training used every epoch: the validation loss kept improving.",
+               lambda r: bool(r.early_stop) and r.early_stop["epoch"] < 30
+               and r.early_stop["epoch"] - r.early_stop["best_epoch"] == r.config.patience),
+         _reaches(0.9)),
+    ),
+)
+
+PRESETS: dict[str, Preset[RunConfig, RunResult]] = {p.id: p for p in _PRESETS + _REGULARISATION}

@@ -1,0 +1,142 @@
+"""`RunResult`: what a training run produced, as tidy tables plus the facts around them.
+
+Tables (pandas, long format, ready for Altair):
+  epochs      epoch, split (train/val/test), metric (loss/accuracy), value
+              epoch 0 is the network at initialisation, before any update
+  steps       step, epoch, loss, grad_norm (total, before clipping), clipped (0/1), lr
+  layers      step, epoch, layer, metric, value      (see core.lab.metrics.CATALOGUE)
+  histograms  epoch, layer, kind, bin, lo, hi, count  (epoch e = after e epochs)
+  boundary    epoch, x, y, p: the predicted probability of class 1 on a grid over the data, for
+              2-D datasets only (empty otherwise); epoch 0 is the initial network
+  points      x, y, label, split: the 2-D data itself in raw coordinates (empty for images)
+
+`to_dict()`/`from_dict()` give a JSON-able form (the run store's and the CLI's); non-finite
+floats survive as NaN/Infinity in the store and become null in strict JSON (`to_json()`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.lab.config import RunConfig
+from core.tables import table_from_dict, table_to_dict
+
+TABLES = ("epochs", "steps", "layers", "histograms", "boundary", "points")
+
+
+@dataclass
+class RunResult:
+    config: RunConfig
+    status: str                      # "completed" | "diverged"
+    device: str
+    dataset: dict[str, Any]          # DatasetInfo as a dict: source, notice, sizes, ...
+    layer_names: list[str]
+    n_params: int
+    timing: dict[str, float]         # seconds (whole run), train_seconds, samples_per_sec
+    divergence: dict[str, Any] | None
+    epochs: pd.DataFrame
+    steps: pd.DataFrame
+    layers: pd.DataFrame
+    histograms: pd.DataFrame
+    boundary: pd.DataFrame
+    points: pd.DataFrame
+    # With patience set and the validation loss stalled: {epoch (stopped after), best_epoch,
+    # best_val_loss, patience}; None when the run used every epoch (or diverged).
+    early_stop: dict[str, Any] | None = None
+    from_store: bool = field(default=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        return self.config.key()
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == "diverged"
+
+    # --- common questions -------------------------------------------------------------------
+    def final(self, split: str, metric: str) -> float:
+        """The last recorded value of e.g. ('val', 'accuracy'); NaN if none."""
+        rows = self.epochs[(self.epochs.split == split) & (self.epochs.metric == metric)]
+        return float(rows.sort_values("epoch").value.iloc[-1]) if len(rows) else math.nan
+
+    def layer_metric(self, metric: str) -> pd.DataFrame:
+        """Wide table of one per-layer metric: index step, one column per layer (in order)."""
+        rows = self.layers[self.layers.metric == metric]
+        wide = rows.pivot_table(index="step", columns="layer", values="value", dropna=False)
+        return wide.reindex(columns=[n for n in self.layer_names if n in wide.columns])
+
+    def at_step(self, metric: str, step: int = 0) -> pd.Series:
+        """One per-layer metric at one recorded step, indexed by layer in network order."""
+        return self.layer_metric(metric).loc[step]
+
+    def grad_ratio(self, step: int = 0) -> float:
+        """First layer's weight-gradient norm over the last layer's, at a step (0 = at init).
+
+        Far below 1: vanishing gradients; far above 1: exploding ones.
+        """
+        g = self.at_step("weight_grad_norm", step)
+        return float(g.iloc[0] / g.iloc[-1])
+
+    def end_saturation(self) -> list[float]:
+        """Each hidden layer's saturated share at the last recorded step, NaN for every layer
+        of a diverged run (its last record is the blow-up); `core.lab.metrics.most_saturated` of
+        these is the headline number the Lab, Compare and the Sweep show."""
+        sat = self.layer_metric("saturation")
+        if self.diverged or sat.empty:
+            return [math.nan] * len(sat.columns)
+        return sat.iloc[-1].astype(float).tolist()
+
+    # --- serialisation ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "key": self.key,
+            "status": self.status,
+            "device": self.device,
+            "dataset": self.dataset,
+            "layer_names": self.layer_names,
+            "n_params": self.n_params,
+            "timing": self.timing,
+            "divergence": self.divergence,
+            "early_stop": self.early_stop,
+            **{name: table_to_dict(getattr(self, name)) for name in TABLES},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunResult":
+        return cls(
+            config=RunConfig.from_dict(data["config"]),
+            status=data["status"],
+            device=data["device"],
+            dataset=data["dataset"],
+            layer_names=list(data["layer_names"]),
+            n_params=int(data["n_params"]),
+            timing=dict(data["timing"]),
+            divergence=data["divergence"],
+            early_stop=data.get("early_stop"),
+            **{name: table_from_dict(data[name]) for name in TABLES},
+        )
+
+    def to_json(self, **kwargs: Any) -> str:
+        """Strict JSON (non-finite numbers become null), e.g. for `python -m core train --json`."""
+        return json.dumps(_strict(self.to_dict()), allow_nan=False, **kwargs)
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (np.floating,)):
+        return _strict(float(value))
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value

@@ -1,0 +1,109 @@
+"""Heatmaps of a sweep: one cell per configuration, the grid's axes are the swept settings.
+
+    heatmap(result.table, "val_accuracy", x_title="depth", y_title="activation")
+    HEATMAPS  the three the Sweep page draws, with their titles and scales
+
+Each heatmap carries a point selection named "cell" over the cell's `key`, so a page drawing it
+with `on_select="rerun"` learns which run was clicked. Diverged cells are hatched grey with
+"NaN" written in them: a result, not a hole.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from core.chart_parts import MUTED, PANEL_H, PANEL_W, no_data, tips
+from core.lab.metrics import MOST_SATURATED
+
+SELECTION = "cell"
+
+
+class Heatmap(NamedTuple):
+    title: str
+    legend: str
+    fmt: str          # the number written in each cell
+    scheme: str
+    domain: tuple | None = None
+    mid: float | None = None
+
+
+HEATMAPS = {
+    "val_accuracy": Heatmap("Final validation accuracy", "accuracy", ".0%", "viridis", (0, 1)),
+    "log_grad_ratio": Heatmap(
+        "First/last-layer gradient at init, log₁₀ (0 = balanced; < 0 vanishing, > 0 exploding)",
+        "log₁₀ ratio", "+.1f", "redblue", None, 0.0),
+    "saturation_max": Heatmap(MOST_SATURATED.title, "saturated", MOST_SATURATED.fmt, "orangered",
+                              (0, 1)),
+}
+
+
+def prepare(table: pd.DataFrame) -> pd.DataFrame:
+    """The sweep table plus what the heatmaps show: log₁₀ of the gradient ratio."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = pd.to_numeric(table["grad_ratio"], errors="coerce").to_numpy(dtype=float)
+        log = np.where(ratio > 0, np.log10(ratio), np.nan)
+    return table.assign(log_grad_ratio=log)
+
+
+def heatmap(table: pd.DataFrame, metric: str, *, x_title: str, y_title: str,
+            x_order: list[str] | None = None, y_order: list[str] | None = None) -> alt.LayerChart:
+    """One metric over the grid; cells clickable (selection "cell" → the cell's key)."""
+    m = HEATMAPS[metric]
+    if table.empty:
+        return no_data(m.title)
+    df = prepare(table)
+    values = pd.to_numeric(df[metric], errors="coerce")
+    df = df.assign(value=values.where(np.isfinite(values)),
+                   label=[_label(v, m.fmt, bool(d)) for v, d in zip(values, df["diverged"])])
+    x = alt.X("x:N", title=x_title, sort=x_order, axis=alt.Axis(labelAngle=0))
+    y = alt.Y("y:N", title=y_title, sort=y_order)
+    pick = alt.selection_point(name=SELECTION, fields=["key"], on="click", clear="dblclick")
+    if m.mid is not None:  # symmetric around the midpoint: equal colour for 10× and 1/10×
+        span = float(np.nanmax(np.abs(df["value"] - m.mid))) if df["value"].notna().any() else 1
+        lo, hi = m.mid - max(span, 1), m.mid + max(span, 1)
+        scale = alt.Scale(scheme=m.scheme, domain=[lo, hi], reverse=True)
+        # Text goes white where the diverging scheme is dark: its far ends.
+        dark = (df["value"] - m.mid).abs() > 0.6 * (hi - m.mid)
+    else:
+        lo, hi = m.domain
+        scale = alt.Scale(scheme=m.scheme, domain=[lo, hi])
+        position = (df["value"] - lo) / (hi - lo)
+        # viridis is dark at its low end, orangered at its high end
+        dark = position < 0.45 if m.scheme == "viridis" else position > 0.6
+    df = df.assign(ink=np.where(dark.fillna(False), "white", "black"))
+    cells = alt.Chart(df).mark_rect(stroke=MUTED, strokeWidth=0.5).encode(
+        x=x, y=y,
+        color=alt.condition("isValid(datum.value)",
+                            alt.Color("value:Q", title=m.legend, scale=scale,
+                                      legend=alt.Legend(format=m.fmt.lstrip("+"))),
+                            alt.value("#bbbbbb")),
+        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.55)),
+        tooltip=tips(alt.Tooltip("x:N", title=x_title), alt.Tooltip("y:N", title=y_title),
+                     alt.Tooltip("val_accuracy:Q", title="val accuracy", format=".1%"),
+                     alt.Tooltip("grad_ratio:Q", title="first/last gradient", format=".2e"),
+                     alt.Tooltip("saturation_max:Q", title=MOST_SATURATED.label.lower(),
+                                 format=MOST_SATURATED.fmt),
+                     alt.Tooltip("diverged:N", title="diverged"),
+                     alt.Tooltip("batched:N", title="trained in a stacked group"),
+                     alt.Tooltip("key:N", title="run key")),
+    ).add_params(pick)
+    text = alt.Chart(df).mark_text(fontSize=12).encode(
+        # Not a `scale=None` colour channel: Streamlit's chart theming fails on a null scale.
+        x=x, y=y, text=alt.Text("label:N"),
+        color=alt.condition("datum.ink === 'white'", alt.value("white"), alt.value("black")))
+    n_x, n_y = df["x"].nunique(), df["y"].nunique()
+    return alt.layer(cells, text, title=m.title,
+                     width=max(PANEL_W * 2 // 3, 56 * n_x), height=max(PANEL_H // 2, 34 * n_y))
+
+
+def _label(value: float, fmt: str, diverged: bool) -> str:
+    if diverged:
+        return "NaN"
+    if value is None or not math.isfinite(value):
+        return "–"
+    return format(value, fmt)

@@ -1,0 +1,51 @@
+"""The Training Lab's tabs and the charts each one draws, in order: one table for every view.
+
+    for tab, charts in TABS.items():
+        for chart in charts:
+            chart.build(result, *chart.args(epoch, layer))
+
+The Lab draws every chart of the open tab; Compare's side-by-side layout draws those marked
+`side_by_side` for each run (its overlays are its own, under the same tab names); the benchmark
+builds them all; the page tests count them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+from core.lab import charts
+EPOCH, LAYER = "<epoch>", "<layer>"   # stand for the page's scrubbed epoch and picked layer
+
+
+class TabChart(NamedTuple):
+    build: Callable                   # a core.lab.charts builder: build(result, *args)
+    arguments: tuple = ()             # literal values, EPOCH or LAYER
+    side_by_side: bool = True         # Compare's side-by-side layout draws it for each run
+
+    def args(self, epoch: int, layer: str | None = None) -> tuple:
+        """The builder's arguments after the result, with the page's epoch and layer filled in."""
+        return tuple(epoch if a == EPOCH else layer if a == LAYER else a for a in self.arguments)
+
+    @property
+    def needs_layer(self) -> bool:
+        return LAYER in self.arguments
+
+
+TABS: dict[str, tuple[TabChart, ...]] = {
+    "Training": (TabChart(charts.loss_accuracy, (EPOCH,)),),
+    "Gradients": (
+        TabChart(charts.grad_norm_heatmap),
+        TabChart(charts.grad_norm_lines, ("weight_grad_norm", EPOCH), side_by_side=False),
+        TabChart(charts.gradient_flow, (EPOCH,)),
+        TabChart(charts.grad_norm_lines, ("out_grad_norm", EPOCH), side_by_side=False)),
+    "Activations": (
+        TabChart(charts.saturation_dead, (EPOCH,)),
+        TabChart(charts.histograms, ("activation", EPOCH)),
+        TabChart(charts.histogram_over_time, ("activation", LAYER), side_by_side=False)),
+    "Weights & ratios": (
+        TabChart(charts.ratios, (EPOCH,)),
+        TabChart(charts.histograms, ("weight", EPOCH)),
+        TabChart(charts.histograms, ("weight_grad", EPOCH), side_by_side=False)),
+    "Clipping": (TabChart(charts.clipping),),
+    "Batch norm": (TabChart(charts.batch_norm_shift, (EPOCH,)),),
+}

@@ -1,0 +1,251 @@
+"""`train(config) -> RunResult`: train the configured network on real data, recording as it goes.
+
+    from core.lab.config import RunConfig
+    from core.lab.trainer import train
+    result = train(RunConfig(depth=10, activation="sigmoid", optimizer="sgd", lr=0.1))
+    result.grad_ratio()        # first/last layer gradient norm at initialisation
+
+Everything numeric is PyTorch's own: torch.optim optimizers, torch.optim.lr_scheduler schedules,
+clip_grad_norm_/clip_grad_value_. The data lives on the device as uint8 and is standardised one
+batch at a time. A run whose values become NaN/inf stops with status "diverged" and keeps what
+was recorded up to the first bad step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.lab.config import RunConfig
+from core.data.datasets import Splits, load_splits
+from core.lab.models import build_model
+from core.lab.recorder import LayerRecorder
+from core.lab.result import RunResult
+from core.training import (DeviceData, evaluate, flushed_denormals, make_optimizer,
+                           resolve_device, steps_per_epoch)
+
+RECORDS_PER_EPOCH = 50      # with record_every unset: enough points for smooth charts
+BOUNDARY_GRID = 40          # decision-boundary resolution for 2-D data: 40×40 points per epoch
+
+
+def run_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
+    """A RunConfig's optimizer, with its momentum, betas and weight decay."""
+    return make_optimizer(cfg.optimizer, params, cfg.lr, momentum=cfg.momentum,
+                          betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer, n_steps: int):
+    """(scheduler, steps per scheduler step); None for a constant learning rate."""
+    sched = torch.optim.lr_scheduler
+    match cfg.schedule:
+        case "exponential":
+            return sched.ExponentialLR(optimizer, gamma=cfg.lr_decay), n_steps
+        case "cosine":
+            return sched.CosineAnnealingLR(optimizer, T_max=n_steps * cfg.epochs), 1
+        case "cyclic":
+            # One triangle per two epochs between lr/10 and lr; Adam has no `momentum` to cycle.
+            return sched.CyclicLR(optimizer, base_lr=cfg.lr / 10, max_lr=cfg.lr,
+                                  step_size_up=max(1, n_steps), cycle_momentum=False), 1
+    return None, 0
+
+
+def gradient_norms(params: list[nn.Parameter]) -> list[torch.Tensor]:
+    """‖∇p‖ of every parameter (zero where a parameter got no gradient), in one multi-tensor
+    pass: the recorder, the total norm and clipping all use these, so none redoes them."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    return torch._foreach_norm(grads)
+
+
+def clip_gradients(cfg: RunConfig, params: list[nn.Parameter],
+                   norms: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clip as configured, given each parameter's gradient norm; return (total gradient norm
+    before clipping, whether it clipped). torch's clip_grad_norm_ is get_total_norm followed by
+    clip_grads_with_norm_; the first is done here from the norms already taken."""
+    total = torch.linalg.vector_norm(torch.stack(norms))
+    if cfg.clip_norm is not None:
+        nn.utils.clip_grads_with_norm_(params, cfg.clip_norm, total)
+        return total, total > cfg.clip_norm
+    if cfg.clip_value is not None:
+        grads = [p.grad for p in params if p.grad is not None]
+        largest = nn.utils.get_total_norm(grads, norm_type=float("inf"))
+        nn.utils.clip_grad_value_(params, cfg.clip_value)
+        return total, largest > cfg.clip_value
+    return total, torch.zeros((), dtype=torch.bool, device=total.device)
+
+
+def boundary_grid(x_raw: torch.Tensor, n: int = BOUNDARY_GRID) -> torch.Tensor:
+    """An n×n grid of raw input points covering the data with a margin (row-major, y outer)."""
+    lo, hi = x_raw.min(0).values, x_raw.max(0).values
+    pad = 0.1 * (hi - lo)
+    xs = torch.linspace(float(lo[0] - pad[0]), float(hi[0] + pad[0]), n, device=x_raw.device)
+    ys = torch.linspace(float(lo[1] - pad[1]), float(hi[1] + pad[1]), n, device=x_raw.device)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx.flatten(), gy.flatten()], dim=1)
+
+
+@torch.inference_mode()
+def predict_proba(model: nn.Module, data: DeviceData, points: torch.Tensor) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    p = torch.softmax(model(data.prepare(points)), dim=1)[:, 1]
+    model.train(was_training)
+    return p
+
+
+def boundary_table(grid: torch.Tensor | None, parts: list) -> pd.DataFrame:
+    columns = ["epoch", "x", "y", "p"]
+    if grid is None or not parts:
+        return pd.DataFrame(columns=columns)
+    xy = grid.cpu().numpy()
+    return pd.DataFrame({
+        "epoch": np.repeat([e for e, _ in parts], len(xy)),
+        "x": np.tile(xy[:, 0], len(parts)),
+        "y": np.tile(xy[:, 1], len(parts)),
+        "p": np.concatenate([p for _, p in parts]),
+    })
+
+
+def points_table(splits: Splits) -> pd.DataFrame:
+    """The 2-D data itself (raw coordinates), so the playground can draw it over the boundary."""
+    parts = []
+    for split, x, y in (("train", splits.x_train, splits.y_train),
+                        ("val", splits.x_val, splits.y_val),
+                        ("test", splits.x_test, splits.y_test)):
+        parts.append(pd.DataFrame({"x": x[:, 0], "y": x[:, 1], "label": y, "split": split}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None = None) -> RunResult:
+    """Train and record. `on_epoch(partial_result)` is called after every epoch (and at init)."""
+    with flushed_denormals():
+        return _train(cfg, on_epoch)
+
+
+def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunResult:
+    t_start = time.perf_counter()
+    device = resolve_device(cfg.device)
+    splits = load_splits(cfg.dataset, seed=cfg.seed, max_train=cfg.max_train, noise=cfg.noise)
+    data = DeviceData(splits, device)
+    model = build_model(cfg, splits.info.input_shape, splits.info.n_classes).to(device)
+    params = list(model.parameters())
+    optimizer = run_optimizer(cfg, params)
+    min_batch = 2 if cfg.batch_norm else 1
+    n_steps = steps_per_epoch(len(splits.y_train), cfg.batch_size, min_batch)
+    scheduler, sched_every = make_scheduler(cfg, optimizer, n_steps)
+    every = cfg.record_every or max(1, n_steps // RECORDS_PER_EPOCH)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    epoch_rows: list[tuple] = []
+    status = "completed"
+    early_stop: dict | None = None
+    best = (float("inf"), 0)  # (validation loss, epoch)
+    grid = boundary_grid(data.x_train) if splits.info.input_shape == (2,) else None
+    boundary_parts: list = []
+    points = points_table(splits) if grid is not None else pd.DataFrame(
+        columns=["x", "y", "label", "split"])
+
+    def log_eval(epoch: int, train_sums=None, n_train_seen: int = 0) -> float:
+        """Record the epoch's summary; return the validation loss."""
+        # One host copy for the whole epoch's summary.
+        sums = [*evaluate(model, data, data.x_val, data.y_val)]
+        if train_sums is not None:
+            sums += list(train_sums)
+        values = torch.stack(sums).cpu().tolist()
+        if grid is not None:
+            boundary_parts.append((epoch, predict_proba(model, data, grid).cpu().numpy()))
+        n_val = len(splits.y_val)
+        epoch_rows.extend([(epoch, "val", "loss", values[0] / n_val),
+                           (epoch, "val", "accuracy", values[1] / n_val)])
+        if train_sums is not None:
+            epoch_rows.extend([(epoch, "train", "loss", values[2] / n_train_seen),
+                               (epoch, "train", "accuracy", values[3] / n_train_seen)])
+        return values[0] / n_val
+
+    def snapshot(train_seconds: float) -> RunResult:
+        tables = rec.tables()
+        seen = len(splits.y_train) * max(0, epochs_done)
+        return RunResult(
+            config=cfg, status=status, device=str(device),
+            dataset={**asdict(splits.info), "input_shape": list(splits.info.input_shape),
+                     "class_names": list(splits.info.class_names)},
+            layer_names=list(model.layers.keys()),
+            n_params=sum(p.numel() for p in params),
+            timing={"seconds": time.perf_counter() - t_start - callback_seconds,
+                    "train_seconds": train_seconds,
+                    "samples_per_sec": seen / train_seconds if train_seconds > 0 else 0.0},
+            divergence=rec.divergence,
+            early_stop=early_stop,
+            epochs=pd.DataFrame(epoch_rows, columns=["epoch", "split", "metric", "value"]),
+            boundary=boundary_table(grid, boundary_parts),
+            points=points,
+            **tables,
+        )
+
+    train_seconds = 0.0
+    callback_seconds = 0.0  # the caller's drawing is not training time
+    epochs_done = 0
+
+    def report() -> None:
+        nonlocal callback_seconds
+        if on_epoch:
+            t = time.perf_counter()
+            on_epoch(snapshot(train_seconds))
+            callback_seconds += time.perf_counter() - t
+    with LayerRecorder(model, record_every=every) as rec:
+        log_eval(0)
+        report()
+        for epoch in range(1, cfg.epochs + 1):
+            t_epoch = time.perf_counter()
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device)
+            seen = 0
+            # With early stopping any epoch may be the last: record each epoch's end state
+            # (kept only if no epoch follows).
+            rec.start_epoch(epoch, n_steps,
+                            final=(epoch == cfg.epochs or cfg.patience is not None))
+            for xb, yb in data.batches(cfg.batch_size, generator, min_size=min_batch):
+                optimizer.zero_grad(set_to_none=True)
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb)
+                loss.backward()
+                norms = gradient_norms(params)           # before clipping
+                rec.after_backward(loss, norms)
+                rec.after_clip(*clip_gradients(cfg, params, norms))
+                optimizer.step()
+                rec.after_step(optimizer.param_groups[0]["lr"])
+                if sched_every == 1:
+                    scheduler.step()
+                loss_sum += loss.detach() * len(yb)
+                correct += (logits.detach().argmax(1) == yb).sum()
+                seen += len(yb)
+            if sched_every > 1:
+                scheduler.step()
+            diverged = rec.end_epoch()
+            train_seconds += time.perf_counter() - t_epoch
+            epochs_done = epoch
+            val_loss = log_eval(epoch, (loss_sum, correct), seen)
+            if diverged:
+                status = "diverged"
+            elif cfg.patience is not None:
+                if val_loss < best[0]:
+                    best = (val_loss, epoch)
+                elif epoch - best[1] >= cfg.patience and epoch < cfg.epochs:
+                    early_stop = {"epoch": epoch, "best_epoch": best[1],
+                                  "best_val_loss": best[0], "patience": cfg.patience}
+            report()
+            if diverged or early_stop:
+                break
+        if status == "completed":
+            test_loss, test_correct = (v.item() for v in evaluate(model, data, data.x_test,
+                                                                  data.y_test))
+            n_test = len(splits.y_test)
+            epoch_rows.extend([(epochs_done, "test", "loss", test_loss / n_test),
+                               (epochs_done, "test", "accuracy", test_correct / n_test)])
+        return snapshot(train_seconds)

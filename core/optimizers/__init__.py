@@ -1,0 +1,1 @@
+"""torch.optim's update rules racing on 2-D surfaces."""

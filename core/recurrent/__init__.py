@@ -1,0 +1,1 @@
+"""Vanilla RNN vs LSTM vs GRU: gradients through time, measured."""

@@ -1,0 +1,150 @@
+"""The app through Streamlit's AppTest: pages render, widgets change what is drawn, links work."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.lab.config import RunConfig
+from core.lab.presets import PRESETS
+from core.lab.runs import cached_run
+from core.lab.tabs import TABS
+
+APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
+
+
+def open_page(page: str, **params) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.switch_page(page)
+    return at.run()
+
+
+def charts(at: AppTest) -> list[str]:
+    """Every Altair chart's spec and data as text, to assert on what is drawn."""
+    out = []
+    for el in at.get("vega_lite_chart"):
+        text = el.proto.spec + "".join(str(d) for d in el.proto.datasets)
+        out.append(text)
+    return out
+
+
+def clean(at: AppTest) -> None:
+    """No exception and no failed run (the doctor's findings are error boxes on purpose)."""
+    assert not at.exception, [e.value for e in at.exception]
+    failed = [e.value for e in at.error if "could not start" in e.value]
+    assert not failed, failed
+
+
+def test_home_offers_every_preset_as_a_link():
+    at = open_page("app_pages/home.py")
+    clean(at)
+    text = " ".join(m.value for m in at.markdown)
+    for preset in PRESETS.values():
+        assert preset.title in text
+
+
+TAB_CHARTS = {name: len(tab) for name, tab in TABS.items()}
+
+
+def test_lab_default_run_draws_every_chart():
+    at = open_page("app_pages/lab.py")
+    clean(at)
+    assert len(charts(at)) == 1  # only the open tab is drawn
+    for tab, n in TAB_CHARTS.items():
+        at = open_page("app_pages/lab.py", tab=tab)
+        clean(at)
+        assert len(charts(at)) == n, tab
+    drawn = charts(open_page("app_pages/lab.py", tab="Gradients"))
+    assert any("hidden4" in c for c in drawn) and not any("hidden5" in c for c in drawn)
+    labels = [m.label for m in at.metric]
+    assert "Validation accuracy" in labels and "Status" in labels
+    assert float(at.metric[0].value.rstrip("%")) > 80
+
+
+def test_changing_depth_changes_what_is_drawn():
+    at = open_page("app_pages/lab.py", tab="Gradients")
+    assert "hidden6" not in " ".join(charts(at))
+    at.slider(key="depth").set_value(6)
+    at = next(b for b in at.button if b.label == "Train").click().run()
+    clean(at)
+    assert at.slider(key="depth").value == 6
+    assert "hidden6" in " ".join(charts(open_page("app_pages/lab.py", depth="6", tab="Gradients")))
+    assert cached_run(RunConfig(depth=6)) is not None  # the submit trained depth 6
+
+
+def test_bad_link_warns_and_uses_defaults():
+    at = open_page("app_pages/lab.py", depth="-3", activation="banana")
+    clean(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert "depth=-3" in warnings and "using 4" in warnings
+    assert "activation=banana" in warnings and "using relu" in warnings
+    assert at.slider(key="depth").value == 4
+
+
+def test_preset_link_reproduces_the_lesson_and_its_claims_hold():
+    preset = PRESETS["vanishing"]
+    at = open_page("app_pages/lab.py", **preset.config.to_params())
+    clean(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert preset.title in text
+    assert ":material/check_circle:" in text and ":material/cancel:" not in text
+    assert at.slider(key="depth").value == 10
+    assert at.selectbox(key="activation").value == "sigmoid"
+    doctor = " ".join(e.value for e in at.error)
+    assert "Vanishing gradients" in doctor
+
+
+def test_doctor_fix_changes_the_config():
+    at = open_page("app_pages/lab.py", **PRESETS["vanishing"].config.to_params())
+    fix = next(b for b in at.button if b.label == "Switch to ReLU + He init")
+    at = fix.click().run()
+    clean(at)
+    assert at.selectbox(key="activation").value == "relu"
+    assert at.selectbox(key="init").value == "he_normal"
+    assert "Vanishing gradients" not in " ".join(e.value for e in at.error)
+
+
+def test_diverging_preset_is_shown_not_raised():
+    at = open_page("app_pages/lab.py", **PRESETS["exploding"].config.to_params())
+    assert not at.exception
+    assert "diverged" in " ".join(e.value for e in at.error)
+    for tab, n in TAB_CHARTS.items():  # every chart still draws, with gaps for NaN/inf
+        page = open_page("app_pages/lab.py", tab=tab, **PRESETS["exploding"].config.to_params())
+        assert not page.exception and len(charts(page)) == n, tab
+
+
+def test_classroom_link_hides_controls_but_keeps_their_values():
+    at = open_page("app_pages/lab.py", hide="lr,optimizer", lr="0.01", optimizer="sgd")
+    clean(at)
+    keys = {w.key for w in [*at.select_slider, *at.selectbox]}
+    assert "lr" not in keys and "optimizer" not in keys and "activation" in keys
+    # The hidden settings still came from the link: that run is the one in the store.
+    assert cached_run(RunConfig(lr=0.01, optimizer="sgd")) is not None
+
+
+def test_activations_page_draws_all_curves_and_the_overlay():
+    at = open_page("app_pages/activations.py")
+    clean(at)
+    drawn = charts(at)
+    assert len(drawn) >= 11  # ten curves and the overlay
+    assert "saturated" in drawn[-1]
+
+
+def test_playground_side_by_side():
+    at = open_page("app_pages/playground.py", compare="true", epochs="5")
+    clean(at)
+    text = " ".join(m.value for m in at.markdown)
+    assert "**relu**" in text and "**tanh**" in text
+    assert len(charts(at)) == 4  # a boundary and a curve for each
+
+
+def test_every_setting_of_a_full_link_is_taken_without_warnings():
+    """A link with every field spelled out (as Lab → Compare writes it) opens cleanly: optional
+    settings read as their widgets name them (max_train=all, record_every=auto, …)."""
+    cfg = RunConfig(depth=2, width=16, epochs=1, max_train=None, record_every=None)
+    at = open_page("app_pages/lab.py", **cfg.to_params(only_changed=False))
+    clean(at)
+    assert not at.warning, [w.value for w in at.warning]
+    assert cached_run(cfg) is not None

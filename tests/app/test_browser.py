@@ -1,0 +1,282 @@
+"""A real browser against `streamlit run`: Playwright driving Debian's Chromium on localhost.
+
+Skipped when Chromium or Playwright is missing, unless SATLAB_REQUIRE_BROWSER=1 (CI sets it),
+where a missing browser is a failure. All tests share one server (started once, with an empty
+run store). When a test fails, test-artifacts/ gets a screenshot and the HTML of each page it had
+open, and the server's log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from core.lab.config import RunConfig
+from core.lab.presets import PRESETS
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("SATLAB_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+REQUIRED = os.environ.get("SATLAB_REQUIRE_BROWSER") == "1"
+
+if not Path(CHROMIUM).exists():
+    if REQUIRED:
+        raise RuntimeError(f"browser tests required but {CHROMIUM} is missing")
+    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
+
+if REQUIRED:
+    import playwright.sync_api as playwright_api  # a missing Playwright fails CI too
+else:
+    playwright_api = pytest.importorskip("playwright.sync_api")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_process(tmp_path_factory):
+    """(url, log file) of one `streamlit run` for the whole module."""
+    scratch = tmp_path_factory.mktemp("server")
+    log_path = scratch / "streamlit.log"
+    port = _free_port()
+    env = {**os.environ, "SATLAB_STORE": str(scratch / "runs.sqlite3"), "SATLAB_OFFLINE": "1"}
+    # The log goes to a file: a pipe nobody reads fills up and then blocks the server.
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
+             str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        proc.wait()
+        pytest.fail("streamlit did not start:\n" + log_path.read_text(errors="replace")[-2000:])
+    yield url, log_path
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(server_process):
+    return server_process[0]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server_process, request):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = _watched(context.new_page())
+    yield pg
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        _save_artifacts(request.node.name, context, server_process[1])
+    context.close()
+
+
+def _watched(pg):
+    """The page, collecting its JavaScript errors in `pg.errors`."""
+    pg.errors = []
+    pg.on("pageerror", lambda err: pg.errors.append(str(err)))
+    return pg
+
+
+def _save_artifacts(test_name: str, context, server_log: Path) -> None:
+    """Screenshot and HTML of every page the test had open, and the server's log so far."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", test_name).strip("_")[:120]
+    for i, pg in enumerate(context.pages):
+        name = stem if i == 0 else f"{stem}.page{i}"
+        try:  # a page that crashed or hangs must not hide the test's own failure
+            pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True, timeout=15_000)
+            (ARTIFACTS / f"{name}.html").write_text(f"<!-- {pg.url} -->\n" + pg.content())
+        except Exception as err:  # noqa: BLE001
+            (ARTIFACTS / f"{name}.error.txt").write_text(f"{pg.url}: {err}\n")
+    shutil.copyfile(server_log, ARTIFACTS / f"{stem}.server.log")
+
+
+# The last thing each page draws: once it is there, the script has finished.
+LAST = {"": "Open in the Training Lab", "lab": "PyTorch script",
+        "activations": "Measured in this run", "playground": "validation accuracy",
+        "compare": "Layout", "sweep": "All cells as a table",
+        "initialization": "python -m core probe", "attention": "Validation accuracy after",
+        "recurrent": "training images read as", "optimizers": "optimizers ×"}
+
+
+def _settle(page, path: str, *, charts: int = 0, timeout: float = 120_000) -> None:
+    """Wait until the page's script has drawn its last element and `charts` charts, and is idle."""
+    page.get_by_text(LAST[path.split("?")[0]]).first.wait_for(timeout=timeout)
+    if charts:
+        page.wait_for_function(
+            f"document.querySelectorAll('.vega-embed canvas, .vega-embed svg').length >= {charts}",
+            timeout=timeout)
+    _idle(page, timeout)
+
+
+def _idle(page, timeout: float = 120_000) -> None:
+    """Wait until no script run is in progress (a click during a run can be dropped)."""
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(
+        timeout=timeout)
+
+
+def _no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+    # A chart whose spec the browser rejects leaves an empty box and a JavaScript error (the
+    # AppTest suite cannot see either).
+    assert not page.errors, page.errors
+    boxes = page.locator('[data-testid="stVegaLiteChart"]')
+    shown = [box for box in (boxes.nth(i).bounding_box() for i in range(boxes.count()))
+             if box is not None]  # None: in a closed tab
+    assert all(box["height"] > 0 for box in shown), shown
+
+
+# /lab first: a deep link as the very first request to a fresh server is the hard case.
+SMALL_SWEEP = "sweep?x=depth&xv=1,2&y=activation&yv=relu,tanh&epochs=1&width=16&max_train=200"
+
+
+@pytest.mark.parametrize("path,charts", [
+    ("lab", 1), ("", 0), ("activations", 11), ("playground", 2),
+    ("compare?depth=2&epochs=2&width=16&b_depth=3&b_epochs=2&b_width=16", 1),
+    (SMALL_SWEEP, 3), ("initialization?depth=12&width=64", 4), ("attention", 5),
+    ("recurrent?max_train=200&epochs=1", 5), ("optimizers", 2)])
+def test_every_page_opens_without_an_error(server, page, path, charts):
+    """Each page as the first request of a fresh browser, straight from its link."""
+    page.goto(f"{server}/{path}")
+    _settle(page, path, charts=charts)
+    _no_exception(page)
+    assert page.locator("h1").first.inner_text()
+
+
+def test_lab_trains_the_default_config_and_draws_charts(server, page):
+    page.goto(f"{server}/lab")
+    _settle(page, "lab", charts=1)
+    _no_exception(page)
+    assert page.get_by_text("Validation accuracy").count() >= 1
+    assert page.get_by_text("Gradient doctor").count() == 1
+    # Only the open tab is drawn: open the gradients tab and see its four charts.
+    page.get_by_role("tab", name="Gradients").click()
+    _settle(page, "lab", charts=4)
+    assert "tab=Gradients" in page.url
+    _no_exception(page)
+
+
+def test_lab_trains_a_preset_from_its_buttons_and_draws_its_charts(server, page):
+    """The Lab's own lesson buttons: the preset's settings, its lesson box, and its charts."""
+    page.goto(f"{server}/lab")
+    _settle(page, "lab", charts=1)
+    page.get_by_text("Lesson presets").click()
+    _idle(page)
+    page.get_by_role("button", name="Fix: gradient clipping").click()
+    # The lesson box is drawn once the preset's run is over (its text is nowhere else).
+    page.get_by_text("Clipping caps every step").wait_for(timeout=120_000)
+    _settle(page, "lab", charts=1)
+    _no_exception(page)
+    shown = _settings(page)
+    assert (shown["Depth"], shown["Activation"], shown["Clip gradient norm at"]) == \
+        ("20", "linear", "1.0")
+    assert "clip_norm=1" in page.url and "depth=20" in page.url
+    assert page.get_by_text("clipping triggers on").count() == 1
+    page.get_by_role("tab", name="Clipping").click()
+    page.wait_for_url("**tab=Clipping**")
+    # Hidden tab panels are left out: this is the Clipping tab's chart.
+    page.get_by_role("tabpanel").locator(".vega-embed canvas, .vega-embed svg").first.wait_for(
+        timeout=60_000)
+    _no_exception(page)
+
+
+def test_a_diverged_run_draws_its_charts_in_the_browser(server, page):
+    """NaN and inf in a run's tables reach the browser as gaps, not as broken charts."""
+    params = urllib.parse.urlencode({**PRESETS["exploding"].config.to_params(), "tab": "Gradients"})
+    page.goto(f"{server}/lab?{params}")
+    _settle(page, "lab", charts=4)
+    _no_exception(page)
+    assert page.get_by_text("The run diverged").count() >= 1
+
+
+def test_preset_from_home_and_its_shared_link_reproduce_its_settings(server, page):
+    page.goto(server)
+    _settle(page, "")
+    page.get_by_role("link", name="Open in the Training Lab").first.click()
+    _settle(page, "lab", charts=1)
+    _no_exception(page)
+    assert "depth=10" in page.url and "activation=sigmoid" in page.url
+    assert page.get_by_text("Vanishing gradients").count() >= 1
+    vanishing = PRESETS["vanishing"].config
+    shown = _settings(page)
+    assert shown == _expected(vanishing), shown
+    # The link, opened in a new tab (a new session), shows the same settings and therefore the
+    # same run: served from the run store, not trained again.
+    shared = page.url
+    other = _watched(page.context.new_page())
+    other.goto(shared)
+    _settle(other, "lab", charts=1)
+    _no_exception(other)
+    assert _settings(other) == shown
+    assert other.get_by_text("Vanishing gradients").count() >= 1
+    assert other.get_by_text("from the run store").count() == 1
+    other.close()
+
+
+def test_bad_link_shows_a_warning_not_a_traceback(server, page):
+    page.goto(f"{server}/lab?depth=-3&activation=banana")
+    _settle(page, "lab", charts=1)
+    _no_exception(page)
+    alerts = page.locator('[data-testid="stAlert"]').all_inner_texts()
+    text = " ".join(alerts)
+    assert "depth=-3" in text and "activation=banana" in text
+    assert "Traceback" not in page.content()
+    # The bad values were replaced by the defaults, and that is what ran.
+    assert _settings(page) == _expected(RunConfig())
+
+
+# Lab controls read back from the page (sliders by their value text, select boxes by their
+# input), including those in collapsed sidebar groups.
+SLIDERS = {"Depth": "depth", "Width": "width", "Epochs": "epochs", "Learning rate": "lr",
+           "Clip gradient norm at": "clip_norm"}
+BOXES = {"Dataset": "dataset", "Model": "model", "Activation": "activation", "Init": "init",
+         "Optimizer": "optimizer"}
+
+
+def _settings(page) -> dict[str, str]:
+    slider = 'input[type="range"][aria-label="{}"]'
+    box = 'input[role="combobox"][aria-label="{}"]'
+    shown = {label: page.locator(slider.format(label)).first.get_attribute("aria-valuetext")
+             for label in SLIDERS}
+    shown.update({label: page.locator(box.format(label)).first.input_value() for label in BOXES})
+    return shown
+
+
+def _expected(cfg: RunConfig) -> dict[str, str]:
+    return {label: RunConfig.format_setting(name, getattr(cfg, name))
+            for label, name in {**SLIDERS, **BOXES}.items()}

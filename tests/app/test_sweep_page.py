@@ -1,0 +1,81 @@
+"""The Sweep page (AppTest) and its heatmaps (through the Vega-Lite spec)."""
+
+import json
+import math
+
+import pandas as pd
+from urllib.parse import parse_qsl
+
+from core.lab.config import RunConfig
+
+from core.lab import sweep_charts
+from tests.app.test_app import charts, clean, open_page
+
+SMALL = dict(x="depth", xv="1,2", y="activation", yv="relu,tanh", epochs="1", width="16",
+             max_train="200")
+
+
+def _table(**changes) -> pd.DataFrame:
+    rows = [dict(x=x, y=y, key=f"k{x}{y}", val_accuracy=acc, grad_ratio=ratio,
+                 saturation_max=sat, diverged=False, batched=True)
+            for (x, y, acc, ratio, sat) in [("2", "relu", 0.9, 0.5, 0.1),
+                                            ("4", "relu", 0.8, 1e-3, 0.2),
+                                            ("2", "tanh", 0.7, 2e2, 0.6),
+                                            ("4", "tanh", math.nan, math.nan, math.nan)]]
+    rows[-1]["diverged"] = True
+    return pd.DataFrame(rows).assign(**changes)
+
+
+def test_heatmap_cells_carry_values_labels_and_the_click_selection():
+    spec = sweep_charts.heatmap(_table(), "val_accuracy", x_title="depth",
+                                y_title="activation").to_dict()  # schema-validated
+    text = json.dumps(spec)
+    assert '"name": "cell"' in text and '"fields": ["key"]' in text
+    rows = [r for d in spec["datasets"].values() for r in d]
+    labels = {r["key"]: r["label"] for r in rows}
+    assert labels == {"k2relu": "90%", "k4relu": "80%", "k2tanh": "70%", "k4tanh": "NaN"}
+
+
+def test_gradient_ratio_heatmap_is_log10_and_centred_on_balance():
+    spec = sweep_charts.heatmap(_table(), "log_grad_ratio", x_title="depth",
+                                y_title="activation").to_dict()
+    rows = {r["key"]: r for d in spec["datasets"].values() for r in d}
+    assert rows["k4relu"]["value"] == -3.0 and rows["k2tanh"]["value"] == 2.0 + math.log10(2)
+    scale = spec["layer"][0]["encoding"]["color"]["condition"]["scale"]
+    lo, hi = scale["domain"]
+    assert lo == -hi  # as far to the vanishing side as to the exploding side
+
+
+def test_page_trains_every_cell_then_serves_them_from_the_store():
+    at = open_page("app_pages/sweep.py", **SMALL)
+    clean(at)
+    assert len(charts(at)) == 3
+    first = " ".join(c.value for c in at.caption)
+    assert "4 cells" in first and "4 trained now" in first
+    again = open_page("app_pages/sweep.py", **SMALL)
+    clean(again)
+    assert "4 from the run store" in " ".join(c.value for c in again.caption)
+    table = again.dataframe[0].value
+    assert list(table.columns[:2]) == ["x", "y"] and len(table) == 4
+    assert all(link.startswith("lab?") and "depth=" in link for link in table["lab"])
+
+
+def test_page_bad_link_warns_and_still_sweeps():
+    at = open_page("app_pages/sweep.py", **{**SMALL, "x": "banana", "yv": "relu,banana"})
+    clean(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert "`x=banana`" in warnings and "banana" in warnings.split("`x=banana`")[1]
+    assert len(charts(at)) == 3
+
+
+def test_every_cell_links_to_its_own_run_in_the_lab():
+    at = open_page("app_pages/sweep.py", **SMALL)
+    for _, cell in at.dataframe[0].value.iterrows():
+        params = dict(parse_qsl(cell["lab"].split("?", 1)[1]))
+        cfg = RunConfig.from_params(params)
+        assert (str(cfg.depth), cfg.activation) == (cell["x"], cell["y"])
+        assert cfg.epochs == 1 and cfg.width == 16  # the sweep's base settings come along
+    lab = open_page("app_pages/lab.py", **params)  # the last cell, opened as its link does
+    clean(lab)
+    assert lab.slider(key="depth").value == cfg.depth
+    assert lab.selectbox(key="activation").value == cfg.activation

@@ -1,0 +1,386 @@
+"""Chart builders, checked through the Vega-Lite spec they produce and the data it carries.
+
+Small real runs (built once per module): a batch-norm run with norm clipping, a plain tanh run,
+a run that diverges at its second step, and a 2-D moons run for the decision boundary.
+"""
+
+import ast
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core import chart_parts
+
+from core.lab import charts
+from core.lab.config import RunConfig
+from core.lab.result import RunResult
+from core.lab.trainer import train
+
+CONFIGS = {
+    "bn": RunConfig(depth=3, width=16, epochs=2, batch_norm=True, clip_norm=1.0, max_train=400),
+    "plain": RunConfig(depth=2, width=16, epochs=3, activation="tanh", init="xavier_normal",
+                       max_train=400),
+    "diverged": RunConfig(depth=10, activation="linear", init="normal_large", optimizer="sgd",
+                          lr=0.1, epochs=3),
+    "moons": RunConfig(dataset="moons", depth=3, width=16, epochs=3, lr=0.01),
+}
+STEP_BUILDERS = ("grad_norm_heatmap", "grad_norm_lines", "saturation_dead", "ratios", "clipping")
+
+
+@pytest.fixture(scope="module")
+def runs():
+    # One thread: these nets are tiny, and torch's thread pool fighting another busy process
+    # for two cores makes them 50× slower. Restored for the other test modules.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        first: list[RunResult] = []
+        out = {name: train(cfg, on_epoch=(first.append if name == "bn" else None))
+               for name, cfg in CONFIGS.items()}
+    finally:
+        torch.set_num_threads(threads)
+    out["initial"] = first[0]  # a live run's first snapshot: steps and layers still empty
+    # Through the store's strict JSON: NaN → null → NaN.
+    out["stored"] = RunResult.from_dict(json.loads(out["diverged"].to_json()))
+    return out
+
+
+# --- reading specs ----------------------------------------------------------------------------
+def _walk(node):
+    yield node
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for child in children:
+        yield from _walk(child)
+
+
+def rows(spec: dict) -> list[dict]:
+    """Every data row in a spec: Altair 6 puts them in top-level `datasets` (named by hash),
+    inline `data.values` is possible too."""
+    out = [row for values in spec.get("datasets", {}).values() for row in values]
+    for node in _walk({k: v for k, v in spec.items() if k != "datasets"}):
+        if isinstance(node, dict) and isinstance(node.get("data"), dict):
+            out += node["data"].get("values", [])
+    return out
+
+
+def rows_with(spec: dict, *keys: str) -> list[dict]:
+    return [r for r in rows(spec) if all(k in r for k in keys)]
+
+
+def encodings(spec: dict, channel: str) -> list[dict]:
+    return [n["encoding"][channel] for n in _walk(spec)
+            if isinstance(n, dict) and isinstance(n.get("encoding"), dict)
+            and channel in n["encoding"]]
+
+
+def texts(spec: dict) -> str:
+    """Titles and text-mark data, to check what a chart says."""
+    parts = [json.dumps(n.get("title", ""), ensure_ascii=False)
+             for n in _walk(spec) if isinstance(n, dict)]
+    return " ".join(parts + [str(r.get("text", "")) for r in rows(spec)])
+
+
+def assert_clean(spec: dict) -> None:
+    """No NaN, inf or null (Altair's rendering of NaN) anywhere in the data."""
+    for row in rows(spec):
+        for key, value in row.items():
+            assert value is not None, (key, row)
+            if isinstance(value, float):
+                assert math.isfinite(value), (key, row)
+    json.dumps(spec, allow_nan=False)
+
+
+@pytest.fixture(scope="module")
+def spec(runs):
+    """spec(run, builder, *args): a builder's spec, computed once per module (schema validation
+    is not free)."""
+    cache: dict = {}
+
+    def get(run: str, builder: str, *args) -> dict:
+        if (run, builder, args) not in cache:
+            cache[run, builder, args] = getattr(charts, builder)(runs[run], *args).to_dict()
+        return cache[run, builder, args]
+    return get
+
+
+def all_specs(runs, spec, name):
+    r = runs[name]
+    last = int(r.epochs["epoch"].max())
+    layer = r.layer_names[0]
+    yield from (
+        spec(name, "loss_accuracy", last), spec(name, "loss_accuracy"),
+        spec(name, "grad_norm_heatmap"), spec(name, "grad_norm_lines"),
+        spec(name, "grad_norm_heatmap", "out_grad_norm"),
+        spec(name, "grad_norm_lines", "weight_grad_norm", 0),
+        spec(name, "gradient_flow", 0), spec(name, "gradient_flow", last),
+        spec(name, "histograms", "activation", 0),
+        spec(name, "histograms", "weight_grad", last),
+        spec(name, "histogram_over_time", "pre_activation", layer),
+        spec(name, "saturation_dead", 1), spec(name, "ratios", 1),
+        spec(name, "clipping"), spec(name, "batch_norm_shift", 0),
+        spec(name, "decision_boundary", last))
+
+
+# --- every builder, every run -----------------------------------------------------------------
+@pytest.mark.parametrize("name", ["bn", "plain", "diverged", "moons", "initial", "stored"])
+def test_every_builder_gives_a_clean_spec(runs, spec, name):
+    for s in all_specs(runs, spec, name):
+        assert s.get("$schema", "").startswith("https://vega.github.io/schema/vega-lite/")
+        assert_clean(s)
+
+
+def test_empty_tables_say_no_data(runs, spec):
+    # The first snapshot of a live run has no steps yet: charts say so instead of raising.
+    for builder in ("grad_norm_heatmap", "clipping", "gradient_flow", "histograms"):
+        args = {"gradient_flow": (0,), "histograms": ("activation", 5)}.get(builder, ())
+        assert "no data" in texts(spec("initial", builder, *args))
+
+
+@pytest.mark.parametrize("module", [charts, chart_parts])
+def test_charts_do_not_import_streamlit(module):
+    tree = ast.parse(Path(module.__file__).read_text())
+    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert names and not [n for n in names if n and n.split(".")[0] == "streamlit"]
+
+
+# --- gradients --------------------------------------------------------------------------------
+def test_heatmap_has_one_finite_positive_row_per_layer_and_step(runs, spec):
+    r = runs["bn"]
+    s = spec("bn", "grad_norm_heatmap")
+    cells = rows_with(s, "layer", "step", "value", "step_end")
+    table = r.layers[r.layers.metric == "weight_grad_norm"]
+    table = table[np.isfinite(table.value) & (table.value > 0)]
+    assert len(cells) == len(table) == len({(c["layer"], c["step"]) for c in cells})
+    assert all(c["value"] > 0 and c["step_end"] > c["step"] for c in cells)
+    y = [e for e in encodings(s, "y") if e.get("field") == "layer"]
+    assert y and y[0]["sort"] == r.layer_names  # input layer at the top
+    assert [e for e in encodings(s, "color") if e.get("field") == "value"][0]["scale"]["type"] \
+        == "log"
+
+
+def test_lines_colour_layers_in_network_order_and_toggle_from_the_legend(runs, spec):
+    r = runs["plain"]
+    s = spec("plain", "grad_norm_lines")
+    color = [e for e in encodings(s, "color") if e.get("field") == "layer"][0]
+    assert color["sort"] == color["scale"]["domain"] == r.layer_names
+    assert color["scale"]["scheme"]["name"] == "viridis"
+    params = [p for n in _walk(s) if isinstance(n, dict) for p in n.get("params", [])]
+    assert any(p.get("bind") == "legend" and p["select"]["fields"] == ["layer"] for p in params)
+    assert {e["scale"].get("type") for e in encodings(s, "y") if e.get("field") == "value"} \
+        == {"log"}
+
+
+def test_epoch_rule_sits_at_the_first_step_after_that_epoch(runs, spec):
+    r = runs["plain"]
+    for epoch in (0, 1):
+        rules = rows_with(spec("plain", "grad_norm_lines", "weight_grad_norm", epoch),
+                          "step", "label")
+        first = int(r.steps.step[r.steps.epoch == epoch + 1].min())
+        assert [x["step"] for x in rules if x["label"] == f"after epoch {epoch}"] == [first]
+
+
+def test_gradient_flow_picks_the_state_after_the_epoch(runs, spec):
+    r = runs["bn"]
+    recorded = r.layers.drop_duplicates("step")
+    expected = {0: 0, 1: int(recorded.step[recorded.epoch == 2].min()),
+                2: int(recorded.step.max())}  # epoch 2 is the last: its final recorded step
+    seen = []
+    for epoch, step in expected.items():
+        bars = rows_with(spec("bn", "gradient_flow", epoch), "statistic", "value")
+        assert {b["step"] for b in bars} == {step}
+        for metric in ("weight_grad_mean_abs", "weight_grad_max_abs"):
+            want = r.layers[(r.layers.step == step) & (r.layers.metric == metric)]
+            got = {b["layer"]: b["value"] for b in bars if b["metric"] == metric}
+            assert list(got) == r.layer_names
+            assert np.allclose([got[n] for n in want.layer], want.value, rtol=1e-6)
+        seen.append(sorted(b["value"] for b in bars))
+    assert seen[0] != seen[1] != seen[2]
+
+
+# --- saturation, ratios, clipping -------------------------------------------------------------
+def test_saturation_and_dead_are_percentages(runs, spec):
+    r = runs["plain"]
+    s = spec("plain", "saturation_dead", 1)
+    got = sorted((v["layer"], v["step"], v["value"])
+                 for v in rows_with(s, "layer", "step", "value"))
+    table = r.layers[r.layers.metric.isin(["saturation", "dead"])]
+    want = sorted(zip(table.layer, table.step, 100 * table.value.astype(float)))
+    assert [g[:2] for g in got] == [w[:2] for w in want]
+    assert np.allclose([g[2] for g in got], [w[2] for w in want])
+    assert 0 <= min(g[2] for g in got) and max(g[2] for g in got) <= 100
+    assert max(g[2] for g in got) > 1  # percent, not a fraction: this tanh net saturates a bit
+    assert "output" not in {g[0] for g in got}  # the output layer has no activation
+    assert all(e["scale"]["domain"] == [0, 100] for e in encodings(s, "y")
+               if e.get("field") == "value")
+
+
+def test_ratios_have_the_rule_of_thumb_and_the_healthy_band(runs, spec):
+    s = spec("bn", "ratios")
+    labelled = rows_with(s, "value", "label")
+    assert any(x["value"] == 1e-3 and "rule of thumb" in x["label"] for x in labelled)
+    assert any(x["value"] == 1e-4 and x.get("high") == 1e-2 and "healthy" in x["label"]
+               for x in labelled)
+    assert {e["scale"].get("type") for e in encodings(s, "y")
+            if e.get("field") == "value" and "scale" in e} == {"log"}
+
+
+def test_clipping_threshold_and_trigger_rate(runs, spec):
+    r = runs["bn"]
+    s = spec("bn", "clipping")
+    assert [x["grad_norm"] for x in rows_with(s, "grad_norm", "label")] == [r.config.clip_norm]
+    rate = {x["epoch"]: x["rate"] for x in rows_with(s, "epoch", "rate")}
+    expected = r.steps.groupby("epoch").clipped.mean() * 100
+    assert rate == pytest.approx(expected.to_dict())
+    assert all(0 <= v <= 100 for v in rate.values())
+
+
+def test_clipping_off_or_by_value_says_so(runs, spec):
+    s = spec("plain", "clipping")
+    assert "clipping is off" in texts(s)
+    assert rows_with(s, "step", "grad_norm") and not rows_with(s, "grad_norm", "label")
+    r = runs["plain"]
+    by_value = dataclasses.replace(r, config=r.config.replace(clip_value=0.5))
+    assert "±0.5" in texts(charts.clipping(by_value).to_dict())
+
+
+def test_diverged_run_marks_the_divergence_on_step_charts(runs, spec):
+    step = runs["diverged"].divergence["step"]
+    for builder in STEP_BUILDERS:
+        s = spec("diverged", builder)
+        assert_clean(s)
+        marks = [x for x in rows_with(s, "step", "label") if "diverged" in x["label"]]
+        assert marks and {x["step"] for x in marks} == {step}, builder
+    assert charts.divergence_rule(runs["bn"]) is None
+    assert "diverged" not in texts(spec("bn", "grad_norm_lines"))
+
+
+def test_diverged_loss_drops_the_nan_epochs(runs, spec):
+    s = spec("diverged", "loss_accuracy", 3)
+    losses = [x for x in rows_with(s, "split", "value") if x["metric"] == "loss"]
+    assert losses and all(math.isfinite(x["value"]) for x in losses)
+
+
+# --- distributions ----------------------------------------------------------------------------
+def test_histograms_follow_the_epoch_and_the_network_order(runs, spec):
+    r = runs["plain"]
+    first = rows_with(spec("plain", "histograms", "activation", 0), "lo", "hi", "count")
+    last = rows_with(spec("plain", "histograms", "activation", 3), "lo", "hi", "count")
+    assert {x["epoch"] for x in first} == {0} and {x["epoch"] for x in last} == {3}
+    assert {x["kind"] for x in first} == {"activation"}
+    assert [x["count"] for x in first] != [x["count"] for x in last]
+    facet = spec("plain", "histograms", "activation", 0)["facet"]
+    assert facet["sort"] == r.layer_names
+
+
+def test_histogram_over_time_has_every_epoch_of_one_layer(runs, spec):
+    s = spec("plain", "histogram_over_time", "pre_activation", "hidden2")
+    bins = rows_with(s, "lo", "hi", "count")
+    assert {x["layer"] for x in bins} == {"hidden2"}
+    assert {x["epoch"] for x in bins} == {0, 1, 2, 3}
+    assert all(x["count"] > 0 for x in bins)  # empty bins left blank on the log colour scale
+
+
+def test_batch_norm_shift(runs, spec):
+    assert "Batch norm is off" in texts(spec("plain", "batch_norm_shift", 0))
+    bins = rows_with(spec("bn", "batch_norm_shift", 0), "stage", "density")
+    assert {x["stage"] for x in bins} == {"before batch norm", "after batch norm"}
+    assert {x["layer"] for x in bins} == {"hidden1", "hidden2", "hidden3"}
+    for layer in ("hidden1", "hidden3"):
+        for stage in ("before batch norm", "after batch norm"):
+            area = sum(x["density"] * (x["hi"] - x["lo"]) for x in bins
+                       if x["layer"] == layer and x["stage"] == stage)
+            assert area == pytest.approx(1.0)
+
+
+# --- activations and the playground -----------------------------------------------------------
+def _regions(s):
+    return sorted({(x["z0"], x["z1"]) for x in rows_with(s, "z0", "z1")})  # text repeats one
+
+
+def test_activation_curve_shades_the_saturated_regions():
+    (left, right) = _regions(charts.activation_curve("tanh").to_dict())
+    assert left[0] == -6 and -2.2 < left[1] < -2.05
+    assert 2.05 < right[0] < 2.2 and right[1] == 6
+    (relu,) = _regions(charts.activation_curve("relu").to_dict())
+    assert relu[0] == -6 and -0.05 < relu[1] <= 0
+    assert _regions(charts.activation_curve("linear").to_dict()) == []
+    s = charts.activation_curve("sigmoid").to_dict()
+    assert {x["series"] for x in rows_with(s, "z", "value")} == {"f(z)", "f′(z)"}
+    assert "6% of max" in json.dumps(rows_with(s, "z0", "label"))
+
+
+def test_activation_curve_overlays_a_layer_and_widens_to_cover_it(runs):
+    h = runs["plain"].histograms
+    pre = h[(h.layer == "hidden1") & (h.kind == "pre_activation") & (h.epoch == 0)]
+    s = charts.activation_curve("tanh", pre).to_dict()
+    assert_clean(s)
+    assert sum(x["share"] for x in rows_with(s, "lo", "share")) == pytest.approx(100)
+    z = [x["z"] for x in rows_with(s, "z", "series")]
+    assert min(z) <= min(-6, pre.lo.min()) + 1e-9 and max(z) >= max(6, pre.hi.max()) - 1e-9
+    wide = pre.assign(lo=pre.lo * 10, hi=pre.hi * 10)
+    z = [x["z"] for x in rows_with(charts.activation_curve("tanh", wide).to_dict(), "z", "series")]
+    assert min(z) == pytest.approx(wide.lo.min()) and max(z) == pytest.approx(wide.hi.max())
+
+
+def test_decision_boundary(runs, spec):
+    r = runs["moons"]
+    s0, s3 = spec("moons", "decision_boundary", 0), spec("moons", "decision_boundary", 3)
+    grid0, grid3 = rows_with(s0, "x", "y", "p"), rows_with(s3, "x", "y", "p")
+    assert len(grid0) == len(grid3) == 40 * 40
+    assert all(0 <= x["p"] <= 1 for x in grid0 + grid3)
+    assert [x["p"] for x in grid0] != [x["p"] for x in grid3]
+    points = rows_with(s3, "x", "y", "label", "split")
+    assert {x["split"] for x in points} == {"train", "test"}
+    assert len(points) == (r.points.split != "val").sum()
+    heat = [e for e in encodings(s3, "color") if e.get("field") == "p"][0]
+    assert heat["scale"] == {"scheme": "redblue", "domain": [0, 1]}
+    assert "only 2-D" in texts(spec("bn", "decision_boundary", 1))
+
+
+def test_loss_accuracy(runs, spec):
+    r = runs["bn"]
+    s = spec("bn", "loss_accuracy", 1)
+    values = rows_with(s, "split", "metric", "value")
+    acc = [x["value"] for x in values if x["metric"] == "accuracy"]
+    assert acc and 1 < max(acc) <= 100  # percent
+    test = [x for x in values if x["split"] == "test"]
+    assert {x["epoch"] for x in test} == {r.config.epochs}
+    assert {x["epoch"] for x in rows_with(s, "epoch", "label")} == {1}
+    assert not rows_with(spec("bn", "loss_accuracy"), "epoch", "label")
+
+
+def test_long_deep_runs_are_thinned_and_still_serialise(runs):
+    # 3,000 steps × 12 layers and 150 epochs of histograms: past Altair's 5,000-row limit for
+    # frames (MaxRowsError) and past what a browser draws smoothly. Synthetic, so it is quick.
+    names = [f"hidden{i}" for i in range(1, 12)] + ["output"]
+    steps = np.arange(3000)
+    n = len(steps) * len(names)
+    layers = pd.DataFrame({"step": np.repeat(steps, len(names)),
+                           "epoch": np.repeat(steps // 20 + 1, len(names)),
+                           "layer": np.tile(names, len(steps)), "metric": "weight_grad_norm",
+                           "value": np.linspace(1e-3, 1.0, n)})
+    step_table = pd.DataFrame({"step": steps, "epoch": steps // 20 + 1, "loss": 1.0,
+                               "grad_norm": 1.0 + steps, "clipped": 0.0, "lr": 0.1})
+    hist = pd.DataFrame({"epoch": np.repeat(np.arange(150), 40), "layer": "hidden1",
+                         "kind": "activation", "bin": np.tile(np.arange(40), 150),
+                         "lo": np.tile(np.arange(40.0), 150),
+                         "hi": np.tile(np.arange(1.0, 41), 150), "count": 1.0})
+    long = dataclasses.replace(runs["plain"], layer_names=names, layers=layers, steps=step_table,
+                               histograms=hist)
+    cells = rows_with(charts.grad_norm_heatmap(long).to_dict(), "layer", "step", "value")
+    drawn = sorted({c["step"] for c in cells})
+    assert len(drawn) <= chart_parts.MAX_STEPS and (drawn[0], drawn[-1]) == (0, 2999)
+    assert len(cells) == len(drawn) * len(names) > chart_parts.MAX_FRAME_ROWS
+    lines = rows_with(charts.grad_norm_lines(long, epoch=3).to_dict(), "layer", "step", "value")
+    assert len(lines) == len(cells)
+    norm = rows_with(charts.clipping(long).to_dict(), "step", "grad_norm")
+    assert len(norm) <= chart_parts.MAX_STEPS
+    bins = rows_with(charts.histogram_over_time(long, "activation", "hidden1").to_dict(), "lo")
+    assert len(bins) == 150 * 40

@@ -1,0 +1,136 @@
+"""Compare: the difference/outcome tables, the overlay charts, and the page through AppTest."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from core.lab import compare_charts
+from core.lab.compare import differences, layer_order, outcomes
+from core.lab.config import RunConfig
+from core.lab.runs import get_run
+from core.lab.trainer import train
+from tests.app.test_app import charts, clean, open_page
+
+A = RunConfig(depth=2, width=16, epochs=2, max_train=300)
+B = A.replace(depth=3, activation="tanh")
+SMALL = {k: v for k, v in A.to_params().items() if k in ("depth", "width", "epochs", "max_train")}
+
+
+@pytest.fixture(scope="module")
+def results():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {"A": train(A), "B": train(B),
+                "diverged": train(RunConfig(depth=10, activation="linear", init="normal_large",
+                                            optimizer="sgd", lr=0.1, epochs=2))}
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_differences_lists_only_what_differs_in_config_order():
+    diff = differences(A, B)
+    assert list(diff.setting) == ["depth", "activation"]
+    assert list(diff.A) == ["2", "relu"] and list(diff.B) == ["3", "tanh"]
+    assert differences(A, A).empty
+    assert list(differences(A, A.replace(clip_norm=1.0)).A) == ["off"]
+
+
+def test_outcomes_are_the_runs_own_numbers(results):
+    table = outcomes({"A": results["A"], "X": results["diverged"]}).set_index("run")
+    assert table.loc["A", "val_accuracy"] == results["A"].final("val", "accuracy")
+    assert table.loc["A", "grad_ratio"] == pytest.approx(results["A"].grad_ratio(0))
+    assert not table.loc["A", "diverged"] and table.loc["X", "diverged"]
+    assert table.loc["X", "diverged_at_step"] == results["diverged"].divergence["step"]
+    # The most saturated hidden layer at the last record, as the Lab and the Sweep show it;
+    # none for a diverged run, whose last record is the blow-up.
+    sat = results["A"].layers.query("metric == 'saturation'")
+    assert table.loc["A", "max_saturation"] == pytest.approx(
+        sat[sat.step == sat.step.max()].value.max())
+    assert math.isnan(table.loc["X", "max_saturation"])
+
+
+def test_layer_order_merges_depths_with_output_last(results):
+    assert layer_order({"A": results["A"], "B": results["B"]}) == [
+        "hidden1", "hidden2", "hidden3", "output"]
+
+
+def _validated(chart) -> dict:
+    spec = chart.to_dict()  # validates against the Vega-Lite schema
+    json.dumps(spec)        # and is plain JSON
+    return spec
+
+
+@pytest.mark.parametrize("build", [
+    lambda r: compare_charts.loss_accuracy(r, 1),
+    lambda r: compare_charts.layer_profile(r, "weight_grad_norm", 1),
+    lambda r: compare_charts.layer_profile(r, "saturation", 0),
+    lambda r: compare_charts.over_training(r),
+    lambda r: compare_charts.total_grad_norm(r),
+    lambda r: compare_charts.update_ratio_profile(r, 2),
+])
+def test_overlay_charts_carry_both_runs(results, build):
+    both = {"A": results["A"], "B": results["B"]}
+    text = json.dumps(_validated(build(both)))
+    assert '"A"' in text and '"B"' in text
+    # A run that blew up still draws (its non-finite values are gaps).
+    _validated(build({"A": results["A"], "B": results["diverged"]}))
+
+
+def test_layer_profile_values_are_the_state_after_the_epoch(results):
+    chart = compare_charts.layer_profile({"A": results["A"]}, "weight_grad_norm", 0)
+    rows = [r for d in chart.to_dict()["datasets"].values() for r in d]
+    step0 = results["A"].at_step("weight_grad_norm", 0)
+    assert {r["layer"]: r["value"] for r in rows} == pytest.approx(step0.to_dict())
+
+
+def test_page_shows_differences_outcomes_and_overlays():
+    at = open_page("app_pages/compare.py", **SMALL, **{f"b_{k}": v for k, v in SMALL.items()},
+                   b_activation="tanh")
+    clean(at)
+    diff, table = at.dataframe[0].value, at.dataframe[1].value
+    assert set(diff.setting) == {"Activation", "Batch norm"}  # B = A with BN toggled, + tanh
+    assert list(table.run) == ["A", "B"]
+    assert "● changed" in at.sidebar.selectbox(key="b_activation").label
+    assert len(charts(at)) == 1
+    for tab, n in {"Gradients": 3, "Activations": 3, "Weights & ratios": 3, "Clipping": 1,
+                   "Batch norm": 2}.items():
+        page = open_page("app_pages/compare.py", tab=tab, **SMALL,
+                         **{f"b_{k}": v for k, v in SMALL.items()})
+        clean(page)
+        assert len(charts(page)) == n, tab
+    side = open_page("app_pages/compare.py", layout="Side by side", tab="Gradients", **SMALL,
+                     **{f"b_{k}": v for k, v in SMALL.items()})
+    clean(side)
+    assert len(charts(side)) == 4  # heatmap and gradient flow for each run
+
+
+def test_page_bad_b_link_warns_and_uses_a_fallback():
+    at = open_page("app_pages/compare.py", **SMALL, b_depth="-3", b_epochs="2", b_max_train="300",
+                   b_width="16")
+    clean(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert "B: `b_depth=-3`" in warnings
+
+
+def test_page_compares_two_stored_runs():
+    a, b = get_run(A), get_run(B)
+    at = open_page("app_pages/compare.py", mode="Stored runs", run_a=a.key, run_b=b.key)
+    clean(at)
+    assert set(at.dataframe[0].value.setting) == {"Depth", "Activation"}
+    assert len(charts(at)) == 1
+    gone = open_page("app_pages/compare.py", mode="Stored runs", run_a="0" * 20, run_b=b.key)
+    assert not gone.exception
+
+
+def test_the_labs_link_opens_its_config_as_a_without_warnings():
+    lab_cfg = RunConfig(depth=2, width=16, epochs=2, max_train=None, patience=None)
+    at = open_page("app_pages/compare.py", **lab_cfg.to_params(only_changed=False))
+    clean(at)
+    assert not at.warning, [w.value for w in at.warning]
+    table = at.dataframe[0].value
+    assert list(table.setting) == ["Batch norm"]  # B = A with batch norm toggled, nothing else
+    assert at.sidebar.slider(key="depth").value == 2  # A is the Lab's config, not the default
+    assert at.sidebar.select_slider(key="max_train").value is None
