@@ -1,41 +1,12 @@
 """The app through Streamlit's AppTest: pages render, widgets change what is drawn, links work."""
 
-from pathlib import Path
 
-import pytest
-from streamlit.testing.v1 import AppTest
 
 from core.lab.config import RunConfig
 from core.lab.presets import PRESETS
 from core.lab.runs import cached_run
+from tests.helpers import charts, clean, open_page
 from core.lab.tabs import TABS
-
-APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
-
-
-def open_page(page: str, **params) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=180)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.switch_page(page)
-    return at.run()
-
-
-def charts(at: AppTest) -> list[str]:
-    """Every Altair chart's spec and data as text, to assert on what is drawn."""
-    out = []
-    for el in at.get("vega_lite_chart"):
-        text = el.proto.spec + "".join(str(d) for d in el.proto.datasets)
-        out.append(text)
-    return out
-
-
-def clean(at: AppTest) -> None:
-    """No exception and no failed run (the doctor's findings are error boxes on purpose)."""
-    assert not at.exception, [e.value for e in at.exception]
-    failed = [e.value for e in at.error if "could not start" in e.value]
-    assert not failed, failed
-
 
 def test_home_offers_every_preset_as_a_link():
     at = open_page("app_pages/home.py")

@@ -1,6 +1,6 @@
 """The Initialization page through AppTest: theory beside measurement, links, bad input."""
 
-from tests.app.test_app import charts, clean, open_page
+from tests.helpers import charts, clean, open_page
 
 SMALL = dict(depth="12", width="64")
 

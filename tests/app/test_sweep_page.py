@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl
 from core.lab.config import RunConfig
 
 from core.lab import sweep_charts
-from tests.app.test_app import charts, clean, open_page
+from tests.helpers import charts, clean, open_page
 
 SMALL = dict(x="depth", xv="1,2", y="activation", yv="relu,tanh", epochs="1", width="16",
              max_train="200")

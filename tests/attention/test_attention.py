@@ -20,7 +20,7 @@ from core.attention.softmax import D_GRID, KEY_PREFIX, AttentionConfig, attentio
 from core.attention.presets import ATTENTION_PRESETS, Evidence
 from core.lab.config import ConfigError
 from core.data.datasets import load_splits
-from tests.app.test_app import charts, clean, open_page
+from tests.helpers import charts, clean, open_page
 
 PAGE = "app_pages/attention.py"
 

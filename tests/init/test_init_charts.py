@@ -32,16 +32,16 @@ def tables():
             "spectra": spec}
 
 
-def _walk(node):
+def walk(node):
     yield node
     children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
     for child in children:
-        yield from _walk(child)
+        yield from walk(child)
 
 
 def rows(spec: dict) -> list[dict]:
     out = [row for values in spec.get("datasets", {}).values() for row in values]
-    for node in _walk({k: v for k, v in spec.items() if k != "datasets"}):
+    for node in walk({k: v for k, v in spec.items() if k != "datasets"}):
         if isinstance(node, dict) and isinstance(node.get("data"), dict):
             out += node["data"].get("values", [])
     return out
@@ -49,7 +49,7 @@ def rows(spec: dict) -> list[dict]:
 
 def panel_rows(spec: dict, panel: dict) -> list[dict]:
     """The rows one sub-chart uses: Altair names each data set and keeps it at the top."""
-    names = {n["data"]["name"] for n in _walk(panel) if isinstance(n, dict)
+    names = {n["data"]["name"] for n in walk(panel) if isinstance(n, dict)
              and isinstance(n.get("data"), dict) and "name" in n["data"]}
     return [row for name in names for row in spec["datasets"][name]]
 
@@ -74,9 +74,9 @@ def test_profile_draws_measured_and_theory_on_a_log_axis(tables):
                       if r["metric"] == "activation_std" and r["source"] == "measured")
     expected = tables["plain"].metric("activation_std")
     np.testing.assert_allclose([v for _, v in measured], expected["value"])
-    scales = [n["scale"] for n in _walk(spec) if isinstance(n, dict) and "scale" in n]
+    scales = [n["scale"] for n in walk(spec) if isinstance(n, dict) and "scale" in n]
     assert {"type": "log"} in scales
-    dash = [n for n in _walk(spec) if isinstance(n, dict) and n.get("field") == "source"
+    dash = [n for n in walk(spec) if isinstance(n, dict) and n.get("field") == "source"
             and "scale" in n]
     assert dash and dash[0]["scale"]["domain"] == ["measured", "mean-field theory"]
 
@@ -84,7 +84,7 @@ def test_profile_draws_measured_and_theory_on_a_log_axis(tables):
 def test_profile_colours_several_settings_and_marks_chi_one(tables):
     spec = clean(init_charts.profile(tables["several"], ("preact_grad_norm", "grad_factor"))
                  .to_dict())
-    colors = [n for n in _walk(spec) if isinstance(n, dict) and n.get("field") == "setting"
+    colors = [n for n in walk(spec) if isinstance(n, dict) and n.get("field") == "setting"
               and "sort" in n]
     assert colors and colors[0]["sort"] == ["xavier_normal", "orthogonal", "normal_small"]
     assert any(r.get("label", "").startswith("1: critical") for r in rows(spec))
@@ -98,7 +98,7 @@ def test_profile_without_theory_shows_the_measurement_only(tables):
 def test_phase_heatmap_selection_and_critical_line(tables):
     d = tables["diagram"]
     spec = clean(init_charts.phase_heatmap(d.cells, d.critical, current=(1.0, 0.0)).to_dict())
-    params = [p for n in _walk(spec) if isinstance(n, dict) for p in n.get("params", [])]
+    params = [p for n in walk(spec) if isinstance(n, dict) for p in n.get("params", [])]
     cell = [p for p in params if p.get("name") == "cell"]
     assert len(cell) == 1 and cell[0]["select"]["fields"] == ["sigma_w2", "sigma_b2"]
     data = rows(spec)
@@ -111,7 +111,7 @@ def test_phase_heatmap_selection_and_critical_line(tables):
             c["log10_predicted"])
     line = [r for r in data if r["kind"] == "critical"]
     assert line and min(r["sigma_w2"] for r in line) == pytest.approx(1.0, rel=1e-6)
-    colors = [n for n in _walk(spec) if isinstance(n, dict) and n.get("field") == "log10_ratio"
+    colors = [n for n in walk(spec) if isinstance(n, dict) and n.get("field") == "log10_ratio"
               and "scale" in n]
     scale = colors[0]["scale"]
     assert scale["domainMid"] == 0 and scale["domain"][0] == -scale["domain"][1]
@@ -120,7 +120,7 @@ def test_phase_heatmap_selection_and_critical_line(tables):
 def test_phase_heatmap_log_axis_for_geometric_sigma_w2(tables):
     cells = tables["diagram"].cells.assign(sigma_w2=lambda c: c["sigma_w2"])
     spec = clean(init_charts.phase_heatmap(cells, None).to_dict())  # 0.5, 1, 2, 4: geometric
-    assert any(n.get("type") == "log" for n in _walk(spec) if isinstance(n, dict))
+    assert any(n.get("type") == "log" for n in walk(spec) if isinstance(n, dict))
     heat = [r for r in rows(spec) if r["kind"] == "cell"]
     w = sorted({(r["w0"], r["w1"]) for r in heat})
     assert w[1][0] == pytest.approx(math.sqrt(0.5 * 1.0))  # geometric half way

@@ -21,6 +21,7 @@ from core.lab import charts
 from core.lab.config import RunConfig
 from core.lab.result import RunResult
 from core.lab.trainer import train
+from tests.helpers import assert_clean, encodings, rows_with, texts, walk
 
 CONFIGS = {
     "bn": RunConfig(depth=3, width=16, epochs=2, batch_norm=True, clip_norm=1.0, max_train=400),
@@ -49,51 +50,6 @@ def runs():
     # Through the store's strict JSON: NaN → null → NaN.
     out["stored"] = RunResult.from_dict(json.loads(out["diverged"].to_json()))
     return out
-
-
-# --- reading specs ----------------------------------------------------------------------------
-def _walk(node):
-    yield node
-    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-    for child in children:
-        yield from _walk(child)
-
-
-def rows(spec: dict) -> list[dict]:
-    """Every data row in a spec: Altair 6 puts them in top-level `datasets` (named by hash),
-    inline `data.values` is possible too."""
-    out = [row for values in spec.get("datasets", {}).values() for row in values]
-    for node in _walk({k: v for k, v in spec.items() if k != "datasets"}):
-        if isinstance(node, dict) and isinstance(node.get("data"), dict):
-            out += node["data"].get("values", [])
-    return out
-
-
-def rows_with(spec: dict, *keys: str) -> list[dict]:
-    return [r for r in rows(spec) if all(k in r for k in keys)]
-
-
-def encodings(spec: dict, channel: str) -> list[dict]:
-    return [n["encoding"][channel] for n in _walk(spec)
-            if isinstance(n, dict) and isinstance(n.get("encoding"), dict)
-            and channel in n["encoding"]]
-
-
-def texts(spec: dict) -> str:
-    """Titles and text-mark data, to check what a chart says."""
-    parts = [json.dumps(n.get("title", ""), ensure_ascii=False)
-             for n in _walk(spec) if isinstance(n, dict)]
-    return " ".join(parts + [str(r.get("text", "")) for r in rows(spec)])
-
-
-def assert_clean(spec: dict) -> None:
-    """No NaN, inf or null (Altair's rendering of NaN) anywhere in the data."""
-    for row in rows(spec):
-        for key, value in row.items():
-            assert value is not None, (key, row)
-            if isinstance(value, float):
-                assert math.isfinite(value), (key, row)
-    json.dumps(spec, allow_nan=False)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +127,7 @@ def test_lines_colour_layers_in_network_order_and_toggle_from_the_legend(runs, s
     color = [e for e in encodings(s, "color") if e.get("field") == "layer"][0]
     assert color["sort"] == color["scale"]["domain"] == r.layer_names
     assert color["scale"]["scheme"]["name"] == "viridis"
-    params = [p for n in _walk(s) if isinstance(n, dict) for p in n.get("params", [])]
+    params = [p for n in walk(s) if isinstance(n, dict) for p in n.get("params", [])]
     assert any(p.get("bind") == "legend" and p["select"]["fields"] == ["layer"] for p in params)
     assert {e["scale"].get("type") for e in encodings(s, "y") if e.get("field") == "value"} \
         == {"log"}

@@ -11,7 +11,7 @@ from core.lab.compare import differences, layer_order, outcomes
 from core.lab.config import RunConfig
 from core.lab.runs import get_run
 from core.lab.trainer import train
-from tests.app.test_app import charts, clean, open_page
+from tests.helpers import charts, clean, open_page
 
 A = RunConfig(depth=2, width=16, epochs=2, max_train=300)
 B = A.replace(depth=3, activation="tanh")

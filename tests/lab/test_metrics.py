@@ -12,7 +12,7 @@ from core.lab.config import RunConfig
 from core.lab.metrics import CATALOGUE, LAYER_METRICS, MOST_SATURATED, STEP_METRICS, most_saturated, \
     power
 from core.lab.trainer import train
-from tests.lab.test_charts import encodings, texts
+from tests.helpers import encodings, texts
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from core.lessons import matching
 from core.optimizers.race import BOX, LABELS, LR_GRID, PRESETS, RACERS, RaceConfig, \
     defaults_for, race, standings
 from core.optimizers.surfaces import LEVELS_PER_DECADE, QUAD_Y, SURFACES, grid
-from tests.app.test_app import charts, clean, open_page
-from tests.lab.test_charts import _walk, assert_clean, encodings, rows, texts
+from tests.helpers import charts, clean, open_page
+from tests.helpers import assert_clean, encodings, rows, texts, walk
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -316,7 +316,7 @@ def test_lenient_parsing_keeps_what_is_good_and_says_what_it_dropped():
 # --- charts ---------------------------------------------------------------------------------------
 def _no_null_scales(spec: dict) -> None:
     # Streamlit's browser theming crashes on a colour channel with "scale": null.
-    for node in _walk(spec):
+    for node in walk(spec):
         if isinstance(node, dict) and "scale" in node:
             assert node["scale"] is not None, node
 
@@ -327,7 +327,7 @@ def test_contour_draws_surface_paths_minima_start_and_the_scrubbed_point():
     spec = oc.contour(SURFACES["himmelblau"], table, 100).to_dict()  # validates the schema
     assert_clean(spec)
     _no_null_scales(spec)
-    params = [n for n in _walk(spec) if isinstance(n, dict) and n.get("name") == "start"]
+    params = [n for n in walk(spec) if isinstance(n, dict) and n.get("name") == "start"]
     assert params and params[0]["select"]["fields"] == ["x", "y"]
     paths = rows_where(spec, "label", "iteration", "lr")
     counts = pd.Series([r["label"] for r in paths]).value_counts()

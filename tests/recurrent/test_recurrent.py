@@ -23,7 +23,7 @@ from core.recurrent.trainer import (RecurrentResult, build_recurrent, cached_rec
 from core.recurrent.config import RecurrentConfig, chunk_sizes
 from core.recurrent.presets import RECURRENT_PRESETS
 from core.store import RunStore
-from tests.app.test_app import charts, clean, open_page
+from tests.helpers import charts, clean, open_page
 
 # One step on 32 digits read in 4-pixel chunks (16 time steps): the whole set is one batch.
 ONE_STEP = dict(dataset="digits", sequence="chunks", chunk=4, max_train=32, batch_size=32,
