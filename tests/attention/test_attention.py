@@ -25,16 +25,6 @@ from tests.helpers import charts, clean, open_page
 PAGE = "app_pages/attention.py"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """As the app runs (core.cpus.configure_for_server): tiny ops on a loaded 2-core machine
-    run ~10× slower when two OpenMP threads spin against each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _curve(table, variant, metric, sweep="d"):
     rows = table[(table.sweep == sweep) & (table.variant == variant) & (table.metric == metric)]
     return rows.set_index(sweep).value.sort_index()

@@ -12,6 +12,7 @@ import torch
 from core.init import charts as init_charts
 from core.lab.config import RunConfig
 from core.init.probe import SPECTRUM_SETTINGS, phase_diagram, probe, spectra
+from tests.helpers import rows, walk
 
 
 @pytest.fixture(scope="module")
@@ -30,21 +31,6 @@ def tables():
         torch.set_num_threads(threads)
     return {"plain": plain, "several": several, "residual": residual, "diagram": diagram,
             "spectra": spec}
-
-
-def walk(node):
-    yield node
-    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-    for child in children:
-        yield from walk(child)
-
-
-def rows(spec: dict) -> list[dict]:
-    out = [row for values in spec.get("datasets", {}).values() for row in values]
-    for node in walk({k: v for k, v in spec.items() if k != "datasets"}):
-        if isinstance(node, dict) and isinstance(node.get("data"), dict):
-            out += node["data"].get("values", [])
-    return out
 
 
 def panel_rows(spec: dict, panel: dict) -> list[dict]:

@@ -33,16 +33,6 @@ NUMPY = {  # φ and φ′ written independently of core.activations
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The quadrature's torch ops are small: with another busy process on two cores, a second
-    # OpenMP thread makes them ~20× slower (see tests/test_charts.py).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def z():
     return np.random.default_rng(0).standard_normal(500_000)

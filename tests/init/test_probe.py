@@ -17,16 +17,6 @@ from core.init.probe import (PROBE_FIELDS, SPECTRUM_SETTINGS, forward, inputs, j
                         phase_config, phase_diagram, probe, probe_text, spectra)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # These nets are small: torch's thread pool fighting another busy process for two cores
-    # makes them many times slower (see tests/test_charts.py).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _wide(activation, sigma_w2, sigma_b2=0.05, seed=0, depth=24):
     return RunConfig(depth=depth, width=512, activation=activation, init="mean_field",
                      sigma_w2=sigma_w2, bias_init="normal", bias_value=sigma_b2, seed=seed)

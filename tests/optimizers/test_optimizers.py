@@ -23,15 +23,6 @@ from tests.helpers import charts, clean, open_page
 from tests.helpers import assert_clean, encodings, rows, texts, walk
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Two-element tensors: torch's thread pool only adds overhead, and the machine is shared.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --- closed-form gradients, derived by hand -------------------------------------------------------
 def _beale_grad(x, y):
     a1, a2, a3 = 1.5 - x + x * y, 2.25 - x + x * y ** 2, 2.625 - x + x * y ** 3

@@ -35,15 +35,6 @@ OVERFLOWS = RecurrentConfig(dataset="digits", sequence="chunks", chunk=1, hidden
                             max_train=128, epochs=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """As the app trains (configure_for_server), and steadier timings on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def presets() -> dict[str, RecurrentResult]:
     """Each preset's run, trained once into the process's run store (the page reuses them)."""
