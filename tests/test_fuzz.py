@@ -617,5 +617,5 @@ def test_a_setting_that_clashes_with_the_pages_own_defaults_warns_once():
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     said = [w.value for w in at.warning if "model" in w.value]
-    assert said == ["A: model: cnn does not go with depth (a cnn has at most 6 conv layers, "
+    assert said == ["A: `model=cnn`: does not go with depth (a cnn has at most 6 conv layers, "
                     "got 10); using mlp."], said
