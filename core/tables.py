@@ -1,6 +1,10 @@
-"""Tidy result tables to and from the run store's JSON columns, for every family's results."""
+"""Tidy result tables: to and from the run store's JSON columns, and the questions every
+family's result answers the same way from them (its last value of a metric, its key)."""
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import pandas as pd
 
@@ -19,3 +23,30 @@ def table_from_dict(columns: dict[str, list]) -> pd.DataFrame:
         if df[col].dtype == object and col not in TEXT_COLUMNS:
             df[col] = pd.to_numeric(df[col], errors="coerce")  # null -> NaN
     return df
+
+
+class EpochRecords:
+    """A result with an `epochs` table (epoch, split, metric, value): the Lab's runs, a sweep's
+    cells, the recurrent lesson's runs."""
+
+    epochs: pd.DataFrame
+
+    def final(self, split: str, metric: str) -> float:
+        """The last recorded value of e.g. ('val', 'accuracy'); NaN if none."""
+        rows = self.epochs[(self.epochs.split == split) & (self.epochs.metric == metric)]
+        return float(rows.sort_values("epoch").value.iloc[-1]) if len(rows) else math.nan
+
+
+class TrainedRun(EpochRecords):
+    """A whole trained run: its config (whose key is the store's) and its status."""
+
+    config: Any
+    status: str                     # "completed" | "diverged"
+
+    @property
+    def key(self) -> str:
+        return self.config.key()
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == "diverged"

@@ -25,13 +25,13 @@ import numpy as np
 import pandas as pd
 
 from core.lab.config import RunConfig
-from core.tables import table_from_dict, table_to_dict
+from core.tables import TrainedRun, table_from_dict, table_to_dict
 
 TABLES = ("epochs", "steps", "layers", "histograms", "boundary", "points")
 
 
 @dataclass
-class RunResult:
+class RunResult(TrainedRun):
     config: RunConfig
     status: str                      # "completed" | "diverged"
     device: str
@@ -51,20 +51,7 @@ class RunResult:
     early_stop: dict[str, Any] | None = None
     from_store: bool = field(default=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        return self.config.key()
-
-    @property
-    def diverged(self) -> bool:
-        return self.status == "diverged"
-
-    # --- common questions -------------------------------------------------------------------
-    def final(self, split: str, metric: str) -> float:
-        """The last recorded value of e.g. ('val', 'accuracy'); NaN if none."""
-        rows = self.epochs[(self.epochs.split == split) & (self.epochs.metric == metric)]
-        return float(rows.sort_values("epoch").value.iloc[-1]) if len(rows) else math.nan
-
+    # --- common questions (key, diverged, final: core.tables.TrainedRun) ---------------------
     def layer_metric(self, metric: str) -> pd.DataFrame:
         """Wide table of one per-layer metric: index step, one column per layer (in order)."""
         rows = self.layers[self.layers.metric == metric]

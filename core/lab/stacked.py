@@ -50,6 +50,7 @@ from torch import nn
 from core import activations
 from core.lab.config import FIELDS, RunConfig
 from core.settings import format_value
+from core.tables import EpochRecords
 from core.data.datasets import load_splits
 from core.lab.models import build_model
 from core.lab.result import RunResult
@@ -75,7 +76,7 @@ EPOCH_COLUMNS = ["epoch", "split", "metric", "value"]
 
 
 @dataclass
-class CellSummary:
+class CellSummary(EpochRecords):
     """What a sweep shows for one configuration; from a stacked group or from a full run."""
 
     config: RunConfig
@@ -89,10 +90,6 @@ class CellSummary:
     source: str                       # "stacked": trained here; "run": a full train() run
     group_size: int = 1
     from_store: bool = field(default=False, compare=False)
-
-    def final(self, split: str, metric: str) -> float:
-        rows = self.epochs[(self.epochs.split == split) & (self.epochs.metric == metric)]
-        return float(rows.sort_values("epoch").value.iloc[-1]) if len(rows) else math.nan
 
     @property
     def grad_ratio(self) -> float:

@@ -41,7 +41,7 @@ from core.cache import RunKind
 from core.data.datasets import load_splits, nominal_sizes
 from core.recurrent.config import SIDES, RecurrentConfig
 from core.store import RunStore
-from core.tables import table_from_dict, table_to_dict
+from core.tables import TrainedRun, table_from_dict, table_to_dict
 from core.training import (DeviceData, evaluate, flushed_denormals, make_optimizer,
                            resolve_device, steps_per_epoch)
 
@@ -122,7 +122,7 @@ def time_grad_norms(states: list[torch.Tensor]) -> torch.Tensor:
 
 # --- the result -----------------------------------------------------------------------------
 @dataclass
-class RecurrentResult:
+class RecurrentResult(TrainedRun):
     """Tidy tables of one run.
 
     epochs      epoch, split (train/val/test), metric (loss/accuracy), value; epoch 0 = at init
@@ -143,19 +143,6 @@ class RecurrentResult:
     steps: pd.DataFrame
     time_grads: pd.DataFrame
     from_store: bool = field(default=False, compare=False)
-
-    @property
-    def key(self) -> str:
-        return self.config.key()
-
-    @property
-    def diverged(self) -> bool:
-        return self.status == "diverged"
-
-    def final(self, split: str, metric: str) -> float:
-        """The last recorded value of e.g. ('val', 'accuracy'); NaN if none."""
-        rows = self.epochs[(self.epochs.split == split) & (self.epochs.metric == metric)]
-        return float(rows.sort_values("epoch").value.iloc[-1]) if len(rows) else float("nan")
 
     def time_ratio(self) -> pd.DataFrame:
         """step, epoch, ratio = ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ at every recorded step."""
