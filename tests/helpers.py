@@ -3,8 +3,10 @@ Vega-Lite spec (its data rows, encodings and texts) to assert on what is drawn."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import time
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -19,6 +21,18 @@ def open_page(page: str, **params) -> AppTest:
         at.query_params[key] = value
     at.switch_page(page)
     return at.run()
+
+
+def counting(module, kind: str, calls: list, monkeypatch, pause: float = 0.3) -> None:
+    """Replace the training of module.kind (a core.cache.RunKind) by a wrapper that records each
+    call and lingers first, so that every other session asks while the first one still trains."""
+    real = getattr(module, kind)
+
+    def wrapper(cfg, *args, **kwargs):
+        calls.append(cfg)
+        time.sleep(pause)
+        return real.train(cfg, *args, **kwargs)
+    monkeypatch.setattr(module, kind, dataclasses.replace(real, train=wrapper))
 
 
 def charts(at: AppTest) -> list[str]:

@@ -6,9 +6,7 @@ what to lower; every preset and default fits.
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -26,22 +24,11 @@ from core.recurrent.config import RecurrentConfig
 from core.lab.runs import get_run, run_estimate
 from core.store import RunStore
 from core.lab.sweep import SweepSpec, run_sweep
+from tests.helpers import counting
 
 REPO = Path(__file__).resolve().parents[1]
 # A run of a few tens of milliseconds: 600 moons points, one tiny hidden layer, one epoch.
 TINY = RunConfig(dataset="moons", depth=1, width=4, epochs=1)
-
-
-def counting(module, kind: str, calls: list, monkeypatch, pause: float = 0.3) -> None:
-    """Replace the training of module.kind (a core.cache.RunKind) by a wrapper that records each
-    call and lingers first, so that every other session asks while the first one still trains."""
-    real = getattr(module, kind)
-
-    def wrapper(cfg, *args, **kwargs):
-        calls.append(cfg)
-        time.sleep(pause)
-        return real.train(cfg, *args, **kwargs)
-    monkeypatch.setattr(module, kind, dataclasses.replace(real, train=wrapper))
 
 
 def check_run(cfg: RunConfig) -> None:

@@ -37,6 +37,7 @@ from core.tools.cli import build_parser
 from core.lab.config import FIELDS, ConfigError, RunConfig
 from core.settings import describe, field_kind, format_value, is_optional
 from app_pages.kit.controls import resolve
+from tests.helpers import open_page
 
 FUZZ = settings(max_examples=500, derandomize=True, deadline=None, database=None,
                 # No "explain" phase: tracing which lines a failure ran costs seconds, and the
@@ -584,15 +585,9 @@ def junk_link(page: str, run: int) -> dict[str, str]:
 
 @pytest.mark.parametrize("page", sorted(PAGE_PARSERS))
 def test_a_page_opened_with_junk_in_its_link_warns_and_draws(page):
-    from streamlit.testing.v1 import AppTest
-
     for run in range(3):
         link = junk_link(page, run)
-        at = AppTest.from_file(APP, default_timeout=120)
-        for key, value in link.items():
-            at.query_params[key] = value
-        at.switch_page(f"app_pages/{page}.py")
-        at.run()
+        at = open_page(f"app_pages/{page}.py", **link)
         assert not at.exception, [e.value for e in at.exception]
         assert not [e.value for e in at.error if "could not" in e.value], link
         warnings = [w.value for w in at.warning]

@@ -6,7 +6,6 @@ offline data, each against the real engine.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import subprocess
@@ -30,6 +29,7 @@ from core.recurrent.config import RecurrentConfig
 from core.lab.runs import get_run
 from core.store import RunStore
 from core.lab.sweep import SweepSpec, run_sweep
+from tests.helpers import counting
 
 REPO = Path(__file__).resolve().parents[1]
 # A run of a few tens of milliseconds: 600 moons points, one tiny hidden layer, one epoch.
@@ -58,18 +58,6 @@ def in_threads(n: int, work) -> list:
     if errors:
         raise errors[0]
     return results
-
-
-def counting(module, kind: str, calls: list, monkeypatch, pause: float = 0.3) -> None:
-    """Replace the training of module.kind (a core.cache.RunKind) by a wrapper that records each
-    call and lingers first, so that every other session asks while the first one still trains."""
-    real = getattr(module, kind)
-
-    def wrapper(cfg, *args, **kwargs):
-        calls.append(cfg)
-        time.sleep(pause)
-        return real.train(cfg, *args, **kwargs)
-    monkeypatch.setattr(module, kind, dataclasses.replace(real, train=wrapper))
 
 
 # --- concurrency -------------------------------------------------------------------------------

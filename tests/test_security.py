@@ -37,6 +37,7 @@ from core.lab.config import ConfigError, RunConfig
 from core.data.datasets import load_splits
 from core.lab.runs import cached_run, get_run, load_run, stored_runs
 from core.store import RunStore
+from tests.helpers import open_page
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "streamlit_app.py")
@@ -234,11 +235,7 @@ def test_a_page_opened_with_paths_in_its_link_opens_no_file_outside_its_own(page
         for depth in (1, 2):
             get_run(RunConfig(depth=depth, epochs=1, max_train=100))
     with touched() as paths:
-        at = AppTest.from_file(APP, default_timeout=120)
-        for key, value in link.items():
-            at.query_params[key] = value
-        at.switch_page(f"app_pages/{page}.py")
-        at.run()
+        at = open_page(f"app_pages/{page}.py", **link)
     assert not at.exception, [e.value for e in at.exception]
     no_path_from_the_user(paths)
     places = allowed_places()

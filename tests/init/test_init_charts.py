@@ -7,28 +7,22 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from core.init import charts as init_charts
 from core.lab.config import RunConfig
 from core.init.probe import SPECTRUM_SETTINGS, phase_diagram, probe, spectra
-from tests.helpers import rows, walk
+from tests.helpers import assert_clean, rows, walk
 
 
 @pytest.fixture(scope="module")
 def tables():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small nets: see tests/test_charts.py
-    try:
-        cfg = RunConfig(depth=8, width=32, activation="tanh", init="xavier_normal")
-        plain = probe(cfg, n_inputs=32)
-        several = pd.concat([probe(cfg.replace(init=i), n_inputs=32).layers.assign(setting=i)
-                             for i in ("xavier_normal", "orthogonal", "normal_small")])
-        residual = probe(cfg.replace(model="residual_mlp"), n_inputs=32)
-        diagram = phase_diagram(cfg, [0.5, 1.0, 2.0, 4.0], [0.0, 0.2], n_inputs=16)
-        spec = spectra(cfg.replace(depth=10), n_inputs=16)
-    finally:
-        torch.set_num_threads(threads)
+    cfg = RunConfig(depth=8, width=32, activation="tanh", init="xavier_normal")
+    plain = probe(cfg, n_inputs=32)
+    several = pd.concat([probe(cfg.replace(init=i), n_inputs=32).layers.assign(setting=i)
+                         for i in ("xavier_normal", "orthogonal", "normal_small")])
+    residual = probe(cfg.replace(model="residual_mlp"), n_inputs=32)
+    diagram = phase_diagram(cfg, [0.5, 1.0, 2.0, 4.0], [0.0, 0.2], n_inputs=16)
+    spec = spectra(cfg.replace(depth=10), n_inputs=16)
     return {"plain": plain, "several": several, "residual": residual, "diagram": diagram,
             "spectra": spec}
 
@@ -40,19 +34,8 @@ def panel_rows(spec: dict, panel: dict) -> list[dict]:
     return [row for name in names for row in spec["datasets"][name]]
 
 
-def clean(spec: dict) -> dict:
-    """No NaN, inf or null in the data; the spec is strict JSON."""
-    for row in rows(spec):
-        for key, value in row.items():
-            assert value is not None, (key, row)
-            if isinstance(value, float):
-                assert math.isfinite(value), (key, row)
-    json.dumps(spec, allow_nan=False)
-    return spec
-
-
 def test_profile_draws_measured_and_theory_on_a_log_axis(tables):
-    spec = clean(init_charts.profile(tables["plain"].layers).to_dict())
+    spec = clean_spec(init_charts.profile(tables["plain"].layers).to_dict())
     data = rows(spec)
     assert {r["source"] for r in data} == {"measured", "mean-field theory"}
     assert {r["metric"] for r in data} == {"activation_std", "preact_grad_norm"}
@@ -68,7 +51,7 @@ def test_profile_draws_measured_and_theory_on_a_log_axis(tables):
 
 
 def test_profile_colours_several_settings_and_marks_chi_one(tables):
-    spec = clean(init_charts.profile(tables["several"], ("preact_grad_norm", "grad_factor"))
+    spec = clean_spec(init_charts.profile(tables["several"], ("preact_grad_norm", "grad_factor"))
                  .to_dict())
     colors = [n for n in walk(spec) if isinstance(n, dict) and n.get("field") == "setting"
               and "sort" in n]
@@ -77,13 +60,13 @@ def test_profile_colours_several_settings_and_marks_chi_one(tables):
 
 
 def test_profile_without_theory_shows_the_measurement_only(tables):
-    spec = clean(init_charts.profile(tables["residual"].layers).to_dict())
+    spec = clean_spec(init_charts.profile(tables["residual"].layers).to_dict())
     assert {r["source"] for r in rows(spec)} == {"measured"}
 
 
 def test_phase_heatmap_selection_and_critical_line(tables):
     d = tables["diagram"]
-    spec = clean(init_charts.phase_heatmap(d.cells, d.critical, current=(1.0, 0.0)).to_dict())
+    spec = clean_spec(init_charts.phase_heatmap(d.cells, d.critical, current=(1.0, 0.0)).to_dict())
     params = [p for n in walk(spec) if isinstance(n, dict) for p in n.get("params", [])]
     cell = [p for p in params if p.get("name") == "cell"]
     assert len(cell) == 1 and cell[0]["select"]["fields"] == ["sigma_w2", "sigma_b2"]
@@ -105,7 +88,7 @@ def test_phase_heatmap_selection_and_critical_line(tables):
 
 def test_phase_heatmap_log_axis_for_geometric_sigma_w2(tables):
     cells = tables["diagram"].cells.assign(sigma_w2=lambda c: c["sigma_w2"])
-    spec = clean(init_charts.phase_heatmap(cells, None).to_dict())  # 0.5, 1, 2, 4: geometric
+    spec = clean_spec(init_charts.phase_heatmap(cells, None).to_dict())  # 0.5, 1, 2, 4: geometric
     assert any(n.get("type") == "log" for n in walk(spec) if isinstance(n, dict))
     heat = [r for r in rows(spec) if r["kind"] == "cell"]
     w = sorted({(r["w0"], r["w1"]) for r in heat})
@@ -113,7 +96,7 @@ def test_phase_heatmap_log_axis_for_geometric_sigma_w2(tables):
 
 
 def test_spectrum_one_panel_per_setting_with_references(tables):
-    spec = clean(init_charts.spectrum(tables["spectra"]).to_dict())
+    spec = clean_spec(init_charts.spectrum(tables["spectra"]).to_dict())
     titles = [p["title"] for p in spec["vconcat"]]
     assert [t.split(" — ")[0] for t in titles] == [s["label"] for s in SPECTRUM_SETTINGS]
     assert any("numerically zero" in t for t in titles if t.startswith("ReLU"))
@@ -130,7 +113,7 @@ def test_spectrum_one_panel_per_setting_with_references(tables):
 def test_spectrum_relative_is_centred_on_one(tables):
     t = tables["spectra"]
     one = t[t["setting"] == "tanh, orthogonal"]
-    spec = clean(init_charts.spectrum(one, relative=True).to_dict())
+    spec = clean_spec(init_charts.spectrum(one, relative=True).to_dict())
     bins = [r for r in rows(spec) if "count" in r]
     centre = sum(r["count"] * math.sqrt(r["lo"] * r["hi"]) for r in bins) / sum(
         r["count"] for r in bins)
@@ -141,3 +124,8 @@ def test_empty_inputs_say_so():
     empty = pd.DataFrame(columns=["example", "index", "singular_value", "zero"])
     for chart in (init_charts.spectrum(empty), init_charts.phase_heatmap(pd.DataFrame())):
         assert "no" in json.dumps(chart.to_dict())
+
+
+def clean_spec(spec: dict) -> dict:
+    assert_clean(spec)
+    return spec

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from core import chart_parts
 
@@ -36,16 +35,9 @@ STEP_BUILDERS = ("grad_norm_heatmap", "grad_norm_lines", "saturation_dead", "rat
 
 @pytest.fixture(scope="module")
 def runs():
-    # One thread: these nets are tiny, and torch's thread pool fighting another busy process
-    # for two cores makes them 50× slower. Restored for the other test modules.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        first: list[RunResult] = []
-        out = {name: train(cfg, on_epoch=(first.append if name == "bn" else None))
-               for name, cfg in CONFIGS.items()}
-    finally:
-        torch.set_num_threads(threads)
+    first: list[RunResult] = []
+    out = {name: train(cfg, on_epoch=(first.append if name == "bn" else None))
+           for name, cfg in CONFIGS.items()}
     out["initial"] = first[0]  # a live run's first snapshot: steps and layers still empty
     # Through the store's strict JSON: NaN → null → NaN.
     out["stored"] = RunResult.from_dict(json.loads(out["diverged"].to_json()))

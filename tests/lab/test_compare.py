@@ -4,7 +4,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from core.lab import compare_charts
 from core.lab.compare import differences, layer_order, outcomes
@@ -20,14 +19,9 @@ SMALL = {k: v for k, v in A.to_params().items() if k in ("depth", "width", "epoc
 
 @pytest.fixture(scope="module")
 def results():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return {"A": train(A), "B": train(B),
-                "diverged": train(RunConfig(depth=10, activation="linear", init="normal_large",
-                                            optimizer="sgd", lr=0.1, epochs=2))}
-    finally:
-        torch.set_num_threads(threads)
+    return {"A": train(A), "B": train(B),
+            "diverged": train(RunConfig(depth=10, activation="linear", init="normal_large",
+                                        optimizer="sgd", lr=0.1, epochs=2))}
 
 
 def test_differences_lists_only_what_differs_in_config_order():
