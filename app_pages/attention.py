@@ -5,8 +5,13 @@ import math
 import streamlit as st
 
 from core.attention import charts as attention_charts
-from core.attention.softmax import VARIANTS, AttentionConfig, cached_attention, example_image, \
-    example_weights, get_attention, softmax_saturation
+from core.attention.config import AttentionConfig
+from core.attention.softmax import (VARIANTS,
+                                    cached_attention,
+                                    example_image,
+                                    example_weights,
+                                    get_attention,
+                                    softmax_saturation)
 from core.attention.presets import ATTENTION_PRESETS, Evidence, sweep_value
 from app_pages.kit.charts import chart
 from app_pages.kit.controls import ATTENTION, config_controls, warn

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
+import core.attention.config
 import core.attention.softmax
 import core.recurrent.trainer
 import core.lab.runs
 import core.lab.sweep
-from core.attention.softmax import AttentionConfig, attention_estimate, get_attention
+from core.attention.config import AttentionConfig
+from core.attention.softmax import attention_estimate, get_attention
 from core.budget import refuse, refuse_sweep
 from core.cache import forget_recent
 from core.lab.config import ConfigError, RunConfig
@@ -90,7 +92,7 @@ def test_the_attention_estimates_token_shapes_are_what_tokenize_gives():
     import torch
 
     x = torch.zeros(3, 1, 8, 8)
-    for kind, shape in core.attention.softmax.TOKEN_SHAPES.items():
+    for kind, shape in core.attention.config.TOKEN_SHAPES.items():
         assert core.attention.softmax.tokenize(x, kind).shape[1:] == shape
 
 

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from core.attention import softmax as attention
+from core.attention import config as attention
 
 from core.optimizers import race as optimizers
 

@@ -21,7 +21,8 @@ import core.cache
 import core.recurrent.trainer
 import core.lab.runs
 import core.lab.sweep
-from core.attention.softmax import AttentionConfig, get_attention
+from core.attention.config import AttentionConfig
+from core.attention.softmax import get_attention
 from core.cache import RECENT_RUNS, forget_recent
 from core.lab.config import RunConfig
 from core.recurrent.trainer import get_recurrent_run

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.attention.softmax import AttentionConfig
+from core.attention.config import AttentionConfig
 from core.lab.config import RunConfig
 from core.optimizers.race import RaceConfig, defaults_for
 from core.recurrent.config import RecurrentConfig

@@ -25,7 +25,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core.attention import softmax as attention
+from core.attention import config as attention
 
 from core.optimizers import race as optimizers
 

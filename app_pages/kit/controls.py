@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import streamlit as st
 
-from core.attention.softmax import D_GRID, SCALE_GRID, AttentionConfig
+from core.attention.config import D_GRID, SCALE_GRID, AttentionConfig
 from core.lab.config import RunConfig
 from core.recurrent.config import RecurrentConfig, chunk_sizes
 from core.settings import ConfigError, settings_named

@@ -18,7 +18,8 @@ import math
 import altair as alt
 import pandas as pd
 
-from core.attention.softmax import D_GRID, SATURATED, VARIANTS, AttentionResult
+from core.attention.config import D_GRID
+from core.attention.softmax import SATURATED, VARIANTS, AttentionResult
 from core.chart_parts import LOG_AXIS, MUTED, PANEL_H, PANEL_W, finite, no_data, rule, source, tips
 
 COLORS = {"scaled": "#4c78a8", "unscaled": "#e45756"}

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from core.attention.softmax import AttentionConfig, AttentionResult
+from core.attention.config import AttentionConfig
+from core.attention.softmax import AttentionResult
 from core.lessons import Claim, Preset
 
 

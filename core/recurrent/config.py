@@ -18,6 +18,7 @@ from core.training import OPTIMIZERS
 from core.data.datasets import IMAGE_SHAPES
 from core.settings import ConfigError, Settings, setting
 
+KEY_PREFIX = "rnn-"   # of its runs in the run store
 SIDES = {name: shape[-1] for name, shape in IMAGE_SHAPES.items()}  # side × side images
 DATASETS = tuple(SIDES)
 SEQUENCES = ("rows", "chunks")
@@ -110,7 +111,7 @@ class RecurrentConfig(Settings):
         return SIDES[self.dataset] ** 2 // self.step_size
 
     def store_key(self) -> str:
-        return "rnn-" + self.key()
+        return KEY_PREFIX + self.key()
 
 
 DEFAULTS = RecurrentConfig()

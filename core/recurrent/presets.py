@@ -13,7 +13,7 @@ at initialisation and 4e-5â€¦8e-4 in the median over training, the LSTM's 5e-4â€
 from __future__ import annotations
 
 from core.lessons import Claim, Preset
-from core.recurrent.trainer import RecurrentResult
+from core.recurrent.result import RecurrentResult
 from core.recurrent.config import RecurrentConfig
 
 

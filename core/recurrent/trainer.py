@@ -1,6 +1,7 @@
 """Recurrent networks on real images read as sequences, and the gradient through time.
 
-    from core.recurrent.trainer import RecurrentConfig, get_recurrent_run
+    from core.recurrent.config import RecurrentConfig
+    from core.recurrent.trainer import get_recurrent_run
     result = get_recurrent_run(RecurrentConfig(cell="rnn"))   # trains once, then from the store
     result.time_ratio()        # ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ at every recorded step
 
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -39,145 +40,21 @@ from core import cache
 from core.budget import STEP_COST, TIME_STEP_COST, Estimate
 from core.cache import RunKind
 from core.data.datasets import load_splits, nominal_sizes
-from core.recurrent.config import SIDES, RecurrentConfig
+from core.recurrent.config import KEY_PREFIX, SIDES, RecurrentConfig
+from core.recurrent.model import GATES, build_recurrent
+from core.recurrent.result import RecurrentResult
 from core.store import RunStore
-from core.tables import TrainedRun, table_from_dict, table_to_dict
 from core.training import (DeviceData, evaluate, flushed_denormals, make_optimizer,
                            resolve_device, steps_per_epoch)
-
-__all__ = ["RecurrentConfig", "RecurrentResult", "SequenceClassifier", "build_recurrent",
-           "train_recurrent", "get_recurrent_run", "cached_recurrent_run"]
 
 # With record_every unset; each record costs a step-by-step forward (~1.5×).
 RECURRENT_RECORDS_PER_EPOCH = 20
 EVAL_LIMIT = 2000       # validation and test images evaluated: the accuracies settle long before
-CELL_MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # hidden-to-hidden blocks stacked in weight_hh
-RECURRENT_TABLES = ("epochs", "steps", "time_grads")
-
-
-# --- the model ------------------------------------------------------------------------------
-class SequenceClassifier(nn.Module):
-    """Images [B, 1, H, W] → sequences [B, T, pixels per step] → nn.RNN/LSTM/GRU → linear."""
-
-    def __init__(self, cfg: RecurrentConfig, n_classes: int):
-        super().__init__()
-        self.seq_len, self.step_size = cfg.seq_len, cfg.step_size
-        # nn.RNN's default nonlinearity is tanh: the vanilla RNN of the vanishing-gradient story.
-        self.rnn = CELL_MODULES[cfg.cell](cfg.step_size, cfg.hidden, num_layers=cfg.layers,
-                                          batch_first=True)
-        self.head = nn.Linear(cfg.hidden, n_classes)
-
-    def sequences(self, images: torch.Tensor) -> torch.Tensor:
-        """Rows or chunks in reading order: a reshape of the row-major image."""
-        return images.reshape(len(images), self.seq_len, self.step_size)
-
-    def forward(self, images: torch.Tensor, states: list | None = None) -> torch.Tensor:
-        """Logits. With a list `states`, run step by step and append each step's hidden state
-        [layers, B, hidden] (gradient retained): the tensors whose .grad is ∂L/∂h_t."""
-        x = self.sequences(images)
-        if states is None:
-            out, _ = self.rnn(x)
-            return self.head(out[:, -1])
-        state = None
-        for t in range(self.seq_len):
-            _, state = self.rnn(x[:, t:t + 1], state)
-            h = state[0] if isinstance(state, tuple) else state   # LSTM: (h, c)
-            h.retain_grad()
-            states.append(h)
-        return self.head(h[-1])
-
-
-def build_recurrent(cfg: RecurrentConfig, n_classes: int) -> SequenceClassifier:
-    """The seeded model with its recurrent weights and gate biases initialised as configured."""
-    torch.manual_seed(cfg.seed)
-    model = SequenceClassifier(cfg, n_classes)
-    rnn, hidden = model.rnn, cfg.hidden
-    with torch.no_grad():
-        for layer in range(cfg.layers):
-            # One [hidden, hidden] block per gate, so "orthogonal" means orthogonal per gate.
-            for block in getattr(rnn, f"weight_hh_l{layer}").chunk(GATES[cfg.cell]):
-                match cfg.recurrent_init:
-                    case "orthogonal":
-                        nn.init.orthogonal_(block)
-                    case "xavier_normal":
-                        nn.init.xavier_normal_(block)
-                    case "normal_small":
-                        nn.init.normal_(block, 0.0, 0.01)
-                    case "normal_large":
-                        nn.init.normal_(block, 0.0, 1.0)
-            if cfg.cell != "rnn" and cfg.forget_bias is not None:
-                # Gate order: LSTM (input, forget, cell, output), GRU (reset, update, new); the
-                # gate that keeps the old state is the second in both. Two biases add up.
-                keep = slice(hidden, 2 * hidden)
-                nn.init.constant_(getattr(rnn, f"bias_ih_l{layer}")[keep], cfg.forget_bias)
-                nn.init.zeros_(getattr(rnn, f"bias_hh_l{layer}")[keep])
-    return model
 
 
 def time_grad_norms(states: list[torch.Tensor]) -> torch.Tensor:
     """[T] ‖∂L/∂h_t‖ of the top layer (Frobenius over batch and units), on the device."""
     return torch.linalg.vector_norm(torch.stack([h.grad[-1] for h in states]), dim=(1, 2))
-
-
-# --- the result -----------------------------------------------------------------------------
-@dataclass
-class RecurrentResult(TrainedRun):
-    """Tidy tables of one run.
-
-    epochs      epoch, split (train/val/test), metric (loss/accuracy), value; epoch 0 = at init
-    steps       step, epoch, loss, grad_norm (total, before clipping), clipped (0/1)
-    time_grads  step, epoch, t (1…T), value = ‖∂L/∂h_t‖ (see the module's docstring)
-    Step s sees the weights after s updates; an epoch's first step shows the state after the
-    epoch before.
-    """
-
-    config: RecurrentConfig
-    status: str                     # "completed" | "diverged"
-    device: str
-    dataset: dict[str, Any]
-    n_params: int
-    timing: dict[str, float]
-    divergence: dict[str, Any] | None
-    epochs: pd.DataFrame
-    steps: pd.DataFrame
-    time_grads: pd.DataFrame
-    from_store: bool = field(default=False, compare=False)
-
-    def time_ratio(self) -> pd.DataFrame:
-        """step, epoch, ratio = ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ at every recorded step."""
-        tg = self.time_grads
-        if tg.empty:
-            return pd.DataFrame(columns=["step", "epoch", "ratio"])
-        wide = tg.pivot_table(index=["step", "epoch"], columns="t", values="value",
-                              dropna=False)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = wide[wide.columns.min()] / wide[wide.columns.max()]
-        return ratio.rename("ratio").reset_index()
-
-    def ratio_at_init(self) -> float:
-        r = self.time_ratio()
-        return float(r.ratio.iloc[0]) if len(r) else float("nan")
-
-    def median_ratio(self) -> float:
-        """The median over training of ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ (non-finite records left out)."""
-        r = self.time_ratio().ratio.to_numpy(dtype=float)
-        r = r[np.isfinite(r)]
-        return float(np.median(r)) if len(r) else float("nan")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"config": self.config.to_dict(), "key": self.key, "status": self.status,
-                "device": self.device, "dataset": self.dataset, "n_params": self.n_params,
-                "timing": self.timing, "divergence": self.divergence,
-                **{name: table_to_dict(getattr(self, name)) for name in RECURRENT_TABLES}}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RecurrentResult":
-        return cls(config=RecurrentConfig.from_dict(data["config"]), status=data["status"],
-                   device=data["device"], dataset=dict(data["dataset"]),
-                   n_params=int(data["n_params"]), timing=dict(data["timing"]),
-                   divergence=data["divergence"],
-                   **{name: table_from_dict(data[name]) for name in RECURRENT_TABLES})
 
 
 # --- training -------------------------------------------------------------------------------
@@ -360,8 +237,8 @@ def recurrent_meta(result: RecurrentResult) -> dict:
             "seconds": round(result.timing["seconds"], 3), "device": result.device}
 
 
-RECURRENT_RUN = RunKind("recurrent run", "rnn-", RecurrentResult.from_dict, recurrent_estimate,
-                        recurrent_meta, train_recurrent)
+RECURRENT_RUN = RunKind("recurrent run", KEY_PREFIX, RecurrentResult.from_dict,
+                        recurrent_estimate, recurrent_meta, train_recurrent)
 
 
 def cached_recurrent_run(cfg: RecurrentConfig,

@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from core.attention.softmax import AttentionConfig
+from core.attention.config import AttentionConfig
 from core.attention.presets import ATTENTION_PRESETS, Evidence
 from core.lab.config import RunConfig
 from core.lessons import Claim, Preset, matching

@@ -14,9 +14,19 @@ import pytest
 import torch
 
 from core.attention import charts as ac
-from core.attention.softmax import D_GRID, KEY_PREFIX, AttentionConfig, attention_stats, \
-    build_classifier, cached_attention, example_image, example_weights, get_attention, \
-    jacobian_norm, logits_for, projections, softmax_saturation, tokenize, train_attention
+from core.attention.config import D_GRID, KEY_PREFIX, AttentionConfig
+from core.attention.softmax import (attention_stats,
+                                    build_classifier,
+                                    cached_attention,
+                                    example_image,
+                                    example_weights,
+                                    get_attention,
+                                    jacobian_norm,
+                                    logits_for,
+                                    projections,
+                                    softmax_saturation,
+                                    tokenize,
+                                    train_attention)
 from core.attention.presets import ATTENTION_PRESETS, Evidence
 from core.lab.config import ConfigError
 from core.data.datasets import load_splits

@@ -18,8 +18,9 @@ from core.chart_parts import MAX_STEPS
 from core.cache import default_store, forget_recent
 from core.lab.config import ConfigError
 from core.data.datasets import load_splits
-from core.recurrent.trainer import (RecurrentResult, build_recurrent, cached_recurrent_run,
-                            get_recurrent_run, train_recurrent)
+from core.recurrent.model import build_recurrent
+from core.recurrent.result import RecurrentResult
+from core.recurrent.trainer import cached_recurrent_run, get_recurrent_run, train_recurrent
 from core.recurrent.config import RecurrentConfig, chunk_sizes
 from core.recurrent.presets import RECURRENT_PRESETS
 from core.store import RunStore
