@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from core.lab import charts
 from core.activations import ACTIVATIONS
-from core.lab.metrics import SATURATED_WHEN
+from core.lab import charts
 from core.lab.config import RunConfig
+from core.lab.metrics import SATURATED_WHEN
 from app_pages.kit.charts import chart
 from app_pages.kit.controls import LAB, config_form, warn
 from app_pages.kit.runs import notices, obtain

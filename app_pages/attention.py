@@ -6,13 +6,13 @@ import streamlit as st
 
 from core.attention import charts as attention_charts
 from core.attention.config import AttentionConfig
+from core.attention.presets import ATTENTION_PRESETS, Evidence, sweep_value
 from core.attention.softmax import (VARIANTS,
                                     cached_attention,
                                     example_image,
                                     example_weights,
                                     get_attention,
                                     softmax_saturation)
-from core.attention.presets import ATTENTION_PRESETS, Evidence, sweep_value
 from app_pages.kit.charts import chart
 from app_pages.kit.controls import ATTENTION, config_controls, warn
 from app_pages.kit.lessons import lesson_box, preset_buttons

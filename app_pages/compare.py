@@ -4,10 +4,10 @@ import streamlit as st
 
 from core.lab import charts
 
+from core.data.datasets import IMAGE_DATASETS
 from core.lab import compare_charts
 from core.lab.compare import differences, outcomes
 from core.lab.config import FIELDS, RunConfig
-from core.data.datasets import IMAGE_DATASETS
 from core.lab.metrics import MOST_SATURATED
 from core.lab.runs import load_run, stored_runs
 from core.lab.tabs import TABS

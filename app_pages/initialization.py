@@ -5,10 +5,10 @@ import math
 import numpy as np
 import streamlit as st
 
-from core.init import charts as init_charts
-from core.lab.config import RunConfig
 from core.data.datasets import IMAGE_DATASETS
+from core.init import charts as init_charts
 from core.init.probe import METRICS, phase_diagram, probe, spectra
+from core.lab.config import RunConfig
 from app_pages.kit.charts import chart, spec_dict
 from app_pages.kit.controls import LAB, apply_settings, config_controls, warn
 

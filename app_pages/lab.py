@@ -4,9 +4,9 @@ import math
 
 import streamlit as st
 
+from core.data.datasets import IMAGE_DATASETS
 from core.lab import charts
 from core.lab.config import FIELDS
-from core.data.datasets import IMAGE_DATASETS
 from core.lab.doctor import diagnose
 from core.lab.metrics import MOST_SATURATED, most_saturated
 from core.lab.presets import PRESETS

@@ -8,8 +8,8 @@ import streamlit as st
 from core.optimizers import charts as optimizer_charts
 from core.optimizers.race import LABELS, LR_GRID, PRESETS, RACERS, RaceConfig, \
     defaults_for, race, standings, window_range
-from core.settings import ConfigError, format_value
 from core.optimizers.surfaces import SURFACES
+from core.settings import ConfigError, format_value
 from app_pages.kit.charts import chart
 from app_pages.kit.controls import Form, apply_settings, just_set, link_problems, warn
 from app_pages.kit.lessons import lesson_box, preset_buttons

@@ -2,9 +2,9 @@
 
 import streamlit as st
 
+from core.data.datasets import TOY_DATASETS
 from core.lab import charts
 from core.lab.config import RunConfig
-from core.data.datasets import TOY_DATASETS
 from app_pages.kit.charts import chart
 from app_pages.kit.controls import LAB, classroom_editor, config_form, warn
 from app_pages.kit.runs import notices, obtain

@@ -6,8 +6,8 @@ import math
 import streamlit as st
 
 from core.recurrent import charts as recurrent_charts
-from core.recurrent.trainer import cached_recurrent_run, get_recurrent_run
 from core.recurrent.presets import RECURRENT_PRESETS
+from core.recurrent.trainer import cached_recurrent_run, get_recurrent_run
 from app_pages.kit.charts import chart
 from app_pages.kit.controls import RECURRENT, config_form, warn
 from app_pages.kit.lessons import lesson_box, preset_buttons

@@ -4,12 +4,12 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from core.data.datasets import IMAGE_DATASETS
 from core.lab import sweep_charts
 from core.lab.config import FIELDS, RunConfig
-from core.settings import ConfigError, format_value
-from core.data.datasets import IMAGE_DATASETS
 from core.lab.metrics import MOST_SATURATED
 from core.lab.sweep import AXES, MAX_CELLS, SweepSpec, axis_problems, run_sweep, suggested_values
+from core.settings import ConfigError, format_value
 from app_pages.kit.charts import spec_dict
 from app_pages.kit.controls import LAB, config_controls, warn
 from app_pages.kit.runs import store

@@ -17,12 +17,12 @@ import time
 import torch
 
 from core.budget import _largest, budget
-from core.lab.config import RunConfig
 from core.data.datasets import load_splits
-from core.recurrent.trainer import recurrent_work, train_recurrent
-from core.recurrent.config import RecurrentConfig
+from core.lab.config import RunConfig
 from core.lab.runs import run_work
 from core.lab.trainer import train
+from core.recurrent.config import RecurrentConfig
+from core.recurrent.trainer import recurrent_work, train_recurrent
 
 F = "fashion-mnist"
 KINDS = {

@@ -25,8 +25,8 @@ import time
 
 import torch
 
-from core.lab.stacked import train_batched
 from core.lab.config import RunConfig
+from core.lab.stacked import train_batched
 from core.lab.sweep import SweepSpec, run_sweep
 
 

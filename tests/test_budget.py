@@ -13,19 +13,19 @@ import pytest
 
 import core.attention.config
 import core.attention.softmax
-import core.recurrent.trainer
 import core.lab.runs
 import core.lab.sweep
+import core.recurrent.trainer
 from core.attention.config import AttentionConfig
 from core.attention.softmax import attention_estimate, get_attention
 from core.budget import refuse, refuse_sweep
 from core.cache import forget_recent
 from core.lab.config import ConfigError, RunConfig
-from core.recurrent.trainer import get_recurrent_run, recurrent_estimate
-from core.recurrent.config import RecurrentConfig
 from core.lab.runs import get_run, run_estimate
-from core.store import RunStore
 from core.lab.sweep import SweepSpec, run_sweep
+from core.recurrent.config import RecurrentConfig
+from core.recurrent.trainer import get_recurrent_run, recurrent_estimate
+from core.store import RunStore
 from tests.helpers import counting
 
 REPO = Path(__file__).resolve().parents[1]

@@ -32,10 +32,10 @@ from core.optimizers import race as optimizers
 from core.recurrent import config as recurrent_config
 
 from core.lab import sweep
-from core.tools import cli as cli_module
-from core.tools.cli import build_parser
 from core.lab.config import FIELDS, ConfigError, RunConfig
 from core.settings import describe, field_kind, format_value, is_optional
+from core.tools import cli as cli_module
+from core.tools.cli import build_parser
 from app_pages.kit.controls import resolve
 from tests.helpers import open_page
 

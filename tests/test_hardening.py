@@ -18,18 +18,18 @@ import pytest
 
 import core.attention.softmax
 import core.cache
-import core.recurrent.trainer
 import core.lab.runs
 import core.lab.sweep
+import core.recurrent.trainer
 from core.attention.config import AttentionConfig
 from core.attention.softmax import get_attention
 from core.cache import RECENT_RUNS, forget_recent
 from core.lab.config import RunConfig
-from core.recurrent.trainer import get_recurrent_run
-from core.recurrent.config import RecurrentConfig
 from core.lab.runs import get_run
-from core.store import RunStore
 from core.lab.sweep import SweepSpec, run_sweep
+from core.recurrent.config import RecurrentConfig
+from core.recurrent.trainer import get_recurrent_run
+from core.store import RunStore
 from tests.helpers import counting
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,10 +12,10 @@ import pytest
 
 from core.attention.config import AttentionConfig
 from core.lab.config import RunConfig
-from core.optimizers.race import RaceConfig, defaults_for
-from core.recurrent.config import RecurrentConfig
 from core.lab.sweep import KEY_PREFIX as SWEEP_PREFIX
 from core.lab.sweep import SweepSpec
+from core.optimizers.race import RaceConfig, defaults_for
+from core.recurrent.config import RecurrentConfig
 
 # name -> (config, key, store key or None, link parameters)
 PINNED = {

@@ -31,12 +31,12 @@ from core.optimizers import race as optimizers
 
 from core.recurrent import config as recurrent_config
 
-from core.lab import sweep
-from core.tools.cli import main
-from core.lab.config import ConfigError, RunConfig
 from core.data.datasets import load_splits
+from core.lab import sweep
+from core.lab.config import ConfigError, RunConfig
 from core.lab.runs import cached_run, get_run, load_run, stored_runs
 from core.store import RunStore
+from core.tools.cli import main
 from tests.helpers import open_page
 
 ROOT = Path(__file__).resolve().parents[1]

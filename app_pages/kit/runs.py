@@ -16,9 +16,9 @@ from typing import Any, Callable
 
 import streamlit as st
 
+from core.cpus import configure_for_server
 from core.lab.export import pytorch_script, script_filename
 from core.lab.result import TABLES, RunResult
-from core.cpus import configure_for_server
 from core.lab.runs import cached_run, get_run
 from core.store import RunStore
 from app_pages.kit.charts import chart

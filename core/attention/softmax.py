@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from core import cache
-from core.budget import LAYER_STEP_COST, STEP_COST, Estimate
 from core.attention.config import (D_GRID, KEY_PREFIX, SCALE_GRID, TOKEN_SHAPES,
                                    AttentionConfig)
+from core.budget import LAYER_STEP_COST, STEP_COST, Estimate
 from core.cache import RunKind
 from core.data.datasets import load_splits, nominal_sizes
 from core.store import RunStore

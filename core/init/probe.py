@@ -33,11 +33,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from core.init import meanfield
 from core.activations import derivative
-from core.lab.config import ConfigError, RunConfig
 from core.data.datasets import load_splits
+from core.init import meanfield
 from core.init.meanfield import MeanField
+from core.lab.config import ConfigError, RunConfig
 from core.lab.models import Network, build_model
 
 # The RunConfig fields that change the network at initialisation or what it is fed. The others

@@ -16,8 +16,8 @@ import pandas as pd
 
 from core.lab.config import FIELDS, RunConfig
 from core.lab.metrics import most_saturated
-from core.settings import format_value
 from core.lab.result import RunResult
+from core.settings import format_value
 
 
 def differences(a: RunConfig, b: RunConfig) -> pd.DataFrame:

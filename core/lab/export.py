@@ -23,8 +23,8 @@ from __future__ import annotations
 import textwrap
 
 from core.activations import LEAKY_SLOPE
-from core.lab.config import FIELDS, RunConfig
 from core.data.datasets import IMAGE_DATASETS, IMAGE_SHAPES, MNIST_VAL_SIZE, TOY_SIZE, _TOY_DATA_SEED
+from core.lab.config import FIELDS, RunConfig
 
 __all__ = ["pytorch_script", "script_filename"]
 

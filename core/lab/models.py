@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from core import activations
-from core.lab.config import RunConfig
 from core.data.datasets import IMAGE_SHAPES
+from core.lab.config import RunConfig
 
 # What the networks read, by dataset, for counting their cost without loading anything.
 TOY_INPUTS = 2              # a 2-D toy set's points: (x, y)

@@ -11,8 +11,8 @@ to it, and the tests assert that each preset's claims hold:
 from __future__ import annotations
 
 from core.lab.config import RunConfig
-from core.lessons import Claim, Preset
 from core.lab.result import RunResult
+from core.lessons import Claim, Preset
 
 
 def _ratio(r: RunResult) -> float:

@@ -19,12 +19,12 @@ from typing import Any, Callable, Mapping
 from core import cache
 from core.budget import CONV_COST, LAYER_STEP_COST, STEP_COST, Estimate, sci
 from core.cache import RunKind
-from core.lab.config import FIELDS, RunConfig
 from core.data.datasets import IMAGE_SHAPES, nominal_sizes
+from core.lab.config import FIELDS, RunConfig
 from core.lab.models import network_macs
 from core.lab.result import RunResult
-from core.store import RunStore
 from core.lab.trainer import BOUNDARY_GRID, train
+from core.store import RunStore
 
 _RUN_KEY = re.compile(r"[0-9a-f]{20}")   # RunConfig.key(); other entries (sweep cells) differ
 

@@ -48,13 +48,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from core import activations
-from core.lab.config import FIELDS, RunConfig
-from core.settings import format_value
-from core.tables import EpochRecords
 from core.data.datasets import load_splits
+from core.lab.config import FIELDS, RunConfig
 from core.lab.models import build_model
 from core.lab.result import RunResult
 from core.lab.trainer import make_scheduler, run_optimizer
+from core.settings import format_value
+from core.tables import EpochRecords
 from core.training import flushed_denormals, resolve_device, steps_per_epoch
 
 # Settings that may differ inside one stacked model: each member has its own activation, init,

@@ -33,16 +33,16 @@ import numpy as np
 import pandas as pd
 
 from core import cache
-from core.lab.stacked import CellSummary, batch_groups, train_batched
 from core.budget import refuse_sweep
 from core.cache import RunKind
 from core.lab.config import FIELDS, RunConfig
 from core.lab.metrics import most_saturated
-from core.settings import ConfigError, describe, field_kind, format_value, inline, quote
 from core.lab.result import RunResult
 from core.lab.runs import cached_run, get_run, run_estimate
-from core.store import RunStore
+from core.lab.stacked import CellSummary, batch_groups, train_batched
 from core.lab.trainer import train
+from core.settings import ConfigError, describe, field_kind, format_value, inline, quote
+from core.store import RunStore
 
 # An 8 × 8 heatmap is still readable, and 64 default digits runs take about a minute even one
 # after another (0.9 s each on one core).

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.lab.config import RunConfig
 from core.data.datasets import Splits, load_splits
+from core.lab.config import RunConfig
 from core.lab.models import build_model
 from core.lab.recorder import LayerRecorder
 from core.lab.result import RunResult

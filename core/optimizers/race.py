@@ -28,8 +28,8 @@ import pandas as pd
 import torch
 
 from core.lessons import Claim, Preset
-from core.settings import Settings, Span, setting
 from core.optimizers.surfaces import SURFACES
+from core.settings import Settings, Span, setting
 
 LABELS = {"sgd": "SGD", "momentum": "Momentum", "nesterov": "Nesterov", "adagrad": "Adagrad",
           "rmsprop": "RMSprop", "adam": "Adam", "sgd_exp": "SGD + exp. decay",

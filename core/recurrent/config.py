@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.training import OPTIMIZERS
 from core.data.datasets import IMAGE_SHAPES
 from core.settings import ConfigError, Settings, setting
+from core.training import OPTIMIZERS
 
 KEY_PREFIX = "rnn-"   # of its runs in the run store
 SIDES = {name: shape[-1] for name, shape in IMAGE_SHAPES.items()}  # side × side images

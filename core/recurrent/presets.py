@@ -13,8 +13,8 @@ at initialisation and 4e-5â€¦8e-4 in the median over training, the LSTM's 5e-4â€
 from __future__ import annotations
 
 from core.lessons import Claim, Preset
-from core.recurrent.result import RecurrentResult
 from core.recurrent.config import RecurrentConfig
+from core.recurrent.result import RecurrentResult
 
 
 def _last_t(r: RecurrentResult) -> str:

@@ -5,8 +5,8 @@
 from core.lab.config import RunConfig
 from core.lab.presets import PRESETS
 from core.lab.runs import cached_run
-from tests.helpers import charts, clean, open_page
 from core.lab.tabs import TABS
+from tests.helpers import charts, clean, open_page
 
 def test_home_offers_every_preset_as_a_link():
     at = open_page("app_pages/home.py")

@@ -10,10 +10,10 @@ import pytest
 from core.attention.config import AttentionConfig
 from core.attention.presets import ATTENTION_PRESETS, Evidence
 from core.lab.config import RunConfig
+from core.lab.presets import PRESETS
 from core.lessons import Claim, Preset, matching
 from core.optimizers.race import PRESETS as RACE_PRESETS
 from core.optimizers.race import RaceConfig
-from core.lab.presets import PRESETS
 from core.recurrent.config import RecurrentConfig
 from core.recurrent.presets import RECURRENT_PRESETS
 from app_pages.kit.controls import ATTENTION, LAB, RECURRENT, Form

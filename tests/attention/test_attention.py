@@ -15,6 +15,7 @@ import torch
 
 from core.attention import charts as ac
 from core.attention.config import D_GRID, KEY_PREFIX, AttentionConfig
+from core.attention.presets import ATTENTION_PRESETS, Evidence
 from core.attention.softmax import (attention_stats,
                                     build_classifier,
                                     cached_attention,
@@ -27,9 +28,8 @@ from core.attention.softmax import (attention_stats,
                                     softmax_saturation,
                                     tokenize,
                                     train_attention)
-from core.attention.presets import ATTENTION_PRESETS, Evidence
-from core.lab.config import ConfigError
 from core.data.datasets import load_splits
+from core.lab.config import ConfigError
 from tests.helpers import charts, clean, open_page
 
 PAGE = "app_pages/attention.py"

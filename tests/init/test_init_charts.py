@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from core.init import charts as init_charts
-from core.lab.config import RunConfig
 from core.init.probe import SPECTRUM_SETTINGS, phase_diagram, probe, spectra
+from core.lab.config import RunConfig
 from tests.helpers import assert_clean, rows, walk
 
 

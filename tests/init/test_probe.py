@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from core.init import meanfield as mf
-from core.lab.config import ConfigError, RunConfig
-from core.lab.models import build_model
 from core.init.probe import (PROBE_FIELDS, SPECTRUM_SETTINGS, forward, inputs, jacobian_spectrum,
                         phase_config, phase_diagram, probe, probe_text, spectra)
+from core.lab.config import ConfigError, RunConfig
+from core.lab.models import build_model
 
 
 def _wide(activation, sigma_w2, sigma_b2=0.05, seed=0, depth=24):

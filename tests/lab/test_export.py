@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from core.activations import ACTIVATIONS
-from core.lab.config import BIAS_INITS, DEVICES, FIELDS, INITS, SCHEDULES, RunConfig
-from core.training import OPTIMIZERS
 from core.data.datasets import DATASETS, IMAGE_DATASETS
+from core.lab.config import BIAS_INITS, DEVICES, FIELDS, INITS, SCHEDULES, RunConfig
 from core.lab.export import pytorch_script, script_filename
 from core.lab.models import build_model
 from core.lab.trainer import train
+from core.training import OPTIMIZERS
 
 INPUT_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
 SMALL = dict(depth=2, width=8)

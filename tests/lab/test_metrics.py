@@ -6,8 +6,8 @@ import pytest
 
 from core.lab import charts
 
-from core.lab import compare_charts
 from core.activations import SATURATION_FRACTION
+from core.lab import compare_charts
 from core.lab.config import RunConfig
 from core.lab.metrics import CATALOGUE, LAYER_METRICS, MOST_SATURATED, STEP_METRICS, most_saturated, \
     power

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.lab.stacked import CellSummary, batch_groups, train_batched
-from core.tools.cli import main
 from core.lab.config import ConfigError, RunConfig
 from core.lab.runs import get_run
-from core.store import RunStore
+from core.lab.stacked import CellSummary, batch_groups, train_batched
 from core.lab.sweep import MAX_CELLS, SweepSpec, run_sweep
 from core.lab.trainer import train
+from core.store import RunStore
+from core.tools.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = RunConfig(depth=2, width=16, epochs=2, max_train=200, batch_size=32)

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.lab.config import RunConfig
 from core.data.datasets import load_splits
+from core.lab.config import RunConfig
 from core.lab.models import build_model
 from core.lab.recorder import HIST_BINS
 from core.lab.result import RunResult

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
-from core.optimizers import charts as oc
 from core.lab.config import ConfigError
 from core.lessons import matching
+from core.optimizers import charts as oc
 from core.optimizers.race import BOX, LABELS, LR_GRID, PRESETS, RACERS, RaceConfig, \
     defaults_for, race, standings
 from core.optimizers.surfaces import LEVELS_PER_DECADE, QUAD_Y, SURFACES, grid

@@ -13,16 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.recurrent import charts as recurrent_charts
-from core.chart_parts import MAX_STEPS
 from core.cache import default_store, forget_recent
-from core.lab.config import ConfigError
+from core.chart_parts import MAX_STEPS
 from core.data.datasets import load_splits
+from core.lab.config import ConfigError
+from core.recurrent import charts as recurrent_charts
+from core.recurrent.config import RecurrentConfig, chunk_sizes
 from core.recurrent.model import build_recurrent
+from core.recurrent.presets import RECURRENT_PRESETS
 from core.recurrent.result import RecurrentResult
 from core.recurrent.trainer import cached_recurrent_run, get_recurrent_run, train_recurrent
-from core.recurrent.config import RecurrentConfig, chunk_sizes
-from core.recurrent.presets import RECURRENT_PRESETS
 from core.store import RunStore
 from tests.helpers import charts, clean, open_page
 

@@ -10,10 +10,10 @@ import math
 import pytest
 import torch
 
-from core.tools import bench as benchmark
-from core.tools.cli import main
 from core.lab.config import RunConfig
 from core.lab.models import build_model
+from core.tools import bench as benchmark
+from core.tools.cli import main
 
 
 def test_the_idiomatic_loop_trains_the_same_model_as_ours():

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from core.tools.cli import build_parser, main
 from core.lab.config import FIELDS
+from core.tools.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 
