@@ -16,7 +16,7 @@ from core.attention.softmax import (VARIANTS,
 from app_pages.kit.charts import chart
 from app_pages.kit.controls import ATTENTION, config_controls, warn
 from app_pages.kit.lessons import lesson_box, preset_buttons
-from app_pages.kit.runs import obtain, store
+from app_pages.kit.runs import obtain
 
 
 st.title("Attention")
@@ -36,7 +36,6 @@ warn(warnings)
 
 preset_buttons(ATTENTION_PRESETS, ATTENTION)
 claims_box = st.container()
-store()  # sets the server's one-thread torch, before any computing
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -84,10 +83,9 @@ st.write(f"Tokens → linear embedding + position → one single-head self-atten
          "the 1/√d differs.")
 
 
-def _train(cfg: AttentionConfig, store, on_epoch):
+def _train(cfg: AttentionConfig, on_epoch):
     """Both classifiers, reporting (epochs done, epochs) as they go."""
-    return get_attention(cfg, store=store,
-                         on_progress=lambda done, total: on_epoch((done, total)))
+    return get_attention(cfg, on_progress=lambda done, total: on_epoch((done, total)))
 
 
 def _progress(epochs: tuple[int, int]) -> tuple[float, str]:

@@ -13,7 +13,7 @@ from core.lab.runs import load_run, stored_runs
 from core.lab.tabs import TABS
 from app_pages.kit.charts import chart, run_chart
 from app_pages.kit.controls import LAB, apply_settings, config_controls, warn
-from app_pages.kit.runs import notices, obtain, store
+from app_pages.kit.runs import notices, obtain
 
 
 FIELDS_HERE = [name for name in FIELDS if name != "noise"]
@@ -69,7 +69,7 @@ def _configured() -> dict:
 
 
 def _stored() -> dict:
-    runs = stored_runs(store())
+    runs = stored_runs()
     if len(runs) < 2:
         st.info("The run store holds fewer than two runs yet: train some on the Training Lab "
                 "or with **Configure A and B**, then come back.", icon=":material/info:")
@@ -92,7 +92,7 @@ def _stored() -> dict:
                                           "the line below says what the run is.")
         # The key is the option (and so the link's value): a label would change with the run.
         col.caption(describe(picked[name]))
-    results = {name: load_run(key, store()) for name, key in picked.items()}
+    results = {name: load_run(key) for name, key in picked.items()}
     for name, result in results.items():
         if result is None:
             st.warning(f"Run {name} ({picked[name]}) is no longer in the store: pick another.",

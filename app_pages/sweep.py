@@ -12,7 +12,6 @@ from core.lab.sweep import AXES, MAX_CELLS, SweepSpec, axis_problems, run_sweep,
 from core.settings import ConfigError, format_value
 from app_pages.kit.charts import spec_dict
 from app_pages.kit.controls import LAB, config_controls, warn
-from app_pages.kit.runs import store
 
 
 FIELDS_HERE = [name for name in FIELDS if name != "noise"]
@@ -65,7 +64,7 @@ warn(warnings + axis_problems(asked_axes, {"x": x, "y": y}) + axis_warnings)
 
 progress = st.progress(0.0, text="Looking up the cells in the run store…")
 try:
-    result = run_sweep(spec, store=store(), on_progress=lambda done, total, message:
+    result = run_sweep(spec, on_progress=lambda done, total, message:
                        progress.progress(done / total, text=message))
 except (ConfigError, ValueError) as err:  # a combination no cell can take: say so, no traceback
     progress.empty()

@@ -69,7 +69,7 @@ class Form:
 
     @property
     def fields(self) -> dict[str, dataclasses.Field]:
-        return {f.name: f for f in dataclasses.fields(self.settings)}
+        return self.settings.fields()
 
     def label(self, name: str) -> str:
         return self.labels.get(name, name.replace("_", " ").capitalize())

@@ -2,9 +2,9 @@
 with progress; then what the user must know about it, and its downloads.
 
 Training shows a progress bar and, where the family has one, a loss curve that grows epoch by
-epoch. The run store is not wrapped in `st.cache_data`: a cached function would skip its
-progress output on a hit, and the store already makes repeats instant for every session of the
-server.
+epoch. The run store (core.cache's process-wide one) is not wrapped in `st.cache_data`: a cached
+function would skip its progress output on a hit, and the store already makes repeats instant
+for every session of the server.
 """
 
 from __future__ import annotations
@@ -16,19 +16,10 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from core.cpus import configure_for_server
 from core.lab.export import pytorch_script, script_filename
 from core.lab.result import TABLES, RunResult
 from core.lab.runs import cached_run, get_run
-from core.store import RunStore
 from app_pages.kit.charts import chart
-
-
-@st.cache_resource
-def store() -> RunStore:
-    """One run store per server process, shared by every session (set up once per process)."""
-    configure_for_server()
-    return RunStore()
 
 
 def epoch_progress(epochs: int) -> Callable[[Any], tuple[float, str]]:
@@ -48,12 +39,12 @@ def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
     """The result for `cfg`: from the run store when it ran before, else trained with a progress
     bar; None, with one clear message (never a traceback), when it cannot be trained.
 
-    `cached(cfg, store)` looks the run up; `train(cfg, store=, on_epoch=)` trains it, calling
+    `cached(cfg)` looks the run up; `train(cfg, on_epoch=)` trains it, calling
     `on_epoch` with what `progress` turns into (share done, text): by default the partial result
     of an epoch-by-epoch run. `live_chart(partial)`, where the family has one, is drawn growing
     while the run has more than a second left.
     """
-    hit = cached(cfg, store())
+    hit = cached(cfg)
     if hit is not None:
         return hit
     progress = progress or epoch_progress(cfg.epochs)
@@ -74,7 +65,7 @@ def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
             last_drawn[0] = time.perf_counter()
 
     try:
-        result = train(cfg, store=store(), on_epoch=on_epoch)
+        result = train(cfg, on_epoch=on_epoch)
     except Exception as err:  # a missing dataset, an unavailable device: say so, no traceback
         st.error(f"{failure}: {err}", icon=":material/error:")
         result = None
