@@ -1,5 +1,5 @@
-"""What every family's training shares: the device, the data on it, evaluation, optimizers by
-name, and the denormal flush.
+"""What every family's training shares: the device, the data on it, evaluation, weight
+initialisations and optimizers by name, and the denormal flush.
 
 The Lab's trainer (core/lab/trainer.py), the recurrent and attention lessons train through these,
 so a batch, an evaluation or an "adam" means the same thing in each.
@@ -8,6 +8,7 @@ so a batch, an evaluation or an "adam" means the same thing in each.
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +62,34 @@ class DeviceData:
 def steps_per_epoch(n_train: int, batch_size: int, min_size: int) -> int:
     full, rest = divmod(n_train, batch_size)
     return full + (1 if rest >= min_size else 0)
+
+
+def init_weights_(w: torch.Tensor, scheme: str, *, sigma_w2: float = 2.0) -> None:
+    """Initialise the weight tensor `w` ([out, in, …]) in place by the scheme's name: the Lab's
+    layers and the recurrent lesson's hidden-to-hidden blocks mean the same by each name.
+    `sigma_w2` is the mean-field variance: W ~ N(0, σ_w²/fan_in)."""
+    fan_in = w[0].numel()
+    match scheme:
+        case "zeros":
+            nn.init.zeros_(w)
+        case "normal_small":
+            nn.init.normal_(w, 0.0, 0.01)
+        case "normal_large":
+            nn.init.normal_(w, 0.0, 1.0)
+        case "xavier_normal":
+            nn.init.xavier_normal_(w)
+        case "xavier_uniform":
+            nn.init.xavier_uniform_(w)
+        case "he_normal":
+            nn.init.kaiming_normal_(w, nonlinearity="relu")
+        case "he_uniform":
+            nn.init.kaiming_uniform_(w, nonlinearity="relu")
+        case "orthogonal":
+            nn.init.orthogonal_(w)
+        case "mean_field":
+            nn.init.normal_(w, 0.0, math.sqrt(sigma_w2 / fan_in))
+        case other:  # pragma: no cover - the configs validate the name
+            raise ValueError(f"init: unknown scheme {other!r}")
 
 
 def make_optimizer(name: str, params, lr: float, *, momentum: float = MOMENTUM,

@@ -18,6 +18,7 @@ from torch import nn
 from core import activations
 from core.data.datasets import IMAGE_SHAPES
 from core.lab.config import RunConfig
+from core.training import init_weights_
 
 # What the networks read, by dataset, for counting their cost without loading anything.
 TOY_INPUTS = 2              # a 2-D toy set's points: (x, y)
@@ -143,33 +144,8 @@ def initialise(model: Network, cfg: RunConfig) -> None:
     """Apply the config's weight and bias init to every dense/conv layer (output included)."""
     with torch.no_grad():
         for layer in model.layers.values():
-            _init_weight(layer.linear.weight, cfg)
+            init_weights_(layer.linear.weight, cfg.init, sigma_w2=cfg.sigma_w2)
             _init_bias(layer.linear.bias, cfg)
-
-
-def _init_weight(w: torch.Tensor, cfg: RunConfig) -> None:
-    fan_in = w[0].numel()
-    match cfg.init:
-        case "zeros":
-            nn.init.zeros_(w)
-        case "normal_small":
-            nn.init.normal_(w, 0.0, 0.01)
-        case "normal_large":
-            nn.init.normal_(w, 0.0, 1.0)
-        case "xavier_normal":
-            nn.init.xavier_normal_(w)
-        case "xavier_uniform":
-            nn.init.xavier_uniform_(w)
-        case "he_normal":
-            nn.init.kaiming_normal_(w, nonlinearity="relu")
-        case "he_uniform":
-            nn.init.kaiming_uniform_(w, nonlinearity="relu")
-        case "orthogonal":
-            nn.init.orthogonal_(w)
-        case "mean_field":
-            nn.init.normal_(w, 0.0, math.sqrt(cfg.sigma_w2 / fan_in))
-        case other:  # pragma: no cover - RunConfig validates the name
-            raise ValueError(f"init: unknown scheme {other!r}")
 
 
 def _init_bias(b: torch.Tensor, cfg: RunConfig) -> None:

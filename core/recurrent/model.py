@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from core.recurrent.config import RecurrentConfig
+from core.training import init_weights_
 
 CELL_MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # hidden-to-hidden blocks stacked in weight_hh
@@ -52,16 +53,9 @@ def build_recurrent(cfg: RecurrentConfig, n_classes: int) -> SequenceClassifier:
     with torch.no_grad():
         for layer in range(cfg.layers):
             # One [hidden, hidden] block per gate, so "orthogonal" means orthogonal per gate.
-            for block in getattr(rnn, f"weight_hh_l{layer}").chunk(GATES[cfg.cell]):
-                match cfg.recurrent_init:
-                    case "orthogonal":
-                        nn.init.orthogonal_(block)
-                    case "xavier_normal":
-                        nn.init.xavier_normal_(block)
-                    case "normal_small":
-                        nn.init.normal_(block, 0.0, 0.01)
-                    case "normal_large":
-                        nn.init.normal_(block, 0.0, 1.0)
+            if cfg.recurrent_init != "default":   # "default": PyTorch's own, as built
+                for block in getattr(rnn, f"weight_hh_l{layer}").chunk(GATES[cfg.cell]):
+                    init_weights_(block, cfg.recurrent_init)
             if cfg.cell != "rnn" and cfg.forget_bias is not None:
                 # Gate order: LSTM (input, forget, cell, output), GRU (reset, update, new); the
                 # gate that keeps the old state is the second in both. Two biases add up.
