@@ -7,7 +7,7 @@ from core.lab import charts
 from core.lab.config import RunConfig
 from core.lab.metrics import SATURATED_WHEN
 from app_pages.kit.charts import chart
-from app_pages.kit.controls import LAB, config_form, warn
+from app_pages.kit.controls import LAB, config_form, epoch_slider, warn
 from app_pages.kit.runs import notices, obtain
 
 
@@ -40,8 +40,8 @@ last = int(result.histograms.epoch.max())
 left, right = st.columns(2)
 layer = left.selectbox("Layer", result.layer_names[:-1], key="layer", bind="query-params",
                        help="Whose pre-activations to overlay on the curve.")
-epoch = right.slider("Epoch", 0, max(last, 1), 0, key="epoch", bind="query-params",
-                     help="0 is the network at initialisation.", disabled=last == 0)
+epoch = epoch_slider(result.key, last, default=0, help="0 is the network at initialisation.",
+                     container=right)
 h = result.histograms
 pre = h[(h.layer == layer) & (h.kind == "pre_activation") & (h.epoch == min(epoch, last))]
 chart(charts.activation_curve(cfg.activation, pre))

@@ -12,7 +12,7 @@ from core.lab.metrics import MOST_SATURATED
 from core.lab.runs import load_run, stored_runs
 from core.lab.tabs import TABS
 from app_pages.kit.charts import chart, run_chart
-from app_pages.kit.controls import LAB, apply_settings, config_controls, warn
+from app_pages.kit.controls import LAB, apply_settings, config_controls, epoch_slider, warn
 from app_pages.kit.runs import notices, obtain
 
 
@@ -141,10 +141,8 @@ for name, result in results.items():
 @st.fragment
 def panels() -> None:
     last = min(int(r.epochs.epoch.max()) for r in results.values())
-    epoch = st.slider("Epoch", 0, max(last, 1), last, key="epoch", bind="query-params",
-                      help="Moves every per-epoch chart of both runs: 0 is at initialisation.",
-                      disabled=last == 0)
-    epoch = min(epoch, last)
+    epoch = epoch_slider(tuple(r.key for r in results.values()), last,
+                         help="Moves every per-epoch chart of both runs: 0 is at initialisation.")
     layout = st.segmented_control("Layout", ["Overlay", "Side by side"], default="Overlay",
                                   key="layout", bind="query-params", required=True,
                                   help="Overlay draws A and B on the same axes where the chart "

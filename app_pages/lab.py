@@ -12,7 +12,8 @@ from core.lab.metrics import MOST_SATURATED, most_saturated
 from core.lab.presets import PRESETS
 from core.lab.tabs import TABS
 from app_pages.kit.charts import run_chart
-from app_pages.kit.controls import LAB, apply_settings, classroom_editor, config_form, warn
+from app_pages.kit.controls import (LAB, apply_settings, classroom_editor, config_form,
+                                    epoch_slider, warn)
 from app_pages.kit.lessons import lesson_box, preset_buttons
 from app_pages.kit.runs import downloads, notices, obtain
 
@@ -85,10 +86,8 @@ with st.container(border=True):
 @st.fragment
 def panels() -> None:
     last = int(result.epochs.epoch.max())
-    epoch = st.slider("Epoch", 0, max(last, 1), last, key="epoch", bind="query-params",
-                      help="Moves every per-epoch chart: 0 is the network at initialisation.",
-                      disabled=last == 0)
-    epoch = min(epoch, last)
+    epoch = epoch_slider(result.key, last, help="Moves every per-epoch chart: 0 is the network "
+                                                "at initialisation.")
     # Only the open tab's charts are built: the others would cost time nobody sees.
     tabs = st.tabs(list(TABS), key="tab", bind="query-params")
     for tab, tab_charts in zip(tabs, TABS.values()):

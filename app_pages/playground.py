@@ -6,7 +6,7 @@ from core.data.datasets import TOY_DATASETS
 from core.lab import charts
 from core.lab.config import RunConfig
 from app_pages.kit.charts import chart
-from app_pages.kit.controls import LAB, classroom_editor, config_form, warn
+from app_pages.kit.controls import LAB, classroom_editor, config_form, epoch_slider, warn
 from app_pages.kit.runs import notices, obtain
 
 
@@ -36,8 +36,8 @@ if any(r is None for r in results):
     st.stop()
 
 last = min(int(r.boundary.epoch.max()) for r in results)
-epoch = st.slider("Epoch", 0, max(last, 1), last, key="epoch", bind="query-params",
-                  help="0 is the network at initialisation.", disabled=last == 0)
+epoch = epoch_slider(tuple(r.key for r in results), last,
+                     help="0 is the network at initialisation.")
 cols = st.columns(len(results))
 for col, result in zip(cols, results):
     with col:

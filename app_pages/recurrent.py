@@ -9,7 +9,7 @@ from core.recurrent import charts as recurrent_charts
 from core.recurrent.presets import RECURRENT_PRESETS
 from core.recurrent.trainer import cached_recurrent_run, get_recurrent_run
 from app_pages.kit.charts import chart
-from app_pages.kit.controls import RECURRENT, config_form, warn
+from app_pages.kit.controls import RECURRENT, config_form, epoch_slider, warn
 from app_pages.kit.lessons import lesson_box, preset_buttons
 from app_pages.kit.runs import notices, obtain
 
@@ -61,11 +61,9 @@ cols[4].metric("Time", f"{result.timing['seconds']:.2f} s",
 @st.fragment
 def panels() -> None:
     last = int(result.epochs.epoch.max())
-    epoch = st.slider("Epoch", 0, max(last, 1), last, key="epoch", bind="query-params",
-                      help="The state after this many epochs (0 = at initialisation): its line "
-                           "is drawn thicker and a rule marks it in the step charts.",
-                      disabled=last == 0)
-    epoch = min(epoch, last)
+    epoch = epoch_slider(result.key, last,
+                         help="The state after this many epochs (0 = at initialisation): its "
+                              "line is drawn thicker and a rule marks it in the step charts.")
     st.subheader("The gradient through time", anchor=False)
     chart(recurrent_charts.time_grad_heatmap(result))
     chart(recurrent_charts.time_grad_lines(result, epoch))

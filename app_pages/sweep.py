@@ -8,8 +8,9 @@ from core.data.datasets import IMAGE_DATASETS
 from core.lab import sweep_charts
 from core.lab.config import FIELDS, RunConfig
 from core.lab.metrics import MOST_SATURATED
-from core.lab.sweep import AXES, MAX_CELLS, SweepSpec, axis_problems, run_sweep, suggested_values
-from core.settings import ConfigError, format_value
+from core.lab.sweep import (AXES, MAX_CELLS, SweepSpec, axis_problems, run_sweep, suggested_values,
+                            values_text)
+from core.settings import ConfigError
 from app_pages.kit.charts import spec_dict
 from app_pages.kit.controls import LAB, config_controls, warn
 
@@ -27,10 +28,6 @@ st.write("Pick two settings and their values: every combination trains as a real
          "the Training Lab.")
 
 
-def _values_text(values) -> str:
-    return ", ".join(format_value(v) or "off" for v in values)
-
-
 # What the link asked for, read before the bound widgets drop what they cannot take.
 asked_axes = {axis: st.query_params.get(axis) for axis in ("x", "y")}
 with st.sidebar.form("sweep", border=False):
@@ -42,17 +39,17 @@ with st.sidebar.form("sweep", border=False):
         x = st.selectbox("x axis (columns)", AXES, index=AXES.index(DEFAULT.x), key="x",
                          bind="query-params",
                          help="The setting that varies across the columns.")
-        xv = st.text_input("x values", _values_text(DEFAULT.x_values), key="xv",
+        xv = st.text_input("x values", values_text(DEFAULT.x, DEFAULT.x_values), key="xv",
                            bind="query-params",
                            help="Comma-separated values of the x setting, e.g. 2, 4, 8, 16. "
-                                f"Suggested for {x}: {_values_text(suggested_values(x))}.")
+                                f"Suggested for {x}: {values_text(x, suggested_values(x))}.")
         y = st.selectbox("y axis (rows)", AXES, index=AXES.index(DEFAULT.y), key="y",
                          bind="query-params",
                          help="The setting that varies down the rows; not the same as x.")
-        yv = st.text_input("y values", _values_text(DEFAULT.y_values), key="yv",
+        yv = st.text_input("y values", values_text(DEFAULT.y, DEFAULT.y_values), key="yv",
                            bind="query-params",
                            help="Comma-separated values of the y setting. Suggested for "
-                                f"{y}: {_values_text(suggested_values(y))}.")
+                                f"{y}: {values_text(y, suggested_values(y))}.")
     st.caption("Every other setting, for all cells:")
     base, warnings = config_controls(LAB, FIELDS_HERE, defaults=DEFAULT.base,
                                      options={"dataset": sorted(IMAGE_DATASETS)})
@@ -79,8 +76,7 @@ st.caption(f"{t['cells']} cells: {t['cells_from_store']} from the run store, "
 
 
 
-x_order = [format_value(v) or "off" for v in spec.x_values]
-y_order = [format_value(v) or "off" for v in spec.y_values]
+x_order, y_order = spec.labels("x"), spec.labels("y")
 cols = st.columns(len(sweep_charts.HEATMAPS))
 clicked = []
 for col, metric in zip(cols, sweep_charts.HEATMAPS):

@@ -30,6 +30,8 @@ from core.settings import ConfigError, settings_named
 
 HIDE_KEY = "hide"
 JUST_SET_KEY = "_kit_just_set"   # keys a callback has just set: the link still holds old values
+EPOCH_KEY = "epoch"
+EPOCH_RUN_KEY = "_kit_epoch_run"   # the run (or runs) the epoch scrubber last showed
 
 
 def link_problems(settings: type, raw: Mapping[str, str], used: Any, *, prefix: str = "",
@@ -318,3 +320,24 @@ def warn(messages: Iterable[str], who: str = "") -> None:
     """The link's and the settings' problems, one warning each (`who`: "A", "B" on Compare)."""
     for message in messages:
         st.warning(f"{who}: {message}" if who else message, icon=":material/warning:")
+
+
+def epoch_slider(run: Any, last: int, *, default: int | None = None, help: str,
+                 container=st) -> int:
+    """The one epoch scrubber of a page (bound to the link as `epoch`), for the run `run`
+    (any hashable identity: a key, a pair of keys) whose last epoch is `last`; returns the
+    epoch, 0 being the network at initialisation.
+
+    Its value follows the run shown: another run starts at `default` (its last epoch unless
+    given) rather than at the previous run's epoch, which may not exist in this one (a slider
+    value beyond its maximum raises). A link's epoch holds on the session's first run."""
+    default = last if default is None else default
+    shown = st.session_state.get(EPOCH_RUN_KEY)
+    if shown is not None and shown != run:
+        st.session_state[EPOCH_KEY] = default
+    elif st.session_state.get(EPOCH_KEY, 0) > max(last, 1):
+        st.session_state[EPOCH_KEY] = last
+    st.session_state[EPOCH_RUN_KEY] = run
+    epoch = container.slider("Epoch", 0, max(last, 1), default, key=EPOCH_KEY,
+                             bind="query-params", help=help, disabled=last == 0)
+    return min(epoch, last)

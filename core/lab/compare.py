@@ -17,12 +17,12 @@ import pandas as pd
 from core.lab.config import FIELDS, RunConfig
 from core.lab.metrics import most_saturated
 from core.lab.result import RunResult
-from core.settings import format_value
 
 
 def differences(a: RunConfig, b: RunConfig) -> pd.DataFrame:
     """The settings where A and B differ, in the config's own order (empty when identical)."""
-    rows = [(name, format_value(getattr(a, name)) or "off", format_value(getattr(b, name)) or "off")
+    rows = [(name, RunConfig.format_setting(name, getattr(a, name)),
+             RunConfig.format_setting(name, getattr(b, name)))
             for name in FIELDS if getattr(a, name) != getattr(b, name)]
     return pd.DataFrame(rows, columns=["setting", "A", "B"])
 

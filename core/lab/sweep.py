@@ -41,7 +41,7 @@ from core.lab.result import RunResult
 from core.lab.runs import cached_run, get_run, run_estimate
 from core.lab.stacked import CellSummary, batch_groups, train_batched
 from core.lab.trainer import train
-from core.settings import ConfigError, describe, field_kind, format_value, inline, quote
+from core.settings import ConfigError, describe, field_kind, inline, quote
 from core.store import RunStore
 
 # An 8 × 8 heatmap is still readable, and 64 default digits runs take about a minute even one
@@ -119,11 +119,16 @@ class SweepSpec:
         """(rows, columns) = (number of y values, number of x values)."""
         return len(self.y_values), len(self.x_values)
 
+    def labels(self, axis: str) -> list[str]:
+        """The axis's values as the grid, its links and its cells write them ("x" or "y")."""
+        name, values = (self.x, self.x_values) if axis == "x" else (self.y, self.y_values)
+        return [RunConfig.format_setting(name, v) for v in values]
+
     # --- flat strings (URL query parameters) ------------------------------------------------
     def to_params(self) -> dict[str, str]:
         """x, xv, y, yv (values comma-separated) plus the base config's own parameters."""
-        return {"x": self.x, "xv": ",".join(format_value(v) for v in self.x_values),
-                "y": self.y, "yv": ",".join(format_value(v) for v in self.y_values),
+        return {"x": self.x, "xv": values_text(self.x, self.x_values, ","),
+                "y": self.y, "yv": values_text(self.y, self.y_values, ","),
                 **self.base.to_params()}
 
     @classmethod
@@ -233,11 +238,16 @@ def _normalise(name: str, values: Any) -> tuple:
         # cells, with the other axis and the base, are checked by cells().
         v = getattr(RunConfig().replace(**{name: v}), name)
         if v in out:
-            raise ConfigError(name, f"{format_value(v)} is listed twice")
+            raise ConfigError(name, f"{RunConfig.format_setting(name, v)} is listed twice")
         out.append(v)
     if not out:
         raise ConfigError(name, f"give at least one value ({describe(FIELDS[name])})")
     return tuple(out)
+
+
+def values_text(name: str, values, sep: str = ", ") -> str:
+    """A list of one setting's values as a link or the page's value box writes it."""
+    return sep.join(RunConfig.format_setting(name, v) for v in values)
 
 
 def _valid_cells(base, x, xs, y, yv, warnings) -> bool:
@@ -246,7 +256,7 @@ def _valid_cells(base, x, xs, y, yv, warnings) -> bool:
             base.replace(**{x: xv, y: yv})
         return True
     except ConfigError as err:
-        warnings.append(f"{err}; dropped {y}={format_value(yv)}.")
+        warnings.append(f"{err}; dropped {y}={RunConfig.format_setting(y, yv)}.")
         return False
 
 
@@ -273,8 +283,7 @@ class SweepResult:
     def grid(self, column: str) -> pd.DataFrame:
         """One column of the table as a grid: index = y values, columns = x values."""
         wide = self.table.pivot(index="y", columns="x", values=column)
-        return wide.reindex(index=[format_value(v) for v in self.spec.y_values],
-                            columns=[format_value(v) for v in self.spec.x_values])
+        return wide.reindex(index=self.spec.labels("y"), columns=self.spec.labels("x"))
 
     def config(self, key: str) -> RunConfig:
         """The RunConfig of a cell (by the table's key): what the Lab should open."""
@@ -353,8 +362,8 @@ def _look_up(cells: list[RunConfig], which, store: RunStore | None,
 
 
 def _label(spec: SweepSpec, cfg: RunConfig) -> str:
-    return (f"{spec.x}={format_value(getattr(cfg, spec.x))}, "
-            f"{spec.y}={format_value(getattr(cfg, spec.y))}")
+    return (f"{spec.x}={RunConfig.format_setting(spec.x, getattr(cfg, spec.x))}, "
+            f"{spec.y}={RunConfig.format_setting(spec.y, getattr(cfg, spec.y))}")
 
 
 def _train_alone(cfg: RunConfig, store: RunStore | None, on_fraction) -> CellSummary:
@@ -389,7 +398,7 @@ def _result(spec: SweepSpec, cells: list[RunConfig], found: dict[int, CellSummar
         sat = np.asarray(s.saturation, dtype=float)
         finite = sat[np.isfinite(sat)]
         rows.append({
-            "x": format_value(xv), "y": format_value(yv), "x_value": xv, "y_value": yv,
+            "x": RunConfig.format_setting(spec.x, xv), "y": RunConfig.format_setting(spec.y, yv), "x_value": xv, "y_value": yv,
             "row": i // n_x, "col": i % n_x, "key": cfg.key(),
             "val_accuracy": s.final("val", "accuracy"), "train_loss": s.final("train", "loss"),
             "grad_ratio": s.grad_ratio,

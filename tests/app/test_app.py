@@ -45,6 +45,21 @@ def test_changing_depth_changes_what_is_drawn():
     assert cached_run(RunConfig(depth=6)) is not None  # the submit trained depth 6
 
 
+def test_the_epoch_scrubber_follows_the_run_it_shows():
+    """A preset with fewer epochs than the scrubber's value used to crash the page (a slider
+    value above its maximum); another run now starts at its own last epoch."""
+    at = open_page("app_pages/lab.py", epoch="3")          # a link's epoch holds
+    clean(at)
+    assert at.slider(key="epoch").value == 3
+    at = at.button(key="preset_exploding").click().run()  # diverges in its first epoch
+    clean(at)
+    last = int(cached_run(PRESETS["exploding"].config).epochs.epoch.max())
+    assert last < 3 and at.slider(key="epoch").value == last
+    at = at.button(key="preset_vanishing").click().run()
+    clean(at)
+    assert at.slider(key="epoch").value == PRESETS["vanishing"].config.epochs
+
+
 def test_bad_link_warns_and_uses_defaults():
     at = open_page("app_pages/lab.py", depth="-3", activation="banana")
     clean(at)
