@@ -239,8 +239,7 @@ def config_controls(form: Form, fields: list[str] | None = None, *, defaults: An
     fields = list(form.fields) if fields is None else fields
     defaults = form.settings() if defaults is None else defaults
     raw_url = {k: st.query_params.get(prefix + k) for k in fields if prefix + k in st.query_params}
-    hidden = {name for item in st.query_params.get_all(HIDE_KEY) for name in item.split(",")}
-    hidden &= set(fields)
+    hidden = hidden_settings() & set(fields)
     values: dict[str, Any] = {}
     by_group: dict[str, list[str]] = {}
     for name in fields:
@@ -293,8 +292,22 @@ def _current(form: Form, prefix: str, name: str, default: Any) -> Any:
     return default
 
 
+def hidden_settings() -> set[str]:
+    """The settings a classroom link hides: the editor's choice once it is drawn, else the link's
+    `hide` (comma-separated, as the README writes it, or repeated, as the editor writes it)."""
+    if HIDE_KEY in st.session_state:
+        return set(st.session_state[HIDE_KEY])
+    return {name for item in st.query_params.get_all(HIDE_KEY) for name in item.split(",")}
+
+
 def classroom_editor(form: Form, fields: list[str]) -> None:
-    """Lets a teacher pick controls to hide; the choice lives in the link (?hide=…)."""
+    """Lets a teacher pick controls to hide; the choice lives in the link (?hide=…).
+
+    A comma-separated `hide` is handed to the editor first: bound to the link, it would
+    otherwise drop a value it cannot read as its options, and the next rerun (a click on
+    Train) would show the hidden controls again."""
+    if HIDE_KEY not in st.session_state:
+        st.session_state[HIDE_KEY] = [name for name in fields if name in hidden_settings()]
     with st.sidebar.expander("Classroom link"):
         st.multiselect("Hide these controls", fields, format_func=form.label, key=HIDE_KEY,
                        bind="query-params",

@@ -108,6 +108,14 @@ def test_classroom_link_hides_controls_but_keeps_their_values():
     assert "lr" not in keys and "optimizer" not in keys and "activation" in keys
     # The hidden settings still came from the link: that run is the one in the store.
     assert cached_run(RunConfig(lr=0.01, optimizer="sgd")) is not None
+    # ... and they stay hidden when a student trains (the editor used to drop the link's
+    # comma-separated `hide`, and the next rerun showed them again).
+    at.slider(key="depth").set_value(3)
+    at = next(b for b in at.button if b.label == "Train").click().run()
+    clean(at)
+    keys = {w.key for w in [*at.select_slider, *at.selectbox]}
+    assert "lr" not in keys and "optimizer" not in keys
+    assert cached_run(RunConfig(depth=3, lr=0.01, optimizer="sgd")) is not None
 
 
 def test_activations_page_draws_all_curves_and_the_overlay():
