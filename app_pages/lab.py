@@ -15,7 +15,7 @@ from app_pages.kit.charts import run_chart
 from app_pages.kit.controls import (LAB, apply_settings, classroom_editor, config_form,
                                     epoch_slider, warn)
 from app_pages.kit.lessons import lesson_box, preset_buttons
-from app_pages.kit.runs import downloads, notices, obtain
+from app_pages.kit.runs import downloads, notices, obtain, status_word
 
 
 LAB_FIELDS = [name for name in FIELDS if name != "noise"]
@@ -56,7 +56,7 @@ cols[2].metric(MOST_SATURATED.label,
                format(sat, MOST_SATURATED.fmt) if math.isfinite(sat) else "–",
                help=MOST_SATURATED.help)
 status = "stopped early" if result.early_stop else result.status
-cols[3].metric("Status", {"completed": "done"}.get(status, status),
+cols[3].metric("Status", status_word(status),
                help="'done': every epoch ran; 'diverged': values became NaN or infinite and "
                     "the run stopped there; 'stopped early': early stopping ended it.")
 cols[4].metric("Time", f"{result.timing['seconds']:.2f} s",

@@ -11,7 +11,7 @@ from core.recurrent.trainer import cached_recurrent_run, get_recurrent_run
 from app_pages.kit.charts import chart
 from app_pages.kit.controls import RECURRENT, config_form, epoch_slider, warn
 from app_pages.kit.lessons import lesson_box, preset_buttons
-from app_pages.kit.runs import notices, obtain
+from app_pages.kit.runs import notices, obtain, status_word
 
 
 st.title("Recurrent networks")
@@ -50,9 +50,9 @@ for col, title, value, text in (
                help=f"‖∂L/∂h_1‖ / ‖∂L/∂h_{T}‖ {text}: how much of the gradient at the last of "
                     f"the {T} time steps reaches the first. Far below 1: vanishing through "
                     "time; far above: exploding.")
-cols[3].metric("Status", result.status,
-               help="'diverged' when the loss or the gradient became NaN or infinite; the run "
-                    "stops there.")
+cols[3].metric("Status", status_word(result.status),
+               help="'done': every epoch ran; 'diverged' when the loss or the gradient became "
+                    "NaN or infinite: the run stops there.")
 cols[4].metric("Time", f"{result.timing['seconds']:.2f} s",
                delta="from the run store" if result.from_store else "trained now",
                delta_color="off", help=f"Wall time of the training run on {result.device}.")

@@ -22,6 +22,11 @@ from core.lab.runs import cached_run, get_run
 from app_pages.kit.charts import chart
 
 
+def status_word(status: str) -> str:
+    """A run's status as every page's headline says it: 'done' for a run that used every epoch."""
+    return {"completed": "done"}.get(status, status)
+
+
 def epoch_progress(epochs: int) -> Callable[[Any], tuple[float, str]]:
     """Progress of a run that hands over its partial result after every epoch (the Lab's and
     the recurrent runs): the share done and the bar's text."""
