@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 from core.lab import charts
+
 EPOCH, LAYER = "<epoch>", "<layer>"   # stand for the page's scrubbed epoch and picked layer
 
 
