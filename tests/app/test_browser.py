@@ -155,10 +155,12 @@ def _no_exception(page) -> None:
     # A chart whose spec the browser rejects leaves an empty box and a JavaScript error (the
     # AppTest suite cannot see either).
     assert not page.errors, page.errors
-    boxes = page.locator('[data-testid="stVegaLiteChart"]')
-    shown = [box for box in (boxes.nth(i).bounding_box() for i in range(boxes.count()))
-             if box is not None]  # None: in a closed tab
-    assert all(box["height"] > 0 for box in shown), shown
+    # One snapshot in the page: counting the charts, then asking for each one's box, races a
+    # rerun that removes one in between (a tab switch) and waits for it until timing out.
+    heights = page.eval_on_selector_all(
+        '[data-testid="stVegaLiteChart"]',
+        "els => els.filter(e => e.checkVisibility()).map(e => e.getBoundingClientRect().height)")
+    assert all(h > 0 for h in heights), heights  # hidden ones (a closed tab) are left out
 
 
 # /lab first: a deep link as the very first request to a fresh server is the hard case.
