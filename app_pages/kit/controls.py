@@ -239,7 +239,7 @@ def config_controls(form: Form, fields: list[str] | None = None, *, defaults: An
     fields = list(form.fields) if fields is None else fields
     defaults = form.settings() if defaults is None else defaults
     raw_url = {k: st.query_params.get(prefix + k) for k in fields if prefix + k in st.query_params}
-    hidden = hidden_settings() & set(fields)
+    hidden = hidden_settings(form) & set(fields)
     values: dict[str, Any] = {}
     by_group: dict[str, list[str]] = {}
     for name in fields:
@@ -292,12 +292,15 @@ def _current(form: Form, prefix: str, name: str, default: Any) -> Any:
     return default
 
 
-def hidden_settings() -> set[str]:
+def hidden_settings(form: Form) -> set[str]:
     """The settings a classroom link hides: the editor's choice once it is drawn, else the link's
-    `hide` (comma-separated, as the README writes it, or repeated, as the editor writes it)."""
+    `hide`, by name and comma-separated as the README writes it (`hide=optimizer,lr`) or by
+    label and repeated as the editor writes it (`hide=Optimizer&hide=Learning+rate`: Streamlit
+    writes a bound multiselect's options as they are shown)."""
     if HIDE_KEY in st.session_state:
         return set(st.session_state[HIDE_KEY])
-    return {name for item in st.query_params.get_all(HIDE_KEY) for name in item.split(",")}
+    asked = {part.strip() for item in st.query_params.get_all(HIDE_KEY) for part in item.split(",")}
+    return {name for name in form.fields if name in asked or form.label(name) in asked}
 
 
 def classroom_editor(form: Form, fields: list[str]) -> None:
@@ -307,7 +310,7 @@ def classroom_editor(form: Form, fields: list[str]) -> None:
     otherwise drop a value it cannot read as its options, and the next rerun (a click on
     Train) would show the hidden controls again."""
     if HIDE_KEY not in st.session_state:
-        st.session_state[HIDE_KEY] = [name for name in fields if name in hidden_settings()]
+        st.session_state[HIDE_KEY] = [name for name in fields if name in hidden_settings(form)]
     with st.sidebar.expander("Classroom link"):
         st.multiselect("Hide these controls", fields, format_func=form.label, key=HIDE_KEY,
                        bind="query-params",

@@ -118,6 +118,15 @@ def test_classroom_link_hides_controls_but_keeps_their_values():
     assert cached_run(RunConfig(depth=3, lr=0.01, optimizer="sgd")) is not None
 
 
+def test_a_classroom_link_as_the_editor_writes_it_hides_on_opening():
+    """The editor writes its choice as Streamlit writes a bound multiselect: one `hide` per
+    control, by its label."""
+    at = open_page("app_pages/lab.py", hide=["Optimizer", "Learning rate"])
+    clean(at)
+    keys = {w.key for w in [*at.select_slider, *at.selectbox]}
+    assert "lr" not in keys and "optimizer" not in keys and "activation" in keys
+
+
 def test_activations_page_draws_all_curves_and_the_overlay():
     at = open_page("app_pages/activations.py")
     clean(at)
