@@ -39,7 +39,7 @@ if result is None:
 lesson_box(PRESETS.values(), cfg, result)
 notices(result)
 
-cols = st.columns([1.1, 1.3, 1.3, 1.1, 1, 1.1])
+cols = st.columns([1.1, 1.2, 1.3, 0.9, 1.2, 1.1])
 cols[0].metric("Validation accuracy", f"{result.final('val', 'accuracy'):.1%}",
                help="Share of the validation images classified correctly after the last epoch.")
 gap = result.final("train", "accuracy") - result.final("val", "accuracy")

@@ -96,7 +96,7 @@ STEP_METRICS = ("loss", "grad_norm", "clipped", "lr")
 # One number per run, the same on every page that shows it (Lab, Compare, Sweep): the per-layer
 # chart beside it ends at this value in its highest line.
 MOST_SATURATED = Metric(
-    "Most saturated layer (end)", f"({SATURATED_WHEN})",
+    "Max saturation (end)", f"({SATURATED_WHEN})",
     f"The largest share of saturated (example, unit) pairs ({SATURATED_WHEN}) of any hidden "
     "layer at the last recorded step; none when the run diverged.", **_SHARE)
 
