@@ -14,6 +14,7 @@ value prints one line and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
@@ -103,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "probe":
             return _probe(parser, args)
         if args.command == "bench":
-            return _bench(args)
+            return _bench(parser, args)
         return _datasets() if args.command == "datasets" else _train(parser, args)
     except BrokenPipeError:  # output piped into `head`: not an error worth a traceback
         sys.stderr.close()
@@ -140,16 +141,12 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                        else lambda: get_run(cfg, on_epoch=on_epoch))
     if result is None:
         return 1
-    print(_summary(result))
-    if args.json:
-        args.json.write_text(result.to_json(indent=1))
-        print(f"wrote {args.json}")
-    return 0
+    return _print_and_save(_summary(result), args.json, lambda: result.to_json(indent=1))
 
 
-def _with_bar(parser: argparse.ArgumentParser, bar, work):
-    """Run `work()` under a progress bar; a bad setting exits 2 and any other failure (data
-    missing, …) prints one line and gives None — never a traceback."""
+def _attempt(parser: argparse.ArgumentParser, work):
+    """`work()`; a bad setting exits 2 and any other failure (data missing, …) prints one line
+    and gives None — never a traceback."""
     try:
         return work()
     except ConfigError as err:
@@ -157,8 +154,23 @@ def _with_bar(parser: argparse.ArgumentParser, bar, work):
     except Exception as err:
         print(f"python -m core: error: {err}", file=sys.stderr)
         return None
+
+
+def _with_bar(parser: argparse.ArgumentParser, bar, work):
+    """`_attempt(work)` under a progress bar, closed whatever happens."""
+    try:
+        return _attempt(parser, work)
     finally:
         bar.close()
+
+
+def _print_and_save(text: str, path, to_json) -> int:
+    """A command's result on the terminal, and `to_json()` in the file --json names, if any."""
+    print(text)
+    if path:
+        path.write_text(to_json())
+        print(f"wrote {path}")
+    return 0
 
 
 def _summary(result) -> str:
@@ -220,9 +232,7 @@ def _add_bench_parser(sub) -> None:
                        help="also write the rows as JSON")
 
 
-def _bench(args: argparse.Namespace) -> int:
-    import json
-
+def _bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     import torch
 
     from core.tools.bench import format_table, machine, rows_json, run_benchmark
@@ -230,18 +240,13 @@ def _bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"machine: {machine()}", flush=True)
-    try:
-        rows = run_benchmark(sections=args.only, quick=args.quick, repeats=args.repeats,
-                             batch_sizes=args.batch_sizes, device=args.device,
-                             say=lambda m: print(f"  … {m}", file=sys.stderr, flush=True))
-    except Exception as err:
-        print(f"python -m core: error: {err}", file=sys.stderr)
+    rows = _attempt(parser, lambda: run_benchmark(
+        sections=args.only, quick=args.quick, repeats=args.repeats, batch_sizes=args.batch_sizes,
+        device=args.device, say=lambda m: print(f"  … {m}", file=sys.stderr, flush=True)))
+    if rows is None:
         return 1
-    print(format_table(rows))
-    if args.json:
-        args.json.write_text(json.dumps(rows_json(rows), indent=1))
-        print(f"wrote {args.json}")
-    return 0
+    return _print_and_save(format_table(rows), args.json,
+                           lambda: json.dumps(rows_json(rows), indent=1))
 
 
 # --- sweep ----------------------------------------------------------------------------------
@@ -315,16 +320,10 @@ def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         spec, on_progress=on_progress, batched=not args.sequential, use_store=not args.no_store))
     if result is None:
         return 1
-    print(_sweep_text(result))
-    if args.json:
-        import json
-
-        data = {"spec": spec.to_params(), "timing": result.timing,
-                "cells": json.loads(result.table.to_json(orient="records")),
-                "epochs": json.loads(result.epochs.to_json(orient="records"))}
-        args.json.write_text(json.dumps(data, indent=1))
-        print(f"wrote {args.json}")
-    return 0
+    return _print_and_save(_sweep_text(result), args.json, lambda: json.dumps(
+        {"spec": spec.to_params(), "timing": result.timing,
+         "cells": json.loads(result.table.to_json(orient="records")),
+         "epochs": json.loads(result.epochs.to_json(orient="records"))}, indent=1))
 
 
 def _sweep_text(result) -> str:
@@ -386,15 +385,8 @@ def _probe(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     values = {n: getattr(args, n) for n in FIELDS if getattr(args, n, None) is not None}
     if args.inputs < 2 or (args.jacobian or 0) < 0:
         parser.error("--inputs must be at least 2 and --jacobian at least 0")
-    try:
-        result = probe(RunConfig(**values), n_inputs=args.inputs, n_jacobian=args.jacobian)
-    except ConfigError as err:
-        parser.error(str(err))
-    except Exception as err:  # data missing etc.: a clear line, not a traceback
-        print(f"python -m core: error: {err}", file=sys.stderr)
+    result = _attempt(parser, lambda: probe(RunConfig(**values), n_inputs=args.inputs,
+                                            n_jacobian=args.jacobian))
+    if result is None:
         return 1
-    print(probe_text(result))
-    if args.json:
-        args.json.write_text(result.to_json(indent=1))
-        print(f"wrote {args.json}")
-    return 0
+    return _print_and_save(probe_text(result), args.json, lambda: result.to_json(indent=1))
