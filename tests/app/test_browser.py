@@ -270,15 +270,58 @@ BOXES = {"Dataset": "dataset", "Model": "model", "Activation": "activation", "In
          "Optimizer": "optimizer"}
 
 
+SLIDER = 'input[type="range"][aria-label="{}"]'
+BOX = 'input[role="combobox"][aria-label="{}"]'
+
+
 def _settings(page) -> dict[str, str]:
-    slider = 'input[type="range"][aria-label="{}"]'
-    box = 'input[role="combobox"][aria-label="{}"]'
-    shown = {label: page.locator(slider.format(label)).first.get_attribute("aria-valuetext")
+    shown = {label: page.locator(SLIDER.format(label)).first.get_attribute("aria-valuetext")
              for label in SLIDERS}
-    shown.update({label: page.locator(box.format(label)).first.input_value() for label in BOXES})
+    shown.update({label: page.locator(BOX.format(label)).first.input_value() for label in BOXES})
     return shown
 
 
 def _expected(cfg: RunConfig) -> dict[str, str]:
     return {label: RunConfig.format_setting(name, getattr(cfg, name))
             for label, name in {**SLIDERS, **BOXES}.items()}
+
+
+def _shown_controls(page, labels: tuple[str, ...]) -> list[str]:
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    return [t for t in sidebar.locator('[data-testid="stWidgetLabel"]').all_inner_texts()
+            if t in labels]
+
+
+def test_a_classroom_link_keeps_its_controls_hidden_through_training(server, page):
+    """A student opens a classroom link and trains. The Classroom-link editor's multiselect is
+    bound to the link, which AppTest does not run: only a browser shows whether it keeps (or
+    drops) the link's `hide`. Both forms: the editor's (one `hide` per control, by its label,
+    as Streamlit writes a bound multiselect) and the README's (names, comma-separated)."""
+    hidden = ("Optimizer", "Learning rate")
+    for query in ("hide=Optimizer&hide=Learning+rate", "hide=optimizer,lr"):
+        page.goto(f"{server}/lab?{query}")
+        _settle(page, "lab", charts=1)
+        assert _shown_controls(page, hidden) == [], query
+        page.locator(SLIDER.format("Depth")).first.press("ArrowRight")   # depth 4 → 5
+        page.get_by_role("button", name="Train").first.click()
+        page.wait_for_function("location.search.includes('depth=5')")   # the run started
+        _settle(page, "lab", charts=1)
+        _no_exception(page)
+        assert _shown_controls(page, hidden) == [], query
+
+
+def test_the_epoch_scrubber_follows_each_preset_run(server, page):
+    """A shared link's epoch holds; a preset with fewer epochs than the scrubber's value (the
+    exploding run diverges in its first) used to crash the Lab."""
+    page.goto(f"{server}/lab?epoch=5")
+    _settle(page, "lab", charts=1)
+    assert page.locator(SLIDER.format("Epoch")).get_attribute("aria-valuetext") == "5"
+    page.get_by_text("Lesson presets").click()
+    _idle(page)
+    for title, setting, last in (("Exploding gradients", "depth=20", "1"),
+                                 ("Overfitting", "max_train=300", "30")):
+        page.get_by_role("button", name=title).first.click()
+        page.wait_for_url(f"**{setting}**")   # the preset is set: its run is under way
+        _settle(page, "lab", charts=1)
+        _no_exception(page)
+        assert page.locator(SLIDER.format("Epoch")).get_attribute("aria-valuetext") == last
