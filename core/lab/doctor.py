@@ -108,7 +108,8 @@ def diagnose(result: RunResult) -> list[Finding]:
         found.append(Finding(
             "dead", "warning", f"Dead {unit}",
             f"{dead:.0%} of the hidden {unit} are inactive for every example of a batch "
-            f"(last record, mean over layers): they get no gradient and cannot recover.",
+            f"(last record, mean over layers): such a unit passes no gradient to its own "
+            f"weights, and revives only if updates elsewhere shift its input.",
             _valid(cfg, Fix("Switch to leaky ReLU", {"activation": "leaky_relu"})
                    if cfg.activation == "relu" else None,
                    Fix(f"Lower the learning rate to {cfg.lr / 10:g}", {"lr": cfg.lr / 10}),

@@ -86,7 +86,8 @@ _PRESETS = (
         "vanishing", "Vanishing gradients", ":material/trending_down:",
         "A 10-layer sigmoid network: the first layers barely get any gradient.",
         "Look at the gradient-norm heatmap and the gradient-flow bars: each sigmoid layer "
-        "multiplies the back-propagated gradient by at most 0.25, so the first layer's gradient "
+        "multiplies the back-propagated gradient by its slope σ′(z), at most 0.25, and by its "
+        "weights, which at Xavier scale do not make up for it, so the first layer's gradient "
         "is orders of magnitude below the last layer's, and the first layers hardly learn.",
         _VANISHING,
         (Claim(lambda r: f"At initialisation the first layer's gradient norm is "
@@ -174,7 +175,8 @@ _REGULARISATION = (
         "look at the gradient heatmap and the saturation of each conv layer's channels (a "
         "channel counts as dead when it is saturated at every position of every image).",
         RunConfig(model="cnn", depth=2, width=16, epochs=10),
-        (_level(), _reaches(0.85)),
+        # 83-91% on seeds 0-4 (one thread): the claim is what every seed reaches.
+        (_level(), _reaches(0.8)),
     ),
     Preset(
         "overfitting", "Overfitting", ":material/psychology_alt:",
@@ -200,8 +202,7 @@ _REGULARISATION = (
         (Claim(lambda r: f"Training accuracy (dropout on) is {r.final('train', 'accuracy'):.0%} "
                          f"against {_acc(r):.0%} on validation: no memorising.",
                lambda r: _gap(r) < 0.02),
-         Claim(lambda r: f"The validation loss ends {_rise(r):.0%} above its best (15% without "
-                         f"dropout).",
+         Claim(lambda r: f"The validation loss ends {_rise(r):.0%} above its best.",
                lambda r: _rise(r) < 0.05)),
     ),
     Preset(
@@ -211,8 +212,7 @@ _REGULARISATION = (
         "the large weights that fit the training images' noise: the validation loss stays near "
         "its best instead of climbing (the accuracy gap barely moves on this data).",
         _OVERFITTING.replace(optimizer="adamw", weight_decay=1.0),
-        (Claim(lambda r: f"The validation loss ends {_rise(r):.0%} above its best (15% without "
-                         f"weight decay).",
+        (Claim(lambda r: f"The validation loss ends {_rise(r):.0%} above its best.",
                lambda r: _rise(r) < 0.06),
          _reaches(0.9)),
     ),
