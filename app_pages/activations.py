@@ -1,20 +1,22 @@
-"""Activations: every nonlinearity, its slope, where it saturates, and where real units sit."""
+"""Activations: every nonlinearity, its slope, its flat region, and where real units sit."""
 
 import streamlit as st
 
 from core.activations import ACTIVATIONS
 from core.lab import charts
 from core.lab.config import RunConfig
-from core.lab.metrics import SATURATED_WHEN
+from core.lab.metrics import FLAT_WHEN
 from app_pages.kit.charts import chart
 from app_pages.kit.controls import LAB, config_form, epoch_slider, warn
 from app_pages.kit.runs import notices, obtain
 
 
 st.title("Activations")
-st.write("Each curve is an activation f(z) with its slope f′(z). Shaded: where it saturates, "
-         f"{SATURATED_WHEN}, so little gradient passes back through a unit there "
-         "(the same definition the Training Lab measures). Below, the pre-activations of a "
+st.write("Each curve is an activation f(z) with its slope f′(z). Shaded: its flat region, "
+         f"{FLAT_WHEN}, where little gradient passes back through a unit. Sigmoid and tanh "
+         "*saturate* there, near an asymptote; a ReLU-family unit there is *inactive* (ReLU's "
+         "zero region, the flat negative side of its variants). The Training Lab measures the "
+         "same definition. Below, the pre-activations of a "
          "real layer from a real run are laid over the curve: you see which part of the curve "
          "the units actually use.")
 
@@ -45,7 +47,10 @@ epoch = epoch_slider(result.key, last, default=0, help="0 is the network at init
 h = result.histograms
 pre = h[(h.layer == layer) & (h.kind == "pre_activation") & (h.epoch == min(epoch, last))]
 chart(charts.activation_curve(cfg.activation, pre))
-sat = result.layers[(result.layers.layer == layer) & (result.layers.metric == "saturation")]
-if len(sat):
-    st.caption(f"Measured in this run: {sat.value.iloc[0]:.0%} of {layer}'s units saturated at "
-               f"initialisation, {sat.value.iloc[-1]:.0%} at the end.")
+kind = result.flat_metric
+share = result.layers[(result.layers.layer == layer) & (result.layers.metric == kind)]
+if len(share):
+    word = charts.FLAT_WORDS[kind]
+    st.caption(f"Measured in this run on its training batches: {share.value.iloc[0]:.0%} of "
+               f"{layer}'s (example, unit) pairs {word} at initialisation, "
+               f"{share.value.iloc[-1]:.0%} at the end.")

@@ -8,7 +8,7 @@ from core.data.datasets import IMAGE_DATASETS
 from core.lab import compare_charts
 from core.lab.compare import differences, outcomes
 from core.lab.config import FIELDS, RunConfig
-from core.lab.metrics import MOST_SATURATED
+from core.lab.metrics import DEPTH_RATIO, MOST_FLAT
 from core.lab.runs import load_run, stored_runs
 from core.lab.tabs import TABS
 from app_pages.kit.charts import chart, run_chart
@@ -122,12 +122,11 @@ with right:
             "run": st.column_config.TextColumn("Run"),
             "val_accuracy": st.column_config.NumberColumn("Val accuracy", format="percent"),
             "test_accuracy": st.column_config.NumberColumn("Test accuracy", format="percent"),
-            "grad_ratio": st.column_config.NumberColumn(
-                "First/last gradient at init", format="%.1e",
-                help="First layer's weight-gradient norm over the last layer's at step 0: far "
-                     "below 1 vanishing, far above exploding."),
-            "max_saturation": st.column_config.NumberColumn(
-                MOST_SATURATED.label, format="percent", help=MOST_SATURATED.help),
+            "depth_ratio": st.column_config.NumberColumn(
+                DEPTH_RATIO.label, format="%.1e", help=f"{DEPTH_RATIO.symbol}: {DEPTH_RATIO.help}"),
+            **{f"max_{kind}": st.column_config.NumberColumn(m.label, format="percent",
+                                                            help=m.help)
+               for kind, m in MOST_FLAT.items()},
             "diverged": st.column_config.CheckboxColumn("Diverged?"),
             "diverged_at_step": st.column_config.NumberColumn("Diverged at step"),
             "seconds": st.column_config.NumberColumn("Seconds", format="%.2f"),
@@ -165,7 +164,7 @@ OVERLAYS = {
     "Gradients": [lambda r, e: compare_charts.over_training(r),
                   lambda r, e: compare_charts.layer_profile(r, "weight_grad_norm", e),
                   lambda r, e: compare_charts.layer_profile(r, "out_grad_norm", e)],
-    "Activations": [lambda r, e: compare_charts.layer_profile(r, "saturation", e),
+    "Activations": [compare_charts.flat_profile,
                     lambda r, e: compare_charts.layer_profile(r, "dead", e),
                     lambda r, e: compare_charts.layer_profile(r, "act_std", e)],
     "Weights & ratios": [compare_charts.update_ratio_profile,

@@ -8,7 +8,7 @@ from core.data.datasets import IMAGE_DATASETS
 from core.lab import charts
 from core.lab.config import FIELDS
 from core.lab.doctor import diagnose
-from core.lab.metrics import MOST_SATURATED, most_saturated
+from core.lab.metrics import DEPTH_RATIO, MOST_FLAT, most_flat
 from core.lab.presets import PRESETS
 from core.lab.tabs import TABS
 from app_pages.kit.charts import run_chart
@@ -47,14 +47,15 @@ cols[5].metric("Train − val gap", f"{gap * 100:+.1f} pts" if math.isfinite(gap
                help="Training accuracy (measured during the last epoch, dropout on) minus "
                     "validation accuracy. Large and positive: the network memorises its "
                     "training set (overfitting).")
-ratio = result.grad_ratio(0) if len(result.layer_names) > 1 else math.nan
-cols[1].metric("First/last gradient", f"{ratio:.1e}",
-               help="At initialisation: the first layer's weight-gradient norm over the last "
-                    "layer's. Far below 1: vanishing; far above: exploding.")
-sat = most_saturated(result.end_saturation())
-cols[2].metric(MOST_SATURATED.label,
-               format(sat, MOST_SATURATED.fmt) if math.isfinite(sat) else "–",
-               help=MOST_SATURATED.help)
+ratio = result.depth_ratio(0)
+cols[1].metric(DEPTH_RATIO.label, f"{ratio:.1e}" if math.isfinite(ratio) else "–",
+               help=f"{DEPTH_RATIO.symbol}: {DEPTH_RATIO.help}")
+if result.flat_metric is not None:
+    headline, share = MOST_FLAT[result.flat_metric], most_flat(result.end_flat())
+    cols[2].metric(headline.label, format(share, headline.fmt) if math.isfinite(share) else "–",
+                   help=headline.help)
+else:
+    cols[2].metric("Max saturation (end)", "–", help="A linear network has no flat region.")
 status = "stopped early" if result.early_stop else result.status
 cols[3].metric("Status", status_word(status),
                help="'done': every epoch ran; 'diverged': values became NaN or infinite and "

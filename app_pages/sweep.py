@@ -7,7 +7,7 @@ import streamlit as st
 from core.data.datasets import IMAGE_DATASETS
 from core.lab import sweep_charts
 from core.lab.config import FIELDS, RunConfig
-from core.lab.metrics import MOST_SATURATED
+from core.lab.metrics import DEPTH_RATIO
 from core.lab.sweep import (AXES, MAX_CELLS, SweepSpec, axis_problems, run_sweep, suggested_values,
                             values_text)
 from core.settings import ConfigError
@@ -94,8 +94,9 @@ if clicked:
     row = result.table.set_index("key").loc[clicked[-1]]
     with st.container(border=True):
         st.markdown(f"**{LAB.label(spec.x)} = {row['x']}, {LAB.label(spec.y)} = {row['y']}** "
-                    f"· validation accuracy {row['val_accuracy']:.1%} · first/last gradient at "
-                    f"init {row['grad_ratio']:.1e}" + (" · diverged" if row["diverged"] else ""))
+                    f"· validation accuracy {row['val_accuracy']:.1%} · "
+                    f"{DEPTH_RATIO.label.lower()} {row['depth_ratio']:.1e}"
+                    + (" · diverged" if row["diverged"] else ""))
         st.page_link("app_pages/lab.py", label="Open this run in the Training Lab",
                      query_params=result.config(clicked[-1]).to_params(),
                      icon=":material/open_in_new:")
@@ -106,17 +107,21 @@ with st.expander("All cells as a table", icon=":material/table:"):
     table = result.table.assign(
         lab=["lab?" + urlencode(result.config(k).to_params()) for k in result.table["key"]])
     st.dataframe(
-        table[["x", "y", "val_accuracy", "grad_ratio", "saturation_max", "diverged", "batched",
+        table[["x", "y", "val_accuracy", "depth_ratio", "flat_metric", "flat_max", "diverged",
+               "batched",
                "from_store", "lab"]],
         hide_index=True, width="stretch",
         column_config={
             "x": st.column_config.TextColumn(LAB.label(spec.x)),
             "y": st.column_config.TextColumn(LAB.label(spec.y)),
             "val_accuracy": st.column_config.NumberColumn("Val accuracy", format="percent"),
-            "grad_ratio": st.column_config.NumberColumn("First/last gradient at init",
-                                                        format="%.1e"),
-            "saturation_max": st.column_config.NumberColumn(
-                MOST_SATURATED.label, format="percent", help=MOST_SATURATED.help),
+            "depth_ratio": st.column_config.NumberColumn(
+                DEPTH_RATIO.label, format="%.1e", help=f"{DEPTH_RATIO.symbol}: {DEPTH_RATIO.help}"),
+            "flat_metric": st.column_config.TextColumn(
+                "Flat region", help="saturation: sigmoid and tanh; inactive: the ReLU family."),
+            "flat_max": st.column_config.NumberColumn(
+                sweep_charts.flat_title(result.table), format="percent",
+                help="The largest share of any hidden layer at the last recorded step."),
             "diverged": st.column_config.CheckboxColumn("Diverged?"),
             "batched": st.column_config.CheckboxColumn(
                 "Stacked", help="Trained together with other cells as one stacked network."),

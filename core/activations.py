@@ -1,9 +1,14 @@
-"""Activation functions, their derivatives, and the one definition of saturation we use.
+"""Activation functions, their derivatives, and the one definition of a unit's flat region.
 
-A unit is *saturated* where |f'(z)| < 6% of the largest |f'| of its activation: little gradient
-passes through it. For tanh that is |tanh z| > 0.97, the usual threshold; for sigmoid |z| > 4.2;
-for ReLU it is every z ≤ 0. A unit is *dead* when it is saturated for every example of a batch.
-The recorder, the charts and the Activations page all use `saturated()`, so they agree.
+A unit is in its *flat region* where |f'(z)| < 6% of the largest |f'| of its activation: little
+gradient passes through it. What that region is called depends on the activation, one word each:
+  * *saturated* for the saturating activations (sigmoid, tanh), whose slope vanishes at both
+    asymptotes: for tanh |tanh z| > 0.97, the usual threshold; for sigmoid |z| > 4.2;
+  * *inactive* for the ReLU family (relu, leaky_relu, elu, selu, gelu, silu, softplus), whose
+    slope vanishes on the negative side only: for ReLU every z ≤ 0, its zero region.
+A unit is *dead* when it is in its flat region for every example of a fixed probe set (see
+core.lab.recorder). The recorder, the charts and the Activations page all use `flat()`, so they
+agree.
 
     f = make("tanh")                 # an nn.Module
     derivative("tanh", z)            # f'(z), closed form (checked against autograd in the tests)
@@ -22,7 +27,8 @@ from torch import nn
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "selu", "softplus",
                "silu", "linear")
 
-SATURATION_FRACTION = 0.06  # |f'| below this share of max |f'| counts as saturated
+SATURATING = ("sigmoid", "tanh")   # flat at both asymptotes: their flat region is "saturated"
+FLAT_FRACTION = 0.06  # |f'| below this share of max |f'|: the flat region
 LEAKY_SLOPE = 0.01          # torch's default negative slope
 # SELU's fixed constants (Klambauer et al. 2017), as torch.nn.SELU uses them.
 SELU_ALPHA = 1.6732632423543772
@@ -88,8 +94,8 @@ def max_slope(name: str) -> float:
     return float(derivative(name, z).abs().max())
 
 
-def saturation_threshold(name: str) -> float:
-    return SATURATION_FRACTION * max_slope(name)
+def flat_threshold(name: str) -> float:
+    return FLAT_FRACTION * max_slope(name)
 
 
 # |f'| of these is even in z and falls as |z| grows, so "saturated" is |z| beyond one edge.
@@ -102,7 +108,7 @@ def saturation_edge(name: str) -> float:
     bisection on the derivative itself, so the mask stays the one definition above."""
     if name not in _EVEN_FALLING:
         raise ValueError(f"{name} has no single saturation edge")
-    lo, hi, t = 0.0, 30.0, saturation_threshold(name)
+    lo, hi, t = 0.0, 30.0, flat_threshold(name)
     for _ in range(60):
         mid = (lo + hi) / 2
         slope = float(derivative(name, torch.tensor(mid, dtype=torch.float64)).abs())
@@ -110,21 +116,29 @@ def saturation_edge(name: str) -> float:
     return hi
 
 
-def saturated(name: str, z: torch.Tensor) -> torch.Tensor:
-    """Boolean mask: where the unit's pre-activation z passes little gradient."""
+def flat_region(name: str) -> str | None:
+    """The word for the activation's flat region: "saturation" for sigmoid and tanh, "inactive"
+    for the ReLU family, None for linear (it has none). It is also the recorder's metric name."""
+    _check(name)
+    return None if name == "linear" else "saturation" if name in SATURATING else "inactive"
+
+
+def flat(name: str, z: torch.Tensor) -> torch.Tensor:
+    """Boolean mask: where the unit's pre-activation z passes little gradient (saturated or
+    inactive, as `flat_region` names it)."""
     if name == "linear":
         return torch.zeros_like(z, dtype=torch.bool)
     if name == "relu":  # f' is 0 or 1, so this is the same mask in one op (it runs every step)
         return ~(z > 0)
     if name in _EVEN_FALLING:  # two passes instead of the derivative's five (a recorded step)
         return z.abs() > saturation_edge(name)
-    return derivative(name, z).abs() < saturation_threshold(name)
+    return derivative(name, z).abs() < flat_threshold(name)
 
 
 def curve(name: str, z: np.ndarray) -> dict[str, np.ndarray]:
-    """f(z), f'(z) and the saturated mask as numpy arrays, for plotting without torch."""
+    """f(z), f'(z) and the flat-region mask as numpy arrays, for plotting without torch."""
     zt = torch.as_tensor(np.asarray(z, dtype=np.float64))
     with torch.no_grad():
         f = make(name)(zt)
     return {"z": zt.numpy(), "f": f.numpy(), "df": derivative(name, zt).numpy(),
-            "saturated": saturated(name, zt).numpy()}
+            "flat": flat(name, zt).numpy()}

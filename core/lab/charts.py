@@ -4,7 +4,7 @@ The app's pages draw these with `st.altair_chart(chart, use_container_width=True
 
     loss_accuracy(result, epoch)        grad_norm_heatmap(result)       grad_norm_lines(result)
     gradient_flow(result, epoch)        histograms(result, "activation", epoch)
-    histogram_over_time(result, "activation", "hidden2")                saturation_dead(result)
+    histogram_over_time(result, "activation", "hidden2")                flat_dead(result)
     ratios(result)    clipping(result)  batch_norm_shift(result, epoch)
     activation_curve("tanh", preact)    decision_boundary(result, epoch)
     divergence_rule(result)             # what the step-based charts add when a run blew up
@@ -35,9 +35,10 @@ from core.chart_parts import (
     rule, source, state_step, step_panel, thin, tips,
 )
 from core.chart_parts import loss_accuracy  # noqa: F401 - the Lab's first chart, shared
-from core.lab.metrics import CATALOGUE, SATURATED_WHEN, power
+from core.activations import flat_region
+from core.lab.metrics import CATALOGUE, FLAT_WHEN, power
 
-SATURATED_LABEL = f"saturated: {SATURATED_WHEN}"
+FLAT_WORDS = {"saturation": "saturated", "inactive": "inactive"}
 UPDATE_DATA = CATALOGUE["update_data_ratio"]
 
 KIND_LABELS = {
@@ -151,10 +152,20 @@ def clipping(result):
 
 
 # --- saturation and scale ---------------------------------------------------------------------
-def saturation_dead(result, epoch: int | None = None):
-    """Saturated and dead units (%) per layer over steps."""
-    return layer_panels(result, [metric_panel("saturation"), metric_panel("dead")], epoch,
-                        "Saturated and dead units per layer")
+def flat_dead(result, epoch: int | None = None):
+    """Saturated (sigmoid, tanh) or inactive (ReLU family) and dead units (%) per layer over
+    steps, and each layer's mean activation (a sigmoid layer driven to an asymptote shows there
+    before its units count as saturated)."""
+    kind = result.flat_metric
+    if kind is None:
+        return no_data("Saturated, inactive and dead units per layer",
+                       "a linear network has no flat region")
+    panels = [metric_panel(kind), metric_panel("dead")]
+    if result.config.activation == "sigmoid":
+        panels.append(metric_panel("act_mean", tuple(rule("y", "value", 0.5, "0.5 = σ(0)"))))
+    return layer_panels(result, panels, epoch, f"{FLAT_WORDS[kind].capitalize()} and dead "
+                        "units per layer" + (", and the mean activation" if len(panels) > 2
+                                              else ""))
 
 
 def ratios(result, epoch: int | None = None):
@@ -255,11 +266,11 @@ def batch_norm_shift(result, epoch: int):
 
 
 # --- activations and the toy playground -------------------------------------------------------
-def _runs(z: np.ndarray, mask: np.ndarray) -> pd.DataFrame:
+def _runs(z: np.ndarray, mask: np.ndarray, label: str) -> pd.DataFrame:
     """Contiguous runs of True in `mask` as intervals [z0, z1]."""
     edges = np.diff(np.concatenate([[0], mask.astype(int), [0]]))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
-    return pd.DataFrame({"z0": z[starts], "z1": z[ends], "label": SATURATED_LABEL})
+    return pd.DataFrame({"z0": z[starts], "z1": z[ends], "label": label})
 
 
 def activation_curve(name: str, preact: pd.DataFrame | None = None):
@@ -272,7 +283,8 @@ def activation_curve(name: str, preact: pd.DataFrame | None = None):
     lines = finite(pd.concat([pd.DataFrame({"z": c["z"], "value": c["f"], "series": "f(z)"}),
                               pd.DataFrame({"z": c["z"], "value": c["df"], "series": "f′(z)"})]),
                    ["z", "value"])
-    regions = _runs(c["z"], c["saturated"])
+    kind = flat_region(name)
+    regions = _runs(c["z"], c["flat"], f"{FLAT_WORDS[kind]}: {FLAT_WHEN}" if kind else "")
     layers = []
     if not regions.empty:
         widest = regions.iloc[[int(np.argmax(regions["z1"] - regions["z0"]))]]

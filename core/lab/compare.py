@@ -15,7 +15,7 @@ import math
 import pandas as pd
 
 from core.lab.config import FIELDS, RunConfig
-from core.lab.metrics import most_saturated
+from core.lab.metrics import MOST_FLAT, most_flat
 from core.lab.result import RunResult
 
 
@@ -35,8 +35,10 @@ def outcomes(results: dict[str, RunResult]) -> pd.DataFrame:
             "run": label,
             "val_accuracy": r.final("val", "accuracy"),
             "test_accuracy": r.final("test", "accuracy"),
-            "grad_ratio": r.grad_ratio(0) if len(r.layer_names) > 1 else math.nan,
-            "max_saturation": most_saturated(r.end_saturation()),
+            "depth_ratio": r.depth_ratio(0),
+            # Each run fills the column its activation has: saturation or inactive.
+            **{f"max_{kind}": most_flat(r.end_flat()) if r.flat_metric == kind else math.nan
+               for kind in MOST_FLAT},
             "diverged": r.diverged,
             "diverged_at_step": r.divergence["step"] if r.divergence else None,
             "seconds": r.timing["seconds"],

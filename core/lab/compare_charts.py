@@ -94,6 +94,18 @@ def layer_profile(results: dict, metric: str, epoch: int, *, reference: float | 
                      height=PANEL_H)
 
 
+def flat_profile(results: dict, epoch: int):
+    """`layer_profile` of the flat share each run has: saturation (sigmoid, tanh), inactive
+    (ReLU family), or both side by side when A and B differ in that."""
+    kinds = [k for k in ("saturation", "inactive") if any(r.flat_metric == k
+                                                            for r in results.values())]
+    if not kinds:
+        return no_data("Saturated or inactive units per layer", "linear networks have no "
+                       "flat region")
+    profiles = [layer_profile(results, k, epoch) for k in kinds]
+    return profiles[0] if len(profiles) == 1 else alt.hconcat(*profiles)
+
+
 def over_training(results: dict, metric: str = "weight_grad_norm"):
     """The first hidden layer and the last layer over the steps, per run (log axis): the gap
     between the two lines of a run is its vanishing (or exploding) factor."""

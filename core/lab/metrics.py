@@ -15,9 +15,10 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from core.activations import SATURATION_FRACTION
+from core.activations import FLAT_FRACTION
 
-SATURATED_WHEN = f"|f′(z)| < {SATURATION_FRACTION:.0%} of max |f′|"
+FLAT_WHEN = f"|f′(z)| < {FLAT_FRACTION:.0%} of max |f′|"
+PROBE_EXAMPLES = 1024   # the fixed probe set "dead" is measured on (the whole training set if smaller)
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,23 @@ CATALOGUE: dict[str, Metric] = {
                          "input z (after batch norm when that is on)."),
     "act_mean": Metric("Activation mean", "", "Mean of the activation's output f(z).", log=False),
     "act_std": Metric("Activation std", "", "Standard deviation of the activation's output f(z)."),
-    "saturation": Metric("Saturated", f"({SATURATED_WHEN})",
-                         f"Share of (example, unit) pairs where {SATURATED_WHEN}: little "
-                         "gradient passes through them.", **_SHARE),
-    "dead": Metric("Dead", "(saturated for the whole batch)",
-                   "Share of units saturated for every example (and position) of the batch: "
-                   "they get no gradient at all.", **_SHARE),
+    # The flat region has one name per kind of activation (core.activations.flat_region); a
+    # layer records the one that applies to it.
+    "saturation": Metric("Saturated", f"({FLAT_WHEN})",
+                         f"Sigmoid and tanh layers: share of (example, unit) pairs of the training "
+                         f"batch where {FLAT_WHEN}, near an asymptote: little gradient passes "
+                         "through them.", **_SHARE),
+    "inactive": Metric("Inactive", f"({FLAT_WHEN})",
+                       f"ReLU-family layers: share of (example, unit) pairs of the training batch "
+                       f"where {FLAT_WHEN}: ReLU's zero region (z ≤ 0), or the flat negative side "
+                       "of its smooth and leaky variants. About half is normal.", **_SHARE),
+    "dead": Metric("Dead", f"(flat for all {PROBE_EXAMPLES:,} probe examples)",
+                   f"Share of units saturated or inactive ({FLAT_WHEN}) for every example (and "
+                   f"position) of a fixed probe set: the first {PROBE_EXAMPLES:,} training "
+                   "examples (all of them when fewer), run through the network as it predicts "
+                   "(dropout off, batch norm on its running statistics) at initialisation and "
+                   "after each epoch. Such a unit passes no gradient to its own weights.",
+                   **_SHARE),
     "grad_data_ratio": Metric("grad:data ratio", "‖∇W‖/‖W‖",
                               "The weight gradient's norm over the weights' norm.", **_NORM),
     "update_data_ratio": Metric("update:data ratio", "‖ΔW‖/‖W‖",
@@ -90,15 +102,29 @@ CATALOGUE: dict[str, Metric] = {
 
 LAYER_METRICS = ("weight_grad_norm", "weight_grad_mean_abs", "weight_grad_max_abs",
                  "out_grad_norm", "preact_mean", "preact_std", "act_mean", "act_std", "saturation",
-                 "dead", "grad_data_ratio", "update_data_ratio", "drift")
+                 "inactive", "dead", "grad_data_ratio", "update_data_ratio", "drift")
 STEP_METRICS = ("loss", "grad_norm", "clipped", "lr")
 
-# One number per run, the same on every page that shows it (Lab, Compare, Sweep): the per-layer
-# chart beside it ends at this value in its highest line.
-MOST_SATURATED = Metric(
-    "Max saturation (end)", f"({SATURATED_WHEN})",
-    f"The largest share of saturated (example, unit) pairs ({SATURATED_WHEN}) of any hidden "
-    "layer at the last recorded step; none when the run diverged.", **_SHARE)
+# Headline numbers, one per run, the same on every page that shows them (Lab, Compare, Sweep).
+# The per-layer chart beside each ends at its value in its highest line, or starts at it.
+MOST_FLAT = {
+    "saturation": Metric(
+        "Max saturation (end)", f"({FLAT_WHEN})",
+        f"Sigmoid and tanh networks: the largest share of saturated (example, unit) pairs "
+        f"({FLAT_WHEN}) of any hidden layer at the last recorded step; none when the run "
+        "diverged.", **_SHARE),
+    "inactive": Metric(
+        "Max inactive (end)", f"({FLAT_WHEN})",
+        f"ReLU-family networks: the largest share of inactive (example, unit) pairs "
+        f"({FLAT_WHEN}) of any hidden layer at the last recorded step; none when the run "
+        "diverged. About half is normal for ReLU.", **_SHARE),
+}
+DEPTH_RATIO = Metric(
+    "Depth ratio at init", "‖∂L/∂z‖ first/last",
+    "The gradient back-propagated to the first hidden layer's output over the gradient at the "
+    "output layer (the logits), at the first step: far below 1, it vanished on its way down; "
+    "far above 1, it exploded. Unlike a ratio of weight-gradient norms it is not masked by "
+    "activations that grow as the gradient shrinks.", fmt=".1e")
 
 
 def power(x: float) -> str:
@@ -106,8 +132,8 @@ def power(x: float) -> str:
     return f"{x:.0e}".replace("e-0", "e-").replace("e+0", "e+")
 
 
-def most_saturated(end_saturation: Sequence[float]) -> float:
-    """MOST_SATURATED from each hidden layer's saturated share at the end (NaN when none is
-    finite, as for a diverged run)."""
-    finite = [v for v in end_saturation if math.isfinite(v)]
+def most_flat(end_shares: Sequence[float]) -> float:
+    """A MOST_FLAT headline from each hidden layer's saturated or inactive share at the end (NaN
+    when none is finite, as for a diverged run)."""
+    finite = [v for v in end_shares if math.isfinite(v)]
     return max(finite) if finite else math.nan

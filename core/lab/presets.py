@@ -16,7 +16,7 @@ from core.lessons import Claim, Preset
 
 
 def _ratio(r: RunResult) -> float:
-    return r.grad_ratio(0)
+    return r.depth_ratio(0)
 
 
 def _spread(r: RunResult, metric: str = "weight_grad_norm", step: int = 0) -> float:
@@ -90,8 +90,8 @@ _PRESETS = (
         "weights, which at Xavier scale do not make up for it, so the first layer's gradient "
         "is orders of magnitude below the last layer's, and the first layers hardly learn.",
         _VANISHING,
-        (Claim(lambda r: f"At initialisation the first layer's gradient norm is "
-                         f"{_ratio(r):.1e} of the last layer's.",
+        (Claim(lambda r: f"At initialisation the gradient back-propagated to the first layer's "
+                         f"output, ‖∂L/∂z‖, is {_ratio(r):.1e} of the gradient at the output.",
                lambda r: _ratio(r) < 1e-4),
          Claim(lambda r: f"Validation accuracy stays near chance: {_acc(r):.0%} after "
                          f"{r.config.epochs} epochs.",
@@ -143,8 +143,9 @@ _PRESETS = (
         "A skip connection adds an identity path, so the gradient reaches the first layer "
         "without passing through every sigmoid.",
         _VANISHING.replace(model="residual_mlp"),
-        (Claim(lambda r: f"At initialisation the first layer's gradient norm is {_ratio(r):.1e} "
-                         f"of the last layer's (about 1e-6 without skips).",
+        (Claim(lambda r: f"At initialisation the gradient back-propagated to the first layer's "
+                         f"output, ‖∂L/∂z‖, is {_ratio(r):.1e} of the gradient at the output "
+                         f"(below 1e-4 without the skips).",
                lambda r: _ratio(r) > 1e-3),
          _reaches(0.3)),  # about 45%, against 10% for the same net without skips
     ),

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.activations import flat_region
 from core.lab.config import RunConfig
 from core.tables import TrainedRun, table_from_dict, table_to_dict
 
@@ -62,22 +63,34 @@ class RunResult(TrainedRun):
         """One per-layer metric at one recorded step, indexed by layer in network order."""
         return self.layer_metric(metric).loc[step]
 
-    def grad_ratio(self, step: int = 0) -> float:
-        """First layer's weight-gradient norm over the last layer's, at a step (0 = at init).
+    def depth_ratio(self, step: int = 0) -> float:
+        """The depth ratio (core.lab.metrics.DEPTH_RATIO) at a step (0 = at init): the first
+        layer's back-propagated gradient ‖∂L/∂z‖ over the output layer's. Far below 1: the
+        gradient vanished on its way to the input; far above 1: it exploded. NaN for a network
+        of one layer."""
+        g = self.at_step("out_grad_norm", step)
+        if len(g) < 2:
+            return math.nan
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(np.float64(g.iloc[0]) / np.float64(g.iloc[-1]))
 
-        Far below 1: vanishing gradients; far above 1: exploding ones.
-        """
-        g = self.at_step("weight_grad_norm", step)
-        return float(g.iloc[0] / g.iloc[-1])
+    @property
+    def flat_metric(self) -> str | None:
+        """"saturation" or "inactive": what its hidden layers' flat region is called (None for a
+        linear network), see core.activations.flat_region."""
+        return flat_region(self.config.activation)
 
-    def end_saturation(self) -> list[float]:
-        """Each hidden layer's saturated share at the last recorded step, NaN for every layer
-        of a diverged run (its last record is the blow-up); `core.lab.metrics.most_saturated` of
-        these is the headline number the Lab, Compare and the Sweep show."""
-        sat = self.layer_metric("saturation")
-        if self.diverged or sat.empty:
-            return [math.nan] * len(sat.columns)
-        return sat.iloc[-1].astype(float).tolist()
+    def end_flat(self) -> list[float]:
+        """Each hidden layer's saturated or inactive share (`flat_metric`) at the last recorded
+        step, NaN for every layer of a diverged run (its last record is the blow-up);
+        `core.lab.metrics.most_flat` of these is the headline number the Lab, Compare and the
+        Sweep show."""
+        if self.flat_metric is None:
+            return []
+        share = self.layer_metric(self.flat_metric)
+        if self.diverged or share.empty:
+            return [math.nan] * len(share.columns)
+        return share.iloc[-1].astype(float).tolist()
 
     # --- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -29,8 +29,9 @@ What differs in shape or loop (dataset, model, depth, width, batch norm, batch s
 device) makes a separate group. CNNs are not stacked here: they train with `train()`.
 
 Recorded per member (a `CellSummary`): per-epoch validation and training loss/accuracy, each
-layer's ‖∇W‖ at step 0 (the grad ratio of RunResult.grad_ratio()), each hidden layer's
-saturation on the last training batch (as the recorder's last record), and the first step with
+layer's back-propagated gradient ‖∂L/∂z‖ at step 0 (the depth ratio of RunResult.depth_ratio),
+each hidden layer's saturated or inactive share on the last training batch (as the recorder's
+last record), and the first step with
 a non-finite loss, weight gradient or activation input (as the recorder's divergence check).
 """
 
@@ -82,8 +83,9 @@ class CellSummary(EpochRecords):
     config: RunConfig
     status: str                       # "completed" | "diverged"
     layer_names: list[str]
-    grad_norms: list[float]           # ‖∇W‖ per layer at step 0, network order
-    saturation: list[float]           # per hidden layer at the end; NaN when diverged
+    out_grad_norms: list[float]       # ‖∂L/∂z‖ per layer at step 0, network order
+    flat: list[float]                 # saturated or inactive share per hidden layer at the
+                                      # end (flat_metric says which); NaN when diverged
     diverged_step: int | None
     epochs: pd.DataFrame              # epoch, split (val/train), metric (loss/accuracy), value
     seconds: float                    # a stacked group's time is shared equally by its members
@@ -92,18 +94,22 @@ class CellSummary(EpochRecords):
     from_store: bool = field(default=False, compare=False)
 
     @property
-    def grad_ratio(self) -> float:
-        """First layer's ‖∇W‖ over the output layer's at step 0 (as RunResult.grad_ratio)."""
-        g = self.grad_norms
+    def depth_ratio(self) -> float:
+        """First layer's ‖∂L/∂z‖ over the output layer's at step 0 (as RunResult.depth_ratio)."""
+        g = self.out_grad_norms
         if len(g) < 2:
             return math.nan
         with np.errstate(divide="ignore", invalid="ignore"):
             return float(np.float64(g[0]) / np.float64(g[-1]))
 
+    @property
+    def flat_metric(self) -> str | None:
+        return activations.flat_region(self.config.activation)
+
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config.to_dict(), "status": self.status,
-                "layer_names": self.layer_names, "grad_norms": self.grad_norms,
-                "saturation": self.saturation, "diverged_step": self.diverged_step,
+                "layer_names": self.layer_names, "out_grad_norms": self.out_grad_norms,
+                "flat": self.flat, "diverged_step": self.diverged_step,
                 "epochs": {c: self.epochs[c].tolist() for c in EPOCH_COLUMNS},
                 "seconds": self.seconds, "source": self.source, "group_size": self.group_size}
 
@@ -111,8 +117,8 @@ class CellSummary(EpochRecords):
     def from_dict(cls, d: dict[str, Any]) -> "CellSummary":
         return cls(config=RunConfig.from_dict(d["config"]), status=d["status"],
                    layer_names=list(d["layer_names"]),
-                   grad_norms=[_num(v) for v in d["grad_norms"]],
-                   saturation=[_num(v) for v in d["saturation"]],
+                   out_grad_norms=[_num(v) for v in d["out_grad_norms"]],
+                   flat=[_num(v) for v in d["flat"]],
                    diverged_step=d["diverged_step"],
                    epochs=pd.DataFrame(d["epochs"], columns=EPOCH_COLUMNS).astype(
                        {"epoch": int, "value": float}),
@@ -122,11 +128,11 @@ class CellSummary(EpochRecords):
     @classmethod
     def from_run(cls, result: RunResult) -> "CellSummary":
         """The same summary from a full recorded run (e.g. one trained in the Training Lab)."""
-        g = result.at_step("weight_grad_norm", 0) if len(result.layers) else pd.Series(dtype=float)
+        g = result.at_step("out_grad_norm", 0) if len(result.layers) else pd.Series(dtype=float)
         epochs = result.epochs[result.epochs.split.isin(("val", "train"))][EPOCH_COLUMNS]
         return cls(config=result.config, status=result.status,
-                   layer_names=list(result.layer_names), grad_norms=g.astype(float).tolist(),
-                   saturation=result.end_saturation(),
+                   layer_names=list(result.layer_names),
+                   out_grad_norms=g.astype(float).tolist(), flat=result.end_flat(),
                    diverged_step=(result.divergence or {}).get("step"),
                    epochs=epochs.reset_index(drop=True), seconds=result.timing["seconds"],
                    source="run", from_store=result.from_store)
@@ -197,6 +203,9 @@ class _Stacked:
         self.any_dropout = any(p > 0 for p in self.dropout)
         self.gens = gens
         self.weights: list[torch.Tensor] = []   # this step's stacked weights, grads retained
+        # With keep_outputs set, each layer's z = Wx + b, gradient retained (the depth ratio).
+        self.keep_outputs = False
+        self.outputs: list[torch.Tensor] = []
 
     def block_params(self, j: int) -> list[torch.Tensor]:
         return [self.leaves[n][j] for n in self.params]
@@ -214,11 +223,14 @@ class _Stacked:
         K, B = x.shape[:2]
         h = x.reshape(K, B, -1)
         checked = []
-        self.weights = []
+        self.weights, self.outputs = [], []
         for i, name in enumerate(self.names):
             W = self._param(f"layers.{name}.linear.weight", training)
             b = self._param(f"layers.{name}.linear.bias", training)
             z = torch.baddbmm(b.unsqueeze(1), h, W.transpose(1, 2))
+            if training and self.keep_outputs:
+                z.retain_grad()
+                self.outputs.append(z)
             if i == len(self.names) - 1:
                 checked.append(z)
                 return z, checked
@@ -259,12 +271,15 @@ class _Stacked:
                 masks.append(torch.ones(a.shape[1:], device=a.device))
         return torch.stack(masks)
 
-    def saturation(self, checked: list[torch.Tensor]) -> torch.Tensor:
-        """[hidden layers, K]: share of (example, unit) pairs saturated, per member."""
+    def flat(self, checked: list[torch.Tensor]) -> torch.Tensor:
+        """[hidden layers, K]: share of (example, unit) pairs saturated or inactive, per member
+        (NaN for a linear member: it has no flat region, and the recorder records none)."""
         rows = []
         for z in checked[:-1]:
             parts = z.detach().split([n for _, n, _ in self.act_runs])
-            rows.append(torch.cat([activations.saturated(name, part).float().mean(dim=(1, 2))
+            rows.append(torch.cat([activations.flat(name, part).float().mean(dim=(1, 2))
+                                   if activations.flat_region(name) else
+                                   torch.full(part.shape[:1], math.nan, device=part.device)
                                    for (name, _, _), part in zip(self.act_runs, parts)]))
         return torch.stack(rows)
 
@@ -403,8 +418,8 @@ def _train_group(cfgs: list[RunConfig], on_epoch) -> list[CellSummary]:
         rows[k] += [(0, "val", "loss", val[0, k]), (0, "val", "accuracy", val[1, k])]
     active = np.ones(K, dtype=bool)
     diverged_step: list[int | None] = [None] * K
-    grad0 = np.full((L, K), np.nan)
-    saturation = np.full((L - 1, K), np.nan)
+    out_grad0 = np.full((L, K), np.nan)
+    flat = np.full((L - 1, K), np.nan)
     step = 0
     for epoch in range(1, base.epochs + 1):
         perms = torch.stack([torch.randperm(n_train, generator=g) for g in shufflers]).to(device)
@@ -415,9 +430,14 @@ def _train_group(cfgs: list[RunConfig], on_epoch) -> list[CellSummary]:
             xb, yb = data.batch(idx)
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
+            net.keep_outputs = step == 0 and row == 0
             logits, z = net.forward(xb, training=True)
             losses = _member_losses(logits, yb, "mean")
             losses.sum().backward()  # each member's gradient is that of its own mean loss
+            if net.keep_outputs:   # once per group: one host copy is fine
+                out_grad0 = torch.stack([torch.linalg.vector_norm(o.grad.flatten(1), dim=1)
+                                         for o in net.outputs]).cpu().numpy().astype(np.float64)
+                net.keep_outputs, net.outputs = False, []
             # As the recorder's per-step check: ‖∇W‖ per layer (before clipping), the largest
             # |activation input| per layer, the loss; to the host once per epoch. (Flattened
             # 1-D reductions: a 2-D vector_norm, the inf-norm above all, is far slower on CPUs.)
@@ -438,13 +458,11 @@ def _train_group(cfgs: list[RunConfig], on_epoch) -> list[CellSummary]:
             sums[1] += (logits.detach().argmax(-1) == yb).sum(1)
             seen += idx.shape[1]
             if epoch == base.epochs and row == n_steps - 1:  # the recorder's last record
-                saturation = net.saturation(z).cpu().numpy().astype(np.float64)
+                flat = net.flat(z).cpu().numpy().astype(np.float64)
         for sched, every in schedulers:
             if every > 1:
                 sched.step()
         host = checks.cpu().numpy().astype(np.float64)
-        if epoch == 1 and n_steps:
-            grad0 = host[0, :L]
         bad = ~np.isfinite(host).all(axis=1)   # [steps, K]
         val = evaluate()
         fit = sums.cpu().numpy().astype(np.float64) / max(seen, 1)
@@ -466,8 +484,8 @@ def _train_group(cfgs: list[RunConfig], on_epoch) -> list[CellSummary]:
         div = diverged_step[k] is not None
         out[order[k]] = CellSummary(
             config=cfg, status="diverged" if div else "completed", layer_names=net.names,
-            grad_norms=grad0[:, k].tolist(),
-            saturation=[math.nan] * (L - 1) if div else saturation[:, k].tolist(),
+            out_grad_norms=out_grad0[:, k].tolist(),
+            flat=[math.nan] * (L - 1) if div else flat[:, k].tolist(),
             diverged_step=diverged_step[k],
             epochs=pd.DataFrame(rows[k], columns=EPOCH_COLUMNS),
             seconds=seconds, source="stacked", group_size=K)

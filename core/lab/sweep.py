@@ -3,7 +3,7 @@
     spec = SweepSpec(RunConfig(epochs=5), x="depth", x_values=(2, 4, 8),
                      y="activation", y_values=("relu", "tanh"))
     result = run_sweep(spec, on_progress=lambda done, total, msg: print(done, total, msg))
-    result.table            # one row per cell: val_accuracy, grad_ratio, saturation_mean, ...
+    result.table            # one row per cell: val_accuracy, depth_ratio, flat_max, ...
     result.grid("val_accuracy")   # rows = y values, columns = x values, in the spec's order
 
     python -m core sweep --x depth=2,4,8 --y activation=relu,tanh --epochs 5
@@ -36,7 +36,7 @@ from core import cache
 from core.budget import refuse_sweep
 from core.cache import RunKind
 from core.lab.config import FIELDS, RunConfig
-from core.lab.metrics import most_saturated
+from core.lab.metrics import most_flat
 from core.lab.result import RunResult
 from core.lab.runs import cached_run, get_run, run_estimate
 from core.lab.stacked import CellSummary, batch_groups, train_batched
@@ -267,7 +267,9 @@ class SweepResult:
 
     table   one row per cell, row-major: x, y (display strings), x_value, y_value (raw),
             row, col (positions in the grid), key (RunConfig.key(), for the Lab), val_accuracy,
-            train_loss, grad_ratio, saturation_mean, saturation_max, diverged, diverged_step,
+            train_loss, depth_ratio (core.lab.metrics.DEPTH_RATIO), flat_metric ("saturation",
+            "inactive" or None: what flat_mean and flat_max measure), flat_mean, flat_max (the
+            hidden layers' mean and largest share at the end), diverged, diverged_step,
             batched (trained in a stacked group), group_size, seconds, from_store
     epochs  key, epoch, split (val/train), metric (loss/accuracy), value
     timing  seconds (this call), cells, cells_trained, cells_from_store, cells_batched,
@@ -395,15 +397,15 @@ def _result(spec: SweepSpec, cells: list[RunConfig], found: dict[int, CellSummar
     for i, cfg in enumerate(cells):
         s = found[i]
         xv, yv = getattr(cfg, spec.x), getattr(cfg, spec.y)
-        sat = np.asarray(s.saturation, dtype=float)
-        finite = sat[np.isfinite(sat)]
+        shares = np.asarray(s.flat, dtype=float)
+        finite = shares[np.isfinite(shares)]
         rows.append({
             "x": RunConfig.format_setting(spec.x, xv), "y": RunConfig.format_setting(spec.y, yv), "x_value": xv, "y_value": yv,
             "row": i // n_x, "col": i % n_x, "key": cfg.key(),
             "val_accuracy": s.final("val", "accuracy"), "train_loss": s.final("train", "loss"),
-            "grad_ratio": s.grad_ratio,
-            "saturation_mean": float(finite.mean()) if finite.size else math.nan,
-            "saturation_max": most_saturated(s.saturation),
+            "depth_ratio": s.depth_ratio, "flat_metric": s.flat_metric,
+            "flat_mean": float(finite.mean()) if finite.size else math.nan,
+            "flat_max": most_flat(s.flat),
             "diverged": s.status == "diverged", "diverged_step": s.diverged_step,
             "batched": s.source == "stacked" and s.group_size > 1, "group_size": s.group_size,
             "seconds": s.seconds, "from_store": s.from_store,

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core.chart_parts import MUTED, PANEL_H, PANEL_W, no_data, tips
-from core.lab.metrics import MOST_SATURATED
+from core.lab.metrics import DEPTH_RATIO, MOST_FLAT
 
 SELECTION = "cell"
 
@@ -34,26 +34,37 @@ class Heatmap(NamedTuple):
 
 HEATMAPS = {
     "val_accuracy": Heatmap("Final validation accuracy", "accuracy", ".0%", "viridis", (0, 1)),
-    "log_grad_ratio": Heatmap(
-        "First/last-layer gradient at init, log₁₀ (0 = balanced; < 0 vanishing, > 0 exploding)",
-        "log₁₀ ratio", "+.1f", "redblue", None, 0.0),
-    "saturation_max": Heatmap(MOST_SATURATED.title, "saturated", MOST_SATURATED.fmt, "orangered",
-                              (0, 1)),
+    "log_depth_ratio": Heatmap(
+        f"{DEPTH_RATIO.label} {DEPTH_RATIO.symbol}, log₁₀ (0 = balanced; < 0 vanishing, "
+        "> 0 exploding)", "log₁₀ ratio", "+.1f", "redblue", None, 0.0),
+    "flat_max": Heatmap("", "share", MOST_FLAT["saturation"].fmt, "orangered", (0, 1)),
 }
 
 
+def flat_title(table: pd.DataFrame) -> str:
+    """The flat-share heatmap's title: saturation, inactive, or both when the sweep mixes
+    activation families (each cell shows the one its activation has)."""
+    present = set(table["flat_metric"]) if "flat_metric" in table else set()
+    kinds = [k for k in MOST_FLAT if k in present] or ["saturation"]
+    if len(kinds) == 1:
+        return MOST_FLAT[kinds[0]].title
+    return "Max saturated (sigmoid, tanh) or inactive (ReLU family) share (end)"
+
+
 def prepare(table: pd.DataFrame) -> pd.DataFrame:
-    """The sweep table plus what the heatmaps show: log₁₀ of the gradient ratio."""
+    """The sweep table plus what the heatmaps show: log₁₀ of the depth ratio."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = pd.to_numeric(table["grad_ratio"], errors="coerce").to_numpy(dtype=float)
+        ratio = pd.to_numeric(table["depth_ratio"], errors="coerce").to_numpy(dtype=float)
         log = np.where(ratio > 0, np.log10(ratio), np.nan)
-    return table.assign(log_grad_ratio=log)
+    return table.assign(log_depth_ratio=log)
 
 
 def heatmap(table: pd.DataFrame, metric: str, *, x_title: str, y_title: str,
             x_order: list[str] | None = None, y_order: list[str] | None = None) -> alt.LayerChart:
     """One metric over the grid; cells clickable (selection "cell" → the cell's key)."""
     m = HEATMAPS[metric]
+    if metric == "flat_max":
+        m = m._replace(title=flat_title(table))
     if table.empty:
         return no_data(m.title)
     df = prepare(table)
@@ -85,9 +96,11 @@ def heatmap(table: pd.DataFrame, metric: str, *, x_title: str, y_title: str,
         opacity=alt.condition(pick, alt.value(1.0), alt.value(0.55)),
         tooltip=tips(alt.Tooltip("x:N", title=x_title), alt.Tooltip("y:N", title=y_title),
                      alt.Tooltip("val_accuracy:Q", title="val accuracy", format=".1%"),
-                     alt.Tooltip("grad_ratio:Q", title="first/last gradient", format=".2e"),
-                     alt.Tooltip("saturation_max:Q", title=MOST_SATURATED.label.lower(),
-                                 format=MOST_SATURATED.fmt),
+                     alt.Tooltip("depth_ratio:Q", title=DEPTH_RATIO.label.lower(),
+                                 format=".2e"),
+                     alt.Tooltip("flat_metric:N", title="flat region"),
+                     alt.Tooltip("flat_max:Q", title="max share (end)",
+                                 format=MOST_FLAT["saturation"].fmt),
                      alt.Tooltip("diverged:N", title="diverged"),
                      alt.Tooltip("batched:N", title="trained in a stacked group"),
                      alt.Tooltip("key:N", title="run key")),

@@ -40,7 +40,7 @@ TABS: dict[str, tuple[TabChart, ...]] = {
         TabChart(charts.gradient_flow, (EPOCH,)),
         TabChart(charts.grad_norm_lines, ("out_grad_norm", EPOCH), side_by_side=False)),
     "Activations": (
-        TabChart(charts.saturation_dead, (EPOCH,)),
+        TabChart(charts.flat_dead, (EPOCH,)),
         TabChart(charts.histograms, ("activation", EPOCH)),
         TabChart(charts.histogram_over_time, ("activation", LAYER), side_by_side=False)),
     "Weights & ratios": (

@@ -3,7 +3,7 @@
     from core.lab.config import RunConfig
     from core.lab.trainer import train
     result = train(RunConfig(depth=10, activation="sigmoid", optimizer="sgd", lr=0.1))
-    result.grad_ratio()        # first/last layer gradient norm at initialisation
+    result.depth_ratio()       # first/last layer ‖∂L/∂z‖ at initialisation
 
 Everything numeric is PyTorch's own: torch.optim optimizers, torch.optim.lr_scheduler schedules,
 clip_grad_norm_/clip_grad_value_. The data lives on the device as uint8 and is standardised one
@@ -25,11 +25,12 @@ from torch import nn
 
 from core.data.datasets import Splits, load_splits
 from core.lab.config import RunConfig
+from core.lab.metrics import PROBE_EXAMPLES
 from core.lab.models import build_model
 from core.lab.recorder import LayerRecorder
 from core.lab.result import RunResult
-from core.training import (DeviceData, evaluate, flushed_denormals, make_optimizer,
-                           resolve_device, steps_per_epoch)
+from core.training import (EVAL_BATCH, DeviceData, evaluate, flushed_denormals,
+                           make_optimizer, resolve_device, steps_per_epoch)
 
 RECORDS_PER_EPOCH = 50      # with record_every unset: enough points for smooth charts
 BOUNDARY_GRID = 40          # decision-boundary resolution for 2-D data: 40×40 points per epoch
@@ -149,6 +150,8 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
     boundary_parts: list = []
     points = points_table(splits) if grid is not None else pd.DataFrame(
         columns=["x", "y", "label", "split"])
+    # The fixed probe set dead units are measured on (the training split is already shuffled).
+    probe = data.x_train[:PROBE_EXAMPLES]
 
     def log_eval(epoch: int, train_sums=None, n_train_seen: int = 0) -> float:
         """Record the epoch's summary; return the validation loss."""
@@ -159,6 +162,8 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
         values = torch.stack(sums).cpu().tolist()
         if grid is not None:
             boundary_parts.append((epoch, predict_proba(model, data, grid).cpu().numpy()))
+        rec.probe_dead(epoch, (data.prepare(probe[i:i + EVAL_BATCH])
+                               for i in range(0, len(probe), EVAL_BATCH)))
         n_val = len(splits.y_val)
         epoch_rows.extend([(epoch, "val", "loss", values[0] / n_val),
                            (epoch, "val", "accuracy", values[1] / n_val)])

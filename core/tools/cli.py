@@ -266,8 +266,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def _add_sweep_parser(sub) -> None:
     sweep = sub.add_parser(
-        "sweep", help="train a grid over two settings and print accuracy, gradient ratio and "
-                      "saturation per cell",
+        "sweep", help="train a grid over two settings and print accuracy, depth ratio and "
+                      "saturated or inactive share per cell",
         description="Train every combination of two settings' values (cells of one network "
                     "shape train together as one stacked model) and print the grids. The other "
                     "flags set the base configuration shared by all cells.")
@@ -335,11 +335,12 @@ def _sweep_text(result) -> str:
              f"{spec.base.changed() or 'defaults'}"]
     for title, column, fmt in (
             ("validation accuracy, final (* = diverged)", "val_accuracy", "{:.3f}"),
-            ("log10 gradient ratio, first/last layer ‖∇W‖ at init (< 0: vanishing)",
-             "grad_ratio", "{:+.2f}"),
-            ("saturation at the end, mean over hidden layers", "saturation_mean", "{:.2f}")):
+            ("log10 depth ratio, first/last layer ‖∂L/∂z‖ at init (< 0: vanishing, "
+             "> 0: exploding)", "depth_ratio", "{:+.2f}"),
+            ("saturated (sigmoid, tanh) or inactive (ReLU family) share at the end, mean over "
+             "hidden layers", "flat_mean", "{:.2f}")):
         grid = result.grid(column)
-        if column == "grad_ratio":
+        if column == "depth_ratio":
             grid = grid.apply(lambda c: [math.log10(v) if v > 0 else math.nan for v in c])
         cells = [[("—" if not math.isfinite(v) else fmt.format(v))
                   + ("*" if column == "val_accuracy" and diverged.iat[i, j] else "")

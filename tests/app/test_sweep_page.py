@@ -16,8 +16,9 @@ SMALL = dict(x="depth", xv="1,2", y="activation", yv="relu,tanh", epochs="1", wi
 
 
 def _table(**changes) -> pd.DataFrame:
-    rows = [dict(x=x, y=y, key=f"k{x}{y}", val_accuracy=acc, grad_ratio=ratio,
-                 saturation_max=sat, diverged=False, batched=True)
+    rows = [dict(x=x, y=y, key=f"k{x}{y}", val_accuracy=acc, depth_ratio=ratio,
+                 flat_metric="inactive" if y == "relu" else "saturation", flat_max=sat,
+                 diverged=False, batched=True)
             for (x, y, acc, ratio, sat) in [("2", "relu", 0.9, 0.5, 0.1),
                                             ("4", "relu", 0.8, 1e-3, 0.2),
                                             ("2", "tanh", 0.7, 2e2, 0.6),
@@ -36,8 +37,17 @@ def test_heatmap_cells_carry_values_labels_and_the_click_selection():
     assert labels == {"k2relu": "90%", "k4relu": "80%", "k2tanh": "70%", "k4tanh": "NaN"}
 
 
-def test_gradient_ratio_heatmap_is_log10_and_centred_on_balance():
-    spec = sweep_charts.heatmap(_table(), "log_grad_ratio", x_title="depth",
+def test_flat_share_heatmap_names_what_each_cell_measures():
+    mixed = sweep_charts.heatmap(_table(), "flat_max", x_title="depth", y_title="activation")
+    assert mixed.to_dict()["title"].startswith("Max saturated (sigmoid, tanh) or inactive")
+    relu = _table().query("y == 'relu'")
+    assert sweep_charts.heatmap(relu, "flat_max", x_title="depth",
+                                y_title="activation").to_dict()["title"].startswith(
+        "Max inactive (end)")
+
+
+def test_depth_ratio_heatmap_is_log10_and_centred_on_balance():
+    spec = sweep_charts.heatmap(_table(), "log_depth_ratio", x_title="depth",
                                 y_title="activation").to_dict()
     rows = {r["key"]: r for d in spec["datasets"].values() for r in d}
     assert rows["k4relu"]["value"] == -3.0 and rows["k2tanh"]["value"] == 2.0 + math.log10(2)

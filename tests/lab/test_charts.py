@@ -30,7 +30,7 @@ CONFIGS = {
                           lr=0.1, epochs=3),
     "moons": RunConfig(dataset="moons", depth=3, width=16, epochs=3, lr=0.01),
 }
-STEP_BUILDERS = ("grad_norm_heatmap", "grad_norm_lines", "saturation_dead", "ratios", "clipping")
+STEP_BUILDERS = ("grad_norm_heatmap", "grad_norm_lines", "flat_dead", "ratios", "clipping")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def all_specs(runs, spec, name):
         spec(name, "histograms", "activation", 0),
         spec(name, "histograms", "weight_grad", last),
         spec(name, "histogram_over_time", "pre_activation", layer),
-        spec(name, "saturation_dead", 1), spec(name, "ratios", 1),
+        spec(name, "flat_dead", 1), spec(name, "ratios", 1),
         spec(name, "clipping"), spec(name, "batch_norm_shift", 0),
         spec(name, "decision_boundary", last))
 
@@ -155,7 +155,7 @@ def test_gradient_flow_picks_the_state_after_the_epoch(runs, spec):
 # --- saturation, ratios, clipping -------------------------------------------------------------
 def test_saturation_and_dead_are_percentages(runs, spec):
     r = runs["plain"]
-    s = spec("plain", "saturation_dead", 1)
+    s = spec("plain", "flat_dead", 1)
     got = sorted((v["layer"], v["step"], v["value"])
                  for v in rows_with(s, "layer", "step", "value"))
     table = r.layers[r.layers.metric.isin(["saturation", "dead"])]
@@ -203,6 +203,9 @@ def test_diverged_run_marks_the_divergence_on_step_charts(runs, spec):
     for builder in STEP_BUILDERS:
         s = spec("diverged", builder)
         assert_clean(s)
+        if builder == "flat_dead":   # a linear network: no flat region, and the chart says so
+            assert "a linear network has no flat region" in texts(s)
+            continue
         marks = [x for x in rows_with(s, "step", "label") if "diverged" in x["label"]]
         assert marks and {x["step"] for x in marks} == {step}, builder
     assert charts.divergence_rule(runs["bn"]) is None

@@ -35,15 +35,18 @@ def test_differences_lists_only_what_differs_in_config_order():
 def test_outcomes_are_the_runs_own_numbers(results):
     table = outcomes({"A": results["A"], "X": results["diverged"]}).set_index("run")
     assert table.loc["A", "val_accuracy"] == results["A"].final("val", "accuracy")
-    assert table.loc["A", "grad_ratio"] == pytest.approx(results["A"].grad_ratio(0))
+    assert table.loc["A", "depth_ratio"] == pytest.approx(results["A"].depth_ratio(0))
     assert not table.loc["A", "diverged"] and table.loc["X", "diverged"]
     assert table.loc["X", "diverged_at_step"] == results["diverged"].divergence["step"]
     # The most saturated hidden layer at the last record, as the Lab and the Sweep show it;
     # none for a diverged run, whose last record is the blow-up.
-    sat = results["A"].layers.query("metric == 'saturation'")
-    assert table.loc["A", "max_saturation"] == pytest.approx(
-        sat[sat.step == sat.step.max()].value.max())
-    assert math.isnan(table.loc["X", "max_saturation"])
+    kind = results["A"].flat_metric
+    other = next(k for k in ("saturation", "inactive") if k != kind)
+    share = results["A"].layers.query("metric == @kind")
+    assert table.loc["A", f"max_{kind}"] == pytest.approx(
+        share[share.step == share.step.max()].value.max())
+    assert math.isnan(table.loc["A", f"max_{other}"])   # the column its activation lacks
+    assert math.isnan(table.loc["X", f"max_{kind}"])
 
 
 def test_layer_order_merges_depths_with_output_last(results):

@@ -218,4 +218,8 @@ def test_sweep_heatmaps_draw_diverged_cells():
             # A diverged cell reads NaN; its colour is its value where that is finite (the
             # gradient ratio at initialisation), grey where it is not.
             assert (r["label"] == "NaN") == r["diverged"]
-            assert (r["value"] is None and r["diverged"]) or math.isfinite(r["value"])
+            # A linear network has no flat region: its share is no number, and says so.
+            no_share = metric == "flat_max" and r["flat_metric"] is None
+            assert (r["value"] is None and (r["diverged"] or no_share)) or math.isfinite(
+                r["value"])
+            assert not no_share or r["label"] in ("–", "NaN")

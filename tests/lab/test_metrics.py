@@ -6,11 +6,11 @@ import pytest
 
 from core.lab import charts
 
-from core.activations import SATURATION_FRACTION
+from core.activations import FLAT_FRACTION
 from core.lab import compare_charts
 from core.lab.config import RunConfig
-from core.lab.metrics import CATALOGUE, LAYER_METRICS, MOST_SATURATED, STEP_METRICS, most_saturated, \
-    power
+from core.lab.metrics import (CATALOGUE, LAYER_METRICS, MOST_FLAT, STEP_METRICS, most_flat,
+                              power)
 from core.lab.trainer import train
 from tests.helpers import encodings, texts
 
@@ -18,12 +18,29 @@ from tests.helpers import encodings, texts
 @pytest.fixture(scope="module")
 def run():
     return train(RunConfig(depth=2, width=8, epochs=1, batch_norm=True, clip_norm=1.0,
-                           max_train=200))
+                           max_train=200, activation="tanh"))
 
 
-def test_every_recorded_metric_has_an_entry_and_every_entry_is_recorded(run):
-    written = set(run.layers["metric"]) | (set(run.steps.columns) - {"step", "epoch"})
+@pytest.fixture(scope="module")
+def relu_run():
+    return train(RunConfig(depth=2, width=8, epochs=1, max_train=200))
+
+
+def test_every_recorded_metric_has_an_entry_and_every_entry_is_recorded(run, relu_run):
+    written = set()
+    for r in (run, relu_run):
+        written |= set(r.layers["metric"]) | (set(r.steps.columns) - {"step", "epoch"})
     assert written == set(CATALOGUE) == set(LAYER_METRICS) | set(STEP_METRICS)
+
+
+def test_one_word_per_flat_region(run, relu_run):
+    # Saturation is for saturating activations; ReLU's zero region is "inactive".
+    assert run.flat_metric == "saturation" and relu_run.flat_metric == "inactive"
+    assert "inactive" not in set(run.layers.metric)
+    assert "saturation" not in set(relu_run.layers.metric)
+    linear = train(RunConfig(depth=2, width=8, epochs=1, max_train=100, activation="linear"))
+    assert linear.flat_metric is None and linear.end_flat() == []
+    assert not {"saturation", "inactive", "dead"} & set(linear.layers.metric)
 
 
 def test_entries_say_what_they_measure():
@@ -33,7 +50,7 @@ def test_entries_say_what_they_measure():
         assert not (m.log and m.share), name   # a share is drawn 0–100 %, never on a log axis
     upd = CATALOGUE["update_data_ratio"]
     assert upd.healthy[0] < upd.target < upd.healthy[1] and power(upd.target) == "1e-3"
-    assert f"{SATURATION_FRACTION:.0%}" in CATALOGUE["saturation"].title
+    assert f"{FLAT_FRACTION:.0%}" in CATALOGUE["saturation"].title
 
 
 @pytest.mark.parametrize("metric", ["weight_grad_norm", "out_grad_norm"])
@@ -50,7 +67,7 @@ def y_titles(spec: dict) -> set[str]:
 
 
 def test_panel_charts_use_the_catalogue_scale(run):
-    panels = {charts.saturation_dead: ("saturation", "dead"),
+    panels = {charts.flat_dead: ("saturation", "dead"),
               charts.ratios: ("grad_data_ratio", "update_data_ratio")}
     for build, names in panels.items():
         assert {CATALOGUE[n].axis for n in names} <= y_titles(build(run, 1).to_dict())
@@ -62,9 +79,11 @@ def test_panel_charts_use_the_catalogue_scale(run):
     assert values and max(values) <= 100
 
 
-def test_most_saturated_is_the_highest_hidden_layer_at_the_end(run):
-    sat = run.layers[run.layers["metric"] == "saturation"]
-    last = sat[sat["step"] == sat["step"].max()]
-    assert most_saturated(run.end_saturation()) == pytest.approx(last["value"].max())
-    assert math.isnan(most_saturated([math.nan, math.nan]))
-    assert MOST_SATURATED.share and "hidden layer" in MOST_SATURATED.help
+@pytest.mark.parametrize("which", ["run", "relu_run"])
+def test_the_headline_share_is_the_highest_hidden_layer_at_the_end(which, request):
+    r = request.getfixturevalue(which)
+    rows = r.layers[r.layers["metric"] == r.flat_metric]
+    last = rows[rows["step"] == rows["step"].max()]
+    assert most_flat(r.end_flat()) == pytest.approx(last["value"].max())
+    assert math.isnan(most_flat([math.nan, math.nan]))
+    assert MOST_FLAT[r.flat_metric].share and "hidden layer" in MOST_FLAT[r.flat_metric].help

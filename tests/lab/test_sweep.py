@@ -29,10 +29,9 @@ TINY = RunConfig(depth=2, width=16, epochs=2, max_train=200, batch_size=32)
 
 def _recorded(result):
     """The sequential run's own numbers, read from its recorder's tables."""
-    sat = result.layer_metric("saturation").iloc[-1].to_numpy(float)
     return {"val_accuracy": result.final("val", "accuracy"),
             "train_loss": result.final("train", "loss"),
-            "grad_ratio": result.grad_ratio(), "saturation": sat}
+            "depth_ratio": result.depth_ratio(), "flat": np.array(result.end_flat(), float)}
 
 
 # --- the spec ----------------------------------------------------------------------------------
@@ -120,10 +119,10 @@ def test_a_stacked_group_matches_sequential_train():
         want = _recorded(train(cfg))
         assert cell.config == cfg and cell.source == "stacked" and cell.group_size == len(cfgs)
         # Same init and first batch: the gradients at step 0 agree to float precision.
-        assert cell.grad_ratio == pytest.approx(want["grad_ratio"], rel=1e-5)
+        assert cell.depth_ratio == pytest.approx(want["depth_ratio"], rel=1e-5)
         assert cell.final("val", "accuracy") == pytest.approx(want["val_accuracy"], abs=0.02)
         assert cell.final("train", "loss") == pytest.approx(want["train_loss"], rel=0.02)
-        np.testing.assert_allclose(cell.saturation, want["saturation"], atol=0.02)
+        np.testing.assert_allclose(cell.flat, want["flat"], atol=0.02)
         assert sorted(set(cell.epochs.epoch)) == [0, 1, 2]
 
 
@@ -132,7 +131,7 @@ def test_batch_norm_and_residual_groups_match_sequential_train():
                          activation=a) for s, a in ((0, "relu"), (2, "gelu"))]
     for cfg, cell in zip(cfgs, train_batched(cfgs)):
         want = _recorded(train(cfg))
-        assert cell.grad_ratio == pytest.approx(want["grad_ratio"], rel=1e-4)
+        assert cell.depth_ratio == pytest.approx(want["depth_ratio"], rel=1e-4)
         assert cell.final("val", "accuracy") == pytest.approx(want["val_accuracy"], abs=0.03)
 
 
@@ -146,7 +145,7 @@ def test_a_diverging_member_does_not_spoil_its_neighbours():
     assert alone.diverged  # the premise: this one blows up on its own
     assert cells[1].status == "diverged"
     assert cells[1].diverged_step == alone.divergence["step"]
-    assert all(math.isnan(s) for s in cells[1].saturation)
+    assert all(math.isnan(s) for s in cells[1].flat)
     for cfg, cell in zip(good, (cells[0], cells[2])):
         want = _recorded(train(cfg))
         assert cell.status == "completed"
@@ -164,7 +163,7 @@ def test_a_group_too_big_for_memory_trains_in_parts_with_the_same_results(monkey
     for a, b in zip(whole, parts):
         assert a.config == b.config and b.group_size == 1
         assert a.final("val", "accuracy") == b.final("val", "accuracy")
-        assert a.grad_ratio == pytest.approx(b.grad_ratio, rel=1e-5)
+        assert a.depth_ratio == pytest.approx(b.depth_ratio, rel=1e-5)
 
 
 def test_groups_split_on_shape_and_cnns_train_alone():
@@ -188,7 +187,7 @@ def test_cells_are_cached_and_a_lab_run_is_reused(tmp_path):
     assert t.from_store.tolist() == [False, False, False, True]
     assert t.batched.tolist() == [True, True, True, False]
     assert t.val_accuracy.iloc[3] == lab.final("val", "accuracy")
-    assert t.grad_ratio.iloc[3] == pytest.approx(lab.grad_ratio())
+    assert t.depth_ratio.iloc[3] == pytest.approx(lab.depth_ratio())
     assert calls[-1][:2] == (4, 4) and all(b == 4 for _, b, _ in calls)
     assert [c[0] for c in calls] == sorted(c[0] for c in calls)   # progress never goes back
     assert first.config(t.key.iloc[0]) == spec.cells()[0]
@@ -196,7 +195,7 @@ def test_cells_are_cached_and_a_lab_run_is_reused(tmp_path):
 
     again = run_sweep(spec, store=store)
     assert again.timing["cells_trained"] == 0 and again.table.from_store.all()
-    cols = ["key", "val_accuracy", "train_loss", "grad_ratio", "saturation_mean", "diverged"]
+    cols = ["key", "val_accuracy", "train_loss", "depth_ratio", "flat_mean", "diverged"]
     assert again.table[cols].equals(t[cols])
     assert again.epochs.equals(first.epochs)
 
@@ -220,7 +219,7 @@ def test_sequential_mode_trains_full_lab_runs(tmp_path):
 def test_summary_round_trips_through_its_dict():
     cell = train_batched([TINY.replace(epochs=1), TINY.replace(epochs=1, seed=1)])[0]
     back = CellSummary.from_dict(json.loads(json.dumps(cell.to_dict())))
-    assert back.config == cell.config and back.grad_norms == cell.grad_norms
+    assert back.config == cell.config and back.out_grad_norms == cell.out_grad_norms
     assert back.epochs.equals(cell.epochs)
 
 
@@ -232,7 +231,7 @@ def test_cli_sweep_prints_grids_and_writes_json(tmp_path, capsys):
                  "--json", str(out)])
     assert code == 0
     text = capsys.readouterr().out
-    for words in ("validation accuracy", "log10 gradient ratio", "saturation", "← depth",
+    for words in ("validation accuracy", "log10 depth ratio", "inactive", "← depth",
                   "4 cells: 4 trained (4 stacked in 2 group(s) [2, 2]"):
         assert words in text
     assert len([line for line in text.splitlines() if line.startswith("tanh")]) == 3

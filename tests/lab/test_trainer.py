@@ -41,6 +41,30 @@ def _at0(result, metric):
     return rows.set_index("layer").value.reindex(result.layer_names).dropna()
 
 
+def test_dead_units_are_counted_on_the_probe_set_not_a_batch():
+    # Batches of 16 of 256 examples: a unit silent on one batch is not yet dead; the probe set
+    # (all 256 training examples here, fewer than PROBE_EXAMPLES) decides.
+    cfg = RunConfig(depth=4, width=16, init="he_normal", epochs=2, dataset="digits",
+                    max_train=256, batch_size=16, dropout=0.5)
+    result = train(cfg)
+    splits = load_splits(cfg.dataset, seed=cfg.seed, max_train=cfg.max_train)
+    x = torch.as_tensor((splits.x_train.astype(np.float32) - splits.mean) / splits.std)
+    model = build_model(cfg, splits.info.input_shape, splits.info.n_classes).eval()
+    h, dead = x.flatten(1), []
+    with torch.no_grad():
+        for layer in list(model.layers.values())[:-1]:
+            z = layer.linear(h)
+            dead.append((z <= 0).all(dim=0).float().mean().item())
+            h = torch.relu(z)   # dropout is off in evaluation mode
+    np.testing.assert_allclose(_at0(result, "dead"), dead, atol=1e-7)
+    rows = result.layers[result.layers.metric == "dead"]
+    # At initialisation and after each epoch; the final state is drawn at the last step.
+    assert sorted(set(rows.step)) == [0, 16, 31]
+    assert rows.groupby("step").size().tolist() == [4, 4, 4]
+    per_batch = result.layers[(result.layers.metric == "inactive")]
+    assert not per_batch.empty
+
+
 def test_step0_statistics_match_a_hand_computation():
     cfg = RunConfig(depth=3, width=32, activation="tanh", init="xavier_normal", optimizer="sgd",
                     lr=0.05, epochs=1, **FULL_BATCH)
@@ -64,6 +88,7 @@ def test_step0_statistics_match_a_hand_computation():
     np.testing.assert_allclose(_at0(result, "act_mean"), [v.mean() for v in a], atol=1e-6)
     sat = [np.abs(v) > 0.97 for v in a]
     np.testing.assert_allclose(_at0(result, "saturation"), [s.mean() for s in sat], atol=2e-3)
+    # Dead on the probe set: here all 256 training examples, the same ones as the batch.
     np.testing.assert_allclose(_at0(result, "dead"), [s.all(axis=0).mean() for s in sat])
 
     # Ratios (RMS over RMS, i.e. norm over norm): with plain SGD the update is exactly -lr * grad.
