@@ -1,35 +1,50 @@
 """The gradient doctor: findings computed from a run's records, each with evidence and fixes.
 
     for f in diagnose(result):
-        f.title, f.evidence          # "Vanishing gradients", "first layer's gradient is 1e-6 …"
+        f.title, f.evidence          # "Vanishing gradients", "… ‖∂L/∂z‖ is 6.2e-07 of …"
         f.fixes[0].apply(result.config)   # a new RunConfig with the fix applied
 
-Every number in a finding comes from the run's own tables; the thresholds are the usual rules of
-thumb and are named here, once.
+Every number in a finding comes from the run's own tables and uses the catalogue's words
+(core.lab.metrics), so a finding agrees with the chart and headline beside it. The thresholds
+are named here, once, with the measurements that set them. A fix is offered only where applying
+it clears the finding it sits under on the lessons' runs (tests/lab/test_doctor.py runs them).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
 
 from core.lab.config import ConfigError, RunConfig
-from core.lab.metrics import CATALOGUE, SATURATED_WHEN, power
+from core.lab.metrics import CATALOGUE, DEPTH_RATIO, FLAT_WHEN, PROBE_EXAMPLES, power
 from core.lab.result import RunResult
 
-VANISHING_RATIO = 1e-3     # first/last layer gradient norm below this: vanishing
+VANISHING_RATIO = 1e-3     # depth ratio ‖∂L/∂z₁‖/‖∂L/∂z_out‖ below this: vanishing
 EXPLODING_RATIO = 1e3      # … above this: exploding towards the input
-SATURATED_SHARE = 0.3      # share of saturated (unit, example) pairs worth a warning
+# grad:data ‖∇W‖/‖W‖ at initialisation, every layer alike (uniform vanishing or explosion, which
+# a ratio between layers cannot see). Healthy lesson runs measure 0.05–8; a 30-layer ReLU net
+# with Xavier init at most 1.3e-5; the exploding lesson at least 3e5.
+TINY_GRAD_DATA = 1e-3
+HUGE_GRAD_DATA = 1e2
+SATURATED_SHARE = 0.3      # share of saturated (example, unit) pairs worth a warning
+ASYMPTOTE = 0.1            # a sigmoid layer's mean activation within this of 0 or 1
 DEAD_SHARE = 0.25          # share of dead units worth a warning
 UPDATE_DATA = CATALOGUE["update_data_ratio"]
 UPDATE_RATIO_HIGH = 3e-2   # update:data far above its rule of thumb (UPDATE_DATA.target)
 UPDATE_RATIO_LOW = 1e-5
 CLIPPED_SHARE = 0.5        # clipping on more than half the steps hides a scale problem
-SATURATING = {"sigmoid", "tanh", "softplus"}
-RELU_LIKE = {"relu", "leaky_relu", "elu", "gelu", "selu", "silu"}
+SPIKE = 10.0               # a gradient norm this many times its median over the steps before
+SPIKE_WINDOW = 50          # … the steps the median looks back over
+COLLAPSE = 0.15            # validation accuracy falling this far below its best after a spike
+GAP = 0.1                  # train − val accuracy worth calling overfitting, when the losses agree:
+LOSS_GAP = 0.5             # training loss below this share of the validation loss, or
+VAL_RISE = 0.1             # validation loss ending this far above its best
+SATURATING = {"sigmoid", "tanh"}
+RELU_LIKE = {"relu", "leaky_relu", "elu", "gelu", "selu", "silu", "softplus"}
 
 
 @dataclass(frozen=True)
@@ -52,125 +67,16 @@ class Finding:
 
 def diagnose(result: RunResult) -> list[Finding]:
     """Findings, most serious first. An empty list means nothing looks wrong."""
-    cfg = result.config
     found: list[Finding] = []
-    if result.diverged:
-        d = result.divergence
-        found.append(Finding(
-            "diverged", "error", "The run diverged",
-            f"Loss or activations became NaN/inf at step {d['step']} (epoch {d['epoch']})"
-            + (f", first in the {d['where']} of {d['layer']}" if d.get("layer") else "")
-            + f". The largest gradient norm before that was {_max_grad(result):.2e}.",
-            _valid(cfg, Fix("Clip the gradient norm at 1.0", {"clip_norm": 1.0,
-                                                              "clip_value": None}),
-                   Fix(f"Lower the learning rate to {cfg.lr / 10:g}", {"lr": cfg.lr / 10}),
-                   Fix("Use He initialisation", {"init": "he_normal"})
-                   if cfg.init in ("normal_large", "mean_field") else None),
-        ))
-    ratio = _grad_ratio(result)
-    if ratio is not None and ratio < VANISHING_RATIO:
-        found.append(Finding(
-            "vanishing", "error", "Vanishing gradients",
-            f"The first layer's gradient norm is {ratio:.1e} of the last layer's "
-            f"(median over training): the first layers barely learn.",
-            _valid(cfg,
-                   Fix("Switch to ReLU + He init", {"activation": "relu", "init": "he_normal"})
-                   if cfg.activation not in RELU_LIKE else None,
-                   Fix("Enable batch norm", {"batch_norm": True}) if not cfg.batch_norm else None,
-                   Fix("Add residual connections", {"model": "residual_mlp"})
-                   if cfg.model == "mlp" else None),
-        ))
-    elif ratio is not None and ratio > EXPLODING_RATIO and not result.diverged:
-        found.append(Finding(
-            "exploding", "error", "Exploding gradients",
-            f"The first layer's gradient norm is {ratio:.1e} times the last layer's.",
-            _valid(cfg, Fix("Clip the gradient norm at 1.0", {"clip_norm": 1.0,
-                                                              "clip_value": None}),
-                   Fix("Use He initialisation", {"init": "he_normal"})
-                   if cfg.init != "he_normal" else None,
-                   Fix("Enable batch norm", {"batch_norm": True}) if not cfg.batch_norm else None),
-        ))
-    sat = _last_mean(result, "saturation")
-    if sat is not None and sat > SATURATED_SHARE and cfg.activation in SATURATING:
-        found.append(Finding(
-            "saturated", "warning", "Saturated units",
-            f"{sat:.0%} of the hidden units' outputs sit where {SATURATED_WHEN} "
-            f"(last record, mean over layers): little gradient passes through them.",
-            _valid(cfg, Fix("Enable batch norm", {"batch_norm": True})
-                   if not cfg.batch_norm else None,
-                   Fix("Use Xavier initialisation", {"init": "xavier_normal"})
-                   if cfg.init not in ("xavier_normal", "xavier_uniform") else None,
-                   Fix("Switch to ReLU + He init", {"activation": "relu", "init": "he_normal"})),
-        ))
-    dead = _last_mean(result, "dead")
-    if dead is not None and dead > DEAD_SHARE and cfg.activation in RELU_LIKE | SATURATING:
-        unit = "ReLUs" if cfg.activation == "relu" else "units"
-        found.append(Finding(
-            "dead", "warning", f"Dead {unit}",
-            f"{dead:.0%} of the hidden {unit} are inactive for every example of a batch "
-            f"(last record, mean over layers): such a unit passes no gradient to its own "
-            f"weights, and revives only if updates elsewhere shift its input.",
-            _valid(cfg, Fix("Switch to leaky ReLU", {"activation": "leaky_relu"})
-                   if cfg.activation == "relu" else None,
-                   Fix(f"Lower the learning rate to {cfg.lr / 10:g}", {"lr": cfg.lr / 10}),
-                   Fix("Enable batch norm", {"batch_norm": True}) if not cfg.batch_norm else None),
-        ))
-    upd = _median(result, "update_data_ratio")
-    if upd is not None and not result.diverged:
-        if upd > UPDATE_RATIO_HIGH:
-            found.append(Finding(
-                "steps_too_big", "warning", "Steps too large",
-                f"The median {UPDATE_DATA.label} is {upd:.1e}; about "
-                f"{power(UPDATE_DATA.target)} is the usual healthy size. Training is likely unstable.",
-                _valid(cfg, Fix(f"Lower the learning rate to {cfg.lr / 10:g}",
-                                {"lr": cfg.lr / 10})),
-            ))
-        elif upd < UPDATE_RATIO_LOW and not any(f.id == "vanishing" for f in found):
-            # With vanishing gradients the tiny steps are a symptom: a larger learning rate
-            # would blow up the last layers long before the first ones move.
-            found.append(Finding(
-                "steps_too_small", "warning", "Steps too small",
-                f"The median {UPDATE_DATA.label} is {upd:.1e}; about "
-                f"{power(UPDATE_DATA.target)} is the usual healthy size. Training crawls.",
-                _valid(cfg, Fix(f"Raise the learning rate to {cfg.lr * 10:g}",
-                                {"lr": cfg.lr * 10})),
-            ))
-    clip_rate = float(result.steps.clipped.mean()) if len(result.steps) else 0.0
-    if clip_rate > CLIPPED_SHARE and not result.diverged:
-        norm = float(np.nanmedian(result.steps.grad_norm))
-        found.append(Finding(
-            "always_clipped", "info", "Clipping on almost every step",
-            f"Clipping triggered on {clip_rate:.0%} of the steps; the median gradient norm before "
-            f"clipping is {norm:.1e}. Clipping keeps the run alive, but the gradients' scale "
-            f"problem is still there.",
-            _valid(cfg, Fix("Use He initialisation", {"init": "he_normal"})
-                   if cfg.init != "he_normal" else None,
-                   Fix("Enable batch norm", {"batch_norm": True}) if not cfg.batch_norm else None),
-        ))
-    acc = result.final("val", "accuracy")
-    n_classes = int(result.dataset.get("n_classes", 10))
-    if not result.diverged and math.isfinite(acc) and acc < 1.5 / n_classes:
-        found.append(Finding(
-            "not_learning", "info", "Not learning",
-            f"Validation accuracy is {acc:.0%}, about chance ({1 / n_classes:.0%}).",
-            _valid(cfg, Fix("Use Adam at 1e-3", {"optimizer": "adam", "lr": 1e-3})
-                   if cfg.optimizer != "adam" else None),
-        ))
-    gap = result.final("train", "accuracy") - acc
-    if math.isfinite(gap) and gap > 0.1:
-        found.append(Finding(
-            "overfitting", "info", "Overfitting",
-            f"Training accuracy is {gap:.0%} above validation accuracy.",
-            _valid(cfg, Fix("Add dropout 0.3", {"dropout": 0.3}) if cfg.dropout == 0 else None,
-                   Fix("Add weight decay 1e-4", {"weight_decay": 1e-4})
-                   if cfg.weight_decay == 0 else None,
-                   Fix("Stop early (patience 5)", {"patience": 5})
-                   if cfg.patience is None else None),
-        ))
+    for check in _CHECKS:
+        finding = check(result, found)
+        if finding is not None:
+            found.append(finding)
     return found
 
 
-def _valid(cfg: RunConfig, *fixes: Fix | None) -> tuple[Fix, ...]:
+# --- fixes ------------------------------------------------------------------------------------
+def _fixes(cfg: RunConfig, *fixes: Fix | None) -> tuple[Fix, ...]:
     """Only fixes that change something and give a valid config (e.g. lr stays in range)."""
     out = []
     for fix in fixes:
@@ -184,34 +90,340 @@ def _valid(cfg: RunConfig, *fixes: Fix | None) -> tuple[Fix, ...]:
     return tuple(out)
 
 
-def _grad_ratio(result: RunResult) -> float | None:
-    g = result.layer_metric("weight_grad_norm")
+def _init_fix(cfg: RunConfig) -> Fix | None:
+    """The initialisation that keeps the signal's scale for the run's activation: He for the
+    ReLU family, Xavier for the others (a linear net under He init still doubles its variance
+    per layer)."""
+    init, label = (("he_normal", "Use He initialisation") if cfg.activation in RELU_LIKE
+                   else ("xavier_normal", "Use Xavier initialisation"))
+    return None if cfg.init == init else Fix(label, {"init": init})
+
+
+def _clip(cfg: RunConfig) -> Fix:
+    return Fix("Clip the gradient norm at 1.0", {"clip_norm": 1.0, "clip_value": None})
+
+
+def _lower_lr(cfg: RunConfig) -> Fix:
+    return Fix(f"Lower the learning rate to {cfg.lr / 10:g}", {"lr": cfg.lr / 10})
+
+
+def _batch_norm(cfg: RunConfig) -> Fix | None:
+    return None if cfg.batch_norm else Fix("Enable batch norm", {"batch_norm": True})
+
+
+def _relu_he(cfg: RunConfig) -> Fix | None:
+    return None if cfg.activation in RELU_LIKE else Fix(
+        "Switch to ReLU + He init", {"activation": "relu", "init": "he_normal"})
+
+
+# --- the checks, in the order findings are listed ---------------------------------------------
+def _diverged(r: RunResult, found: list[Finding]) -> Finding | None:
+    if not r.diverged:
+        return None
+    d, cfg = r.divergence, r.config
+    # Exploding at initialisation: the scale is the cause, and a smaller step does not fix it
+    # (the exploding lesson diverges at lr/10, and under Xavier init at its lr).
+    scale = _exploding_at_init(r) is not None
+    return Finding(
+        "diverged", "error", "The run diverged",
+        f"Loss or activations became NaN/inf at step {d['step']} (epoch {d['epoch']})"
+        + (f", first in the {d['where']} of {d['layer']}" if d.get("layer") else "")
+        + f". The largest gradient norm before that was {_max_grad(r):.2e}.",
+        _fixes(cfg, _clip(cfg), _batch_norm(cfg) if scale else _lower_lr(cfg)))
+
+
+def _exploding_at_init(r: RunResult) -> str | None:
+    """Evidence of gradients exploding at initialisation, or None."""
+    ratio = r.depth_ratio(0) if len(r.layers) else math.nan
+    if math.isfinite(ratio) and ratio > EXPLODING_RATIO:
+        return (f"At initialisation the gradient back-propagated to the first layer's output is "
+                f"{ratio:.1e} times the gradient at the output ({DEPTH_RATIO.label.lower()}): "
+                f"it grows layer by layer on its way to the input.")
+    gd = _init_grad_data(r)
+    if gd is not None and gd.min() > HUGE_GRAD_DATA:
+        return (f"At initialisation every layer's weight gradient is at least {gd.min():.1e} "
+                f"times the size of its weights (grad:data {CATALOGUE['grad_data_ratio'].symbol}"
+                f"): any step of a usual size throws the weights far away.")
+    return None
+
+
+def _exploding(r: RunResult, found: list[Finding]) -> Finding | None:
+    evidence = _exploding_at_init(r)
+    if evidence is None:
+        return None
+    cfg = r.config
+    return Finding("exploding", "error", "Exploding gradients", evidence,
+                   _fixes(cfg, _init_fix(cfg), _batch_norm(cfg)))
+
+
+def _vanishing(r: RunResult, found: list[Finding]) -> Finding | None:
+    g = r.layer_metric("out_grad_norm")
     if g.empty or g.shape[1] < 2:
         return None
-    ratio = (g.iloc[:, 0] / g.iloc[:, -1]).replace([np.inf, -np.inf], np.nan).dropna()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (g.iloc[:, 0] / g.iloc[:, -1]).replace([np.inf, -np.inf], np.nan).dropna()
     ratio = ratio[ratio > 0]
-    return float(ratio.median()) if len(ratio) else None
+    if not len(ratio) or ratio.median() >= VANISHING_RATIO:
+        return None
+    cfg = r.config
+    return Finding(
+        "vanishing", "error", "Vanishing gradients",
+        f"At initialisation the gradient back-propagated to the first layer's output, "
+        f"‖∂L/∂z‖, is {r.depth_ratio(0):.1e} of the gradient at the output "
+        f"({DEPTH_RATIO.label.lower()}); over training its median is {ratio.median():.1e}. "
+        f"The first layers get almost no learning signal.",
+        _fixes(cfg, _relu_he(cfg),
+               _init_fix(cfg) if cfg.activation in RELU_LIKE else None,
+               _batch_norm(cfg),
+               Fix("Add residual connections", {"model": "residual_mlp"})
+               if cfg.model == "mlp" else None))
 
 
-def _hidden(result: RunResult, metric: str):
-    rows = result.layers[(result.layers.metric == metric) & (result.layers.layer != "output")]
+def _tiny_gradients(r: RunResult, found: list[Finding]) -> Finding | None:
+    gd = _init_grad_data(r)
+    if gd is None or r.diverged or gd.max() >= TINY_GRAD_DATA:
+        return None
+    cfg = r.config
+    losses = _losses(r, "val")
+    return Finding(
+        "tiny_gradients", "error", "Tiny gradients in every layer",
+        f"At initialisation no layer's weight gradient is more than {gd.max():.1e} of its "
+        f"weights (grad:data), in all {len(gd)} layers: the signal is lost in both directions, "
+        f"forward and back. The validation loss went from {losses.iloc[0]:.2f} to "
+        f"{losses.iloc[-1]:.2f} in {int(losses.index[-1])} epochs.",
+        _fixes(cfg, _init_fix(cfg), _batch_norm(cfg)))
+
+
+def _saturated(r: RunResult, found: list[Finding]) -> Finding | None:
+    sat = _last_mean(r, "saturation")
+    if sat is None or sat <= SATURATED_SHARE:
+        return None
+    cfg = r.config
+    return Finding(
+        "saturated", "warning", "Saturated units",
+        f"{sat:.0%} of the hidden units' outputs sit where {FLAT_WHEN}, near the "
+        f"{cfg.activation}'s asymptotes (last record, mean over layers): little gradient "
+        f"passes through them.",
+        _fixes(cfg, _batch_norm(cfg), _init_fix(cfg), _relu_he(cfg)))
+
+
+def _asymptote(r: RunResult, found: list[Finding]) -> Finding | None:
+    """Glorot & Bengio (2010): a sigmoid net's top hidden layer driven towards 0 early in
+    training. Its units sit near the asymptote before they count as saturated (σ′ at 0.05 is
+    19% of its maximum), so the saturated share alone stays near 0 while this happens."""
+    if r.config.activation != "sigmoid" or r.diverged:
+        return None
+    means = r.layer_metric("act_mean").drop(columns="output", errors="ignore").dropna(how="all")
+    if means.empty:
+        return None
+    last = means.iloc[-1]
+    far = last[(last < ASYMPTOTE) | (last > 1 - ASYMPTOTE)]
+    if far.empty:
+        return None
+    layer = str((far - 0.5).abs().idxmax())
+    cfg = r.config
+    return Finding(
+        "asymptote", "warning", "Sigmoid units pinned near an asymptote",
+        f"{layer}'s mean activation is {last[layer]:.2f} at the last record "
+        f"({means[layer].iloc[0]:.2f} at initialisation): its units are driven towards "
+        f"{'0' if last[layer] < 0.5 else '1'}, where the sigmoid's slope σ′ = σ(1 − σ) is a "
+        f"small part of its 0.25 maximum, and learning slows (Glorot & Bengio 2010 saw this in "
+        f"the top hidden layer). Look at the mean activation on the Activations tab.",
+        _fixes(cfg, Fix("Switch to tanh + Xavier init",
+                        {"activation": "tanh", "init": "xavier_normal"}), _batch_norm(cfg)))
+
+
+def _dead(r: RunResult, found: list[Finding]) -> Finding | None:
+    dead = _hidden(r, "dead")
+    if dead.empty or r.config.activation not in RELU_LIKE | SATURATING:
+        return None
+    last = dead[dead.step == dead.step.max()].set_index("layer")["value"]
+    if last.mean() <= DEAD_SHARE:
+        return None
+    cfg = r.config
+    # Dead from the start: the initialisation's scale did it, and a smaller step will not help.
+    # Killed in training: the steps did (SGD at lr 1.0 kills 44% of a 4-layer ReLU net's units).
+    # Leaky ReLU is not offered: its flat side counts here too, and at such a learning rate
+    # it diverged (measured).
+    at_init = dead[dead.step == dead.step.min()]["value"].mean() > DEAD_SHARE
+    scale = at_init or bool({"exploding", "vanishing", "tiny_gradients"}
+                            & {f.id for f in found})
+    when = "from initialisation on" if at_init else "at the end of training"
+    word = "inactive" if cfg.activation in RELU_LIKE else "saturated"
+    passes = ("no gradient" if cfg.activation == "relu" else "almost no gradient")
+    unit = "ReLUs" if cfg.activation == "relu" else "units"
+    n_probe = f"{PROBE_EXAMPLES:,}"
+    return Finding(
+        "dead", "warning", f"Dead {unit}",
+        f"{last.mean():.0%} of the hidden {unit} are dead {when} (mean over "
+        f"layers; {last.max():.0%} in {last.idxmax()}): {word} for every one of the first "
+        f"{n_probe} training examples (all of them if fewer). Such a unit passes {passes} to "
+        f"its own weights, and revives only if updates elsewhere shift its input.",
+        _fixes(cfg, _init_fix(cfg) if scale else _lower_lr(cfg), _batch_norm(cfg)))
+
+
+def _step_size(r: RunResult, found: list[Finding]) -> Finding | None:
+    upd = _median(r, "update_data_ratio")
+    if upd is None or r.diverged:
+        return None
+    cfg = r.config
+    if upd > UPDATE_RATIO_HIGH:
+        return Finding(
+            "steps_too_big", "warning", "Steps too large",
+            f"The median {UPDATE_DATA.label} is {upd:.1e}; about {power(UPDATE_DATA.target)} "
+            f"is the usual healthy size. Training is likely unstable.",
+            _fixes(cfg, _lower_lr(cfg)))
+    # With vanishing or tiny gradients the small steps are a symptom: a larger learning rate
+    # would blow up the last layers long before the first ones move.
+    if upd < UPDATE_RATIO_LOW and not {"vanishing", "tiny_gradients"} & {f.id for f in found}:
+        return Finding(
+            "steps_too_small", "warning", "Steps too small",
+            f"The median {UPDATE_DATA.label} is {upd:.1e}; about {power(UPDATE_DATA.target)} "
+            f"is the usual healthy size. Training crawls.",
+            _fixes(cfg, Fix(f"Raise the learning rate to {cfg.lr * 10:g}", {"lr": cfg.lr * 10})))
+    return None
+
+
+def _instability(r: RunResult, found: list[Finding]) -> Finding | None:
+    """A gradient-norm spike followed by a collapse of validation accuracy."""
+    if r.diverged or len(r.steps) <= SPIKE_WINDOW // 5:
+        return None
+    g = r.steps.set_index("step")["grad_norm"].astype(float)
+    before = g.shift(1).rolling(SPIKE_WINDOW, min_periods=SPIKE_WINDOW // 5).median()
+    jump = (g / before).replace([np.inf, -np.inf], np.nan).dropna()
+    spikes = jump[jump > SPIKE]
+    if spikes.empty:
+        return None
+    acc = _curve(r, "val", "accuracy")
+    for step, factor in spikes.items():
+        epoch = int(r.steps.loc[r.steps.step == step, "epoch"].iloc[0])
+        best_epoch = int(acc[acc.index < epoch].idxmax()) if (acc.index < epoch).any() else None
+        after = acc[acc.index >= epoch]
+        if best_epoch is None or after.empty:
+            continue
+        low_epoch = int(after.idxmin())
+        if acc[best_epoch] - after.min() < COLLAPSE:
+            continue
+        cfg = r.config
+        return Finding(
+            "instability", "warning", "A gradient spike, then a collapse",
+            f"At step {step} (epoch {epoch}) the total gradient norm jumped to {g[step]:.1e}, "
+            f"{factor:.0f}× its median over the {SPIKE_WINDOW} steps before; validation accuracy "
+            f"fell from {acc[best_epoch]:.0%} (epoch {best_epoch}) to {after.min():.0%} "
+            f"(epoch {low_epoch}).",
+            _fixes(cfg, _lower_lr(cfg), None if cfg.clip_norm is not None else _clip(cfg)))
+    return None
+
+
+def _always_clipped(r: RunResult, found: list[Finding]) -> Finding | None:
+    clip_rate = float(r.steps.clipped.mean()) if len(r.steps) else 0.0
+    if clip_rate <= CLIPPED_SHARE or r.diverged:
+        return None
+    cfg = r.config
+    norm = float(np.nanmedian(r.steps.grad_norm))
+    return Finding(
+        "always_clipped", "info", "Clipping on almost every step",
+        f"Clipping triggered on {clip_rate:.0%} of the steps; the median gradient norm before "
+        f"clipping is {norm:.1e}. Clipping keeps the run alive, but the gradients' scale "
+        f"problem is still there.",
+        # Batch norm fixes the scale itself, so the clipping can go (the exploding lesson then
+        # trains unclipped); Xavier init alone still needs clipping at the lesson's lr.
+        _fixes(cfg, Fix("Enable batch norm and stop clipping",
+                        {"batch_norm": True, "clip_norm": None, "clip_value": None})
+               if not cfg.batch_norm else None))
+
+
+def _not_learning(r: RunResult, found: list[Finding]) -> Finding | None:
+    acc = r.final("val", "accuracy")
+    n_classes = int(r.dataset.get("n_classes", 10))
+    if r.diverged or not math.isfinite(acc) or acc >= 1.5 / n_classes:
+        return None
+    cfg = r.config
+    # A gradient problem found above is the cause; its fixes are the ones to try (Adam does not
+    # bring back a vanished gradient: the vanishing lesson stays at chance under Adam).
+    cause = next((f for f in found if f.severity == "error" or f.id == "instability"), None)
+    return Finding(
+        "not_learning", "info", "Not learning",
+        f"Validation accuracy is {acc:.0%}, about chance ({1 / n_classes:.0%})"
+        + (f". “{cause.title}” above is the likely cause." if cause else "."),
+        () if cause else _fixes(cfg, Fix("Use Adam at 1e-3", {"optimizer": "adam", "lr": 1e-3})
+                                if cfg.optimizer != "adam" else None))
+
+
+def _overfitting(r: RunResult, found: list[Finding]) -> Finding | None:
+    """A gap in accuracy is overfitting only when the losses say so too: the training loss far
+    below the validation loss, or the validation loss climbing from its best. (Training accuracy
+    is averaged over the last epoch while the net still changes, so after a collapse, or with
+    equal losses, a gap alone is not memorising.)"""
+    if r.diverged or "instability" in {f.id for f in found}:
+        return None
+    gap = r.final("train", "accuracy") - r.final("val", "accuracy")
+    train_loss, val = r.final("train", "loss"), _losses(r, "val")
+    if not math.isfinite(gap) or gap <= 0 or val.empty or not math.isfinite(train_loss):
+        return None
+    rise = float(val.iloc[-1] / val.min() - 1)
+    low_train = train_loss < LOSS_GAP * val.iloc[-1]
+    # A wide gap with either sign in the losses, or both signs with any gap.
+    if not ((gap > GAP and (low_train or rise > VAL_RISE)) or (low_train and rise > VAL_RISE)):
+        return None
+    cfg = r.config
+    because = (f"training loss {train_loss:.3f} against validation {val.iloc[-1]:.3f}"
+               + (f"; the validation loss ends {rise:.0%} above its best (epoch "
+                  f"{int(val.idxmin())})" if rise > VAL_RISE else ""))
+    return Finding(
+        "overfitting", "info", "Overfitting",
+        f"Training accuracy is {gap * 100:.0f} points above validation accuracy, and the "
+        f"losses say the network fits its training examples better than new ones: {because}.",
+        _fixes(cfg, Fix("Add dropout 0.5", {"dropout": 0.5}) if cfg.dropout == 0 else None,
+               Fix("Stop early (patience 5)", {"patience": 5}) if cfg.patience is None
+               else None))
+
+
+_CHECKS: tuple[Callable[[RunResult, list[Finding]], Finding | None], ...] = (
+    _diverged, _exploding, _vanishing, _tiny_gradients, _saturated, _asymptote, _dead,
+    _step_size, _instability, _always_clipped, _not_learning, _overfitting)
+
+
+# --- reading the tables -----------------------------------------------------------------------
+def _init_grad_data(r: RunResult) -> pd.Series | None:
+    """grad:data of every layer at step 0, or None when not recorded or not finite."""
+    if r.layers.empty:
+        return None
+    gd = r.at_step("grad_data_ratio", 0) if 0 in set(r.layers.step) else None
+    if gd is None or gd.isna().any() or not np.isfinite(gd).all():
+        return None
+    return gd
+
+
+def _curve(r: RunResult, split: str, metric: str) -> pd.Series:
+    e = r.epochs
+    rows = e[(e.split == split) & (e.metric == metric)]
+    return rows.set_index("epoch")["value"].astype(float).dropna()
+
+
+def _losses(r: RunResult, split: str) -> pd.Series:
+    return _curve(r, split, "loss")
+
+
+def _hidden(r: RunResult, metric: str) -> pd.DataFrame:
+    rows = r.layers[(r.layers.metric == metric) & (r.layers.layer != "output")]
     return rows[np.isfinite(rows.value)]
 
 
-def _last_mean(result: RunResult, metric: str) -> float | None:
-    rows = _hidden(result, metric)
+def _last_mean(r: RunResult, metric: str) -> float | None:
+    rows = _hidden(r, metric)
     if rows.empty:
         return None
     return float(rows[rows.step == rows.step.max()].value.mean())
 
 
-def _median(result: RunResult, metric: str) -> float | None:
-    rows = _hidden(result, metric)
+def _median(r: RunResult, metric: str) -> float | None:
+    rows = _hidden(r, metric)
     rows = rows[rows.value > 0]
     return float(rows.value.median()) if len(rows) else None
 
 
-def _max_grad(result: RunResult) -> float:
-    g = result.steps.grad_norm.to_numpy()
+def _max_grad(r: RunResult) -> float:
+    g = r.steps.grad_norm.to_numpy()
     g = g[np.isfinite(g)]
     return float(g.max()) if g.size else math.nan

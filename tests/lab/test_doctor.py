@@ -1,0 +1,177 @@
+"""The gradient doctor on the lessons' runs and on hard cases: each finding follows the records,
+and every fix it offers, applied and trained, clears the finding it sits under."""
+
+import re
+
+import numpy as np
+import pytest
+
+from core.lab.config import RunConfig
+from core.lab.doctor import diagnose
+from core.lab.metrics import PROBE_EXAMPLES
+from core.lab.presets import PRESETS
+from core.lab.runs import get_run
+from core.lab.trainer import train
+
+# Hard cases, each measured (seed 0, one torch thread):
+HARD = {
+    # 30 ReLU layers under Xavier init: every grad:data at init <= 1.5e-5, accuracy crawls.
+    "stall": RunConfig(depth=30, init="xavier_normal", epochs=3),
+    # Momentum at lr 0.3: the gradient norm jumps ~17x at step 23 and accuracy falls 47% -> 10%.
+    "unstable": RunConfig(optimizer="momentum", lr=0.3, epochs=3),
+    # Glorot & Bengio's picture: a sigmoid net at U(±1/√n)-sized weights (variance 1/(3n)) whose
+    # top hidden layer's mean activation falls from 0.50 to 0.04-0.07.
+    "asymptote": RunConfig(depth=4, width=256, activation="sigmoid", init="mean_field",
+                           sigma_w2=1 / 3, optimizer="sgd", lr=0.3, batch_size=16, epochs=5,
+                           max_train=2000),
+    # SGD at lr 1.0 knocks ReLUs into the region where they never fire again.
+    "dead": RunConfig(depth=4, activation="relu", optimizer="sgd", lr=1.0, epochs=2),
+}
+
+
+@pytest.fixture(scope="module")
+def runs():
+    out = {pid: get_run(p.config) for pid, p in PRESETS.items()}
+    out.update({name: train(cfg) for name, cfg in HARD.items()})
+    return out
+
+
+def _ids(result) -> set[str]:
+    return {f.id for f in diagnose(result)}
+
+
+def _found(result) -> dict:
+    return {f.id: f for f in diagnose(result)}
+
+
+@pytest.mark.parametrize("name", [*PRESETS, *HARD])
+def test_every_fix_offered_clears_its_finding(runs, name):
+    result = runs[name]
+    offered = [(f.id, fix) for f in diagnose(result) for fix in f.fixes]
+    for finding_id, fix in offered:
+        fixed = train(fix.apply(result.config))
+        assert finding_id not in _ids(fixed), f"{name}: {fix.label} leaves {finding_id}"
+
+
+def test_vanishing_is_read_from_the_back_propagated_gradient(runs):
+    r = runs["vanishing"]
+    found = _found(r)
+    assert "vanishing" in found
+    # The sentence quotes the headline's depth ratio, ‖∂L/∂z‖ first/last at step 0.
+    g = r.at_step("out_grad_norm", 0)
+    assert f"{g.iloc[0] / g.iloc[-1]:.1e}" in found["vanishing"].evidence
+    assert found["vanishing"].fixes[0].changes == {"activation": "relu", "init": "he_normal"}
+    assert "vanishing" not in _ids(runs["relu_he"]) | _ids(runs["batch_norm"])
+    # Its tiny steps are a symptom, not a learning-rate problem; and Adam is no cure.
+    assert "steps_too_small" not in found
+    assert not found["not_learning"].fixes and "Vanishing" in found["not_learning"].evidence
+
+
+def test_exploding_fires_on_the_exploding_lesson_though_it_diverges(runs):
+    r = runs["exploding"]
+    found = _found(r)
+    assert {"diverged", "exploding"} <= set(found)
+    # Uniform explosion: a 1e6 depth ratio at init, and grad:data far above 1 in every layer.
+    assert r.depth_ratio(0) > 1e5 and r.at_step("grad_data_ratio", 0).min() > 1e2
+    assert f"{r.depth_ratio(0):.1e}" in found["exploding"].evidence
+    assert f"step {r.divergence['step']}" in found["diverged"].evidence
+    # He init keeps a *ReLU* net's scale; this net is linear, so it is not offered.
+    labels = [fix.label for f in found.values() for fix in f.fixes]
+    assert "Use He initialisation" not in labels and "Use Xavier initialisation" in labels
+    # The clipping lesson completes, and the doctor still sees the explosion it hides.
+    assert {"exploding", "always_clipped"} <= _ids(runs["clipping"])
+
+
+def test_uniformly_tiny_gradients_are_a_stall(runs):
+    r = runs["stall"]
+    found = _found(r)
+    assert "tiny_gradients" in found
+    gd = r.at_step("grad_data_ratio", 0)
+    assert gd.max() < 1e-3 and f"{gd.max():.1e}" in found["tiny_gradients"].evidence
+    assert "Use He initialisation" in [fix.label for fix in found["tiny_gradients"].fixes]
+    assert "tiny_gradients" not in _ids(runs["relu_he"])
+
+
+def test_a_spike_then_a_collapse_is_instability_not_overfitting(runs):
+    r = runs["unstable"]
+    found = _found(r)
+    assert "instability" in found and "overfitting" not in found
+    step = int(re.search(r"At step (\d+)", found["instability"].evidence).group(1))
+    g = r.steps.set_index("step")["grad_norm"]
+    assert g[step] > 10 * g[g.index < step].median()
+    acc = r.epochs.query("split == 'val' and metric == 'accuracy'").value
+    assert f"{acc.max():.0%}" in found["instability"].evidence
+    assert "instability" not in _ids(runs["relu_he"])
+
+
+def test_overfitting_needs_the_losses_to_agree(runs):
+    r = runs["overfitting"]
+    found = _found(r)
+    assert "overfitting" in found
+    train_loss = r.final("train", "loss")
+    assert f"{train_loss:.3f}" in found["overfitting"].evidence
+    # Neither the residual lesson (a gap in accuracy, training and validation losses alike) nor
+    # a lesson that generalises is called overfitting.
+    for name in ("residual", "relu_he", "batch_norm", "cnn"):
+        assert "overfitting" not in _ids(runs[name]), name
+
+
+def test_a_sigmoid_layer_at_its_asymptote_is_diagnosed(runs):
+    r = runs["asymptote"]
+    found = _found(r)
+    means = r.layer_metric("act_mean").iloc[-1]   # hidden layers: the output has no f(z)
+    assert means.min() < 0.1 and "asymptote" in found
+    layer = means.idxmin()
+    assert f"{layer}'s mean activation is {means[layer]:.2f}" in found["asymptote"].evidence
+    # Its units are not yet counted as saturated (σ′ > 6% of its maximum): only the mean shows it.
+    assert r.layer_metric("saturation").iloc[-1].max() < 0.3 and "saturated" not in found
+
+
+def test_dead_units_are_counted_on_the_probe_set(runs):
+    r = runs["dead"]
+    found = _found(r)
+    assert not r.diverged and "dead" in found
+    dead = r.layers.query("metric == 'dead'")
+    last = dead[dead.step == dead.step.max()].value
+    assert f"{last.mean():.0%} of the hidden ReLUs are dead" in found["dead"].evidence
+    assert f"{PROBE_EXAMPLES:,}" in found["dead"].evidence
+    assert found["dead"].fixes[0].changes == {"lr": 0.1}
+    assert "dead" not in _ids(train(HARD["dead"].replace(lr=0.05)))
+
+
+def test_saturated_tanh_is_found():
+    result = train(RunConfig(depth=4, activation="tanh", init="normal_large", epochs=1))
+    found = _found(result)
+    assert "saturated" in found
+    share = float(found["saturated"].evidence.split("%")[0]) / 100
+    sat = result.layers[(result.layers.metric == "saturation") & (result.layers.layer != "output")]
+    assert share == pytest.approx(sat[sat.step == sat.step.max()].value.mean(), abs=0.01)
+
+
+def test_a_healthy_relu_run_reports_no_saturation_and_no_errors(runs):
+    r = runs["relu_he"]
+    assert not [f for f in diagnose(r) if f.severity == "error"]
+    # Half of a ReLU layer's (example, unit) pairs are inactive: normal, and not "saturated".
+    assert r.layer_metric("inactive").iloc[-1].max() > 0.3
+    assert "saturated" not in _ids(r) and "saturation" not in set(r.layers.metric)
+
+
+def test_fixes_are_valid_configs(runs):
+    for result in runs.values():
+        for finding in diagnose(result):
+            for fix in finding.fixes:
+                assert fix.apply(result.config) != result.config
+
+
+def test_a_small_learning_rate_is_reported_with_its_fix():
+    crawling = train(RunConfig(depth=2, width=32, optimizer="sgd", lr=1e-5, epochs=2))
+    found = _found(crawling)
+    assert "steps_too_small" in found and found["steps_too_small"].fixes[0].changes == {"lr": 1e-4}
+
+
+def test_clipping_on_every_step_is_reported_with_its_evidence(runs):
+    result = runs["clipping"]
+    found = _found(result)
+    assert f"{result.steps.clipped.mean():.0%}" in found["always_clipped"].evidence
+    assert np.isfinite(result.steps.grad_norm).all()
+    assert "always_clipped" not in _ids(runs["relu_he"])
