@@ -16,7 +16,7 @@ def runs():
 
 def test_presets_cover_the_lessons():
     assert {"vanishing", "exploding", "relu_he", "batch_norm", "clipping", "residual",
-            "adam"} <= set(PRESETS)
+            "adam", "adam_eps"} <= set(PRESETS)
     assert PRESETS["vanishing"].config.depth == 10
     assert PRESETS["vanishing"].config.activation == "sigmoid"
     assert PRESETS["exploding"].config.depth == 20
@@ -30,6 +30,14 @@ def test_each_claim_holds_on_the_real_run(runs, pid):
         text = claim.text(result)
         assert claim.holds(result), f"{pid}: {text}"
         assert "nan" not in text.lower()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("pid", ["adam", "adam_eps"])
+def test_adams_claims_hold_on_other_seeds(pid, seed):
+    result = train(PRESETS[pid].config.replace(seed=seed))
+    for claim in PRESETS[pid].claims:
+        assert claim.holds(result), f"{pid}, seed {seed}: {claim.text(result)}"
 
 
 def test_doctor_finds_vanishing_and_its_fix_works(runs):
