@@ -36,7 +36,8 @@ with st.sidebar:  # no form: nothing trains, so every change redraws at once
     cfg, warnings = config_controls(LAB, FIELDS_HERE, defaults=DEFAULTS,
                                     options={"dataset": sorted(IMAGE_DATASETS)})
     st.caption("σ_w² applies with init = mean_field; σ_b² with bias init = normal. Other inits "
-               "have their own σ_w² (Xavier ≈ 1, He = 2), which the theory uses.")
+               "have their own σ_w² (Xavier ≈ 1, He = 2, PyTorch's default 1/3), which the "
+               "theory uses.")
 warn(warnings)
 
 

@@ -20,6 +20,7 @@ from core.settings import ConfigError
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 MOMENTUM = 0.9              # the usual momentum, where a lesson does not set its own
 BETAS = (0.9, 0.999)        # torch's Adam defaults
+EPS = 1e-8                  # torch's Adam/AdamW/RMSprop default ε
 EVAL_BATCH = 2048
 
 
@@ -88,15 +89,27 @@ def init_weights_(w: torch.Tensor, scheme: str, *, sigma_w2: float = 2.0) -> Non
             nn.init.orthogonal_(w)
         case "mean_field":
             nn.init.normal_(w, 0.0, math.sqrt(sigma_w2 / fan_in))
+        case "pytorch_default":
+            # nn.Linear's and nn.Conv2d's own reset_parameters() call: U(±1/√fan_in), drawn
+            # as torch draws it, so a seed gives torch's weights.
+            nn.init.kaiming_uniform_(w, a=math.sqrt(5))
         case other:  # pragma: no cover - the configs validate the name
             raise ValueError(f"init: unknown scheme {other!r}")
 
 
+def pytorch_default_bias_(b: torch.Tensor, w: torch.Tensor) -> None:
+    """Bias `b` of the layer whose weight is `w`, as nn.Linear/nn.Conv2d's reset_parameters()
+    draws it (after the weight): U(±1/√fan_in)."""
+    fan_in = w[0].numel()
+    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    nn.init.uniform_(b, -bound, bound)
+
+
 def make_optimizer(name: str, params, lr: float, *, momentum: float = MOMENTUM,
-                   betas: tuple[float, float] = BETAS,
+                   betas: tuple[float, float] = BETAS, eps: float = EPS,
                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """The torch.optim optimizer called `name` (OPTIMIZERS); RMSprop's smoothing α
-    is betas[1]."""
+    is betas[1]; `eps` is Adam's, AdamW's and RMSprop's ε (Adagrad keeps torch's own 1e-10)."""
     # foreach: one multi-tensor update for all parameters instead of a Python loop over them
     # (torch only picks it by default on CUDA; on the CPU it is ~3× faster for small nets).
     common = dict(lr=lr, weight_decay=weight_decay, foreach=True)
@@ -110,14 +123,14 @@ def make_optimizer(name: str, params, lr: float, *, momentum: float = MOMENTUM,
         case "adagrad":
             return torch.optim.Adagrad(params, **common)
         case "rmsprop":
-            return torch.optim.RMSprop(params, alpha=betas[1], **common)
+            return torch.optim.RMSprop(params, alpha=betas[1], eps=eps, **common)
         # Adam's fused kernel (CPU, CUDA and MPS) does the whole update in one pass: ~2.5×
         # faster than foreach per step for the Lab's nets on the CPU.
         case "adam":
-            return torch.optim.Adam(params, betas=betas,
+            return torch.optim.Adam(params, betas=betas, eps=eps,
                                     **{**common, "foreach": None, "fused": True})
         case "adamw":
-            return torch.optim.AdamW(params, betas=betas,
+            return torch.optim.AdamW(params, betas=betas, eps=eps,
                                      **{**common, "foreach": None, "fused": True})
     raise ConfigError("optimizer", f"unknown optimizer {name!r}")  # pragma: no cover
 

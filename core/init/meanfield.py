@@ -391,21 +391,26 @@ def init_sigma_w2(init: str, fan_in: int, fan_out: int, sigma_w2: float = 2.0) -
             return min(1.0, fan_in / fan_out)
         case "mean_field":
             return float(sigma_w2)
+        case "pytorch_default":
+            return 1.0 / 3.0                             # U(±1/√fan_in): Var = 1/(3·fan_in)
     raise ValueError(f"init: unknown scheme {init!r}")
 
 
-def bias_moments(cfg: RunConfig) -> tuple[float, float]:
-    """(μ_b, σ_b²) of the config's biases, as `core.lab.models._init_bias` draws them."""
+def bias_moments(cfg: RunConfig, fan_in: int) -> tuple[float, float]:
+    """(μ_b, σ_b²) of the biases of a layer with `fan_in` inputs per unit, as
+    `core.lab.models._init_bias` draws them."""
     match cfg.bias_init:
         case "constant":
             return float(cfg.bias_value), 0.0
         case "normal":
             return 0.0, max(float(cfg.bias_value), 0.0)
+        case "pytorch_default":
+            return 0.0, 1.0 / (3.0 * fan_in)             # U(±1/√fan_in)
     return 0.0, 0.0
 
 
 def from_config(cfg: RunConfig, *, q0: float = 1.0) -> MeanField:
     """The theory of the config's hidden stack (its square width → width layers)."""
-    mean, sigma_b2 = bias_moments(cfg)
+    mean, sigma_b2 = bias_moments(cfg, cfg.width)
     sigma_w2 = init_sigma_w2(cfg.init, cfg.width, cfg.width, cfg.sigma_w2)
     return mean_field(cfg.activation, sigma_w2, sigma_b2, bias_mean=mean, q0=q0)

@@ -313,11 +313,13 @@ def _theory(cfg: RunConfig, x: torch.Tensor, gain: float = 1.0
 
     `gain` multiplies every weight after init (as nn.init's gain argument would): σ_w² × gain².
     """
-    mean, sigma_b2 = meanfield.bias_moments(cfg)
-    sw1 = gain ** 2 * meanfield.init_sigma_w2(cfg.init, x[0].numel(), cfg.width, cfg.sigma_w2)
+    n_in = x[0].numel()
+    mean, sigma_b2 = meanfield.bias_moments(cfg, cfg.width)
+    sigma_b2_1 = meanfield.bias_moments(cfg, n_in)[1]
+    sw1 = gain ** 2 * meanfield.init_sigma_w2(cfg.init, n_in, cfg.width, cfg.sigma_w2)
     sw = gain ** 2 * meanfield.init_sigma_w2(cfg.init, cfg.width, cfg.width, cfg.sigma_w2)
     # hidden1 sees the data: Var(W x) per unit is σ_w1² · (mean square of the inputs).
-    q1 = sw1 * float(x.double().pow(2).mean()) + sigma_b2
+    q1 = sw1 * float(x.double().pow(2).mean()) + sigma_b2_1
     facts = meanfield.mean_field(cfg.activation, sw, sigma_b2, bias_mean=mean, q0=q1)
     theory = meanfield.trajectory(cfg.activation, sw, sigma_b2, q1, cfg.depth, mean=mean)
     return facts, q1, theory

@@ -29,8 +29,9 @@ INITS = (
     "he_uniform",
     "orthogonal",
     "mean_field",     # N(0, σ_w²/fan_in): the mean-field parameterisation
+    "pytorch_default",  # U(±1/√fan_in): nn.Linear's and nn.Conv2d's own reset_parameters()
 )
-BIAS_INITS = ("zeros", "constant", "normal")
+BIAS_INITS = ("zeros", "constant", "normal", "pytorch_default")
 SCHEDULES = ("constant", "exponential", "cosine", "cyclic")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -46,7 +47,10 @@ MAX_CNN_DEPTH = 6
 class RunConfig(Settings):
     # Bump when the meaning of a field or the content of a result changes, so cached results of
     # the old meaning are never served for the new one.
-    SCHEMA_VERSION = 4  # 3: grad/update ratios are norm ratios (RMS); 4: early stopping
+    # 3: grad/update ratios are norm ratios (RMS); 4: early stopping; 5: PyTorch's default init
+    # and Adam's ε as settings (every key changes with the new fields anyway) and the lead's new
+    # result content (inactive share, dead on a probe set, ‖∂L/∂z‖ depth ratio).
+    SCHEMA_VERSION = 5
 
     # data
     dataset: str = setting("digits", "Training data: real images (digits 8×8, MNIST and "
@@ -69,13 +73,17 @@ class RunConfig(Settings):
                               group="architecture")
     # initialisation
     init: str = setting("he_normal", "How weights start. He suits ReLU, Xavier suits tanh; "
-                        "normal_large explodes, normal_small vanishes.", choices=INITS,
+                        "normal_large explodes, normal_small vanishes. pytorch_default: "
+                        "PyTorch's default for nn.Linear/nn.Conv2d, W ~ U(±1/√fan_in) (the "
+                        "'standard' init of Glorot & Bengio 2010, who start biases at 0); for "
+                        "PyTorch's biases too, set bias_init=pytorch_default.", choices=INITS,
                         group="initialisation")
     sigma_w2: float = setting(2.0, "Weight variance σ_w² for init=mean_field: "
                               "W ~ N(0, σ_w²/fan_in).", lo=1e-4, hi=100.0, log=True,
                               group="initialisation")
-    bias_init: str = setting("zeros", "How biases start: zeros, a constant (bias_value), or "
-                             "N(0, bias_value) with bias_value as the variance σ_b².",
+    bias_init: str = setting("zeros", "How biases start: zeros, a constant (bias_value), "
+                             "N(0, bias_value) with bias_value as the variance σ_b², or "
+                             "pytorch_default: U(±1/√fan_in), as nn.Linear/nn.Conv2d draw them.",
                              choices=BIAS_INITS, group="initialisation")
     bias_value: float = setting(0.0, "The constant for bias_init=constant, or σ_b² for "
                                 "bias_init=normal.", lo=-10.0, hi=10.0, group="initialisation")
@@ -101,6 +109,12 @@ class RunConfig(Settings):
                            group="optimisation")
     beta2: float = setting(0.999, "Adam/AdamW second-moment decay; also RMSprop's smoothing α.",
                            lo=0.0, hi=0.9999, group="optimisation")
+    eps: float = setting(1e-8, "ε of Adam, AdamW and RMSprop: added to √v̂ (the running RMS of "
+                         "a weight's gradient) in the step's denominator, lr·m̂/(√v̂ + ε). A "
+                         "weight whose gradients are well above ε gets a step of order lr, "
+                         "whatever their size; one whose gradients are far below ε gets about "
+                         "lr·g/ε, far smaller than lr.", lo=1e-12, hi=1.0, log=True,
+                         group="optimisation")
     schedule: str = setting("constant", "Learning-rate schedule: exponential decay per epoch, "
                             "cosine to zero, or cyclic (triangular between lr/10 and lr).",
                             choices=SCHEDULES, group="optimisation")

@@ -99,14 +99,15 @@ def _unused_fields(cfg: RunConfig) -> dict[str, str]:
         unused["noise"] = "only the 2-D toy sets are noisy"
     if cfg.init != "mean_field":
         unused["sigma_w2"] = "only init='mean_field' uses it"
-    if cfg.bias_init == "zeros":
-        unused["bias_value"] = "bias_init='zeros'"
+    if cfg.bias_init in ("zeros", "pytorch_default"):
+        unused["bias_value"] = f"bias_init={cfg.bias_init!r}"
     if cfg.optimizer not in ("momentum", "nesterov"):
         unused["momentum"] = "only momentum and nesterov use it"
     if cfg.optimizer not in ("adam", "adamw"):
         unused["beta1"] = "only Adam and AdamW use it"
         if cfg.optimizer != "rmsprop":
             unused["beta2"] = "only Adam, AdamW and RMSprop use it"
+            unused["eps"] = "only Adam, AdamW and RMSprop use it"
     if cfg.schedule != "exponential":
         unused["lr_decay"] = "only exponential decay uses it"
     return unused
@@ -217,6 +218,9 @@ def _settings(cfg: RunConfig) -> str:
         lines.append(f"BETAS = ({cfg.beta1!r}, {cfg.beta2!r})  # decay of the moment estimates")
     elif cfg.optimizer == "rmsprop":
         lines.append(f"ALPHA = {cfg.beta2!r}  # smoothing of the squared-gradient average")
+    if cfg.optimizer in ("adam", "adamw", "rmsprop"):
+        lines.append(f"EPS = {cfg.eps!r}  # added to the gradients' running RMS in the step's "
+                     "denominator")
     lines.append(f"WEIGHT_DECAY = {cfg.weight_decay!r}")
     if cfg.schedule == "exponential":
         lines.append(f"LR_DECAY = {cfg.lr_decay!r}  # learning rate factor per epoch")
@@ -490,11 +494,15 @@ _INIT_WEIGHT = {
     "mean_field": ("Mean-field: W ~ N(0, SIGMA_W2 / fan_in), fan_in = inputs per unit.",
                    ["fan_in = module.weight[0].numel()",
                     "nn.init.normal_(module.weight, 0.0, math.sqrt(SIGMA_W2 / fan_in))"]),
+    "pytorch_default": ("PyTorch's default (reset_parameters): W ~ U(+-1/sqrt(fan_in)).",
+                        ["nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5))"]),
 }
 _INIT_BIAS = {
     "zeros": "nn.init.zeros_(module.bias)",
     "constant": "nn.init.constant_(module.bias, BIAS_VALUE)",
     "normal": "nn.init.normal_(module.bias, 0.0, math.sqrt(SIGMA_B2))",
+    "pytorch_default": "bound = 1 / math.sqrt(module.weight[0].numel())\n"
+                       "nn.init.uniform_(module.bias, -bound, bound)",
 }
 
 
@@ -503,7 +511,8 @@ def _init_fn(cfg: RunConfig) -> str:
     kinds = "(nn.Conv2d, nn.Linear)" if cfg.model == "cnn" else "nn.Linear"
     layers = "conv and linear" if cfg.model == "cnn" else "linear"
     bias_doc = {"zeros": "zero biases", "constant": "biases BIAS_VALUE",
-                "normal": "N(0, SIGMA_B2) biases"}[cfg.bias_init]
+                "normal": "N(0, SIGMA_B2) biases",
+                "pytorch_default": "U(+-1/sqrt(fan_in)) biases (PyTorch's default)"}[cfg.bias_init]
     body = "\n".join([*weight, _INIT_BIAS[cfg.bias_init]])
     doc = f"Initialise every {layers} layer, output included.\n\n" \
           f"    {cfg.init} weights, {bias_doc}."
@@ -581,11 +590,11 @@ _OPTIMIZER = {
                  "SGD with Nesterov momentum."),
     "adagrad": ("torch.optim.Adagrad", ["lr=LR"],
                 "Adagrad: per-parameter steps shrink with the summed squared gradients."),
-    "rmsprop": ("torch.optim.RMSprop", ["lr=LR", "alpha=ALPHA"],
+    "rmsprop": ("torch.optim.RMSprop", ["lr=LR", "alpha=ALPHA", "eps=EPS"],
                 "RMSprop: steps divided by a running RMS of the gradients."),
-    "adam": ("torch.optim.Adam", ["lr=LR", "betas=BETAS"],
+    "adam": ("torch.optim.Adam", ["lr=LR", "betas=BETAS", "eps=EPS"],
              "Adam (weight decay, if any, is an L2 term added to the gradient)."),
-    "adamw": ("torch.optim.AdamW", ["lr=LR", "betas=BETAS"],
+    "adamw": ("torch.optim.AdamW", ["lr=LR", "betas=BETAS", "eps=EPS"],
               "AdamW: Adam with weight decay decoupled from the gradient."),
 }
 

@@ -18,7 +18,7 @@ from torch import nn
 from core import activations
 from core.data.datasets import IMAGE_SHAPES
 from core.lab.config import RunConfig
-from core.training import init_weights_
+from core.training import init_weights_, pytorch_default_bias_
 
 # What the networks read, by dataset, for counting their cost without loading anything.
 TOY_INPUTS = 2              # a 2-D toy set's points: (x, y)
@@ -145,10 +145,10 @@ def initialise(model: Network, cfg: RunConfig) -> None:
     with torch.no_grad():
         for layer in model.layers.values():
             init_weights_(layer.linear.weight, cfg.init, sigma_w2=cfg.sigma_w2)
-            _init_bias(layer.linear.bias, cfg)
+            _init_bias(layer.linear.bias, layer.linear.weight, cfg)
 
 
-def _init_bias(b: torch.Tensor, cfg: RunConfig) -> None:
+def _init_bias(b: torch.Tensor, w: torch.Tensor, cfg: RunConfig) -> None:
     match cfg.bias_init:
         case "zeros":
             nn.init.zeros_(b)
@@ -157,3 +157,5 @@ def _init_bias(b: torch.Tensor, cfg: RunConfig) -> None:
         case "normal":
             # bias_value is the variance σ_b² here (the mean-field convention); negative means 0.
             nn.init.normal_(b, 0.0, math.sqrt(max(cfg.bias_value, 0.0)))
+        case "pytorch_default":
+            pytorch_default_bias_(b, w)

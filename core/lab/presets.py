@@ -11,6 +11,7 @@ to it, and the tests assert that each preset's claims hold:
 from __future__ import annotations
 
 from core.lab.config import RunConfig
+from core.lab.metrics import power
 from core.lab.result import RunResult
 from core.lessons import Claim, Preset
 
@@ -25,9 +26,20 @@ def _spread(r: RunResult, metric: str = "weight_grad_norm", step: int = 0) -> fl
     return float(v.max() / v.min())
 
 
+def _median_update(r: RunResult):
+    """Each layer's typical update:data ratio: its median over the recorded steps."""
+    return r.layer_metric("update_data_ratio").median()
+
+
 def _median_update_spread(r: RunResult) -> float:
-    u = r.layer_metric("update_data_ratio").median()
+    u = _median_update(r)
     return float(u.max() / u.min())
+
+
+def _first_grad_entry(r: RunResult) -> float:
+    """The first layer's typical gradient entry: the median over the run of its mean |∇W|, the
+    size Adam's √v̂ tracks and compares with ε."""
+    return float(r.layer_metric("weight_grad_mean_abs").median().iloc[0])
 
 
 def _level() -> Claim:
@@ -152,18 +164,45 @@ _PRESETS = (
     Preset(
         "adam", "Adam evens out the steps", ":material/speed:",
         "The vanishing network trained with Adam instead of SGD.",
-        "Adam divides each weight's step by its own gradient's running size, so the first "
-        "layer moves about as fast as the last even though its gradient is still tiny. Look at "
-        "the update:data ratios: nearly level across layers. It does not bring back the signal "
-        "lost in the sigmoids: accuracy stays low.",
+        "Adam steps each weight by lr·m̂/(√v̂ + ε): its gradient's running mean over its "
+        "running RMS plus ε = 1e-8. While a weight's gradients are well above ε that step is of "
+        "order lr whatever their size, so a layer with tiny gradients moves about as fast as "
+        "one with large ones; once they fall far below ε it shrinks to about lr·g/ε (next "
+        "lesson). Here the first layer's gradient entries are about ε or above: look at the "
+        "update:data ratios, level across layers to within a factor of ten. Even steps are "
+        "not enough in this budget: after 10 epochs accuracy is still low.",
         _VANISHING.replace(optimizer="adam", lr=1e-3),
         (Claim(lambda r: f"Gradient norms still span a factor of {_spread(r):.0e} across layers "
                          f"at initialisation…",
                lambda r: _spread(r) > 1e4),
-         Claim(lambda r: f"…but the typical update:data ratios differ by only a factor of "
+         Claim(lambda r: f"…but the first layer's typical gradient entry, "
+                         f"{_first_grad_entry(r):.1e}, is not below ε = {power(r.config.eps)}, "
+                         f"so the typical update:data ratios differ by only a factor of "
                          f"{_median_update_spread(r):.1f} between layers.",
-               lambda r: _median_update_spread(r) < 10),
-         Claim(lambda r: f"Validation accuracy: {_acc(r):.0%}.", lambda r: _acc(r) < 0.5)),
+               lambda r: _first_grad_entry(r) >= r.config.eps
+               and _median_update_spread(r) < 10),
+         Claim(lambda r: f"Validation accuracy after {r.config.epochs} epochs: {_acc(r):.0%}.",
+               lambda r: _acc(r) < 0.3)),
+    ),
+    Preset(
+        "adam_eps", "Adam below its ε", ":material/hourglass_empty:",
+        "Five more sigmoid layers: the first layer's gradients fall below Adam's ε.",
+        "Each sigmoid layer shrinks the back-propagated gradient, so 15 layers take the first "
+        "layer's gradient entries far below Adam's ε = 1e-8. There ε, not √v̂, dominates the "
+        "step's denominator: the step is about lr·g/ε, far below lr, and Adam no longer evens "
+        "out the steps. Look at the update:data ratios by layer. Set ε to 1e-12 "
+        "(Optimisation) and compare.",
+        _VANISHING.replace(optimizer="adam", lr=1e-3, depth=15),
+        (Claim(lambda r: f"The first layer's typical gradient entry is "
+                         f"{_first_grad_entry(r):.1e}, {r.config.eps / _first_grad_entry(r):,.0f}"
+                         f"× below ε = {power(r.config.eps)}…",
+               lambda r: _first_grad_entry(r) < r.config.eps / 100),
+         Claim(lambda r: f"…so its typical update:data ratio is "
+                         f"{_median_update(r).iloc[0]:.1e}, against "
+                         f"{_median_update(r).iloc[-1]:.1e} for the output layer; across layers "
+                         f"they span a factor of {_median_update_spread(r):.0f}.",
+               lambda r: _median_update_spread(r) > 50
+               and _median_update(r).iloc[0] < _median_update(r).iloc[-1] / 50)),
     ),
 )
 

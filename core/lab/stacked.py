@@ -64,7 +64,7 @@ PER_MEMBER = ("activation", "init", "sigma_w2", "bias_init", "bias_value", "seed
               "record_every")
 # Settings that may differ between blocks of a stacked model: each block has its own leaves,
 # optimizer, schedule and clipping.
-PER_BLOCK = ("optimizer", "lr", "momentum", "beta1", "beta2", "weight_decay",
+PER_BLOCK = ("optimizer", "lr", "momentum", "beta1", "beta2", "eps", "weight_decay",
              "schedule", "lr_decay", "clip_norm", "clip_value")
 # Everything else changes shapes or the loop. A new RunConfig field lands here by default,
 # which is the safe side: it separates groups rather than mixing them.

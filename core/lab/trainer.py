@@ -37,9 +37,10 @@ BOUNDARY_GRID = 40          # decision-boundary resolution for 2-D data: 40×40 
 
 
 def run_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
-    """A RunConfig's optimizer, with its momentum, betas and weight decay."""
+    """A RunConfig's optimizer, with its momentum, betas, ε and weight decay."""
     return make_optimizer(cfg.optimizer, params, cfg.lr, momentum=cfg.momentum,
-                          betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+                          betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                          weight_decay=cfg.weight_decay)
 
 
 def make_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer, n_steps: int):

@@ -82,6 +82,24 @@ def test_preset_link_reproduces_the_lesson_and_its_claims_hold():
     assert "Vanishing gradients" in doctor
 
 
+def test_the_new_settings_show_where_the_lessons_say():
+    # The adam_eps lesson says "Set ε to 1e-12 (Optimisation)": ε's control is there, on a grid
+    # that holds torch's 1e-8 and 1e-12; PyTorch's default init is offered for weights and biases.
+    preset = PRESETS["adam_eps"]
+    at = open_page("app_pages/lab.py", **preset.config.to_params())
+    clean(at)
+    assert not at.warning, [w.value for w in at.warning]
+    text = " ".join(m.value for m in at.markdown)
+    assert preset.title in text and ":material/cancel:" not in text
+    optimisation = next(e for e in at.expander if e.label == "Optimisation")
+    eps = next(w for w in optimisation.select_slider if w.key == "eps")
+    assert eps.value == 1e-8 and {"1e-08", "1e-12"} <= set(eps.options)
+    initialisation = next(e for e in at.expander if e.label == "Initialisation")
+    for key in ("init", "bias_init"):
+        assert "pytorch_default" in next(w for w in initialisation.selectbox
+                                         if w.key == key).options
+
+
 def test_doctor_fix_changes_the_config():
     at = open_page("app_pages/lab.py", **PRESETS["vanishing"].config.to_params())
     fix = next(b for b in at.button if b.label == "Switch to ReLU + He init")

@@ -185,7 +185,8 @@ _Z = np.random.default_rng(1).standard_normal(400_000)
 @pytest.mark.parametrize("init,expected", [("xavier_normal", 1.0), ("xavier_uniform", 1.0),
                                            ("he_normal", 2.0), ("he_uniform", 2.0),
                                            ("orthogonal", 1.0), ("normal_large", 256.0),
-                                           ("normal_small", 256e-4), ("mean_field", 3.3)])
+                                           ("normal_small", 256e-4), ("mean_field", 3.3),
+                                           ("pytorch_default", 1 / 3)])
 def test_init_sigma_w2_matches_the_weights_models_draws(init, expected):
     cfg = RunConfig(depth=3, width=256, init=init, sigma_w2=3.3)
     assert mf.init_sigma_w2(init, 256, 256, 3.3) == pytest.approx(expected)
@@ -206,6 +207,18 @@ def test_from_config_reads_init_and_biases():
     assert (c.sigma_w2, c.sigma_b2, c.bias_mean) == (2.0, 0.0, 0.3)
     # A constant bias shifts the mean: more of each ReLU's input is positive, χ > σ_w²/2.
     assert c.chi1 > 1.0
+
+
+def test_pytorch_default_biases_have_the_variance_of_torchs_own():
+    # U(±1/√n) has variance 1/(3n); torch's own nn.Linear draws the biases compared with.
+    cfg = RunConfig(init="pytorch_default", bias_init="pytorch_default", width=128)
+    for fan_in in (64, 128):
+        torch.manual_seed(0)
+        b = torch.nn.Linear(fan_in, 100_000).bias.detach().double()
+        assert mf.bias_moments(cfg, fan_in) == (0.0, pytest.approx(float(b.var()), rel=0.02))
+        assert mf.bias_moments(cfg, fan_in)[1] == pytest.approx(1 / (3 * fan_in))
+    m = mf.from_config(cfg)
+    assert (m.sigma_w2, m.sigma_b2) == (pytest.approx(1 / 3), pytest.approx(1 / 384))
 
 
 def test_phase_names():

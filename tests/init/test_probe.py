@@ -99,6 +99,15 @@ def test_measured_profile_follows_the_layer_by_layer_prediction():
     assert p.grad_ratio() < 0.5  # and that is a real, predicted, decay
 
 
+def test_pytorch_default_profile_follows_the_prediction():
+    # σ_w² = 1/3 and σ_b² = 1/(3·fan_in), hidden1's from the 64 pixels, the rest from the width:
+    # tanh's variance decays layer by layer onto the biases' floor.
+    p = probe(RunConfig(depth=8, width=512, activation="tanh", init="pytorch_default",
+                        bias_init="pytorch_default"), n_inputs=128, n_jacobian=0)
+    m = p.metric("preact_std")
+    np.testing.assert_allclose(m["value"], m["predicted"], rtol=0.08)
+
+
 def test_theory_is_withheld_where_it_does_not_apply():
     p = probe(RunConfig(depth=4, width=16, model="residual_mlp"), n_inputs=32)
     assert "residual" in p.theory and p.layers["predicted"].isna().all()

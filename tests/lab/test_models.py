@@ -4,9 +4,11 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from core.lab.config import RunConfig
 from core.lab.models import build_model
+from core.training import init_weights_, pytorch_default_bias_
 
 
 def _model(**kw):
@@ -65,6 +67,47 @@ def test_bias_inits():
     assert torch.allclose(model.layers["hidden1"].linear.bias, torch.tensor(0.1))
     model, _ = _model(width=1024, bias_init="normal", bias_value=0.25)
     assert model.layers["hidden1"].linear.bias.std().item() == pytest.approx(0.5, rel=0.1)
+
+
+@pytest.mark.parametrize("make", [lambda: nn.Linear(30, 7), lambda: nn.Conv2d(3, 5, 3)],
+                         ids=["linear", "conv2d"])
+def test_pytorch_default_draws_what_torch_draws(make):
+    # torch's constructor calls reset_parameters(): the same generator state must give the
+    # very same weights and biases.
+    torch.manual_seed(11)
+    layer = make()
+    torch.manual_seed(11)
+    w, b = torch.empty_like(layer.weight), torch.empty_like(layer.bias)
+    init_weights_(w, "pytorch_default")
+    pytorch_default_bias_(b, w)
+    assert torch.equal(w, layer.weight) and torch.equal(b, layer.bias)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(model="cnn", depth=2, width=8)], ids=["mlp", "cnn"])
+def test_a_pytorch_default_model_is_torchs_reset_parameters(kw):
+    cfg = RunConfig(init="pytorch_default", bias_init="pytorch_default", **kw)
+    model = build_model(cfg, (1, 8, 8), 10)
+    # Zero inits draw nothing, so torch's generator is where build_model left it before
+    # initialising: reset_parameters() layer by layer must then draw the same numbers.
+    want = build_model(cfg.replace(init="zeros", bias_init="zeros"), (1, 8, 8), 10)
+    for layer in want.layers.values():
+        layer.linear.reset_parameters()
+    for name in model.layers:
+        for p, q in zip(model.layers[name].linear.parameters(),
+                        want.layers[name].linear.parameters()):
+            assert torch.equal(p, q), name
+
+
+def test_pytorch_default_statistics_are_uniform_over_one_over_root_fan_in():
+    model, _ = _model(width=1024, init="pytorch_default", bias_init="pytorch_default")
+    linear = model.layers["hidden2"].linear           # fan_in 1024
+    bound = 1 / math.sqrt(1024)
+    for p in (linear.weight, linear.bias):
+        assert p.abs().max().item() <= bound
+        assert p.var().item() == pytest.approx(bound ** 2 / 3, rel=0.05 if p.dim() == 1 else 0.01)
+    # Biases follow bias_init: with its default they start at zero, as Glorot & Bengio's do.
+    model, _ = _model(init="pytorch_default")
+    assert model.layers["hidden1"].linear.bias.abs().sum() == 0
 
 
 def test_same_seed_same_weights():

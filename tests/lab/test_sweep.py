@@ -112,7 +112,9 @@ def test_a_stacked_group_matches_sequential_train():
             TINY.replace(lr=1e-2, bias_init="normal", bias_value=0.1),         # another block
             TINY.replace(optimizer="adamw", weight_decay=0.01, schedule="cosine"),
             TINY.replace(clip_norm=0.5, lr=1e-2),                               # clips alone
-            TINY.replace(clip_value=0.01, optimizer="momentum", lr=0.05)]
+            TINY.replace(clip_value=0.01, optimizer="momentum", lr=0.05),
+            TINY.replace(eps=1e-2, init="pytorch_default",                       # own ε: a block
+                         bias_init="pytorch_default")]
     assert batch_groups(cfgs) == [list(range(len(cfgs)))]
     stacked = train_batched(cfgs)
     for cfg, cell in zip(cfgs, stacked):

@@ -215,6 +215,24 @@ def test_clipping_scales_the_sgd_update():
     assert off.steps.clipped.sum() == 0
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "rmsprop"])
+def test_eps_enters_the_first_step_as_the_textbook_formula_says(optimizer):
+    # Adam's first step is lr·g/(|g| + ε) per weight (m̂ = g, √v̂ = |g|); RMSprop's is
+    # lr·g/(√(1−α)·|g| + ε). With ε near the gradient entries, ε visibly shortens the step.
+    base = RunConfig(depth=2, width=16, optimizer=optimizer, lr=1e-3, epochs=1, **FULL_BATCH)
+    model, _, _ = _manual_step0(base)
+    w = model.layers["hidden1"].linear.weight
+    g = w.grad.double()
+    rms = g.abs() * (math.sqrt(1 - base.beta2) if optimizer == "rmsprop" else 1.0)
+    ratios = []
+    for eps in (1e-8, 1e-2):
+        expected = base.lr * (g / (rms + eps)).norm().item() / w.detach().norm().item()
+        got = _at0(train(base.replace(eps=eps)), "update_data_ratio")["hidden1"]
+        assert got == pytest.approx(expected, rel=1e-3)
+        ratios.append(got)
+    assert ratios[1] < 0.9 * ratios[0]
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adagrad", "rmsprop",
                                        "adam", "adamw"])
 def test_every_optimizer_lowers_the_loss(optimizer):
