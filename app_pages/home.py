@@ -8,8 +8,9 @@ from core.lab.presets import PRESETS
 st.title("Saturation Lab")
 st.markdown(
     "Deep networks fail in a few typical ways: gradients **vanish** on their way back to the "
-    "first layers, or **explode**; units **saturate** where their activation is flat, or "
-    "**die** and never fire again. Saturation Lab trains real small networks on real data and "
+    "first layers, or **explode**; sigmoid and tanh units **saturate** near their asymptotes, "
+    "ReLUs go **inactive** below zero, and a unit inactive for every example is **dead**. "
+    "Saturation Lab trains real small networks on real data and "
     "records every layer while they learn, so you can see these failures, and their fixes, "
     "for yourself.")
 st.markdown("Pick a lesson to open it in the **Training Lab** with its settings; each lesson "
@@ -27,7 +28,7 @@ st.markdown(
     "Or go straight to a page: the **Training Lab** for any image network; **Compare** to put "
     "two runs on the same charts; **Sweep** for a grid of runs over two settings; "
     "**Initialization** for the network before training, held against mean-field theory; "
-    "**Activations** for where each nonlinearity saturates and where a real layer's units sit "
+    "**Activations** for where each nonlinearity is flat and where a real layer's units sit "
     "on it; the **2-D Playground** for decision boundaries on toy data; **Optimizers** for "
     "torch.optim's update rules racing on 2-D surfaces; **Recurrent** for gradients vanishing "
     "through time in RNNs and LSTMs; and **Attention** for softmax saturation. Every page keeps "

@@ -22,9 +22,9 @@ LAB_FIELDS = [name for name in FIELDS if name != "noise"]
 
 st.title("Training Lab")
 st.write("Train a real network on real images and watch every layer: how large its gradients "
-         "are, how many of its units saturate or die, how fast its weights move. Change one "
-         "setting in the sidebar, press **Train**, and compare. A diagnosis of the run and "
-         "one-click fixes are below the headline numbers.")
+         "are, how many of its units saturate, sit inactive or die, how fast its weights move. "
+         "Change one setting in the sidebar, press **Train**, and compare. A diagnosis of the "
+         "run and one-click fixes are below the headline numbers.")
 
 cfg, warnings = config_form(LAB, LAB_FIELDS, options={"dataset": sorted(IMAGE_DATASETS)})
 classroom_editor(LAB, LAB_FIELDS)
@@ -70,8 +70,9 @@ findings = diagnose(result)
 with st.container(border=True):
     st.subheader("Gradient doctor", anchor=False)
     if not findings:
-        st.success("Nothing looks wrong: gradients reach every layer, few units are saturated "
-                   "or dead, and the steps are a healthy size.", icon=":material/check:")
+        st.success("Nothing looks wrong: gradients reach every layer at a healthy scale, no "
+                   "layer is mostly saturated or dead, and the steps are a healthy size.",
+                   icon=":material/check:")
     for finding in findings:
         show = {"error": st.error, "warning": st.warning, "info": st.info}[finding.severity]
         show(f"**{finding.title}.** {finding.evidence}")

@@ -40,8 +40,8 @@ Every step, cheaply: whether any layer's output or weight gradient is non-finite
 is reported at its first step and layer.
 At initialisation and after each epoch (`probe_dead`): each hidden layer's share of *dead* units,
 flat for every example of a fixed probe set (PROBE_EXAMPLES training examples). A batch of 64
-is too few to call a unit dead: the per-batch rule counted 1.5–2× as many (measured at init:
-16.7% at batch 64 against 10.8% on the whole training set).
+is too few to call a unit dead: at initialisation the per-batch rule calls 17% of a 10-layer
+ReLU net's units dead on digits, the whole training set 11% (4 layers: 8% against 2%).
 """
 
 from __future__ import annotations

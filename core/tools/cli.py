@@ -187,9 +187,11 @@ def _summary(result) -> str:
         lines.append(f"notice     {result.dataset['notice']}")
     lines.append(f"accuracy   val {result.final('val', 'accuracy'):.4f}   "
                  f"test {result.final('test', 'accuracy'):.4f}")
-    g = result.at_step("weight_grad_norm", 0)
-    lines.append("grad norm at init, per layer: "
-                 + "  ".join(f"{name} {value:.2e}" for name, value in g.items()))
+    for metric, what in (("weight_grad_norm", "‖∇W‖"), ("out_grad_norm", "‖∂L/∂z‖")):
+        g = result.at_step(metric, 0)
+        lines.append(f"{what} at init, per layer: "
+                     + "  ".join(f"{name} {value:.2e}" for name, value in g.items()))
+    lines.append(f"depth ratio at init (‖∂L/∂z‖ first/last): {result.depth_ratio(0):.2e}")
     return "\n".join(lines)
 
 
