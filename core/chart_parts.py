@@ -168,8 +168,9 @@ def metric_rows(result, metric: str, *, positive: bool, factor: float = 1.0) -> 
     return thin(rows.assign(value=rows["value"] * factor))
 
 
-def layer_panels(result, panels: list[Panel], epoch: int | None, title: str):
-    """Per-layer lines over steps, panels side by side, one legend picking layers in all."""
+def layer_panels(result, panels: list[Panel], epoch: int | None, title: str, columns: int = 2):
+    """Per-layer lines over steps, panels side by side (`columns` to a row, so a row fits the
+    Lab's page), one legend picking layers in all."""
     sel = legend_pick("layer")
     out, declared = [], False
     for p in panels:
@@ -177,7 +178,8 @@ def layer_panels(result, panels: list[Panel], epoch: int | None, title: str):
         if df.empty:
             out.append(no_data(p.title))
             continue
-        scale = alt.Scale(type="log") if p.log else alt.Scale(domain=p.domain)
+        scale = (alt.Scale(type="log") if p.log else alt.Scale(domain=p.domain) if p.domain
+                 else alt.Scale(zero=False))
         # Points as well when steps are few: a line through a single step would be invisible.
         few = df["step"].nunique() <= 40
         chart = alt.Chart(source(df)).mark_line(strokeWidth=1.5, point=few).encode(
@@ -190,7 +192,12 @@ def layer_panels(result, panels: list[Panel], epoch: int | None, title: str):
             # and Altair does not warn about a duplicated parameter.
             chart, declared = chart.add_params(sel), True
         out.append(step_panel(chart, result, epoch, p.title, p.extras))
-    return out[0].properties(title=title) if len(out) == 1 else alt.hconcat(*out, title=title)
+    if len(out) == 1:
+        return out[0].properties(title=title)
+    if len(out) <= columns:
+        return alt.hconcat(*out, title=title)
+    return alt.vconcat(*(alt.hconcat(*out[i:i + columns]) for i in range(0, len(out), columns)),
+                       title=title)
 
 
 def vega_spec(chart: alt.TopLevelMixin) -> dict:

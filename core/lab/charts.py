@@ -162,7 +162,9 @@ def flat_dead(result, epoch: int | None = None):
                        "a linear network has no flat region")
     panels = [metric_panel(kind), metric_panel("dead")]
     if result.config.activation == "sigmoid":
-        panels.append(metric_panel("act_mean", tuple(rule("y", "value", 0.5, "0.5 = σ(0)"))))
+        # On sigmoid's whole range, so a drift towards an asymptote reads as one.
+        panels.append(metric_panel("act_mean", tuple(rule("y", "value", 0.5, "0.5 = σ(0)")))
+                      ._replace(domain=[0, 1]))
     return layer_panels(result, panels, epoch, f"{FLAT_WORDS[kind].capitalize()} and dead "
                         "units per layer" + (", and the mean activation" if len(panels) > 2
                                               else ""))

@@ -17,6 +17,7 @@ import pytest
 from core import chart_parts
 
 from core.lab import charts
+from core.lab.metrics import CATALOGUE
 from core.lab.config import RunConfig
 from core.lab.result import RunResult
 from core.lab.trainer import train
@@ -29,6 +30,7 @@ CONFIGS = {
     "diverged": RunConfig(depth=10, activation="linear", init="normal_large", optimizer="sgd",
                           lr=0.1, epochs=3),
     "moons": RunConfig(dataset="moons", depth=3, width=16, epochs=3, lr=0.01),
+    "sigmoid": RunConfig(depth=3, width=16, epochs=2, activation="sigmoid", max_train=400),
 }
 STEP_BUILDERS = ("grad_norm_heatmap", "grad_norm_lines", "flat_dead", "ratios", "clipping")
 
@@ -76,7 +78,8 @@ def all_specs(runs, spec, name):
 
 
 # --- every builder, every run -----------------------------------------------------------------
-@pytest.mark.parametrize("name", ["bn", "plain", "diverged", "moons", "initial", "stored"])
+@pytest.mark.parametrize("name", ["bn", "plain", "diverged", "moons", "sigmoid", "initial",
+                                  "stored"])
 def test_every_builder_gives_a_clean_spec(runs, spec, name):
     for s in all_specs(runs, spec, name):
         assert s.get("$schema", "").startswith("https://vega.github.io/schema/vega-lite/")
@@ -153,6 +156,22 @@ def test_gradient_flow_picks_the_state_after_the_epoch(runs, spec):
 
 
 # --- saturation, ratios, clipping -------------------------------------------------------------
+def test_a_sigmoid_run_draws_each_layers_mean_activation(runs, spec):
+    # Glorot & Bengio's asymptote: a layer's mean activation shows it before its units count as
+    # saturated, so sigmoid runs get a third panel, with σ(0) = 0.5 marked.
+    s = spec("sigmoid", "flat_dead", 1)
+    assert CATALOGUE["act_mean"].axis in {e.get("title") for e in encodings(s, "y")}
+    assert "0.5 = σ(0)" in {v["label"] for v in rows_with(s, "label")}
+    r = runs["sigmoid"]
+    means = r.layer_metric("act_mean")
+    drawn = rows_with(s, "layer", "step", "value")
+    for layer, value in means.iloc[-1].items():
+        assert any(v["layer"] == layer and v["step"] == means.index[-1]
+                   and v["value"] == pytest.approx(value) for v in drawn), layer
+    plain = spec("plain", "flat_dead", 1)   # tanh: no such panel
+    assert "0.5 = σ(0)" not in {v["label"] for v in rows_with(plain, "label")}
+
+
 def test_saturation_and_dead_are_percentages(runs, spec):
     r = runs["plain"]
     s = spec("plain", "flat_dead", 1)
