@@ -1,4 +1,5 @@
-"""Every preset's claims hold on the run it produces; the doctor's findings follow the records."""
+"""The presets cover the lessons; the doctor's findings follow the records (every preset's claims on
+seeds 0-4: tests/test_lessons.py)."""
 
 import pytest
 
@@ -21,15 +22,6 @@ def test_presets_cover_the_lessons():
     assert PRESETS["vanishing"].config.activation == "sigmoid"
     assert PRESETS["exploding"].config.depth == 20
     assert PRESETS["exploding"].config.activation == "linear"
-
-
-@pytest.mark.parametrize("pid", list(PRESETS))
-def test_each_claim_holds_on_the_real_run(runs, pid):
-    result = runs[pid]
-    for claim in PRESETS[pid].claims:
-        text = claim.text(result)
-        assert claim.holds(result), f"{pid}: {text}"
-        assert "nan" not in text.lower()
 
 
 def test_doctor_finds_vanishing_and_its_fix_works(runs):
