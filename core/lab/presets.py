@@ -205,8 +205,8 @@ _REGULARISATION = (
         "The overfitting network with half of its hidden units dropped at random each step.",
         "Dropout keeps any unit from relying on particular others, so the network fits the "
         "training images more slowly. What it fixes here is the validation loss: it keeps "
-        "falling for most of the run instead of turning upward after a few epochs. Compare the "
-        "loss chart with the overfitting preset's.",
+        "falling for most of the run instead of turning upward after a few epochs, though it "
+        "jumps more from epoch to epoch. Compare the loss chart with the overfitting preset's.",
         _OVERFITTING.replace(dropout=0.5),
         (Claim(lambda r: f"The validation loss is lowest at epoch {_best_epoch(r)} of "
                          f"{r.config.epochs} (without dropout: by epoch 9 on seeds 0-4).",
@@ -224,8 +224,8 @@ _REGULARISATION = (
         "now the training loss plus 0.0005 × ‖w‖², which has its minimum at finite weights, "
         "so once the training images are fitted the network cannot keep growing its weights "
         "to become ever more confident on them. The validation loss levels off instead of "
-        "climbing (the accuracy gap barely moves on this data). Compare the loss chart with "
-        "the overfitting preset's.",
+        "climbing, and its lowest epoch comes late in the run (the accuracy gap barely moves "
+        "on this data). Compare the loss chart with the overfitting preset's.",
         _OVERFITTING.replace(weight_decay=1e-3),
         (Claim(lambda r: f"The validation loss is lowest at epoch {_best_epoch(r)} of "
                          f"{r.config.epochs} (without weight decay: by epoch 9 on seeds 0-4).",
