@@ -139,7 +139,7 @@ LAB = Form(
         "lr": _LR,
         "width": [2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024],
         "batch_size": [8, 16, 32, 64, 128, 256, 512, 1024, 2048],
-        # 300 examples and weight decay 1: the overfitting lessons' (a preset's value must be a
+        # 300 examples: the overfitting lessons' (a preset's value must be a
         # stop, or its button would set the nearest one and lose the lesson)
         "max_train": [None, 100, 200, 300, 500, 1000, 2000, 5000, 10000, 20000, 55000],
         "weight_decay": [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0],

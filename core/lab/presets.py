@@ -68,10 +68,18 @@ _VANISHING = RunConfig(depth=10, activation="sigmoid", init="xavier_normal", opt
 _EXPLODING = RunConfig(depth=20, activation="linear", init="mean_field", sigma_w2=4.0,
                        optimizer="sgd", lr=0.1, epochs=5)
 
-# 300 training images and a wide 3-layer net: it memorises them within ~10 epochs, after which
-# the validation loss climbs (measured: lowest at epoch 9, +15% by epoch 30).
-_OVERFITTING = RunConfig(max_train=300, depth=3, width=256, optimizer="adam", lr=1e-3,
-                         batch_size=32, epochs=30)
+# 300 training images and a wide 3-layer net, at a learning rate and batch size (2e-3, 16) that
+# memorise them within a few epochs: then the validation loss climbs steadily. At Adam's usual 1e-3
+# with batches of 32 it only plateaus on some seeds (ends 3%, 3% above its best on seeds 1, 4).
+# Measured on seeds 0-4 (one thread): lowest at epochs 6, 9, 4, 6, 7, ends 16%, 13%, 37%, 15%, 15%
+# above it; training accuracy 100% against validation 93.6-96.4%, a gap of 6.4, 4.7, 6.7, 5.6,
+# 3.6 points.
+_OVERFITTING = RunConfig(max_train=300, depth=3, width=256, optimizer="adam", lr=2e-3,
+                         batch_size=16, epochs=30)
+# Without regularisation the validation loss is lowest by epoch 9 on every seed (above); with
+# dropout 0.5 at epochs 23, 25, 18, 27, 25, with L2 weight decay 1e-3 at epochs 23, 26, 27, 24,
+# 27. An epoch past the run's middle separates them on every seed.
+_LATE_BEST = _OVERFITTING.epochs // 2
 
 
 def _gap(r: RunResult) -> float:
@@ -227,34 +235,42 @@ _REGULARISATION = (
         _OVERFITTING,
         (Claim(lambda r: f"Training accuracy reaches {r.final('train', 'accuracy'):.0%}, "
                          f"validation {_acc(r):.0%}: a gap of {_gap(r) * 100:.1f} points.",
-               lambda r: r.final("train", "accuracy") > 0.99 and _gap(r) > 0.04),
+               lambda r: r.final("train", "accuracy") > 0.99 and _gap(r) > 0.02),
          Claim(lambda r: f"The validation loss is lowest at epoch {_best_epoch(r)} and ends "
                          f"{_rise(r):.0%} higher.",
-               lambda r: _rise(r) > 0.08)),
+               lambda r: _best_epoch(r) < _LATE_BEST and _rise(r) > 0.08)),
     ),
     Preset(
         "dropout", "Fix: dropout", ":material/grain:",
         "The overfitting network with half of its hidden units dropped at random each step.",
-        "Dropout keeps any unit from relying on particular others, so the network cannot "
-        "simply memorise: training accuracy (measured with dropout on) stays near validation "
-        "accuracy, and the validation loss no longer turns upward.",
+        "Dropout keeps any unit from relying on particular others, so the network fits the "
+        "training images more slowly. What it fixes here is the validation loss: it keeps "
+        "falling for most of the run instead of turning upward after a few epochs, though it "
+        "jumps more from epoch to epoch. Compare the loss chart with the overfitting preset's.",
         _OVERFITTING.replace(dropout=0.5),
-        (Claim(lambda r: f"Training accuracy (dropout on) is {r.final('train', 'accuracy'):.0%} "
-                         f"against {_acc(r):.0%} on validation: no memorising.",
-               lambda r: _gap(r) < 0.02),
-         Claim(lambda r: f"The validation loss ends {_rise(r):.0%} above its best.",
-               lambda r: _rise(r) < 0.05)),
+        (Claim(lambda r: f"The validation loss is lowest at epoch {_best_epoch(r)} of "
+                         f"{r.config.epochs} (without dropout: by epoch 9 on seeds 0-4).",
+               lambda r: _best_epoch(r) >= _LATE_BEST),
+         Claim(lambda r: f"Training accuracy, measured on the training batches with dropout on, "
+                         f"is {r.final('train', 'accuracy'):.0%}; validation accuracy "
+                         f"{_acc(r):.0%}.",
+               # 96.3, 95.7, 97.7, 96.7, 95.0% against 94.7, 94.7, 94.4, 93.0, 93.9% (seeds 0-4)
+               lambda r: _acc(r) > 0.9)),
     ),
     Preset(
         "weight_decay", "Fix: weight decay", ":material/compress:",
-        "The overfitting network trained with AdamW's decoupled weight decay.",
-        "Weight decay pulls every weight toward zero at each step, so the network cannot grow "
-        "the large weights that fit the training images' noise: the validation loss stays near "
-        "its best instead of climbing (the accuracy gap barely moves on this data).",
-        _OVERFITTING.replace(optimizer="adamw", weight_decay=1.0),
-        (Claim(lambda r: f"The validation loss ends {_rise(r):.0%} above its best.",
-               lambda r: _rise(r) < 0.06),
-         _reaches(0.9)),
+        "The overfitting network with L2 weight decay 1e-3 added to Adam's gradients.",
+        "Weight decay adds 1e-3 × w to every parameter w's gradient: the loss minimised is "
+        "now the training loss plus 0.0005 × ‖w‖², which has its minimum at finite weights, "
+        "so once the training images are fitted the network cannot keep growing its weights "
+        "to become ever more confident on them. The validation loss levels off instead of "
+        "climbing, and its lowest epoch comes late in the run (the accuracy gap barely moves "
+        "on this data). Compare the loss chart with the overfitting preset's.",
+        _OVERFITTING.replace(weight_decay=1e-3),
+        (Claim(lambda r: f"The validation loss is lowest at epoch {_best_epoch(r)} of "
+                         f"{r.config.epochs} (without weight decay: by epoch 9 on seeds 0-4).",
+               lambda r: _best_epoch(r) >= _LATE_BEST),
+         _reaches(0.9)),  # 92.5, 95.3, 93.6, 93.0, 95.0% on seeds 0-4
     ),
     Preset(
         "early_stopping", "Fix: early stopping", ":material/front_hand:",

@@ -4,10 +4,12 @@
     result = get_recurrent_run(p.config)
     [claim.check(result) for claim in p.claims]
 
-The thresholds leave room: every claim holds for seeds 0–3 with one or two threads (measured
-on Fashion-MNIST rows, 1,000 training images, 3 epochs: the RNN's first/last ratio is 1e-8…4e-8
-at initialisation and 4e-5…8e-4 in the median over training, the LSTM's 5e-4…1e-3 and
-4e-3…1e-2; the exploding run's loss peaks at 19…130 from 2.3, the clipped one's below 2.9).
+The thresholds leave room: every claim holds on seeds 0-4 with one thread, as the app trains
+(tests/test_lessons.py). Measured on Fashion-MNIST rows, 1,000 training images, 3 epochs: the
+RNN's first/last ratio is 1e-8…4e-8 at initialisation and 4e-6…3e-4 in the median over
+training, the LSTM's 5e-4…1e-3 and 4e-3…1e-2; the exploding run's gradient peaks at 9×…9,900×
+its first value and its loss at 21…109 from 2.3; the clipped run's loss stays below 2.8 and its
+validation accuracy is 38…51%.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ _PRESETS = (
         "first rows.",
         _FORGETS.replace(cell="lstm"),
         (Claim(lambda r: f"At initialisation ‖∂L/∂h_1‖ is {r.ratio_at_init():.0e} of "
-                         f"‖∂L/∂{_last_t(r)}‖ (the vanilla RNN's: about 1e-08).",
+                         f"‖∂L/∂{_last_t(r)}‖ (the vanilla RNN's: 1e-08 to 4e-08 on seeds "
+                         f"0-4).",
                lambda r: r.ratio_at_init() > 1e-4),
          Claim(lambda r: f"Over training the median ratio is {r.median_ratio():.0e}, above the "
                          f"vanilla RNN's (below 1e-03).",
@@ -114,7 +117,8 @@ _PRESETS = (
          Claim(lambda r: f"The training loss never climbs above {_loss(r, 'max'):.2f} (it "
                          f"starts at {_loss(r, 'first'):.2f}).",
                lambda r: not r.diverged and _loss(r, "max") < 1.5 * _loss(r, "first")),
-         Claim(lambda r: f"Validation accuracy: {_acc(r):.0%}.", lambda r: _acc(r) > 0.35)),
+         # 50, 40, 50, 51, 38% on seeds 0-4: above 30% on each, three times chance.
+         Claim(lambda r: f"Validation accuracy: {_acc(r):.0%}.", lambda r: _acc(r) > 0.3)),
     ),
 )
 

@@ -151,22 +151,10 @@ def test_rnn_vanishes_through_time_and_the_lstm_much_less(presets):
 
 
 @pytest.mark.parametrize("pid", list(RECURRENT_PRESETS))
-def test_preset_claims_hold(presets, pid):
-    result = presets[pid]
-    for claim in RECURRENT_PRESETS[pid].claims:
-        assert claim.holds(result), claim.text(result)
-    # Every preset trains in seconds (one thread; generous for a loaded shared machine).
-    assert result.timing["seconds"] < 20
-
-
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
-@pytest.mark.parametrize("pid", list(RECURRENT_PRESETS))
-def test_preset_claims_hold_on_other_seeds(pid, seed):
-    """A lesson's claims are about the setting, not one lucky draw: seeds 1-4 too (one torch
-    thread, as the app trains; the exploding RNN's peak ranges from 9x to 10,000x over them)."""
-    result = train_recurrent(RECURRENT_PRESETS[pid].config.replace(seed=seed))
-    for claim in RECURRENT_PRESETS[pid].claims:
-        assert claim.holds(result), claim.text(result)
+def test_presets_train_in_seconds(presets, pid):
+    """(Their claims, on seeds 0-4: tests/test_lessons.py.) One thread; generous for a loaded
+    shared machine."""
+    assert presets[pid].timing["seconds"] < 20
 
 
 def test_explosion_and_its_cure_differ_only_in_clipping(presets):
