@@ -374,7 +374,12 @@ def _overfitting(r: RunResult, found: list[Finding]) -> Finding | None:
         "overfitting", "info", "Overfitting",
         f"Training accuracy is {gap * 100:.0f} points above validation accuracy, and the "
         f"losses say the network fits its training examples better than new ones: {because}.",
-        _fixes(cfg, Fix("Add dropout 0.5", {"dropout": 0.5}) if cfg.dropout == 0 else None,
+        # The weight-decay and early-stopping lessons' settings. Dropout 0.5 is not offered: on
+        # the overfitting lesson it moves the best epoch later, but the validation loss still
+        # ends 14-27% above its best (seeds 0-2); weight decay on top of that dropout did not
+        # clear it either, so it is offered to nets without dropout, where it was measured.
+        _fixes(cfg, Fix("Add weight decay 1e-3", {"weight_decay": 1e-3})
+               if cfg.weight_decay == 0 and cfg.dropout == 0 else None,
                Fix("Stop early (patience 5)", {"patience": 5}) if cfg.patience is None
                else None))
 
