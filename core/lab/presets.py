@@ -167,7 +167,7 @@ _PRESETS = (
                          f"output, ‖∂L/∂z‖, is {_ratio(r):.1e} of the gradient at the output "
                          f"(below 1e-4 without the skips).",
                lambda r: _ratio(r) > 1e-3),
-         _reaches(0.3)),  # about 45%, against 10% for the same net without skips
+         _reaches(0.3)),  # 45-76% on seeds 0-4, against 10% for the same net without skips
     ),
     Preset(
         "adam", "Adam evens out the steps", ":material/speed:",
