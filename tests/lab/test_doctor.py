@@ -175,3 +175,13 @@ def test_clipping_on_every_step_is_reported_with_its_evidence(runs):
     assert f"{result.steps.clipped.mean():.0%}" in found["always_clipped"].evidence
     assert np.isfinite(result.steps.grad_norm).all()
     assert "always_clipped" not in _ids(runs["relu_he"])
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_fix_on_a_lesson_run_sets_values_the_labs_widgets_offer(runs, name):
+    # Otherwise the Lab would snap the fix to a neighbouring value and warn about the link.
+    from app_pages.kit.controls import LAB
+    for finding in diagnose(runs[name]):
+        for fix in finding.fixes:
+            changed = {k: getattr(fix.apply(runs[name].config), k) for k in fix.changes}
+            assert LAB.widget_values(changed) == changed, (name, fix.label)
