@@ -262,7 +262,12 @@ def config_controls(form: Form, fields: list[str] | None = None, *, defaults: An
                 else getattr(defaults, name)
         except ConfigError:
             values[name] = getattr(defaults, name)
-    return resolve(values, raw_url, defaults, prefix, form, skip=just_set())
+    cfg, warnings = resolve(values, raw_url, defaults, prefix, form, skip=just_set())
+    if hidden:  # read-only, as the classroom editor promises
+        st.caption("Set by your teacher: " + ", ".join(
+            f"{form.label(name)} **{form.settings.format_setting(name, getattr(cfg, name))}**"
+            for name in fields if name in hidden))
+    return cfg, warnings
 
 
 def resolve(values: dict[str, Any], raw: dict[str, str], defaults: Any, prefix: str = "",
@@ -320,8 +325,21 @@ def classroom_editor(form: Form, fields: list[str]) -> None:
 
 def apply_settings(form: Form, values: Mapping[str, Any], prefix: str = "") -> None:
     """The one callback that sets widgets (a preset, a fix, a clicked chart, "Copy A into B"):
-    the bound widgets and so the link take `values`; the rerun that follows uses them."""
-    entries = form.widget_values(values, prefix)
+    the bound widgets and so the link take `values`; the rerun that follows uses them.
+
+    A setting a classroom link hides has no widget: its value is written into the link
+    itself, and a change to it is announced (the teacher had fixed it)."""
+    hidden = [name for name in hidden_settings(form) if name in values]
+    changed = []
+    for name in hidden:
+        text = form.settings.format_setting(name, values[name])
+        if values[name] != _current(form, prefix, name, getattr(form.settings(), name)):
+            changed.append(f"{form.label(name)} → {text}")
+        st.query_params[prefix + name] = text
+    if changed:
+        st.toast("Changed settings your teacher's link had fixed: " + ", ".join(changed) + ".",
+                 icon=":material/school:", duration="long")
+    entries = form.widget_values({k: v for k, v in values.items() if k not in hidden}, prefix)
     st.session_state.update(entries)
     st.session_state[JUST_SET_KEY] = st.session_state.get(JUST_SET_KEY, set()) | set(entries)
 
