@@ -329,7 +329,8 @@ def apply_settings(form: Form, values: Mapping[str, Any], prefix: str = "") -> N
 
     A setting a classroom link hides has no widget: its value is written into the link
     itself, and a change to it is announced (the teacher had fixed it)."""
-    hidden = [name for name in hidden_settings(form) if name in values]
+    hiding = hidden_settings(form)
+    hidden = [name for name in form.fields if name in values and name in hiding]
     changed = []
     for name in hidden:
         text = form.settings.format_setting(name, values[name])
