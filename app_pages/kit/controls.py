@@ -300,8 +300,8 @@ def _current(form: Form, prefix: str, name: str, default: Any) -> Any:
 def hidden_settings(form: Form) -> set[str]:
     """The settings a classroom link hides: the editor's choice once it is drawn, else the link's
     `hide`, by name and comma-separated as the README writes it (`hide=optimizer,lr`) or by
-    label and repeated as the editor writes it (`hide=Optimizer&hide=Learning+rate`: Streamlit
-    writes a bound multiselect's options as they are shown)."""
+    label and repeated (`hide=Optimizer&hide=Learning+rate`, as links written while the editor
+    was bound to the link have it: Streamlit writes a bound multiselect's options as shown)."""
     if HIDE_KEY in st.session_state:
         return set(st.session_state[HIDE_KEY])
     asked = {part.strip() for item in st.query_params.get_all(HIDE_KEY) for part in item.split(",")}
@@ -311,16 +311,24 @@ def hidden_settings(form: Form) -> set[str]:
 def classroom_editor(form: Form, fields: list[str]) -> None:
     """Lets a teacher pick controls to hide; the choice lives in the link (?hide=…).
 
-    A comma-separated `hide` is handed to the editor first: bound to the link, it would
-    otherwise drop a value it cannot read as its options, and the next rerun (a click on
-    Train) would show the hidden controls again."""
+    The editor starts from the link's `hide` and writes its choice back as the README writes
+    it (names, comma-separated). It is not bound to the link: a bound multiselect drops from
+    the link, on opening, a value it cannot read as its options (a name where it shows
+    labels), and the link a student copies would no longer hide anything."""
     if HIDE_KEY not in st.session_state:
         st.session_state[HIDE_KEY] = [name for name in fields if name in hidden_settings(form)]
     with st.sidebar.expander("Classroom link"):
         st.multiselect("Hide these controls", fields, format_func=form.label, key=HIDE_KEY,
-                       bind="query-params",
+                       on_change=_write_hide,
                        help="Copy the page's link after choosing: students who open it see "
                             "the current values of these settings but cannot change them.")
+
+
+def _write_hide() -> None:
+    if st.session_state[HIDE_KEY]:
+        st.query_params[HIDE_KEY] = ",".join(st.session_state[HIDE_KEY])
+    else:
+        del st.query_params[HIDE_KEY]
 
 
 def apply_settings(form: Form, values: Mapping[str, Any], prefix: str = "") -> None:
@@ -336,7 +344,7 @@ def apply_settings(form: Form, values: Mapping[str, Any], prefix: str = "") -> N
         text = form.settings.format_setting(name, values[name])
         if values[name] != _current(form, prefix, name, getattr(form.settings(), name)):
             changed.append(f"{form.label(name)} → {text}")
-        st.query_params[prefix + name] = text
+            st.query_params[prefix + name] = text
     if changed:
         st.toast("Changed settings your teacher's link had fixed: " + ", ".join(changed) + ".",
                  icon=":material/school:", duration="long")
