@@ -61,7 +61,7 @@ def source(df: pd.DataFrame) -> pd.DataFrame | dict:
 
 # Steps and epochs are counts: integer ticks only (Vega-Lite would write 0.5 on a short run).
 COUNT_AXIS = alt.Axis(format="d", tickMinStep=1)
-LEGEND_ROWS = 12   # a layer legend's rows per column: 12 fit a panel's height
+LEGEND_ROWS = 8   # a layer legend's rows per column: what fits beside a panel (measured)
 
 
 def thin(df: pd.DataFrame, limit: int = MAX_STEPS) -> pd.DataFrame:
@@ -84,7 +84,7 @@ def layer_color(result, *, legend: bool = True) -> alt.Color:
     # the output layer has no rows, as for saturation).
     names = list(result.layer_names)
     # Every layer in the legend (Vega-Lite stops at 50 symbols, and cut a 21-layer net's legend
-    # at hidden9 to fit the panel's height): in columns of at most LEGEND_ROWS.
+    # at hidden9, the rest below the panel's height): in columns of at most LEGEND_ROWS.
     shown = alt.Legend(symbolLimit=0, columns=-(-len(names) // LEGEND_ROWS)) if legend else None
     return alt.Color("layer:O", sort=names, scale=alt.Scale(domain=names, scheme=LAYER_SCHEME),
                      title="Layer (input → output)", legend=shown)

@@ -143,7 +143,7 @@ def layer_norms(result, step: int = 0):
         panels.append(alt.Chart(df, title=panel_title).mark_bar().encode(
             x=alt.X("layer:O", sort=list(result.layer_names), title="Layer (input → output)"),
             xOffset=alt.XOffset("statistic:N", sort=names),
-            y=alt.Y("value:Q", scale=alt.Scale(type="log"), axis=LOG_AXIS,
+            y=alt.Y("value:Q", stack=None, scale=alt.Scale(type="log"), axis=LOG_AXIS,
                     title=" and ".join(names) + " (log)" if len(names) > 1 else
                     f"{CATALOGUE[metrics[0]].label} (log)"),
             color=alt.Color("statistic:N", title="Measure", sort=names,
