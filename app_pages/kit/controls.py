@@ -34,6 +34,22 @@ EPOCH_KEY = "epoch"
 EPOCH_RUN_KEY = "_kit_epoch_run"   # the run (or runs) the epoch scrubber last showed
 
 
+PAGE_KEY = "_kit_page"   # the page the session ran last (its URL path)
+
+
+def enter_page(path: str) -> None:
+    """Called by the router before page `path` runs. Reached from another page through a link
+    that carries settings (a Home card, Compare's link), the page shows exactly the link's:
+    what the session holds from an earlier visit is dropped, or the widgets the link leaves at
+    their defaults would keep that visit's values (measured: the vanishing lesson's sigmoid in
+    the overfitting card's run). Without settings in the link (the sidebar's menu) the earlier
+    visit's settings stay."""
+    if st.session_state.get(PAGE_KEY, path) != path and len(st.query_params):
+        for key in list(st.session_state):
+            del st.session_state[key]
+    st.session_state[PAGE_KEY] = path
+
+
 def link_problems(settings: type, raw: Mapping[str, str], used: Any, *, prefix: str = "",
                   offered: Mapping[str, Sequence] | None = None,
                   skip: Iterable[str] = ()) -> list[str]:

@@ -390,10 +390,14 @@ def _lesson_problems(page, path: str, preset, where: str) -> list[str]:
 def test_every_lesson_opens_right_from_every_entry_point(server, page):
     """Every Home card, every preset button of every page (from a classroom link) and every
     doctor fix offered on a Lab preset's run: the lesson box is there (for a preset), every
-    claim holds, nothing warns, the lesson's tab is open and the link's `hide` is kept."""
+    claim holds, nothing warns, the lesson's tab is open and the link's `hide` is kept.
+
+    The Home cards are opened one after another in one session, through the sidebar's Home
+    link: a card used to inherit the previous lesson's settings where it leaves one at its
+    default. ~100 s on an empty run store (two cores), most of it training every lesson."""
     problems: list[str] = []
+    page.goto(server)
     for preset in PRESETS.values():
-        page.goto(server)
         _settle(page, "")
         card = page.locator('[data-testid="stVerticalBlock"]').filter(
             has=page.get_by_role("heading", name=preset.title, exact=True)).last
@@ -401,6 +405,8 @@ def test_every_lesson_opens_right_from_every_entry_point(server, page):
         page.wait_for_url("**/lab?**")
         _settle(page, "lab")
         problems += _lesson_problems(page, "lab", preset, "Home card")
+        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Home").click()
+        page.wait_for_url(f"{server}/")
     for path, presets in LESSON_PAGES.items():
         page.goto(f"{server}/{path}?{CLASSROOM}")
         _settle(page, path)
