@@ -8,6 +8,7 @@ app_pages/ (not `pages/`: that name switches on Streamlit's legacy multipage mod
 import streamlit as st
 
 from core.cpus import configure_for_server
+from app_pages.kit.controls import enter_page
 
 st.set_page_config(page_title="Saturation Lab", page_icon=":material/show_chart:", layout="wide")
 # Every page computes with torch, not only those that train through the run store: one thread
@@ -34,4 +35,5 @@ page = st.navigation([
     st.Page("app_pages/attention.py", title="Attention", icon=":material/center_focus_strong:",
             url_path="attention"),
 ])
+enter_page(page.url_path)
 page.run()

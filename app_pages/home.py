@@ -22,7 +22,7 @@ for i, preset in enumerate(PRESETS.values()):
         st.markdown(f"#### {preset.title}")
         st.caption(preset.summary)
         st.page_link("app_pages/lab.py", label="Open in the Training Lab", icon=preset.icon,
-                     query_params=preset.config.to_params())
+                     query_params={**preset.config.to_params(), "tab": preset.tab})
 
 st.markdown(
     "Or go straight to a page: the **Training Lab** for any image network; **Compare** to put "

@@ -14,11 +14,12 @@ from core.lab.tabs import TABS
 from app_pages.kit.charts import run_chart
 from app_pages.kit.controls import (LAB, apply_settings, classroom_editor, config_form,
                                     epoch_slider, warn)
-from app_pages.kit.lessons import lesson_box, preset_buttons
+from app_pages.kit.lessons import lesson_box, open_evidence_tab, preset_buttons
 from app_pages.kit.runs import downloads, notices, obtain, status_word
 
 
 LAB_FIELDS = [name for name in FIELDS if name != "noise"]
+TAB_KEY = "tab"   # the open tab, in the link as ?tab=
 
 st.title("Training Lab")
 st.write("Train a real network on real images and watch every layer: how large its gradients "
@@ -36,7 +37,8 @@ result = obtain(cfg, live_chart=charts.loss_accuracy)
 if result is None:
     st.stop()
 
-lesson_box(PRESETS.values(), cfg, result)
+lesson = lesson_box(PRESETS.values(), cfg, result)
+open_evidence_tab(lesson, TAB_KEY)
 notices(result)
 
 cols = st.columns([1.1, 1.2, 1.3, 0.9, 1.2, 1.1])
@@ -91,7 +93,7 @@ def panels() -> None:
     epoch = epoch_slider(result.key, last, help="Moves every per-epoch chart: 0 is the network "
                                                 "at initialisation.")
     # Only the open tab's charts are built: the others would cost time nobody sees.
-    tabs = st.tabs(list(TABS), key="tab", bind="query-params")
+    tabs = st.tabs(list(TABS), key=TAB_KEY, bind="query-params")
     for tab, tab_charts in zip(tabs, TABS.values()):
         with tab:
             if not tab.open:

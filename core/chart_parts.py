@@ -59,6 +59,11 @@ def source(df: pd.DataFrame) -> pd.DataFrame | dict:
     return df if len(df) <= MAX_FRAME_ROWS else {"values": df.to_dict("records")}
 
 
+# Steps and epochs are counts: integer ticks only (Vega-Lite would write 0.5 on a short run).
+COUNT_AXIS = alt.Axis(format="d", tickMinStep=1)
+LEGEND_ROWS = 8   # a layer legend's rows per column: what fits beside a panel (measured)
+
+
 def thin(df: pd.DataFrame, limit: int = MAX_STEPS) -> pd.DataFrame:
     """At most `limit` evenly spaced distinct steps, always keeping the first and the last."""
     steps = np.unique(df["step"])
@@ -78,8 +83,11 @@ def layer_color(result, *, legend: bool = True) -> alt.Color:
     # The domain is the whole network, so a layer keeps its colour across charts (even where
     # the output layer has no rows, as for saturation).
     names = list(result.layer_names)
+    # Every layer in the legend (Vega-Lite stops at 50 symbols, and cut a 21-layer net's legend
+    # at hidden9, the rest below the panel's height): in columns of at most LEGEND_ROWS.
+    shown = alt.Legend(symbolLimit=0, columns=-(-len(names) // LEGEND_ROWS)) if legend else None
     return alt.Color("layer:O", sort=names, scale=alt.Scale(domain=names, scheme=LAYER_SCHEME),
-                     title="Layer (input → output)", legend=alt.Legend() if legend else None)
+                     title="Layer (input → output)", legend=shown)
 
 
 def tips(*fields) -> list[alt.Tooltip]:
@@ -183,7 +191,7 @@ def layer_panels(result, panels: list[Panel], epoch: int | None, title: str, col
         # Points as well when steps are few: a line through a single step would be invisible.
         few = df["step"].nunique() <= 40
         chart = alt.Chart(source(df)).mark_line(strokeWidth=1.5, point=few).encode(
-            x=alt.X("step:Q", title="Training step"),
+            x=alt.X("step:Q", title="Training step", axis=COUNT_AXIS),
             y=alt.Y("value:Q", title=p.y_title, scale=scale, axis=LOG_AXIS),
             color=layer_color(result), opacity=fade(sel),
             tooltip=tips("layer:N", "step:Q", "epoch:Q", alt.Tooltip("value:Q", format=".4g")))
@@ -235,7 +243,7 @@ def loss_accuracy(result, epoch: int | None = None):
             log = (v > 0).all() and v.max() > 100 * v.min()
             scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
         base = alt.Chart(d).encode(
-            x=alt.X("epoch:Q", title="Epoch (0 = at initialisation)", axis=alt.Axis(tickMinStep=1)),
+            x=alt.X("epoch:Q", title="Epoch (0 = at initialisation)", axis=COUNT_AXIS),
             y=alt.Y("value:Q", title=title, scale=scale, axis=LOG_AXIS),
             color=color, opacity=fade(sel),
             tooltip=tips("split:N", "epoch:Q", alt.Tooltip("value:Q", title=metric, format=".4g")))

@@ -48,6 +48,9 @@ class Preset(Generic[Config, Result]):
     # Settings the lesson leaves to the user: the preset still matches whatever they hold
     # (attention's lessons read both variants, so the scaling toggle stays free).
     free: tuple[str, ...] = ()
+    # The page tab that holds the lesson's evidence (the chart look_at names): the page opens
+    # on it whichever way the lesson was reached. None: the page has no tabs.
+    tab: str | None = None
 
     @property
     def hint(self) -> str:

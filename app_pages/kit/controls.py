@@ -34,6 +34,22 @@ EPOCH_KEY = "epoch"
 EPOCH_RUN_KEY = "_kit_epoch_run"   # the run (or runs) the epoch scrubber last showed
 
 
+PAGE_KEY = "_kit_page"   # the page the session ran last (its URL path)
+
+
+def enter_page(path: str) -> None:
+    """Called by the router before page `path` runs. Reached from another page through a link
+    that carries settings (a Home card, Compare's link), the page shows exactly the link's:
+    what the session holds from an earlier visit is dropped, or the widgets the link leaves at
+    their defaults would keep that visit's values (measured: the vanishing lesson's sigmoid in
+    the overfitting card's run). Without settings in the link (the sidebar's menu) the earlier
+    visit's settings stay."""
+    if st.session_state.get(PAGE_KEY, path) != path and len(st.query_params):
+        for key in list(st.session_state):
+            del st.session_state[key]
+    st.session_state[PAGE_KEY] = path
+
+
 def link_problems(settings: type, raw: Mapping[str, str], used: Any, *, prefix: str = "",
                   offered: Mapping[str, Sequence] | None = None,
                   skip: Iterable[str] = ()) -> list[str]:
@@ -264,7 +280,12 @@ def config_controls(form: Form, fields: list[str] | None = None, *, defaults: An
                 else getattr(defaults, name)
         except ConfigError:
             values[name] = getattr(defaults, name)
-    return resolve(values, raw_url, defaults, prefix, form, skip=just_set())
+    cfg, warnings = resolve(values, raw_url, defaults, prefix, form, skip=just_set())
+    if hidden:  # read-only, as the classroom editor promises
+        st.caption("Set by your teacher: " + ", ".join(
+            f"{form.label(name)} **{form.settings.format_setting(name, getattr(cfg, name))}**"
+            for name in fields if name in hidden))
+    return cfg, warnings
 
 
 def resolve(values: dict[str, Any], raw: dict[str, str], defaults: Any, prefix: str = "",
@@ -297,8 +318,8 @@ def _current(form: Form, prefix: str, name: str, default: Any) -> Any:
 def hidden_settings(form: Form) -> set[str]:
     """The settings a classroom link hides: the editor's choice once it is drawn, else the link's
     `hide`, by name and comma-separated as the README writes it (`hide=optimizer,lr`) or by
-    label and repeated as the editor writes it (`hide=Optimizer&hide=Learning+rate`: Streamlit
-    writes a bound multiselect's options as they are shown)."""
+    label and repeated (`hide=Optimizer&hide=Learning+rate`, as links written while the editor
+    was bound to the link have it: Streamlit writes a bound multiselect's options as shown)."""
     if HIDE_KEY in st.session_state:
         return set(st.session_state[HIDE_KEY])
     asked = {part.strip() for item in st.query_params.get_all(HIDE_KEY) for part in item.split(",")}
@@ -308,22 +329,44 @@ def hidden_settings(form: Form) -> set[str]:
 def classroom_editor(form: Form, fields: list[str]) -> None:
     """Lets a teacher pick controls to hide; the choice lives in the link (?hide=…).
 
-    A comma-separated `hide` is handed to the editor first: bound to the link, it would
-    otherwise drop a value it cannot read as its options, and the next rerun (a click on
-    Train) would show the hidden controls again."""
+    The editor starts from the link's `hide` and writes its choice back as the README writes
+    it (names, comma-separated). It is not bound to the link: a bound multiselect drops from
+    the link, on opening, a value it cannot read as its options (a name where it shows
+    labels), and the link a student copies would no longer hide anything."""
     if HIDE_KEY not in st.session_state:
         st.session_state[HIDE_KEY] = [name for name in fields if name in hidden_settings(form)]
     with st.sidebar.expander("Classroom link"):
         st.multiselect("Hide these controls", fields, format_func=form.label, key=HIDE_KEY,
-                       bind="query-params",
+                       on_change=_write_hide,
                        help="Copy the page's link after choosing: students who open it see "
                             "the current values of these settings but cannot change them.")
 
 
+def _write_hide() -> None:
+    if st.session_state[HIDE_KEY]:
+        st.query_params[HIDE_KEY] = ",".join(st.session_state[HIDE_KEY])
+    else:
+        del st.query_params[HIDE_KEY]
+
+
 def apply_settings(form: Form, values: Mapping[str, Any], prefix: str = "") -> None:
     """The one callback that sets widgets (a preset, a fix, a clicked chart, "Copy A into B"):
-    the bound widgets and so the link take `values`; the rerun that follows uses them."""
-    entries = form.widget_values(values, prefix)
+    the bound widgets and so the link take `values`; the rerun that follows uses them.
+
+    A setting a classroom link hides has no widget: its value is written into the link
+    itself, and a change to it is announced (the teacher had fixed it)."""
+    hiding = hidden_settings(form)
+    hidden = [name for name in form.fields if name in values and name in hiding]
+    changed = []
+    for name in hidden:
+        text = form.settings.format_setting(name, values[name])
+        if values[name] != _current(form, prefix, name, getattr(form.settings(), name)):
+            changed.append(f"{form.label(name)} → {text}")
+            st.query_params[prefix + name] = text
+    if changed:
+        st.toast("Changed settings your teacher's link had fixed: " + ", ".join(changed) + ".",
+                 icon=":material/school:", duration="long")
+    entries = form.widget_values({k: v for k, v in values.items() if k not in hidden}, prefix)
     st.session_state.update(entries)
     st.session_state[JUST_SET_KEY] = st.session_state.get(JUST_SET_KEY, set()) | set(entries)
 

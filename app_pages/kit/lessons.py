@@ -10,6 +10,8 @@ import streamlit as st
 from core.lessons import Preset, matching
 from app_pages.kit.controls import Form, apply_settings
 
+LESSON_KEY = "_kit_lesson"   # the preset whose lesson the page showed last (None: none)
+
 
 def preset_buttons(presets: Mapping[str, Preset], form: Form, *, title: str = "Lesson presets",
                    caption: str | None = None, columns: int | None = None,
@@ -28,15 +30,35 @@ def preset_buttons(presets: Mapping[str, Preset], form: Form, *, title: str = "L
                                key=f"preset_{p.id}")
 
 
-def lesson_box(presets: Iterable[Preset], config: Any, evidence: Any, container=st) -> None:
+def lesson_box(presets: Iterable[Preset], config: Any, evidence: Any,
+               container=st) -> Preset | None:
     """The box of the preset `config` is (if any): its title, what to look at, and ✓/✗ for each
-    claim on `evidence` (the run, or whatever the family's claims read) whose parts are there."""
+    claim on `evidence` (the run, or whatever the family's claims read) whose parts are there.
+    Returns that preset."""
     preset = matching(presets, config)
     if preset is None:
-        return
+        return None
     with container.container(border=True):
         st.markdown(f"**{preset.title}** — {preset.look_at}")
         for claim in preset.ready_claims(evidence):
             text, ok = claim.check(evidence)
             st.markdown(f"{':material/check_circle:' if ok else ':material/cancel:'} "
                         f"{text}" + ("" if ok else " *(not true for this run)*"))
+    return preset
+
+
+def open_evidence_tab(preset: Preset | None, tab_key: str) -> None:
+    """Open the tab holding `preset`'s evidence when its lesson starts: a preset button, a
+    doctor fix or Train landing on it, or a link to it (Home's card, a pasted one). Called before
+    the tabs (bound to the link under `tab_key`) are drawn; afterwards the user's tab holds.
+
+    A link's own tab wins on arrival (the tabs are not drawn yet in this session's page): a
+    shared link shows what its sender saw."""
+    lesson = preset.id if preset is not None else None
+    if st.session_state.get(LESSON_KEY, "") == lesson:
+        return
+    arriving = tab_key not in st.session_state
+    st.session_state[LESSON_KEY] = lesson
+    if preset is None or preset.tab is None or (arriving and tab_key in st.query_params):
+        return
+    st.session_state[tab_key] = preset.tab

@@ -20,7 +20,8 @@ import pandas as pd
 
 from core.attention.config import D_GRID
 from core.attention.softmax import SATURATED, VARIANTS, AttentionResult
-from core.chart_parts import LOG_AXIS, MUTED, PANEL_H, PANEL_W, finite, no_data, rule, source, tips
+from core.chart_parts import (COUNT_AXIS, LOG_AXIS, MUTED, PANEL_H, PANEL_W, finite, no_data,
+                              rule, source, tips)
 
 COLORS = {"scaled": "#4c78a8", "unscaled": "#e45756"}
 LABELS = {"scaled": "scaled by 1/√d", "unscaled": "unscaled"}
@@ -182,7 +183,7 @@ def training_curves(result: AttentionResult, selected: str = "scaled") -> alt.HC
                   **({"scale": alt.Scale(domain=[0, 1]), "axis": alt.Axis(format="%")}
                      if metric == "accuracy" else {}))
         lines = _dashed_lines(df, _dash("split", ["train", "val"], "Split"), selected,
-                              x=alt.X("epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1)),
+                              x=alt.X("epoch:Q", title="Epoch", axis=COUNT_AXIS),
                               y=y, tooltip=tips("variant:N", "split:N", "epoch:Q",
                                                 alt.Tooltip("value:Q", format=".3f")))
         panels.append(alt.layer(*lines, title=title, width=PANEL_W, height=PANEL_H))
@@ -203,7 +204,7 @@ def gradient_charts(result: AttentionResult, selected: str = "scaled") -> alt.HC
         panels.append(no_data("Weight-gradient norms"))
     else:
         panels.append(alt.Chart(source(grads)).mark_line().encode(
-            x=alt.X("step:Q", title="Training step"),
+            x=alt.X("step:Q", title="Training step", axis=COUNT_AXIS),
             y=alt.Y("value:Q", title="Gradient norm", scale=alt.Scale(type="log"),
                     axis=LOG_AXIS),
             color=variant_color(), strokeWidth=_width(selected),
@@ -222,7 +223,7 @@ def gradient_charts(result: AttentionResult, selected: str = "scaled") -> alt.HC
                   scale=alt.Scale(type="log") if log else
                   alt.Scale(domain=[0, result.log_n * 1.05]), axis=LOG_AXIS)
         line = alt.Chart(df).mark_line(point=True).encode(
-            x=alt.X("epoch:Q", title="Epoch", axis=alt.Axis(tickMinStep=1)), y=y,
+            x=alt.X("epoch:Q", title="Epoch", axis=COUNT_AXIS), y=y,
             color=variant_color(), strokeWidth=_width(selected),
             tooltip=tips("variant:N", "epoch:Q", alt.Tooltip("value:Q", format=".3g")))
         extras = [] if log else rule("y", "value", result.log_n,

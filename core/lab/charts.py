@@ -30,8 +30,8 @@ import pandas as pd
 
 from core.activations import curve
 from core.chart_parts import (
-    ALERT, LOG_AXIS, LOG_LABELS, MAX_POINTS, MUTED, PANEL_H, PANEL_W, SPLITS, ZERO, Panel,
-    divergence_layers, finite, layer_color, layer_panels, metric_rows, no_data,
+    ALERT, COUNT_AXIS, LOG_AXIS, LOG_LABELS, MAX_POINTS, MUTED, PANEL_H, PANEL_W, SPLITS, ZERO,
+    Panel, divergence_layers, finite, layer_color, layer_panels, metric_rows, no_data,
     rule, source, state_step, step_panel, thin, tips,
 )
 from core.chart_parts import loss_accuracy  # noqa: F401 - the Lab's first chart, shared
@@ -70,7 +70,7 @@ def grad_norm_heatmap(result, metric: str = "weight_grad_norm"):
     gap = int(np.median(np.diff(steps))) if len(steps) > 1 else 1
     df["step_end"] = df["step"].map(dict(zip(steps, [*steps[1:], steps[-1] + gap])))
     heat = alt.Chart(source(df)).mark_rect().encode(
-        x=alt.X("step:Q", title="Training step", scale=alt.Scale(nice=False)),
+        x=alt.X("step:Q", title="Training step", axis=COUNT_AXIS, scale=alt.Scale(nice=False)),
         x2=alt.X2("step_end:Q"),
         y=alt.Y("layer:O", sort=list(result.layer_names), title="Layer (input at top)"),
         color=alt.Color("value:Q", title=m.symbol or m.label, scale=alt.Scale(
@@ -88,12 +88,19 @@ def grad_norm_lines(result, metric: str = "weight_grad_norm", epoch: int | None 
 
 
 def gradient_flow(result, epoch: int):
-    """Mean and max |∇W| per layer at the state after `epoch` (the classic plot_grad_flow)."""
+    """Mean and max |∇W| per layer at the state after `epoch` (the classic plot_grad_flow).
+
+    A diverged run's last state has no finite gradient: its bars are the last step that has."""
     step = state_step(result.layers, epoch)
-    title = f"Gradient flow after epoch {epoch}" + (f" (step {step})" if step is not None else "")
     stats = {"weight_grad_max_abs": "max |∇W|", "weight_grad_mean_abs": "mean |∇W|"}
-    rows = result.layers[(result.layers["step"] == step) & result.layers["metric"].isin(stats)]
-    df = finite(rows, ["value"], positive=True)
+    rows = finite(result.layers[result.layers["metric"].isin(stats)], ["value"], positive=True)
+    if step is not None:
+        rows = rows[rows["step"] <= step]
+    shown = int(rows["step"].max()) if len(rows) else None
+    title = f"Gradient flow after epoch {epoch}" + (
+        "" if shown is None else f" (step {shown})" if shown == step
+        else f" (step {shown}, the last with finite gradients)")
+    df = rows[rows["step"] == shown]
     if df.empty:
         return no_data(title)
     df = df.assign(statistic=df["metric"].map(stats),
@@ -114,6 +121,41 @@ def gradient_flow(result, epoch: int):
                  width=max(PANEL_W, 40 * df["layer"].nunique()), height=PANEL_H)
 
 
+# Forward: the signal's size entering each activation; backward: the gradient at each layer's
+# output and on its weights. One above the other, they show where a run's scale grows or shrinks.
+LAYER_NORMS = {"forward": ("Forward: the signal", ("preact_std",)),
+               "backward": ("Backward: the gradient", ("out_grad_norm", "weight_grad_norm"))}
+
+
+def layer_norms(result, step: int = 0):
+    """Per-layer forward (std of z) and backward (‖∂L/∂z‖, ‖∇W‖) sizes at one step, as bars on
+    a log axis: the whole network at initialisation (step 0), even for a run that diverged at
+    its first update and has no curve to show."""
+    title = f"Every layer at step {step}" + (" (at initialisation)" if step == 0 else "")
+    rows = finite(result.layers[result.layers["step"] == step], ["value"], positive=True)
+    panels = []
+    for panel_title, metrics in LAYER_NORMS.values():
+        df = rows[rows["metric"].isin(metrics)]
+        if df.empty:
+            panels.append(no_data(panel_title))
+            continue
+        names = [CATALOGUE[m].symbol or CATALOGUE[m].label for m in metrics]
+        df = df.assign(statistic=df["metric"].map(dict(zip(metrics, names))))
+        panels.append(alt.Chart(df, title=panel_title).mark_bar().encode(
+            x=alt.X("layer:O", sort=list(result.layer_names), title="Layer (input → output)"),
+            xOffset=alt.XOffset("statistic:N", sort=names),
+            y=alt.Y("value:Q", stack=None, scale=alt.Scale(type="log"), axis=LOG_AXIS,
+                    title=" and ".join(names) + " (log)" if len(names) > 1 else
+                    f"{CATALOGUE[metrics[0]].label} (log)"),
+            color=alt.Color("statistic:N", title="Measure", sort=names,
+                            scale=alt.Scale(domain=names, range=["#3b5ba5", "#e0a040"][:len(names)]
+                                            if len(names) > 1 else ["#4c9f9f"])),
+            tooltip=tips("layer:N", "statistic:N", alt.Tooltip("value:Q", format=".4g"),
+                         "step:Q"),
+        ).properties(width=2 * PANEL_W, height=PANEL_H))
+    return alt.vconcat(*panels, title=title).resolve_scale(color="independent")
+
+
 def clipping(result):
     """Total gradient norm (before clipping) over steps, the threshold, how often it clipped."""
     cfg = result.config
@@ -129,7 +171,7 @@ def clipping(result):
         norm = no_data(norm_title)
     else:
         line = alt.Chart(df).mark_line(strokeWidth=1.2, color=SPLITS["train"]).encode(
-            x=alt.X("step:Q", title="Training step"),
+            x=alt.X("step:Q", title="Training step", axis=COUNT_AXIS),
             y=alt.Y("grad_norm:Q", title=f"{grad_norm.symbol} before clipping (log)", axis=LOG_AXIS,
                     scale=alt.Scale(type="log")),
             tooltip=tips("step:Q", "epoch:Q", alt.Tooltip("grad_norm:Q", format=".4g"),

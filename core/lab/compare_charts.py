@@ -17,7 +17,8 @@ import altair as alt
 import pandas as pd
 
 from core.chart_parts import (
-    LOG_AXIS, PANEL_H, PANEL_W, finite, legend_pick, no_data, rule, state_step, thin, tips,
+    COUNT_AXIS, LOG_AXIS, PANEL_H, PANEL_W, finite, legend_pick, no_data, rule, state_step, thin,
+    tips,
 )
 from core.lab.compare import layer_order
 from core.lab.metrics import CATALOGUE, power
@@ -49,7 +50,7 @@ def loss_accuracy(results: dict, epoch: int | None = None):
             log = (v > 0).all() and v.max() > 100 * v.min()
             scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
         lines = alt.Chart(d).mark_line(point=True).encode(
-            x=alt.X("epoch:Q", title="Epoch (0 = at initialisation)", axis=alt.Axis(tickMinStep=1)),
+            x=alt.X("epoch:Q", title="Epoch (0 = at initialisation)", axis=COUNT_AXIS),
             y=alt.Y("value:Q", title=title, scale=scale, axis=LOG_AXIS),
             color=_run_color(results),
             strokeDash=alt.StrokeDash("split:N", title="Split",
@@ -121,7 +122,7 @@ def over_training(results: dict, metric: str = "weight_grad_norm"):
     if df.empty:
         return no_data(title)
     return alt.Chart(df, title=title, width=2 * PANEL_W, height=PANEL_H).mark_line().encode(
-        x=alt.X("step:Q", title="Training step"),
+        x=alt.X("step:Q", title="Training step", axis=COUNT_AXIS),
         y=alt.Y("value:Q", title=m.axis, scale=alt.Scale(type="log"), axis=LOG_AXIS),
         color=_run_color(results),
         strokeDash=alt.StrokeDash("role:N", title="Layer", scale=alt.Scale(
@@ -140,7 +141,7 @@ def total_grad_norm(results: dict):
     if df.empty:
         return no_data(title)
     lines = alt.Chart(df).mark_line().encode(
-        x=alt.X("step:Q", title="Training step"),
+        x=alt.X("step:Q", title="Training step", axis=COUNT_AXIS),
         y=alt.Y("grad_norm:Q", title=f"{grad_norm.symbol} before clipping (log)",
                 scale=alt.Scale(type="log"),
                 axis=LOG_AXIS),

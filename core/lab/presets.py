@@ -116,16 +116,19 @@ _PRESETS = (
          Claim(lambda r: f"Validation accuracy stays near chance: {_acc(r):.0%} after "
                          f"{r.config.epochs} epochs.",
                lambda r: _acc(r) < 0.2)),
+        tab="Gradients",
     ),
     Preset(
         "exploding", "Exploding gradients", ":material/trending_up:",
         "A 20-layer linear network with large weights and a high learning rate blows up.",
         "Each layer doubles the signal (σ_w² = 4), so the output and the gradients are about a "
         "million times too large; the first SGD step overshoots and the loss becomes NaN. The "
-        "run stops there and keeps everything recorded up to that step.",
+        "run stops there and keeps everything recorded up to that step: the bars of step 0 show "
+        "each layer's forward and backward norms.",
         _EXPLODING,
         (Claim(lambda r: _sentence((r.divergence or {}).get("message", "the run did not diverge")),
                lambda r: r.diverged and r.divergence["epoch"] == 1),),
+        tab="Gradients",
     ),
     Preset(
         "relu_he", "Fix: ReLU + He init", ":material/bolt:",
@@ -135,15 +138,17 @@ _PRESETS = (
         "with the vanishing preset's.",
         _VANISHING.replace(activation="relu", init="he_normal"),
         (_level(), _reaches(0.85)),
+        tab="Gradients",
     ),
     Preset(
         "batch_norm", "Fix: batch norm", ":material/tune:",
         "The vanishing network with batch normalisation before each sigmoid.",
         "Batch norm re-centres and re-scales every layer's pre-activations, so the sigmoids "
-        "work in their steep middle part. Look at the batch-norm chart (before vs after) and "
-        "the gradient heatmap.",
+        "work in their steep middle part. Look at the batch-norm chart (before vs after), then "
+        "at the gradient heatmap on the Gradients tab.",
         _VANISHING.replace(batch_norm=True),
         (_level(), _reaches(0.9)),
+        tab="Batch norm",
     ),
     Preset(
         "clipping", "Fix: gradient clipping", ":material/content_cut:",
@@ -156,6 +161,7 @@ _PRESETS = (
                          f"triggers on {r.steps.clipped.mean():.0%} of the steps.",
                lambda r: not r.diverged and r.steps.clipped.mean() > 0.5),
          _reaches(0.7)),
+        tab="Clipping",
     ),
     Preset(
         "residual", "Fix: residual connections", ":material/alt_route:",
@@ -168,6 +174,7 @@ _PRESETS = (
                          f"(below 1e-4 without the skips).",
                lambda r: _ratio(r) > 1e-3),
          _reaches(0.3)),  # 45-76% on seeds 0-4, against 10% for the same net without skips
+        tab="Gradients",
     ),
     Preset(
         "adam", "Adam evens out the steps", ":material/speed:",
@@ -191,6 +198,7 @@ _PRESETS = (
                and _median_update_spread(r) < 10),
          Claim(lambda r: f"Validation accuracy after {r.config.epochs} epochs: {_acc(r):.0%}.",
                lambda r: _acc(r) < 0.3)),
+        tab="Weights & ratios",
     ),
     Preset(
         "adam_eps", "Adam below its ε", ":material/hourglass_empty:",
@@ -211,6 +219,7 @@ _PRESETS = (
                          f"they span a factor of {_median_update_spread(r):.0f}.",
                lambda r: _median_update_spread(r) > 50
                and _median_update(r).iloc[0] < _median_update(r).iloc[-1] / 50)),
+        tab="Weights & ratios",
     ),
 )
 
@@ -220,11 +229,13 @@ _REGULARISATION = (
         "Two conv–pool layers and a dense layer on the digits, recorded layer by layer.",
         "Convolutions share their weights across the image, so a conv layer has few weights "
         "and a large gradient per weight. The same records as for the MLPs, per conv layer: "
-        "look at the gradient heatmap and the saturation of each conv layer's channels (a "
-        "channel counts as dead when it is saturated at every position of every image).",
+        "look at the gradient heatmap, and on the Activations tab each conv layer's inactive "
+        "share (ReLU's zero region) and its dead channels: a channel counts as dead when it is "
+        "inactive at every position of every probe image.",
         RunConfig(model="cnn", depth=2, width=16, epochs=10),
         # 83-91% on seeds 0-4 (one thread): the claim is what every seed reaches.
         (_level(), _reaches(0.8)),
+        tab="Gradients",
     ),
     Preset(
         "overfitting", "Overfitting", ":material/psychology_alt:",
@@ -239,6 +250,7 @@ _REGULARISATION = (
          Claim(lambda r: f"The validation loss is lowest at epoch {_best_epoch(r)} and ends "
                          f"{_rise(r):.0%} higher.",
                lambda r: _best_epoch(r) < _LATE_BEST and _rise(r) > 0.08)),
+        tab="Training",
     ),
     Preset(
         "dropout", "Fix: dropout", ":material/grain:",
@@ -256,6 +268,7 @@ _REGULARISATION = (
                          f"{_acc(r):.0%}.",
                # 96.3, 95.7, 97.7, 96.7, 95.0% against 94.7, 94.7, 94.4, 93.0, 93.9% (seeds 0-4)
                lambda r: _acc(r) > 0.9)),
+        tab="Training",
     ),
     Preset(
         "weight_decay", "Fix: weight decay", ":material/compress:",
@@ -271,6 +284,7 @@ _REGULARISATION = (
                          f"{r.config.epochs} (without weight decay: by epoch 9 on seeds 0-4).",
                lambda r: _best_epoch(r) >= _LATE_BEST),
          _reaches(0.9)),  # 92.5, 95.3, 93.6, 93.0, 95.0% on seeds 0-4
+        tab="Training",
     ),
     Preset(
         "early_stopping", "Fix: early stopping", ":material/front_hand:",
@@ -286,6 +300,7 @@ _REGULARISATION = (
                lambda r: bool(r.early_stop) and r.early_stop["epoch"] < 30
                and r.early_stop["epoch"] - r.early_stop["best_epoch"] == r.config.patience),
          _reaches(0.9)),
+        tab="Training",
     ),
 )
 

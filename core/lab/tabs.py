@@ -38,7 +38,8 @@ TABS: dict[str, tuple[TabChart, ...]] = {
         TabChart(charts.grad_norm_heatmap),
         TabChart(charts.grad_norm_lines, ("weight_grad_norm", EPOCH), side_by_side=False),
         TabChart(charts.gradient_flow, (EPOCH,)),
-        TabChart(charts.grad_norm_lines, ("out_grad_norm", EPOCH), side_by_side=False)),
+        TabChart(charts.grad_norm_lines, ("out_grad_norm", EPOCH), side_by_side=False),
+        TabChart(charts.layer_norms)),
     "Activations": (
         TabChart(charts.flat_dead, (EPOCH,)),
         TabChart(charts.histograms, ("activation", EPOCH)),

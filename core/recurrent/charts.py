@@ -18,7 +18,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core.chart_parts import (ALERT, LOG_AXIS, MAX_STEPS, PANEL_H, PANEL_W, SPLITS,
+from core.chart_parts import (ALERT, COUNT_AXIS, LOG_AXIS, MAX_STEPS, PANEL_H, PANEL_W, SPLITS,
                               divergence_layers, finite, loss_accuracy, no_data, rule, source,
                               state_step, step_panel, thin, tips)
 
@@ -52,7 +52,7 @@ def time_grad_heatmap(result):
     df = df.assign(step_end=df["step"].map(dict(zip(steps, [*steps[1:], steps[-1] + gap]))),
                    t0=df["t"] - 0.5, t1=df["t"] + 0.5)
     heat = alt.Chart(source(df)).mark_rect().encode(
-        x=alt.X("step:Q", title="Training step", scale=alt.Scale(nice=False)),
+        x=alt.X("step:Q", title="Training step", axis=COUNT_AXIS, scale=alt.Scale(nice=False)),
         x2=alt.X2("step_end:Q"),
         y=alt.Y("t0:Q", title="Time step t", scale=alt.Scale(domain=[0.5, T + 0.5], nice=False,
                                                               reverse=True)),
@@ -97,7 +97,7 @@ def time_grad_lines(result, epoch: int | None = None):
     return alt.Chart(df).mark_line(point=result.config.seq_len <= 32).encode(
         x=alt.X("t:Q", title=f"Time step t (1 = first {_unit(result)})",
                 scale=alt.Scale(domain=[1, result.config.seq_len], nice=False),
-                axis=alt.Axis(tickMinStep=1)),
+                axis=COUNT_AXIS),
         y=alt.Y("value:Q", title=f"{GRAD_LABEL} (log)", scale=alt.Scale(type="log"),
                 axis=LOG_AXIS),
         color=alt.Color("moment:O", title="State", sort=labels,
@@ -118,7 +118,7 @@ def time_ratio(result, epoch: int | None = None):
         return no_data(title, "no finite, non-zero ratio recorded")
     line = alt.Chart(thin(df)).mark_line(point=df["step"].nunique() <= 60, strokeWidth=1.5,
                                          color=SPLITS["train"]).encode(
-        x=alt.X("step:Q", title="Training step"),
+        x=alt.X("step:Q", title="Training step", axis=COUNT_AXIS),
         y=alt.Y("ratio:Q", title="‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ (log)", scale=alt.Scale(type="log"),
                 axis=LOG_AXIS),
         tooltip=tips("step:Q", "epoch:Q", alt.Tooltip("ratio:Q", format=".2e")))
@@ -144,7 +144,7 @@ def step_curves(result, epoch: int | None = None):
         v = loss["loss"]
         log = v.max() > 30 * v.min()     # a run whose loss explodes spans orders of magnitude
         chart = alt.Chart(loss).mark_line(strokeWidth=1.2, color=SPLITS["train"]).encode(
-            x=alt.X("step:Q", title="Training step"),
+            x=alt.X("step:Q", title="Training step", axis=COUNT_AXIS),
             y=alt.Y("loss:Q", title="Training loss (batch)" + (" (log)" if log else ""),
                     scale=alt.Scale(type="log") if log else alt.Scale(zero=False),
                     axis=LOG_AXIS),
@@ -159,7 +159,7 @@ def step_curves(result, epoch: int | None = None):
         panels.append(no_data(norm_title))
     else:
         chart = alt.Chart(norms).mark_line(strokeWidth=1.2, color=SPLITS["val"]).encode(
-            x=alt.X("step:Q", title="Training step"),
+            x=alt.X("step:Q", title="Training step", axis=COUNT_AXIS),
             y=alt.Y("grad_norm:Q", title="‖∇‖ before clipping (log)",
                     scale=alt.Scale(type="log"), axis=LOG_AXIS),
             tooltip=tips("step:Q", "epoch:Q", alt.Tooltip("grad_norm:Q", format=".4g"),

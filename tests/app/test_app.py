@@ -110,6 +110,45 @@ def test_doctor_fix_changes_the_config():
     assert "Vanishing gradients" not in " ".join(e.value for e in at.error)
 
 
+def test_a_lesson_opens_on_the_tab_of_its_evidence_on_every_path():
+    """A link (without a tab of its own), a preset button and a doctor fix landing on a preset
+    each open the lesson's tab; a link's own tab holds, and so does the user's afterwards."""
+    for preset in PRESETS.values():
+        assert preset.tab in TABS, preset.id
+    exploding = PRESETS["exploding"]
+    at = open_page("app_pages/lab.py", **exploding.config.to_params())
+    clean(at)
+    assert at.session_state["tab"] == "Gradients"
+    assert len(charts(at)) == TAB_CHARTS["Gradients"]
+    at = next(b for b in at.button if b.label.startswith("Clip the gradient norm")).click().run()
+    clean(at)   # the fix lands on the clipping lesson, without a word about the link it replaced
+    assert not at.warning
+    assert at.session_state["tab"] == "Clipping" and len(charts(at)) == TAB_CHARTS["Clipping"]
+    at = at.button(key="preset_overfitting").click().run()
+    clean(at)
+    assert not at.warning and at.session_state["tab"] == "Training"
+    at = open_page("app_pages/lab.py", tab="Weights & ratios", **exploding.config.to_params())
+    assert at.session_state["tab"] == "Weights & ratios"
+
+
+def test_a_fix_to_a_hidden_setting_is_announced_and_the_link_keeps_hiding_it():
+    """A classroom link fixes activation and init; the doctor's fix changes both: it says so,
+    the caption shows the new values read-only, nothing warns, and they stay hidden."""
+    at = open_page("app_pages/lab.py", hide="activation,init",
+                   **PRESETS["vanishing"].config.to_params())
+    clean(at)
+    assert "Set by your teacher" in " ".join(c.value for c in at.caption)
+    at = next(b for b in at.button if b.label == "Switch to ReLU + He init").click().run()
+    clean(at)
+    assert not at.warning
+    assert "Activation → relu, Init → he_normal" in " ".join(t.value for t in at.toast)
+    teacher = next(c.value for c in at.caption if c.value.startswith("Set by your teacher"))
+    assert "Activation **relu**" in teacher and "Init **he_normal**" in teacher
+    keys = {w.key for w in at.selectbox}
+    assert "activation" not in keys and "init" not in keys
+    assert PRESETS["relu_he"].title in " ".join(m.value for m in at.markdown)
+
+
 def test_diverging_preset_is_shown_not_raised():
     at = open_page("app_pages/lab.py", **PRESETS["exploding"].config.to_params())
     assert not at.exception

@@ -21,8 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from core.attention.presets import ATTENTION_PRESETS
 from core.lab.config import RunConfig
 from core.lab.presets import PRESETS
+from core.optimizers.race import PRESETS as RACE_PRESETS
+from core.recurrent.presets import RECURRENT_PRESETS
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("SATLAB_CHROMIUM", "/usr/bin/chromium")
@@ -286,6 +289,12 @@ def _expected(cfg: RunConfig) -> dict[str, str]:
             for label, name in {**SLIDERS, **BOXES}.items()}
 
 
+def _hidden_in_link(page) -> set[str]:
+    """What the page's link hides, lower-cased (by name or label, repeated or comma-separated)."""
+    query = urllib.parse.parse_qs(page.evaluate("location.search").lstrip("?"))
+    return {part.strip().lower() for item in query.get("hide", []) for part in item.split(",")}
+
+
 def _shown_controls(page, labels: tuple[str, ...]) -> list[str]:
     sidebar = page.locator('[data-testid="stSidebar"]')
     return [t for t in sidebar.locator('[data-testid="stWidgetLabel"]').all_inner_texts()
@@ -308,6 +317,9 @@ def test_a_classroom_link_keeps_its_controls_hidden_through_training(server, pag
         _settle(page, "lab", charts=1)
         _no_exception(page)
         assert _shown_controls(page, hidden) == [], query
+        # ... and the link a student copies still hides them (a bound editor dropped the
+        # README's form from the link on opening).
+        assert {"optimizer"} <= _hidden_in_link(page) and _hidden_in_link(page) & {"lr", "learning rate"}, query
 
 
 def test_the_epoch_scrubber_follows_each_preset_run(server, page):
@@ -325,3 +337,103 @@ def test_the_epoch_scrubber_follows_each_preset_run(server, page):
         _settle(page, "lab", charts=1)
         _no_exception(page)
         assert page.locator(SLIDER.format("Epoch")).get_attribute("aria-valuetext") == last
+
+
+# --- every lesson from every entry point -------------------------------------------------------
+LESSON_PAGES = {"lab": PRESETS, "recurrent": RECURRENT_PRESETS, "attention": ATTENTION_PRESETS,
+                "optimizers": RACE_PRESETS}
+PRESET_EXPANDER = {"optimizers": "Learning-rate presets"}   # else "Lesson presets"
+CLASSROOM = "hide=seed"   # a classroom link's hidden control that no preset or fix changes
+SHOTS = os.environ.get("SATLAB_LESSON_SHOTS")   # a folder: a screenshot of each lesson there
+
+
+def _hides_seed(page) -> bool:
+    return "seed" in _hidden_in_link(page)
+
+
+def _click_and_settle(page, target, path: str, *, changes: bool = True) -> None:
+    """Click a button that sets the settings, and wait for the run it starts: the link changes
+    when the run starts; a button that `changes` nothing just reruns the page."""
+    before = page.evaluate("location.search")
+    target.click()
+    if changes:
+        page.wait_for_function(f"location.search !== {before!r}", timeout=60_000)
+    else:
+        page.wait_for_timeout(1_000)
+    _settle(page, path)
+
+
+def _lesson_problems(page, path: str, preset, where: str) -> list[str]:
+    """What is wrong with a lesson as shown: its box missing, a claim ✗, a warning, its tab
+    not open, the classroom link's `hide` gone. Empty when all is right."""
+    _no_exception(page)
+    out = []
+    if page.get_by_text(preset.look_at[:40]).count() == 0:
+        out.append(f"{where}: no lesson box for {preset.id}")
+    for claim in page.get_by_text("not true for this run").all_inner_texts():
+        out.append(f"{where}: {preset.id}: ✗ {claim}")
+    for warning in page.locator('[data-testid="stAlertContentWarning"]').all_inner_texts():
+        out.append(f"{where}: {preset.id}: warning {warning!r}")
+    if preset.tab is not None:
+        shown = page.get_by_role("tab", selected=True).inner_text()
+        if shown != preset.tab:
+            out.append(f"{where}: {preset.id} opened on {shown}, not {preset.tab}")
+    if CLASSROOM in where and not _hides_seed(page):
+        out.append(f"{where}: {preset.id}: the classroom link's hide was dropped")
+    if SHOTS:
+        page.set_viewport_size({"width": 1400, "height": 4000})
+        page.screenshot(path=str(Path(SHOTS) / f"{path}_{preset.id}.png"))
+        page.set_viewport_size({"width": 1400, "height": 1000})
+    return out
+
+
+def test_every_lesson_opens_right_from_every_entry_point(server, page):
+    """Every Home card, every preset button of every page (from a classroom link) and every
+    doctor fix offered on a Lab preset's run: the lesson box is there (for a preset), every
+    claim holds, nothing warns, the lesson's tab is open and the link's `hide` is kept.
+
+    The Home cards are opened one after another in one session, through the sidebar's Home
+    link: a card used to inherit the previous lesson's settings where it leaves one at its
+    default. ~100 s on an empty run store (two cores), most of it training every lesson."""
+    problems: list[str] = []
+    page.goto(server)
+    for preset in PRESETS.values():
+        _settle(page, "")
+        card = page.locator('[data-testid="stVerticalBlock"]').filter(
+            has=page.get_by_role("heading", name=preset.title, exact=True)).last
+        card.get_by_role("link", name="Open in the Training Lab").click()
+        page.wait_for_url("**/lab?**")
+        _settle(page, "lab")
+        problems += _lesson_problems(page, "lab", preset, "Home card")
+        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Home").click()
+        page.wait_for_url(f"{server}/")
+    for path, presets in LESSON_PAGES.items():
+        page.goto(f"{server}/{path}?{CLASSROOM}")
+        _settle(page, path)
+        page.get_by_text(PRESET_EXPANDER.get(path, "Lesson presets"), exact=True).click()
+        for preset in presets.values():
+            button = page.locator(f".st-key-preset_{preset.id} button:visible")
+            # The page's defaults may be the first lesson's (Recurrent's are).
+            shown = page.get_by_text(preset.look_at[:40]).count() > 0
+            _click_and_settle(page, button, path, changes=not shown)
+            where = f"{path}?{CLASSROOM}, preset button"
+            problems += _lesson_problems(page, path, preset, where)
+            if path != "lab":
+                continue
+            fixes = page.locator('[class*="st-key-fix_"] button:visible')
+            for n in range(fixes.count()):
+                label = fixes.nth(n).inner_text().splitlines()[-1]   # after its icon
+                _click_and_settle(page, fixes.nth(n), path)
+                landed = next((p for p in presets.values()
+                               if page.get_by_text(p.look_at[:40]).count()), None)
+                where = f"lab?{CLASSROOM}, {preset.id}'s fix {label!r}"
+                if landed is not None:
+                    problems += _lesson_problems(page, path, landed, where)
+                else:
+                    _no_exception(page)
+                    problems += [f"{where}: warning {w!r}" for w in page.locator(
+                        '[data-testid="stAlertContentWarning"]').all_inner_texts()]
+                    if not _hides_seed(page):
+                        problems.append(f"{where}: the classroom link's hide was dropped")
+                _click_and_settle(page, button, path)   # back to the preset for its next fix
+    assert not problems, "\n".join(problems)

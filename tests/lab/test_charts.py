@@ -21,6 +21,7 @@ from core.lab.metrics import CATALOGUE
 from core.lab.config import RunConfig
 from core.lab.result import RunResult
 from core.lab.trainer import train
+from core.chart_parts import LEGEND_ROWS
 from tests.helpers import assert_clean, encodings, rows_with, texts, walk
 
 CONFIGS = {
@@ -74,7 +75,7 @@ def all_specs(runs, spec, name):
         spec(name, "histogram_over_time", "pre_activation", layer),
         spec(name, "flat_dead", 1), spec(name, "ratios", 1),
         spec(name, "clipping"), spec(name, "batch_norm_shift", 0),
-        spec(name, "decision_boundary", last))
+        spec(name, "decision_boundary", last), spec(name, "layer_norms"))
 
 
 # --- every builder, every run -----------------------------------------------------------------
@@ -153,6 +154,52 @@ def test_gradient_flow_picks_the_state_after_the_epoch(runs, spec):
             assert np.allclose([got[n] for n in want.layer], want.value, rtol=1e-6)
         seen.append(sorted(b["value"] for b in bars))
     assert seen[0] != seen[1] != seen[2]
+
+
+def test_gradient_flow_of_a_diverged_run_shows_its_last_finite_step(runs, spec):
+    """The state after the last epoch of a diverged run has only NaN gradients: the bars are
+    those of the last step with finite ones, and the title says so."""
+    r = runs["diverged"]
+    last = int(r.epochs["epoch"].max())
+    s = spec("diverged", "gradient_flow", last)
+    bars = rows_with(s, "statistic", "value")
+    finite_steps = r.layers[(r.layers.metric == "weight_grad_mean_abs")
+                            & np.isfinite(r.layers.value)].step
+    assert {b["step"] for b in bars} == {int(finite_steps.max())}
+    assert int(finite_steps.max()) < r.divergence["step"]
+    assert "the last with finite gradients" in texts(s)
+
+
+def test_layer_norms_are_every_layers_forward_and_backward_size_at_step_0(runs, spec):
+    r = runs["diverged"]
+    bars = rows_with(spec("diverged", "layer_norms"), "statistic", "value")
+    for metric in ("preact_std", "out_grad_norm", "weight_grad_norm"):
+        got = {b["layer"]: b["value"] for b in bars if b["metric"] == metric}
+        want = r.at_step(metric, 0)
+        assert list(got) == list(want.index) == r.layer_names, metric
+        assert np.allclose(list(got.values()), want.values, rtol=1e-6), metric
+    # A linear net at σ_w² = 4: the forward signal grows layer by layer from input to output,
+    # and the back-propagated gradient from output to input.
+    forward = r.at_step("preact_std", 0).values
+    backward = r.at_step("out_grad_norm", 0).values
+    assert (np.diff(forward) > 0).all() and (np.diff(backward) < 0).all()
+
+
+def test_step_axes_are_integer_and_layer_legends_list_every_layer(runs, spec):
+    """A short run's step axis must not read 0.5; a deep net's legend used to stop at hidden9
+    (Vega-Lite drops what does not fit beside the panel)."""
+    r = runs["diverged"]
+    for builder in STEP_BUILDERS:
+        s = spec("diverged", builder)
+        # The data layers' axes (a rule layered over them has none of its own).
+        steps = [x for x in encodings(s, "x") if x.get("field") == "step" and "title" in x]
+        assert steps and all(x["axis"]["format"] == "d" for x in steps), builder
+    legends = [c["legend"] for c in encodings(spec("diverged", "grad_norm_lines"), "color")
+               if c.get("field") == "layer"]
+    assert legends
+    for legend in legends:
+        assert legend["symbolLimit"] == 0
+        assert legend["columns"] * LEGEND_ROWS >= len(r.layer_names) > LEGEND_ROWS
 
 
 # --- saturation, ratios, clipping -------------------------------------------------------------
