@@ -69,7 +69,7 @@ cols[4].metric("Time", f"{result.timing['seconds']:.2f} s",
                                        "samples/s).")
 
 findings = diagnose(result)
-with st.container(border=True):
+with st.container(border=True, key="doctor"):
     st.subheader("Gradient doctor", anchor=False)
     if not findings:
         st.success("Nothing looks wrong: gradients reach every layer at a healthy scale, no "

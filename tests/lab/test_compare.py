@@ -101,7 +101,7 @@ def test_page_shows_differences_outcomes_and_overlays():
     side = open_page("app_pages/compare.py", layout="Side by side", tab="Gradients", **SMALL,
                      **{f"b_{k}": v for k, v in SMALL.items()})
     clean(side)
-    assert len(charts(side)) == 4  # heatmap and gradient flow for each run
+    assert len(charts(side)) == 6  # heatmap, gradient flow and step-0 bars for each run
 
 
 def test_page_bad_b_link_warns_and_uses_a_fallback():
