@@ -41,8 +41,8 @@ lesson = lesson_box(PRESETS.values(), cfg, result)
 open_evidence_tab(lesson, TAB_KEY)
 notices(result)
 
-cols = st.columns([1.1, 1.2, 1.3, 0.9, 1.2, 1.1])
-cols[0].metric("Validation accuracy", f"{result.final('val', 'accuracy'):.1%}",
+cols = st.columns([1.1, 1.2, 1.3, 1.2, 1.0, 1.1])
+cols[0].metric("Val accuracy", f"{result.final('val', 'accuracy'):.1%}",
                help="Share of the validation images classified correctly after the last epoch.")
 gap = result.final("train", "accuracy") - result.final("val", "accuracy")
 cols[5].metric("Train − val gap", f"{gap * 100:+.1f} pts" if math.isfinite(gap) else "–",
@@ -58,12 +58,15 @@ if result.flat_metric is not None:
                    help=headline.help)
 else:
     cols[2].metric("Max saturation (end)", "–", help="A linear network has no flat region.")
-status = "stopped early" if result.early_stop else result.status
-cols[3].metric("Status", status_word(status),
+# "stopped" and the reason under it: "stopped early" does not fit the column (seen in Chromium).
+status = "stopped" if result.early_stop else status_word(result.status)
+cols[3].metric("Status", status,
+               delta=f"early, at epoch {result.early_stop['epoch']}" if result.early_stop
+               else None, delta_color="off",
                help="'done': every epoch ran; 'diverged': values became NaN or infinite and "
-                    "the run stopped there; 'stopped early': early stopping ended it.")
+                    "the run stopped there; 'stopped': early stopping ended it.")
 cols[4].metric("Time", f"{result.timing['seconds']:.2f} s",
-               delta="from the run store" if result.from_store else "trained now",
+               delta="from the store" if result.from_store else "trained now",
                delta_color="off", help="Wall time of the training run on "
                                        f"{result.device} ({result.timing['samples_per_sec']:,.0f} "
                                        "samples/s).")

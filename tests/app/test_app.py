@@ -30,7 +30,7 @@ def test_lab_default_run_draws_every_chart():
     drawn = charts(open_page("app_pages/lab.py", tab="Gradients"))
     assert any("hidden4" in c for c in drawn) and not any("hidden5" in c for c in drawn)
     labels = [m.label for m in at.metric]
-    assert "Validation accuracy" in labels and "Status" in labels
+    assert "Val accuracy" in labels and "Status" in labels
     assert float(at.metric[0].value.rstrip("%")) > 80
 
 

@@ -187,7 +187,7 @@ def test_lab_trains_the_default_config_and_draws_charts(server, page):
     page.goto(f"{server}/lab")
     _settle(page, "lab", charts=1)
     _no_exception(page)
-    assert page.get_by_text("Validation accuracy").count() >= 1
+    assert page.get_by_text("Val accuracy").count() >= 1
     assert page.get_by_text("Gradient doctor").count() == 1
     # Only the open tab is drawn: open the gradients tab and see its four charts.
     page.get_by_role("tab", name="Gradients").click()
@@ -249,7 +249,7 @@ def test_preset_from_home_and_its_shared_link_reproduce_its_settings(server, pag
     _no_exception(other)
     assert _settings(other) == shown
     assert other.get_by_text("Vanishing gradients").count() >= 1
-    assert other.get_by_text("from the run store").count() == 1
+    assert other.get_by_text("from the store").count() == 1
     other.close()
 
 
