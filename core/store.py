@@ -641,9 +641,18 @@ class _write:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
-            self.conn.execute("COMMIT")
-        else:
             try:
-                self.conn.execute("ROLLBACK")
+                self.conn.execute("COMMIT")
+                return
             except sqlite3.Error:
-                pass  # the original exception matters more
+                # A COMMIT that fails (a full disk) leaves the transaction open; end it so the
+                # connection can try again, and report the failure.
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        try:
+            self.conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the original exception matters more
