@@ -491,12 +491,14 @@ class RunStore:
             if self._file_identity() != ident:
                 return
             rows, checked = _readable_rows(self.path)
-            fresh = self.path.with_name(f"{self.path.name}.salvage-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            fresh = self.path.with_name(
+                f"{self.path.name}.salvage-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             try:
                 with closing(sqlite3.connect(str(fresh), isolation_level=None)) as conn:
                     conn.executescript(_SCHEMA)
                     with _write(conn):
-                        conn.executemany("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                        conn.executemany(
+                            "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
                     conn.execute("PRAGMA journal_mode = WAL")
             except sqlite3.Error as err:
                 log.warning("run store %s: could not write the salvaged rows: %s", self.path, err)
@@ -588,7 +590,8 @@ def _rows_of(path: pathlib.Path) -> tuple[list[tuple], str]:
                 continue
             for row in found:
                 key = row[0]
-                if isinstance(key, str) and _KEY_RE.fullmatch(key) and _decode(key, row[1]) is not None:
+                if (isinstance(key, str) and _KEY_RE.fullmatch(key)
+                        and _decode(key, row[1]) is not None):
                     rows[key] = row
     return list(rows.values()), checked
 
