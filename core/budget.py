@@ -44,6 +44,7 @@ machine of one's own, a GPU server).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -57,15 +58,46 @@ STEP_COST = 2e-3 * RATE     # a training step's own cost (optimizer, batch, book
 LAYER_STEP_COST = 4e-4 * RATE   # ... and per recorded layer of the network
 TIME_STEP_COST = 1e-4 * RATE    # a recurrent net's, per layer and time step
 CONV_COST = 2.0             # a convolution's multiply-add takes about twice a dense one's here
+# Peak memory a request may add to the server: several sessions share a 2.7 GB container whose
+# server process holds ~0.5 GB itself (torch, the datasets, the cache).
+MAX_MEMORY = 800 * 2 ** 20
+# What any training or probe adds besides its tensors (allocator arenas, tables, the stored
+# record): the Lab's default run measured 45-50 MB over a warm process (tests/test_budget.py).
+REQUEST_BASE = 64 * 2 ** 20
+# Layer-table rows a run may record: the download of a run (JSON, ~60 bytes a row) stays under
+# ~20 MB and the stored result small; a run that asks for more is refused (record_every).
+MAX_LAYER_ROWS = 300_000
 
 
 def budget() -> float:
     """MAX_COMPUTE, or SATLAB_MAX_COMPUTE where a server sets its own."""
+    return _limit("SATLAB_MAX_COMPUTE", MAX_COMPUTE, f"multiply-adds; the default is {sci(MAX_COMPUTE)}")
+
+
+def memory_budget() -> float:
+    """MAX_MEMORY bytes, or SATLAB_MAX_MEMORY where a server sets its own."""
+    return _limit("SATLAB_MAX_MEMORY", MAX_MEMORY, "bytes, or with K, M or G: 2G; the default "
+                  f"is {MAX_MEMORY // 2 ** 20}M")
+
+
+_UNITS = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}
+
+
+def _limit(variable: str, default: float, allowed: str) -> float:
+    """The variable's value, else the default. A value that is not a finite positive number is
+    refused, never ignored: a typo must not leave a shared server without a limit."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    number, unit = (text[:-1], text[-1].upper()) if text[-1:].upper() in "KMGT" else (text, "")
     try:
-        value = float(os.environ.get("SATLAB_MAX_COMPUTE") or MAX_COMPUTE)
+        value = float(number) * _UNITS[unit]
     except ValueError:
-        return MAX_COMPUTE
-    return value if value > 0 else MAX_COMPUTE
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(variable, f"{text!r} is not a limit: set a finite positive number "
+                                    f"({allowed}), or unset it")
+    return value
 
 
 # --- a request's cost ------------------------------------------------------------------------
@@ -84,33 +116,63 @@ class Estimate:
     work: Callable[[dict], float]
     knobs: tuple[tuple[str, str], ...]
     fields: Mapping[str, Any]
+    # Peak bytes the request adds to the process while it runs, and the knobs that lower it.
+    memory: Callable[[dict], float] | None = None
+    memory_knobs: tuple[tuple[str, str], ...] = ()
+    # Layer-table rows it records (the Lab's runs), and the knobs that lower them.
+    rows: Callable[[dict], float] | None = None
+    rows_knobs: tuple[tuple[str, str], ...] = ()
 
     def total(self) -> float:
         return self.work(dict(self.values))
 
+    def peak(self) -> float:
+        return self.memory(dict(self.values)) if self.memory else 0.0
+
 
 # --- refusing ----------------------------------------------------------------------------------
 def refuse(estimate: Estimate, limit: float | None = None) -> None:
-    """Raise ConfigError if the estimate is over the budget. For each knob (at most three) the
-    message suggests the value nearest the request that fits on its own, within the field's
-    range."""
+    """Raise ConfigError if the estimate is over the compute budget, the memory budget or the
+    cap on recorded rows. For each knob (at most three) the message suggests the value nearest
+    the request that fits on its own, within the field's range."""
     limit = budget() if limit is None else limit
-    total = estimate.total()
+    _check(estimate, estimate.work, estimate.knobs, limit,
+           lambda total: f"{estimate.what} needs about {sci(total)} multiply-adds, over the "
+                         f"budget of {sci(limit)} a run ({duration(limit)} of one CPU core)")
+    if estimate.memory is not None:
+        memory = memory_budget()
+        _check(estimate, estimate.memory, estimate.memory_knobs, memory,
+               lambda total: f"{estimate.what} needs about {megabytes(total)} of memory at its "
+                             f"peak, over the limit of {megabytes(memory)} a request "
+                             "(SATLAB_MAX_MEMORY)")
+    if estimate.rows is not None:
+        _check(estimate, estimate.rows, estimate.rows_knobs, MAX_LAYER_ROWS,
+               lambda total: f"{estimate.what} would record about {total:,.0f} layer-table "
+                             f"rows, over the cap of {MAX_LAYER_ROWS:,} that keeps a run's "
+                             "download small")
+
+
+def _check(estimate: Estimate, cost: Callable[[dict], float], knobs: tuple[tuple[str, str], ...],
+           limit: float, over: Callable[[float], str]) -> None:
+    """ConfigError `over(total); advice` if `cost` of the request is over `limit`."""
+    values, fields, knobs = estimate.values, estimate.fields, list(knobs)
+    total = cost(dict(values))
     if total <= limit:
         return
-    values, work, knobs, fields = (estimate.values, estimate.work, list(estimate.knobs),
-                                   estimate.fields)
-    fixes = [fix for knob in knobs if (fix := _nearest(values, knob, work, fields, limit))]
+    fixes = [fix for knob in knobs if (fix := _nearest(values, knob, cost, fields, limit))]
     if fixes:
         advice = _advice(fixes[:3])
     else:
-        fixes = _pair(values, work, knobs, fields, limit)
+        fixes = _pair(values, cost, knobs, fields, limit)
         advice = (_advice(fixes, joined="and") + " (neither is enough alone)" if fixes
                   else "make the network smaller")
     field = fixes[0][0] if fixes else knobs[-1][0]
-    raise ConfigError(field, f"{estimate.what} needs about {sci(total)} multiply-adds, over "
-                             f"the budget of {sci(limit)} a run ({duration(limit)} of one CPU "
-                             f"core); {advice}")
+    raise ConfigError(field, f"{over(total)}; {advice}")
+
+
+def megabytes(n: float) -> str:
+    """830 MB, 1.2 GB."""
+    return f"{n / 2 ** 30:.1f} GB" if n >= 2 ** 30 else f"{max(1, round(n / 2 ** 20)):,} MB"
 
 
 def _nearest(values: Mapping[str, Any], knob: tuple[str, str], work: Callable[[dict], float],
@@ -205,14 +267,31 @@ def _advice(fixes: list[tuple[str, int, str]], joined: str = "or") -> str:
 
 
 # --- a sweep ----------------------------------------------------------------------------------
-def refuse_sweep(cells: list[Estimate], limit: float | None = None) -> None:
-    """ConfigError if a sweep's cells to train are, alone or together, over the budget."""
+def refuse_sweep(cells: list[Estimate]) -> None:
+    """ConfigError if a sweep's cells to train are, alone or together, over the budgets. A
+    sweep may compute SWEEP_RUNS runs' worth; its cells train stacked, side by side in memory."""
     for cell in cells:
         refuse(cell)
-    limit = SWEEP_RUNS * budget() if limit is None else limit
-    total = sum(cell.total() for cell in cells)
-    if total > limit:
-        raise ConfigError("cells", f"this sweep's {len(cells)} cells to train need about "
-                                   f"{sci(total)} multiply-adds, over a sweep's budget of "
-                                   f"{sci(limit)} ({SWEEP_RUNS} runs at the budget of one); use "
-                                   "fewer cells, or lower epochs or max_train")
+    refuse_together(cells, f"this sweep's {len(cells)} cells to train", "cells",
+                    "use fewer cells, or lower {}", runs=SWEEP_RUNS)
+
+
+def refuse_together(estimates: list[Estimate], what: str, field: str, advice: str,
+                    runs: int = 1) -> None:
+    """ConfigError if requests that one page trains together (a sweep's cells, Compare's two
+    runs) are over the budgets in all: their work may be `runs` runs' worth; their peaks add
+    up (stacked, or the first's result kept while the next trains) within one request's memory.
+    `advice`: what to do, with {} for the settings that lower the resource over its limit."""
+    compute, memory = runs * budget(), memory_budget()
+    work = sum(e.total() for e in estimates)
+    if work > compute:
+        times = f"{runs} runs at the budget of one" if runs > 1 else "one run's budget"
+        raise ConfigError(field, f"{what} need about {sci(work)} multiply-adds together, over "
+                                 f"the budget of {sci(compute)} ({times}); "
+                                 + advice.format("epochs or max_train"))
+    peak = REQUEST_BASE + sum(e.peak() - REQUEST_BASE for e in estimates)   # one request's base
+    if peak > memory:
+        raise ConfigError(field, f"{what} need about {megabytes(peak)} of memory together, "
+                                 f"over the limit of {megabytes(memory)} a request "
+                                 "(SATLAB_MAX_MEMORY); " + advice.format("width, depth or "
+                                                                         "batch_size"))
