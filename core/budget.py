@@ -132,42 +132,44 @@ class Estimate:
 
 # --- refusing ----------------------------------------------------------------------------------
 def refuse(estimate: Estimate, limit: float | None = None) -> None:
-    """Raise ConfigError if the estimate is over the compute budget, the memory budget or the
-    cap on recorded rows. For each knob (at most three) the message suggests the value nearest
-    the request that fits on its own, within the field's range."""
+    """Raise ConfigError if the estimate is over the compute budget (`limit`, else budget()),
+    the memory budget or the cap on recorded rows, the first it is over. For each of that
+    one's knobs (at most three) the message suggests the value nearest the request that, on its
+    own, brings the request within all three."""
     limit = budget() if limit is None else limit
-    _check(estimate, estimate.work, estimate.knobs, limit,
-           lambda total: f"{estimate.what} needs about {sci(total)} multiply-adds, over the "
-                         f"budget of {sci(limit)} a run ({duration(limit)} of one CPU core)")
+    what = estimate.what
+    checks = [(estimate.work, estimate.knobs, limit,
+               lambda total: f"{what} needs about {sci(total)} multiply-adds, over the budget "
+                             f"of {sci(limit)} a run ({duration(limit)} of one CPU core)")]
     if estimate.memory is not None:
         memory = memory_budget()
-        _check(estimate, estimate.memory, estimate.memory_knobs, memory,
-               lambda total: f"{estimate.what} needs about {megabytes(total)} of memory at its "
-                             f"peak, over the limit of {megabytes(memory)} a request "
-                             "(SATLAB_MAX_MEMORY)")
+        checks.append((estimate.memory, estimate.memory_knobs, memory,
+                       lambda total: f"{what} needs about {megabytes(total)} of memory at its "
+                                     f"peak, over the limit of {megabytes(memory)} a request "
+                                     "(SATLAB_MAX_MEMORY)"))
     if estimate.rows is not None:
-        _check(estimate, estimate.rows, estimate.rows_knobs, MAX_LAYER_ROWS,
-               lambda total: f"{estimate.what} would record about {total:,.0f} layer-table "
-                             f"rows, over the cap of {MAX_LAYER_ROWS:,} that keeps a run's "
-                             "download small")
+        checks.append((estimate.rows, estimate.rows_knobs, MAX_LAYER_ROWS,
+                       lambda total: f"{what} would record about {total:,.0f} layer-table "
+                                     f"rows, over the cap of {MAX_LAYER_ROWS:,} that keeps a "
+                                     "run's download small"))
 
-
-def _check(estimate: Estimate, cost: Callable[[dict], float], knobs: tuple[tuple[str, str], ...],
-           limit: float, over: Callable[[float], str]) -> None:
-    """ConfigError `over(total); advice` if `cost` of the request is over `limit`."""
-    values, fields, knobs = estimate.values, estimate.fields, list(knobs)
-    total = cost(dict(values))
-    if total <= limit:
-        return
-    fixes = [fix for knob in knobs if (fix := _nearest(values, knob, cost, fields, limit))]
-    if fixes:
-        advice = _advice(fixes[:3])
-    else:
-        fixes = _pair(values, cost, knobs, fields, limit)
-        advice = (_advice(fixes, joined="and") + " (neither is enough alone)" if fixes
-                  else "make the network smaller")
-    field = fixes[0][0] if fixes else knobs[-1][0]
-    raise ConfigError(field, f"{over(total)}; {advice}")
+    def fits(values: dict) -> bool:
+        return all(cost(values) <= most for cost, _, most, _ in checks)
+    values, fields = estimate.values, estimate.fields
+    for cost, knobs, most, over in checks:
+        total = cost(dict(values))
+        if total <= most:
+            continue
+        knobs = list(knobs)
+        fixes = [fix for knob in knobs if (fix := _nearest(values, knob, fits, fields))]
+        if fixes:
+            advice = _advice(fixes[:3])
+        else:
+            fixes = _pair(values, fits, knobs, fields)
+            advice = (_advice(fixes, joined="and") + " (neither is enough alone)" if fixes
+                      else "make the network smaller")
+        field = fixes[0][0] if fixes else knobs[-1][0]
+        raise ConfigError(field, f"{over(total)}; {advice}")
 
 
 def megabytes(n: float) -> str:
@@ -175,16 +177,18 @@ def megabytes(n: float) -> str:
     return f"{n / 2 ** 30:.1f} GB" if n >= 2 ** 30 else f"{max(1, round(n / 2 ** 20)):,} MB"
 
 
-def _nearest(values: Mapping[str, Any], knob: tuple[str, str], work: Callable[[dict], float],
-             fields: Mapping[str, Any], limit: float) -> tuple[str, int, str] | None:
-    """(field, value, "lower"/"raise"): the value nearest the request that fits the budget with
+def _nearest(values: Mapping[str, Any], knob: tuple[str, str], fits_all: Callable[[dict], bool],
+             fields: Mapping[str, Any]) -> tuple[str, int, str] | None:
+    """(field, value, "lower"/"raise"): the value nearest the request that fits the budgets with
     everything else as in `values`, rounded to two digits; None if none in the field's range."""
     name, way = knob
     lo, hi = int(fields[name].metadata["lo"]), int(fields[name].metadata["hi"])
     current = values[name]
+    if current is None:   # unset: the code picks it (the Lab's automatic record_every)
+        return None
 
     def fits(x: int) -> bool:
-        return work({**values, name: x}) <= limit
+        return fits_all({**values, name: x})
     if way == "lower" and current > lo:
         best = _largest(lo, current - 1, fits)
     elif way == "raise" and current < hi:
@@ -194,21 +198,20 @@ def _nearest(values: Mapping[str, Any], knob: tuple[str, str], work: Callable[[d
     return None if best is None else (name, _round(best, way, lo, hi, fits), way)
 
 
-def _pair(values: Mapping[str, Any], work: Callable[[dict], float],
-          knobs: list[tuple[str, str]], fields: Mapping[str, Any],
-          limit: float) -> list[tuple[str, int, str]]:
+def _pair(values: Mapping[str, Any], fits_all: Callable[[dict], bool],
+          knobs: list[tuple[str, str]], fields: Mapping[str, Any]) -> list[tuple[str, int, str]]:
     """Two knobs that fit together, in the knobs' order: the first at its cheapest while the
     second is found, then the first eased back as far as the second allows."""
     for i, (a, way_a) in enumerate(knobs):
         meta = fields[a].metadata
         cheapest = int(meta["lo"]) if way_a == "lower" else int(meta["hi"])
-        if cheapest == values[a]:
+        if values[a] is None or cheapest == values[a]:
             continue
         for b in knobs[i + 1:]:
-            second = _nearest({**values, a: cheapest}, b, work, fields, limit)
+            second = _nearest({**values, a: cheapest}, b, fits_all, fields)
             if second is None:
                 continue
-            first = _nearest({**values, b[0]: second[1]}, (a, way_a), work, fields, limit)
+            first = _nearest({**values, b[0]: second[1]}, (a, way_a), fits_all, fields)
             return [first or (a, cheapest, way_a), second]
     return []
 

@@ -112,7 +112,7 @@ def run_estimate(cfg: RunConfig) -> Estimate:
          ("width", "lower"), ("depth", "lower")), FIELDS,
         memory=run_memory,
         memory_knobs=(("batch_size", "lower"), ("width", "lower"), ("depth", "lower"),
-                      ("max_train", "lower")),
+                      ("record_every", "raise"), ("max_train", "lower")),
         rows=run_rows, rows_knobs=(("record_every", "raise"), ("epochs", "lower")))
 
 

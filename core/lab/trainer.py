@@ -45,7 +45,9 @@ def record_interval(record_every: int | None, n_steps: int, epochs: int, layers:
     if record_every:
         return record_every
     rows_a_record = layers * len(LAYER_METRICS)
-    left = MAX_LAYER_ROWS - 2 * epochs * rows_a_record   # each epoch's first and last step
+    # Besides every `every`-th step, each epoch records its first and last step, and the
+    # epoch's count of records rounds up: three records an epoch beyond steps / every.
+    left = MAX_LAYER_ROWS - 3 * epochs * rows_a_record
     floor = math.ceil(epochs * n_steps * rows_a_record / left) if left > 0 else n_steps
     return max(1, n_steps // RECORDS_PER_EPOCH, floor)
 

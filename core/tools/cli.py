@@ -134,7 +134,7 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             bar.set_postfix(val_acc=f"{partial.final('val', 'accuracy'):.3f}")
 
     def unstored():
-        refuse(run_estimate(cfg))  # as get_run checks the compute budget, outside the store too
+        refuse(run_estimate(cfg))  # as get_run checks the budgets, outside the store too
         return train(cfg, on_epoch)
 
     result = _with_bar(parser, bar, unstored if args.no_store
