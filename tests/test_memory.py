@@ -7,6 +7,7 @@ the recorded rows are capped; the budget variables refuse a value that is not a 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -269,3 +270,61 @@ def test_budget_variables_take_numbers_and_sizes(monkeypatch):
     assert budget.budget() == 1e12
     monkeypatch.delenv("SATLAB_MAX_MEMORY")
     assert memory_budget() == budget.MAX_MEMORY == 800 * MB
+
+
+# --- the pages ----------------------------------------------------------------------------------
+PAGES = [   # page, link, SATLAB_MAX_MEMORY (None: the default), what the error says
+    ("lab", {"model": "cnn", "depth": "1", "width": "128", "batch_size": "2048",
+             "max_train": "2000", "epochs": "1", "dataset": FASHION}, None,
+     "This run could not start: width: this run"),
+    ("compare", {"depth": "20", "width": "1024", "max_train": "200", "epochs": "1"}, None,
+     "These runs could not start: runs: the 2 runs to train need about"),
+    ("playground", {"compare": "true", "width": "256", "depth": "8"}, "playground",
+     "These runs could not start: runs: the 2 runs to train need about"),
+    ("sweep", {"x": "seed", "xv": "0,1,2,3,4,5,6,7", "y": "lr",
+               "yv": "0.001,0.002,0.003,0.004,0.005,0.006,0.007,0.008", "depth": "4",
+               "width": "1024", "max_train": "100", "epochs": "1"}, None,
+     "This sweep cannot run: cells: this sweep's 64 cells to train need about"),
+    ("initialization", {"depth": "100", "width": "1024", "init": "orthogonal"}, None,
+     "This network could not be probed: width: this probe"),
+    ("recurrent", {"dataset": "mnist", "cell": "lstm", "sequence": "chunks", "chunk": "4",
+                   "batch_size": "1024", "epochs": "1"}, None,
+     "This run could not start: batch_size: this run"),
+    ("attention", {"d": "512", "tokens": "patch2", "batch_size": "1024"}, "200M",
+     "The classifier could not be trained: d: training both classifiers"),
+]
+
+
+@pytest.mark.parametrize("page,link,limit,says", PAGES, ids=[p[0] for p in PAGES])
+def test_each_page_shows_a_memory_refusal_and_trains_nothing(page, link, limit, says,
+                                                            monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    import core.attention.softmax
+    import core.init.probe
+    import core.recurrent.trainer
+
+    def fail(*args, **kwargs):
+        raise AssertionError("trained")
+    for module, kind in ((core.lab.runs, "LAB_RUN"), (core.lab.sweep, "SWEEP_CELL"),
+                         (core.recurrent.trainer, "RECURRENT_RUN"),
+                         (core.attention.softmax, "ATTENTION_RUN")):
+        monkeypatch.setattr(module, kind, dataclasses.replace(getattr(module, kind), train=fail))
+    monkeypatch.setattr(core.lab.sweep, "train_batched", fail)
+    monkeypatch.setattr(core.init.probe, "build_model", fail)
+    if limit == "playground":   # between one of the pair's runs and both
+        from core.lab.config import RunConfig as Config
+        one = run_estimate(Config(dataset="moons", depth=8, width=256, lr=0.05, batch_size=128,
+                                  epochs=30)).peak()
+        limit = str(int(one + (one - budget.REQUEST_BASE) / 2))
+    if limit:
+        monkeypatch.setenv("SATLAB_MAX_MEMORY", limit)
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120)
+    for name, value in link.items():
+        at.query_params[name] = value
+    at.switch_page(f"app_pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [e.value for e in at.error]
+    assert any(e.startswith(says) and "memory" in e for e in errors), errors
+    assert "Traceback" not in " ".join(errors)
