@@ -1,23 +1,36 @@
-"""The compute budget: how much training one request may ask of a shared server.
+"""The budgets: how much computing and memory one request may ask of a shared server.
 
-Anyone with a link can ask the server for any run, so before anything trains its work is
-estimated from the settings alone, and a request over the budget is refused with a ConfigError
-that names the budget and what to lower:
+Anyone with a link can ask the server for any run, so before anything trains its work and its
+peak memory are estimated from the settings alone, and a request over a budget is refused with a
+ConfigError that names the budget and what to lower:
 
     refuse(run_estimate(RunConfig(dataset="fashion-mnist", epochs=100)))   # core.lab.runs
     # ConfigError: epochs: this run (55,000 examples × 100 epochs through a network of 6.3e4
     # multiply-adds per example, plus evaluation and per-step costs) needs about 3.1e12
     # multiply-adds, over the budget of 6e11 a run (about 2 minutes of one CPU core); lower
     # epochs to 19 or max_train to 10,000
+    refuse(run_estimate(RunConfig(depth=100, width=1024, max_train=100, epochs=1)))
+    # ConfigError: width: this run (...) needs about 3.0 GB of memory at its peak, over the
+    # limit of 800 MB a request (SATLAB_MAX_MEMORY); lower width to 490 or depth to 25
 
 Each family estimates its own requests beside its code (`run_estimate` in core/lab/runs.py,
-`recurrent_estimate`, `attention_estimate`) and hands the estimate to the run cache
-(core/cache.py), which refuses before it trains (the pages show the message where a run could
-not start); a stored result is served whatever it cost. This module holds only what is common:
-the budget, the machine's measured costs, the refusal and its advice. The configs themselves
-stay valid, so a link never breaks: the Initialization page probes a 100-layer, 1024-wide
-network, which costs one batch, not a training run. A sweep may train SWEEP_RUNS runs' worth in
-all, each cell within the budget of one.
+`recurrent_estimate`, `attention_estimate`, `probe_estimate` in core/init/probe.py) and hands
+the estimate to the run cache (core/cache.py), which refuses before it trains (the pages show the
+message where a run could not start); a stored result is served whatever it cost. This module
+holds only what is common: the budgets, the machine's measured costs, the refusal and its
+advice. The configs themselves stay valid, so a link never breaks. A sweep may train SWEEP_RUNS
+runs' worth in all, each cell within the budget of one; its cells train stacked, so their memory
+adds up within one request's (`refuse_together`, as for Compare's two runs).
+
+Memory: the estimate is the peak a request adds to a warm server process (torch imported, the
+datasets loaded), measured as VmHWM on a grid of runs, probes and lessons' runs of every family
+(tests/test_memory.py: each estimate is between 1 and 3 times the measured peak). The limit,
+MAX_MEMORY, is sized for a 2.7 GB container whose server holds ~0.5 GB and that several sessions
+share; SATLAB_MAX_MEMORY sets another. Recorded layer-table rows are capped (MAX_LAYER_ROWS) so a
+run's download stays small: the Lab's automatic record_every records less often in a long, deep
+run, and an explicit record_every over the cap is refused (its numbers must be what was asked).
+A budget variable that is not a finite positive number is refused (`check_limits`), never
+ignored.
 
 The estimate, in multiply-adds, uses the datasets' nominal sizes (constants, so a link is over
 or under the budget on every machine alike):
@@ -71,13 +84,22 @@ MAX_LAYER_ROWS = 300_000
 
 def budget() -> float:
     """MAX_COMPUTE, or SATLAB_MAX_COMPUTE where a server sets its own."""
-    return _limit("SATLAB_MAX_COMPUTE", MAX_COMPUTE, f"multiply-adds; the default is {sci(MAX_COMPUTE)}")
+    return _limit("SATLAB_MAX_COMPUTE", MAX_COMPUTE,
+                  f"multiply-adds; the default is {sci(MAX_COMPUTE)}")
 
 
 def memory_budget() -> float:
     """MAX_MEMORY bytes, or SATLAB_MAX_MEMORY where a server sets its own."""
     return _limit("SATLAB_MAX_MEMORY", MAX_MEMORY, "bytes, or with K, M or G: 2G; the default "
                   f"is {MAX_MEMORY // 2 ** 20}M")
+
+
+def check_limits() -> None:
+    """Read both budget variables, refusing a bad value (ConfigError). Called where a process
+    starts (the CLI, the app's router), so a typo is refused at once, not at the first request
+    the store cannot serve."""
+    budget()
+    memory_budget()
 
 
 _UNITS = {"": 1, "K": 2 ** 10, "M": 2 ** 20, "G": 2 ** 30, "T": 2 ** 40}

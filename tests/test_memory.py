@@ -328,3 +328,21 @@ def test_each_page_shows_a_memory_refusal_and_trains_nothing(page, link, limit, 
     errors = [e.value for e in at.error]
     assert any(e.startswith(says) and "memory" in e for e in errors), errors
     assert "Traceback" not in " ".join(errors)
+
+
+def test_a_bad_budget_variable_stops_the_cli_and_the_app_at_start(monkeypatch, capsys):
+    from streamlit.testing.v1 import AppTest
+
+    from core.tools.cli import main
+
+    monkeypatch.setenv("SATLAB_MAX_COMPUTE", "1e999")
+    with pytest.raises(SystemExit) as stop:   # even a run the store would serve: at start
+        main(["train", "--dataset", "moons", "--depth", "1", "--width", "4", "--epochs", "1"])
+    assert stop.value.code == 2
+    assert "SATLAB_MAX_COMPUTE: '1e999' is not a limit" in capsys.readouterr().err
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [e.value for e in at.error] == [
+        "This server's limits are misconfigured: SATLAB_MAX_COMPUTE: '1e999' is not a limit: "
+        "set a finite positive number (multiply-adds; the default is 6e11), or unset it"]

@@ -82,8 +82,8 @@ def run_memory(v: Mapping[str, Any]) -> float:
     """
     n, n_steps = _steps(v)
     _, n_val, n_test = nominal_sizes(v["dataset"])
-    n_in, outputs, params, unfolded = network_sizes(v["model"], v["depth"], v["width"], v["dataset"],
-                                          v["batch_norm"])
+    n_in, outputs, params, unfolded = network_sizes(v["model"], v["depth"], v["width"],
+                                                    v["dataset"], v["batch_norm"])
     layers = len(outputs)
     state = params * FLOAT * (5 + OPTIMIZER_SLOTS[v["optimizer"]])
     # Per example in a training step: z and a kept for backward (+ batch norm's and dropout's),

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
+from core.budget import check_limits
 from core.lab.config import FIELDS, RunConfig
 from core.settings import ConfigError, describe, field_kind
 
@@ -98,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        check_limits()
+    except ConfigError as err:
+        parser.error(str(err))
     try:
         if args.command == "sweep":
             return _sweep(parser, args)
