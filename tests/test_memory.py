@@ -149,8 +149,9 @@ def test_the_memory_estimates_bound_the_measured_peaks():
     report = "\n".join(f"{kind} {params}: measured {measured / MB:.0f} MB, estimated "
                        f"{estimate / MB:.0f} MB" for kind, params, measured, estimate in rows)
     for kind, params, measured, estimate in rows:
-        # An upper bound, and not so loose that the limit would refuse what fits.
-        assert measured <= estimate <= 3 * measured, report
+        # An upper bound, and not so loose that the limit would refuse what fits (the base:
+        # what any request adds, which the small ones measure within a few MB of).
+        assert measured <= estimate <= 3 * measured + budget.REQUEST_BASE, report
 
 
 # --- refusals ----------------------------------------------------------------------------------
