@@ -159,6 +159,7 @@ def _page_defaults() -> list:
 def test_every_preset_and_default_fits_the_budget(tmp_path):
     """Compute, memory and recorded rows (`refuse` checks all three)."""
     from core.attention.presets import ATTENTION_PRESETS
+    from core.optimizers.race import PRESETS as RACE_PRESETS, RaceConfig, race_estimate
     from core.data.datasets import DATASETS
     from core.lab.presets import PRESETS
     from core.recurrent.config import DATASETS as SEQUENCE_DATASETS
@@ -184,6 +185,8 @@ def test_every_preset_and_default_fits_the_budget(tmp_path):
         check_recurrent(cfg)
     for cfg in [p.config for p in ATTENTION_PRESETS.values()] + [AttentionConfig()]:
         check_attention(cfg)
+    for cfg in [p.config for p in RACE_PRESETS.values()] + [RaceConfig()]:
+        refuse(race_estimate(cfg))
 
 
 def test_recurrent_and_attention_requests_over_the_budget_are_refused(tmp_path, monkeypatch):

@@ -293,6 +293,8 @@ PAGES = [   # page, link, SATLAB_MAX_MEMORY (None: the default), what the error 
      "This run could not start: batch_size: this run"),
     ("attention", {"d": "512", "tokens": "patch2", "batch_size": "1024"}, "200M",
      "The classifier could not be trained: d: training both classifiers"),
+    ("optimizers", {"iterations": "2000"}, "65M",   # a race's rows: ~3 MB over the base
+     "This race could not start: iterations: this race"),
 ]
 
 
@@ -303,6 +305,7 @@ def test_each_page_shows_a_memory_refusal_and_trains_nothing(page, link, limit, 
 
     import core.attention.softmax
     import core.init.probe
+    import core.optimizers.race
     import core.recurrent.trainer
 
     def fail(*args, **kwargs):
@@ -313,6 +316,7 @@ def test_each_page_shows_a_memory_refusal_and_trains_nothing(page, link, limit, 
         monkeypatch.setattr(module, kind, dataclasses.replace(getattr(module, kind), train=fail))
     monkeypatch.setattr(core.lab.sweep, "train_batched", fail)
     monkeypatch.setattr(core.init.probe, "build_model", fail)
+    monkeypatch.setattr(core.optimizers.race, "racer", fail)
     if limit == "playground":   # between one of the pair's runs and both
         from core.lab.config import RunConfig as Config
         one = run_estimate(Config(dataset="moons", depth=8, width=256, lr=0.05, batch_size=128,
