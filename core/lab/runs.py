@@ -46,7 +46,7 @@ def run_work(v: Mapping[str, Any]) -> float:
             + steps * (STEP_COST + LAYER_STEP_COST * layers))
 
 
-# Bytes, for the memory budget, measured against VmHWM on a grid of runs (tests/test_budget.py).
+# Bytes, for the memory budget, measured against VmHWM on a grid of runs (tests/test_memory.py).
 FLOAT = 4
 ROW_BYTES = 400             # a layer-table row: its DataFrame, then the stored record's lists
 SLOTS_PER_LAYER = 14        # the recorder's numbers per layer and step (core.lab.recorder._Layout)

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.budget import MAX_LAYER_ROWS
 from core.data.datasets import Splits, load_splits
 from core.lab.config import RunConfig
-from core.budget import MAX_LAYER_ROWS
 from core.lab.metrics import LAYER_METRICS, PROBE_EXAMPLES
 from core.lab.models import build_model
 from core.lab.recorder import LayerRecorder
