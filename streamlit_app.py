@@ -7,13 +7,20 @@ app_pages/ (not `pages/`: that name switches on Streamlit's legacy multipage mod
 
 import streamlit as st
 
+from core.budget import check_limits
 from core.cpus import configure_for_server
+from core.settings import ConfigError
 from app_pages.kit.controls import enter_page
 
 st.set_page_config(page_title="Saturation Lab", page_icon=":material/show_chart:", layout="wide")
 # Every page computes with torch, not only those that train through the run store: one thread
 # per run and pools sized to the container before any page runs (cheap to repeat each rerun).
 configure_for_server()
+try:
+    check_limits()
+except ConfigError as err:   # a misconfigured server: say so on every page, run nothing
+    st.error(f"This server's limits are misconfigured: {err}", icon=":material/error:")
+    st.stop()
 
 page = st.navigation([
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),

@@ -13,7 +13,7 @@ from core.lab.runs import load_run, stored_runs
 from core.lab.tabs import TABS
 from app_pages.kit.charts import chart, run_chart
 from app_pages.kit.controls import LAB, apply_settings, config_controls, epoch_slider, warn
-from app_pages.kit.runs import notices, obtain
+from app_pages.kit.runs import notices, obtain_all
 
 
 FIELDS_HERE = [name for name in FIELDS if name != "noise"]
@@ -63,8 +63,7 @@ def _configured() -> dict:
                            "you want to study.")
     warn(warn_a, "A")
     warn(warn_b, "B")
-    run_a = obtain(cfg_a, live_chart=charts.loss_accuracy)
-    run_b = obtain(cfg_b, live_chart=charts.loss_accuracy) if run_a is not None else None
+    run_a, run_b = obtain_all([cfg_a, cfg_b], live_chart=charts.loss_accuracy)
     return {"A": run_a, "B": run_b}
 
 

@@ -133,8 +133,12 @@ def _race(cfg: RaceConfig):
     return table, time.perf_counter() - start
 
 
-with st.spinner("Racing…"):  # shown only past half a second: 2,000 steps take a few
-    table, seconds = _race(cfg)
+try:
+    with st.spinner("Racing…"):  # shown only past half a second: 2,000 steps take a few
+        table, seconds = _race(cfg)
+except ConfigError as err:   # over a budget the server sets (SATLAB_MAX_COMPUTE)
+    st.error(f"This race could not start: {err}", icon=":material/error:")
+    st.stop()
 lesson_box(PRESETS.values(), cfg, table)
 if table.empty:
     st.info("Switch on at least one optimizer in the sidebar.", icon=":material/info:")

@@ -7,7 +7,7 @@ from core.lab import charts
 from core.lab.config import RunConfig
 from app_pages.kit.charts import chart
 from app_pages.kit.controls import LAB, classroom_editor, config_form, epoch_slider, warn
-from app_pages.kit.runs import notices, obtain
+from app_pages.kit.runs import notices, obtain_all
 
 
 FIELDS_HERE = ["dataset", "noise", "max_train", "depth", "width", "activation", "init",
@@ -31,7 +31,7 @@ compare = st.toggle("ReLU vs tanh side by side", key="compare", bind="query-para
 
 configs = ([cfg.replace(activation="relu"), cfg.replace(activation="tanh")] if compare
            else [cfg])
-results = [obtain(c, live_chart=charts.loss_accuracy) for c in configs]
+results = obtain_all(configs, live_chart=charts.loss_accuracy)
 if any(r is None for r in results):
     st.stop()
 

@@ -22,6 +22,9 @@ MOMENTUM = 0.9              # the usual momentum, where a lesson does not set it
 BETAS = (0.9, 0.999)        # torch's Adam defaults
 EPS = 1e-8                  # torch's Adam/AdamW/RMSprop default ε
 EVAL_BATCH = 2048
+# Tensors the size of the parameters each optimizer keeps (its state), for the memory budget.
+OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1,
+                   "adam": 2, "adamw": 2}
 
 
 def resolve_device(name: str) -> torch.device:

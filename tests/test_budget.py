@@ -21,7 +21,8 @@ from core.attention.softmax import attention_estimate, get_attention
 from core.budget import refuse, refuse_sweep
 from core.cache import forget_recent
 from core.lab.config import ConfigError, RunConfig
-from core.lab.runs import get_run, run_estimate
+from core.init.probe import probe_estimate
+from core.lab.runs import get_run, refuse_runs, run_estimate
 from core.lab.sweep import SweepSpec, run_sweep
 from core.recurrent.config import RecurrentConfig
 from core.recurrent.trainer import get_recurrent_run, recurrent_estimate
@@ -143,23 +144,28 @@ def _page_defaults() -> list:
     import ast
 
     found = []
-    for page in ("lab", "compare", "sweep", "activations", "playground", "home"):
+    for page in ("lab", "compare", "sweep", "activations", "playground", "home",
+                 "initialization"):
         tree = ast.parse((REPO / "app_pages" / f"{page}.py").read_text())
         for node in tree.body:
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
-                    and getattr(node.value.func, "id", "") in ("RunConfig", "SweepSpec"):
+                    and getattr(node.value.func, "id", "") in ("RunConfig", "SweepSpec") \
+                    and (page != "initialization" or node.targets[0].id == "DEFAULTS"):
                 found.append(eval(compile(ast.Expression(node.value), page, "eval"),
                                   {"RunConfig": RunConfig, "SweepSpec": SweepSpec}))
     return found
 
 
-def test_every_preset_and_default_fits_the_budget():
+def test_every_preset_and_default_fits_the_budget(tmp_path):
+    """Compute, memory and recorded rows (`refuse` checks all three)."""
     from core.attention.presets import ATTENTION_PRESETS
+    from core.optimizers.race import PRESETS as RACE_PRESETS, RaceConfig, race_estimate
     from core.data.datasets import DATASETS
     from core.lab.presets import PRESETS
     from core.recurrent.config import DATASETS as SEQUENCE_DATASETS
     from core.recurrent.presets import RECURRENT_PRESETS
 
+    store = RunStore(tmp_path / "empty.sqlite3")   # every run still to train
     defaults = _page_defaults()
     assert sum(isinstance(d, SweepSpec) for d in defaults) == 1 and len(defaults) >= 4
     runs = [p.config for p in PRESETS.values()] + [RunConfig(dataset=name) for name in DATASETS]
@@ -168,6 +174,10 @@ def test_every_preset_and_default_fits_the_budget():
             refuse_sweep([run_estimate(c) for c in d.cells()])
         else:   # Compare's B toggles batch norm; the Playground trains relu and tanh
             runs += [d, d.replace(batch_norm=not d.batch_norm), d.replace(activation="tanh")]
+            refuse_runs([d, d.replace(batch_norm=not d.batch_norm)], store)
+            refuse_runs([d.replace(activation="relu"), d.replace(activation="tanh")], store)
+            if d.model != "cnn":   # the Initialization page probes what it is given
+                refuse(probe_estimate(d))
     for cfg in runs:
         check_run(cfg)
     for cfg in [p.config for p in RECURRENT_PRESETS.values()] + [
@@ -175,6 +185,8 @@ def test_every_preset_and_default_fits_the_budget():
         check_recurrent(cfg)
     for cfg in [p.config for p in ATTENTION_PRESETS.values()] + [AttentionConfig()]:
         check_attention(cfg)
+    for cfg in [p.config for p in RACE_PRESETS.values()] + [RaceConfig()]:
+        refuse(race_estimate(cfg))
 
 
 def test_recurrent_and_attention_requests_over_the_budget_are_refused(tmp_path, monkeypatch):

@@ -18,7 +18,8 @@ import streamlit as st
 
 from core.lab.export import pytorch_script, script_filename
 from core.lab.result import TABLES, RunResult
-from core.lab.runs import cached_run, get_run
+from core.lab.runs import cached_run, get_run, refuse_runs
+from core.settings import ConfigError
 from app_pages.kit.charts import chart
 
 
@@ -77,6 +78,21 @@ def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
     bar.empty()
     live.empty()
     return result
+
+
+def obtain_all(cfgs: list, **options) -> list:
+    """The Lab runs one request trains (Compare's A and B, the Playground's pair), counted
+    together against the budgets before any of them trains, then each as `obtain(cfg,
+    **options)`; None for those that could not be had (after the first failure, the rest)."""
+    try:
+        refuse_runs(cfgs)
+    except ConfigError as err:
+        st.error(f"These runs could not start: {err}", icon=":material/error:")
+        return [None] * len(cfgs)
+    results: list = []
+    for cfg in cfgs:
+        results.append(obtain(cfg, **options) if all(r is not None for r in results) else None)
+    return results
 
 
 def notices(result) -> None:

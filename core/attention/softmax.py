@@ -32,7 +32,7 @@ from torch import nn
 from core import cache
 from core.attention.config import (D_GRID, KEY_PREFIX, SCALE_GRID, TOKEN_SHAPES,
                                    AttentionConfig)
-from core.budget import LAYER_STEP_COST, STEP_COST, Estimate
+from core.budget import LAYER_STEP_COST, REQUEST_BASE, STEP_COST, Estimate
 from core.cache import RunKind
 from core.data.datasets import load_splits, nominal_sizes
 from core.store import RunStore
@@ -391,15 +391,30 @@ def attention_work(v: Mapping[str, Any]) -> float:
     return len(VARIANTS) * one
 
 
+def attention_memory(v: Mapping[str, Any]) -> float:
+    """Peak bytes training an AttentionConfig's two classifiers adds (one at a time): per
+    example, the tokens' embeddings, queries, keys and values and the attention matrix, kept
+    for backward with their gradients (the validation split is evaluated in one pass that
+    back-propagates too); REQUEST_BASE."""
+    n_tokens, token_dim = TOKEN_SHAPES[v["tokens"]]
+    n_train, n_val, _ = nominal_sizes("digits")
+    n = min(v["max_train"] or n_train, n_train)
+    per_example = 4 * 3 * (n_tokens * (token_dim + 3 * WIDTH + 2 * v["d"])
+                           + 3 * n_tokens * n_tokens)
+    return REQUEST_BASE + max(min(v["batch_size"], n), n_val) * per_example
+
+
 def attention_estimate(cfg: AttentionConfig) -> Estimate:
-    """What training cfg's two classifiers costs, for the compute budget (core.budget)."""
+    """What training cfg's two classifiers costs, for the compute and memory budgets
+    (core.budget)."""
     n_train = nominal_sizes("digits")[0]
     n = min(cfg.max_train or n_train, n_train)
     return Estimate(
         f"training both classifiers ({n:,} digits × {cfg.epochs} epochs, plus evaluation and "
         "per-step costs)", {**cfg.to_dict(), "max_train": n}, attention_work,
         (("epochs", "lower"), ("batch_size", "raise"), ("max_train", "lower"), ("d", "lower")),
-        AttentionConfig.fields())
+        AttentionConfig.fields(),
+        memory=attention_memory, memory_knobs=(("d", "lower"), ("batch_size", "lower")))
 
 
 def attention_meta(result: AttentionResult) -> dict:

@@ -37,8 +37,9 @@ from core.activations import derivative
 from core.data.datasets import load_splits
 from core.init import meanfield
 from core.init.meanfield import MeanField
-from core.lab.config import ConfigError, RunConfig
-from core.lab.models import Network, build_model
+from core.budget import LAYER_STEP_COST, REQUEST_BASE, Estimate, refuse
+from core.lab.config import FIELDS, ConfigError, RunConfig
+from core.lab.models import Network, build_model, network_macs, network_sizes
 
 # The RunConfig fields that change the network at initialisation or what it is fed. The others
 # (optimiser, epochs, dropout, …) only matter once training starts: dropout's masks are
@@ -246,6 +247,51 @@ def forward(model: Network, x: torch.Tensor) -> _Pass:
 
 
 # --- the probe --------------------------------------------------------------------------------
+# Multiply-adds that drawing a weight costs (the RNG, counted as arithmetic that takes as
+# long), and an orthogonal init's QR per layer, as multiples of width³: `init=orthogonal` at
+# depth 100, width 1024 took 17 s of one core here.
+DRAW_COST = 50
+QR_COST = 2.0
+
+
+def _jacobians(v: Mapping[str, Any]) -> int:
+    return (v["n_jacobian"] if v["n_jacobian"] is not None
+            else int(v["depth"] * v["width"] ** 3 <= JACOBIAN_WORK))
+
+
+def probe_work(v: Mapping[str, Any]) -> float:
+    """Estimated multiply-adds of `probe` with a RunConfig's fields and n_inputs, n_jacobian:
+    drawing the weights, one forward and backward pass, the Jacobians (float64, ~2×) and their
+    SVDs."""
+    depth, width = v["depth"], v["width"]
+    _, _, params, _ = network_sizes(v["model"], depth, width, v["dataset"], v["batch_norm"])
+    init = params * DRAW_COST + (QR_COST * depth * width ** 3 if v["init"] == "orthogonal" else 0)
+    passes = 3 * network_macs(v["model"], depth, width, v["dataset"]) * v["n_inputs"]
+    return (init + passes + _jacobians(v) * (2 * depth * width ** 3 + 10 * width ** 3)
+            + depth * LAYER_STEP_COST)
+
+
+def probe_memory(v: Mapping[str, Any]) -> float:
+    """Peak bytes `probe` adds: weights, gradients and an init's temporaries; every layer's
+    pre-activation, activation and their gradients kept for the measurements; a Jacobian's
+    float64 products; REQUEST_BASE."""
+    n_in, outputs, params, _ = network_sizes(v["model"], v["depth"], v["width"], v["dataset"],
+                                             v["batch_norm"])
+    weights = 4 * (3 * params + 4 * v["width"] ** 2)
+    activations = 4 * v["n_inputs"] * (8 * sum(outputs) + 2 * n_in)
+    jacobian = 8 * 4 * v["width"] ** 2 * max(1, _jacobians(v))
+    return REQUEST_BASE + weights + activations + jacobian
+
+
+def probe_estimate(cfg: RunConfig, n_inputs: int = 256, n_jacobian: int | None = None) -> Estimate:
+    """What `probe(cfg)` costs, for the compute and memory budgets (core.budget)."""
+    return Estimate(
+        f"this probe ({cfg.depth} layers of {cfg.width}, {n_inputs} inputs, init {cfg.init})",
+        {**cfg.to_dict(), "n_inputs": n_inputs, "n_jacobian": n_jacobian}, probe_work,
+        (("width", "lower"), ("depth", "lower")), FIELDS,
+        memory=probe_memory, memory_knobs=(("width", "lower"), ("depth", "lower")))
+
+
 def probe(cfg: RunConfig, *, n_inputs: int = 256, n_jacobian: int | None = None) -> Probe:
     """Measure the network `cfg` describes at initialisation, beside mean-field theory.
 
@@ -253,8 +299,10 @@ def probe(cfg: RunConfig, *, n_inputs: int = 256, n_jacobian: int | None = None)
     that is affordable (depth·width³ ≤ JACOBIAN_WORK, about 1 s), none beyond. Cost: about
     0.3 s at depth 100, width 256 with 256 inputs, plus 0.15 s per Jacobian there; the
     forward and backward pass grow as depth·width²·n_inputs, a Jacobian as depth·width³.
+    A probe over the compute or memory budget (`probe_estimate`) is refused with a ConfigError.
     """
     _check(cfg, n_inputs)
+    refuse(probe_estimate(cfg, n_inputs, n_jacobian))   # ConfigError over a budget
     start = time.perf_counter()
     x, y, info = inputs(cfg, n_inputs)
     model = build_model(cfg, info.input_shape, info.n_classes)

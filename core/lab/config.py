@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.activations import ACTIVATIONS
+from core.budget import MAX_LAYER_ROWS
 from core.data.datasets import DATASETS, IMAGE_DATASETS
 from core.settings import ConfigError, Settings, setting
 from core.training import OPTIMIZERS
@@ -133,7 +134,9 @@ class RunConfig(Settings):
     device: str = setting("auto", "auto picks CUDA or MPS when present, else the CPU.",
                           choices=DEVICES, group="run")
     record_every: int | None = setting(None, "Record per-layer statistics every this many steps "
-                                       "(empty = about 50 records per epoch).", lo=1, hi=10_000,
+                                       "(empty = about 50 records per epoch, fewer where a "
+                                       f"long, deep run would record over {MAX_LAYER_ROWS:,} "
+                                       "rows).", lo=1, hi=10_000,
                                        group="run", none="auto")
 
     def check_rules(self) -> None:

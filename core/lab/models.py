@@ -102,6 +102,36 @@ def network_macs(model: str, depth: int, width: int, dataset: str,
     return macs + channels * size * size * width + width * classes
 
 
+def network_sizes(model: str, depth: int, width: int, dataset: str,
+                  batch_norm: bool = False) -> tuple[int, list[int], int, int]:
+    """(input elements, each layer's output elements before pooling, parameters, the largest
+    convolution's unfolded input) of the network `build_model` builds, per example, without
+    building it (for the memory budget: a CPU convolution unfolds its input, 9 × channels ×
+    pixels, into a workspace)."""
+    if dataset not in IMAGE_SHAPES:
+        n_in, classes, shape = TOY_INPUTS, 2, None
+    else:
+        shape, classes = IMAGE_SHAPES[dataset], CLASSES
+        n_in = math.prod(shape)
+    norm = 4 * width if batch_norm else 0   # γ, β and the two running statistics
+    outputs, params, unfolded = [], 0, 0
+    if model != "cnn":
+        for i in range(depth):
+            outputs.append(width)
+            params += (n_in if i == 0 else width) * width + width + norm
+    else:
+        channels, size = shape[0], shape[1]
+        for _ in range(depth):
+            outputs.append(width * size * size)
+            params += 9 * channels * width + width + norm
+            unfolded = max(unfolded, 9 * channels * size * size)
+            channels, size = width, size // 2 if size >= 4 else size
+        outputs.append(width)
+        params += channels * size * size * width + width + norm
+    outputs.append(classes)
+    return n_in, outputs, params + width * classes + classes, unfolded
+
+
 def _mlp_layers(cfg: RunConfig, n_inputs: int) -> "OrderedDict[str, Layer]":
     layers: OrderedDict[str, Layer] = OrderedDict()
     for i in range(1, cfg.depth + 1):

@@ -17,13 +17,16 @@ import re
 from typing import Any, Callable, Mapping
 
 from core import cache
-from core.budget import CONV_COST, LAYER_STEP_COST, STEP_COST, Estimate, sci
+from core.budget import (CONV_COST, LAYER_STEP_COST, REQUEST_BASE, STEP_COST, Estimate,
+                         refuse, refuse_together, sci)
 from core.cache import RunKind
 from core.data.datasets import IMAGE_SHAPES, nominal_sizes
 from core.lab.config import FIELDS, RunConfig
-from core.lab.models import network_macs
+from core.lab.metrics import LAYER_METRICS, PROBE_EXAMPLES
+from core.lab.models import network_macs, network_sizes
 from core.lab.result import RunResult
-from core.lab.trainer import BOUNDARY_GRID, train
+from core.lab.trainer import BOUNDARY_GRID, record_interval, train
+from core.training import EVAL_BATCH, OPTIMIZER_SLOTS
 from core.store import RunStore
 
 _RUN_KEY = re.compile(r"[0-9a-f]{20}")   # RunConfig.key(); other entries (sweep cells) differ
@@ -43,8 +46,61 @@ def run_work(v: Mapping[str, Any]) -> float:
             + steps * (STEP_COST + LAYER_STEP_COST * layers))
 
 
+# Bytes, for the memory budget, measured against VmHWM on a grid of runs (tests/test_memory.py).
+FLOAT = 4
+ROW_BYTES = 400             # a layer-table row: its DataFrame, then the stored record's lists
+SLOTS_PER_LAYER = 14        # the recorder's numbers per layer and step (core.lab.recorder._Layout)
+
+
+def _steps(v: Mapping[str, Any]) -> tuple[int, int]:
+    """(training examples, steps an epoch) of a RunConfig's settings."""
+    n_train = nominal_sizes(v["dataset"])[0]
+    n = min(v["max_train"] or n_train, n_train)
+    return n, max(1, math.ceil(n / v["batch_size"]))
+
+
+def run_rows(v: Mapping[str, Any]) -> float:
+    """Layer-table rows a run of these settings records (at most: every metric of every layer
+    at each recorded step, each epoch's first and last step included, and the dead units)."""
+    _, n_steps = _steps(v)
+    layers = v["depth"] + (2 if v["model"] == "cnn" else 1)
+    every = record_interval(v["record_every"], n_steps, v["epochs"], layers)
+    records = math.ceil(n_steps / every) + 2
+    return v["epochs"] * records * layers * len(LAYER_METRICS)
+
+
+def run_memory(v: Mapping[str, Any]) -> float:
+    """Peak bytes training a RunConfig's settings adds to the process (`v`: its fields).
+
+    parameters × (weights, gradients, the optimizer's slots, the recorder's two copies, one
+               temporary)
+    + the larger of a training step's activations (forward, kept for backward, and the
+      recorder's stacked statistics at a recorded step) and an evaluation chunk's (EVAL_BATCH
+      examples, or the probe set, in inference mode)
+    + the recorder's epoch buffers (on the device, then as float64 on the host)
+    + the recorded rows, the data split's copies, and REQUEST_BASE.
+    """
+    n, n_steps = _steps(v)
+    _, n_val, n_test = nominal_sizes(v["dataset"])
+    n_in, outputs, params, unfolded = network_sizes(v["model"], v["depth"], v["width"],
+                                                    v["dataset"], v["batch_norm"])
+    layers = len(outputs)
+    state = params * FLOAT * (5 + OPTIMIZER_SLOTS[v["optimizer"]])
+    # Per example in a training step: z and a kept for backward (+ batch norm's and dropout's),
+    # their gradients, and the recorder's stack of z and a with its centred copy.
+    kept = 4 + 2 * v["batch_norm"] + (v["dropout"] > 0)
+    per_example = FLOAT * (sum(outputs) * (kept + 4) + 2 * max(outputs) + 2 * n_in + unfolded)
+    training = min(v["batch_size"], n) * per_example
+    chunk = max(min(EVAL_BATCH, max(n_val, n_test)), min(PROBE_EXAMPLES, n))
+    evaluation = chunk * FLOAT * (3 * max(outputs) + 2 * n_in + unfolded)
+    recorder = n_steps * (SLOTS_PER_LAYER * layers + 5) * (FLOAT + 16)
+    data = (n + n_val + n_test) * n_in * FLOAT
+    return (REQUEST_BASE + state + max(training, evaluation) + recorder + run_rows(v) * ROW_BYTES
+            + data)
+
+
 def run_estimate(cfg: RunConfig) -> Estimate:
-    """What training cfg costs, for the compute budget (core.budget)."""
+    """What training cfg costs, for the compute and memory budgets (core.budget)."""
     n_train = nominal_sizes(cfg.dataset)[0]
     n = min(cfg.max_train or n_train, n_train)
     return Estimate(
@@ -53,7 +109,11 @@ def run_estimate(cfg: RunConfig) -> Estimate:
         "per example, plus evaluation and per-step costs)",
         {**cfg.to_dict(), "max_train": n}, run_work,
         (("epochs", "lower"), ("max_train", "lower"), ("batch_size", "raise"),
-         ("width", "lower"), ("depth", "lower")), FIELDS)
+         ("width", "lower"), ("depth", "lower")), FIELDS,
+        memory=run_memory,
+        memory_knobs=(("batch_size", "lower"), ("width", "lower"), ("depth", "lower"),
+                      ("record_every", "raise"), ("max_train", "lower")),
+        rows=run_rows, rows_knobs=(("record_every", "raise"), ("epochs", "lower")))
 
 
 def run_meta(result: RunResult) -> dict:
@@ -77,6 +137,17 @@ def get_run(cfg: RunConfig, *, store: RunStore | None = None,
     A run over the compute budget (core.budget) is refused with a ConfigError before it trains.
     """
     return cache.obtain(LAB_RUN, cfg, store, on_epoch)
+
+
+def refuse_runs(cfgs: list[RunConfig], store: RunStore | None = None) -> None:
+    """ConfigError, before any trains, if the runs one request trains (Compare's A and B, the
+    Playground's ReLU and tanh) are over a budget, alone or together; stored runs cost nothing."""
+    todo = [cfg for cfg in dict.fromkeys(cfgs) if cached_run(cfg, store) is None]
+    estimates = [run_estimate(cfg) for cfg in todo]
+    for estimate in estimates:
+        refuse(estimate)
+    refuse_together(estimates, f"the {len(todo)} runs to train", "runs",
+                    "lower {} in one of them")
 
 
 def cached_run(cfg: RunConfig, store: RunStore | None = None) -> RunResult | None:

@@ -13,6 +13,7 @@ was recorded up to the first bad step.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict
 from typing import Callable
@@ -23,9 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.budget import MAX_LAYER_ROWS
 from core.data.datasets import Splits, load_splits
 from core.lab.config import RunConfig
-from core.lab.metrics import PROBE_EXAMPLES
+from core.lab.metrics import LAYER_METRICS, PROBE_EXAMPLES
 from core.lab.models import build_model
 from core.lab.recorder import LayerRecorder
 from core.lab.result import RunResult
@@ -34,6 +36,20 @@ from core.training import (EVAL_BATCH, DeviceData, evaluate, flushed_denormals,
 
 RECORDS_PER_EPOCH = 50      # with record_every unset: enough points for smooth charts
 BOUNDARY_GRID = 40          # decision-boundary resolution for 2-D data: 40×40 points per epoch
+
+
+def record_interval(record_every: int | None, n_steps: int, epochs: int, layers: int) -> int:
+    """Steps between records: as asked, else about RECORDS_PER_EPOCH an epoch, fewer where a
+    long, deep run would record more layer-table rows than MAX_LAYER_ROWS (a download stays
+    small; an explicit record_every over the cap is refused instead, core.budget)."""
+    if record_every:
+        return record_every
+    rows_a_record = layers * len(LAYER_METRICS)
+    # Besides every `every`-th step, each epoch records its first and last step, and the
+    # epoch's count of records rounds up: three records an epoch beyond steps / every.
+    left = MAX_LAYER_ROWS - 3 * epochs * rows_a_record
+    floor = math.ceil(epochs * n_steps * rows_a_record / left) if left > 0 else n_steps
+    return max(1, n_steps // RECORDS_PER_EPOCH, floor)
 
 
 def run_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
@@ -141,7 +157,7 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
     min_batch = 2 if cfg.batch_norm else 1
     n_steps = steps_per_epoch(len(splits.y_train), cfg.batch_size, min_batch)
     scheduler, sched_every = make_scheduler(cfg, optimizer, n_steps)
-    every = cfg.record_every or max(1, n_steps // RECORDS_PER_EPOCH)
+    every = record_interval(cfg.record_every, n_steps, cfg.epochs, len(model.layers))
     generator = torch.Generator().manual_seed(cfg.seed)
     epoch_rows: list[tuple] = []
     status = "completed"

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.budget import REQUEST_BASE, STEP_COST, Estimate, refuse
 from core.lessons import Claim, Preset
 from core.optimizers.surfaces import SURFACES
 from core.settings import Settings, Span, setting
@@ -155,12 +156,29 @@ def racer(name: str, params: list[torch.Tensor], lr: float, cfg: RaceConfig):
 COLUMNS = ["optimizer", "iteration", "x", "y", "loss", "lr", "diverged"]
 
 
+def race_estimate(cfg: RaceConfig) -> Estimate:
+    """What a race costs, for the budgets (core.budget): a step of a 2-D point is all
+    per-step cost (STEP_COST); its memory, the table's rows (~50 bytes a value as Python
+    tuples, then the frame). Far inside both at every setting; counted so that every request
+    that trains is."""
+    racers = len(cfg.enabled())
+    return Estimate(
+        f"this race ({racers} optimizers × {cfg.iterations:,} iterations)",
+        {**cfg.to_dict(), "racers": racers},
+        lambda v: v["racers"] * v["iterations"] * STEP_COST, (("iterations", "lower"),),
+        RaceConfig.fields(),
+        memory=lambda v: REQUEST_BASE + v["racers"] * v["iterations"] * len(COLUMNS) * 50,
+        memory_knobs=(("iterations", "lower"),))
+
+
 def race(cfg: RaceConfig) -> pd.DataFrame:
     """Every enabled optimizer from the same start: one row per optimizer and iteration.
 
     Row i is the point after i steps and its loss; `lr` is the learning rate of the step that
     leaves it. A diverged optimizer's last row is the first bad point, with `diverged` True.
+    A race over a budget (`race_estimate`) is refused with a ConfigError.
     """
+    refuse(race_estimate(cfg))
     s = SURFACES[cfg.surface]
     names = cfg.enabled()
     if not names:

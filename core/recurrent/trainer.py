@@ -37,15 +37,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from core import cache
-from core.budget import STEP_COST, TIME_STEP_COST, Estimate
+from core.budget import REQUEST_BASE, STEP_COST, TIME_STEP_COST, Estimate
 from core.cache import RunKind
 from core.data.datasets import load_splits, nominal_sizes
 from core.recurrent.config import KEY_PREFIX, SIDES, RecurrentConfig
 from core.recurrent.model import GATES, build_recurrent
 from core.recurrent.result import RecurrentResult
 from core.store import RunStore
-from core.training import (DeviceData, evaluate, flushed_denormals, make_optimizer,
-                           resolve_device, steps_per_epoch)
+from core.training import (OPTIMIZER_SLOTS, DeviceData, evaluate, flushed_denormals,
+                           make_optimizer, resolve_device, steps_per_epoch)
 
 # With record_every unset; each record costs a step-by-step forward (~1.5×).
 RECURRENT_RECORDS_PER_EPOCH = 20
@@ -219,15 +219,40 @@ def recurrent_work(v: Mapping[str, Any]) -> float:
             + steps * (STEP_COST + TIME_STEP_COST * layers * T))
 
 
+def recurrent_memory(v: Mapping[str, Any]) -> float:
+    """Peak bytes training a RecurrentConfig's settings adds: parameters with their gradients
+    and optimizer state; every time step's gates and states kept for backward (twice on a
+    recording step, whose step-by-step forward keeps each h_t); an evaluation chunk's layer
+    outputs and the first layer's input gates, which the CPU kernels take for every step at
+    once; the data as floats;
+    REQUEST_BASE."""
+    side = SIDES[v["dataset"]]
+    step_size = side if v["sequence"] == "rows" else v["chunk"]
+    T = side * side // step_size
+    h, layers, gates = v["hidden"], v["layers"], GATES[v["cell"]]
+    params = sum(gates * h * ((step_size if i == 0 else h) + h + 2) for i in range(layers))
+    state = 4 * (params + h * CLASSES) * (5 + OPTIMIZER_SLOTS[v["optimizer"]])
+    n_train, n_val, n_test = nominal_sizes(v["dataset"])
+    n = min(v["max_train"] or n_train, n_train)
+    per_sequence = 4 * T * (layers * h * 2 * (gates + 6) + step_size)
+    training = min(v["batch_size"], n) * per_sequence
+    evaluation = min(EVAL_LIMIT, max(n_val, n_test)) * 4 * T * (gates * h + 2 * layers * h
+                                                                + step_size)
+    data = (n + n_val + n_test) * side * side * 4
+    return REQUEST_BASE + state + max(training, evaluation) + data
+
+
 def recurrent_estimate(cfg: RecurrentConfig) -> Estimate:
-    """What training cfg costs, for the compute budget (core.budget)."""
+    """What training cfg costs, for the compute and memory budgets (core.budget)."""
     n_train = nominal_sizes(cfg.dataset)[0]
     n = min(cfg.max_train or n_train, n_train)
     return Estimate(
         f"this run ({n:,} sequences of {cfg.seq_len} steps × {cfg.epochs} epochs, plus "
         "evaluation and per-step costs)", {**cfg.to_dict(), "max_train": n}, recurrent_work,
         (("epochs", "lower"), ("max_train", "lower"), ("batch_size", "raise"),
-         ("hidden", "lower"), ("layers", "lower")), RecurrentConfig.fields())
+         ("hidden", "lower"), ("layers", "lower")), RecurrentConfig.fields(),
+        memory=recurrent_memory, memory_knobs=(("batch_size", "lower"), ("hidden", "lower"),
+                                               ("layers", "lower")))
 
 
 def recurrent_meta(result: RecurrentResult) -> dict:

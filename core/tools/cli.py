@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
+from core.budget import check_limits
 from core.lab.config import FIELDS, RunConfig
 from core.settings import ConfigError, describe, field_kind
 
@@ -107,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_limits()
+    except ConfigError as err:
+        parser.error(str(err))
+    try:
         if args.command == "sweep":
             return _sweep(parser, args)
         if args.command == "probe":
@@ -142,7 +147,7 @@ def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             bar.set_postfix(val_acc=f"{partial.final('val', 'accuracy'):.3f}")
 
     def unstored():
-        refuse(run_estimate(cfg))  # as get_run checks the compute budget, outside the store too
+        refuse(run_estimate(cfg))  # as get_run checks the budgets, outside the store too
         return train(cfg, on_epoch)
 
     if not args.no_store:
