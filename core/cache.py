@@ -92,7 +92,8 @@ class KeyLocks:
         try:
             while not entry[0].acquire(timeout=WAIT_TICK):
                 if on_wait:
-                    on_wait("Another session asked for this same run first; its result will show here.")
+                    on_wait("Another session asked for this same run first; its result "
+                            "will show here.")
             try:
                 yield
             finally:

@@ -267,4 +267,5 @@ def test_a_second_session_asking_for_the_same_run_waits_for_it_without_queueing(
     assert cache.obtain(kind, Cfg(4), store, on_wait=heard.append).from_store
     first.join(10)
     assert calls == [Cfg(4)]
-    assert heard and all(m.startswith("Another session asked for this same run first") for m in heard)
+    assert heard and all(m.startswith("Another session asked for this same run first")
+                         for m in heard)
