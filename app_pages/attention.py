@@ -83,9 +83,10 @@ st.write(f"Tokens → linear embedding + position → one single-head self-atten
          "the 1/√d differs.")
 
 
-def _train(cfg: AttentionConfig, on_epoch):
+def _train(cfg: AttentionConfig, on_epoch, on_wait):
     """Both classifiers, reporting (epochs done, epochs) as they go."""
-    return get_attention(cfg, on_progress=lambda done, total: on_epoch((done, total)))
+    return get_attention(cfg, on_progress=lambda done, total: on_epoch((done, total)),
+                         on_wait=on_wait)
 
 
 def _progress(epochs: tuple[int, int]) -> tuple[float, str]:

@@ -10,6 +10,7 @@ from core.lab.config import FIELDS, RunConfig
 from core.lab.metrics import DEPTH_RATIO
 from core.lab.sweep import (AXES, MAX_CELLS, SweepSpec, axis_problems, run_sweep, suggested_values,
                             values_text)
+from core.cache import Busy
 from core.settings import ConfigError
 from app_pages.kit.charts import spec_dict
 from app_pages.kit.controls import LAB, config_controls, warn
@@ -63,7 +64,7 @@ progress = st.progress(0.0, text="Looking up the cells in the run store…")
 try:
     result = run_sweep(spec, on_progress=lambda done, total, message:
                        progress.progress(done / total, text=message))
-except (ConfigError, ValueError) as err:  # a combination no cell can take: say so, no traceback
+except (ConfigError, ValueError, Busy) as err:  # a combination no cell can take, a busy server
     progress.empty()
     st.error(f"This sweep cannot run: {err}", icon=":material/error:")
     st.stop()

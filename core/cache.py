@@ -9,23 +9,35 @@ A `RunKind` says how one family's runs are stored, trained and costed: the Lab's
 (core/attention/softmax.py) and a sweep's cell summaries (core/lab/sweep.py). The path is the same for all:
 
     lock on the store key → the recent results in memory → the run store
-        → else the compute budget (core.budget) → train → store → remember
+        → else the compute budget (core.budget) → a training slot → train → store → remember
 
 Concurrent callers in one process asking for the same config wait for the first one's training
 instead of training it again; other processes share the results through the store's file.
+
+Admission: at most `max_trainings()` trainings run at once in a process (the container's CPUs,
+or SATLAB_MAX_TRAININGS), because each runs on one thread: more at once only makes each slower
+and adds its memory. The rest wait in arrival order, told their place every second through
+`on_wait`, and are refused as busy after MAX_WAIT seconds. A caller's `on_wait` may raise (a
+Streamlit page whose tab was closed raises StopException from its next call): it then leaves the
+queue. After each training the memory it freed goes back to the system (`_return_freed_memory`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import logging
+import os
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from core.budget import Estimate, refuse
+from core.cpus import container_cpus
+from core.settings import ConfigError
 from core.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -37,6 +49,8 @@ RECENT_RUNS = 8
 _recent: OrderedDict[tuple[str, str], Any] = OrderedDict()   # (store path, store key) -> result
 _recent_guard = threading.Lock()
 _default_store: RunStore | None = None
+MAX_WAIT = 60.0      # seconds a request waits for a training slot before it is told "busy"
+WAIT_TICK = 1.0      # how often a waiting caller hears its place (and may leave)
 
 
 @dataclass(frozen=True)
@@ -70,13 +84,20 @@ class KeyLocks:
         self._locks: dict[str, list] = {}   # key -> [lock, holders and waiters]
 
     @contextlib.contextmanager
-    def hold(self, key: str) -> Iterator[None]:
+    def hold(self, key: str, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Hold key's lock; while another holds it, `on_wait(message)` every WAIT_TICK."""
         with self._guard:
             entry = self._locks.setdefault(key, [threading.Lock(), 0])
             entry[1] += 1
         try:
-            with entry[0]:
+            while not entry[0].acquire(timeout=WAIT_TICK):
+                if on_wait:
+                    on_wait("Another session asked for this same run first; its result "
+                            "will show here.")
+            try:
                 yield
+            finally:
+                entry[0].release()
         finally:
             with self._guard:
                 entry[1] -= 1
@@ -91,10 +112,98 @@ class KeyLocks:
 _key_locks = KeyLocks()
 
 
-def training_lock(key: str) -> contextlib.AbstractContextManager[None]:
+def training_lock(key: str, on_wait: Callable[[str], None] | None = None
+                  ) -> contextlib.AbstractContextManager[None]:
     """`with training_lock(store_key):` the one session in this process that may train it;
-    the others wait, then find it in the store. Not re-entrant."""
-    return _key_locks.hold(key)
+    the others wait (hearing `on_wait(message)` every second), then find it in the store.
+    Not re-entrant."""
+    return _key_locks.hold(key, on_wait)
+
+
+class Busy(RuntimeError):
+    """No training slot came free within the longest wait."""
+
+
+class Admission:
+    """At most `slots` trainings at once; the others wait in arrival order (FIFO)."""
+
+    def __init__(self, slots: int, max_wait: float = MAX_WAIT):
+        self.slots, self.max_wait = slots, max_wait
+        self._changed = threading.Condition()
+        self._queue: deque[object] = deque()   # one ticket per waiting caller, oldest first
+        self.running = 0
+
+    def _may_start(self, ticket: object) -> bool:
+        return self._queue[0] is ticket and self.running < self.slots
+
+    @contextlib.contextmanager
+    def slot(self, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+        """Hold a training slot. While waiting, `on_wait(message)` hears the caller's place
+        every WAIT_TICK; if it raises, or the wait passes max_wait (Busy), the caller leaves
+        the queue. On release, the memory the training freed goes back to the system."""
+        ticket = object()
+        deadline = time.monotonic() + self.max_wait
+        with self._changed:
+            self._queue.append(ticket)
+        try:
+            while True:
+                with self._changed:
+                    if self._may_start(ticket):
+                        self._queue.popleft()
+                        self.running += 1
+                        break
+                    ahead = self.running + self._queue.index(ticket)
+                    left = deadline - time.monotonic()
+                    runs = f"{ahead} run{'s' if ahead != 1 else ''} ahead of yours"
+                    if left <= 0:
+                        raise Busy(f"the server is busy: still {runs} after a "
+                                   f"{self.max_wait:.0f} s wait; please try again in a minute")
+                if on_wait:  # outside the lock: it draws, and it may raise
+                    on_wait(f"Queued: {runs} (this server trains {self.slots} at a time).")
+                with self._changed:
+                    if not self._may_start(ticket):
+                        self._changed.wait(min(WAIT_TICK, left))
+        except BaseException:
+            with self._changed:
+                if ticket in self._queue:
+                    self._queue.remove(ticket)
+                    self._changed.notify_all()   # the next one may now be first
+            raise
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.running -= 1
+                self._changed.notify_all()
+            _return_freed_memory()
+
+    def waiting(self) -> int:
+        with self._changed:
+            return len(self._queue)
+
+
+def max_trainings() -> int:
+    """SATLAB_MAX_TRAININGS, else one training per CPU of the container (core.cpus)."""
+    text = os.environ.get("SATLAB_MAX_TRAININGS", "").strip()
+    if not text:
+        return container_cpus()
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError("SATLAB_MAX_TRAININGS",
+                          f"must be a whole number of trainings at once, 1 or more; got {text!r}")
+    return int(text)
+
+
+_admission: Admission | None = None
+_admission_guard = threading.Lock()
+
+
+def admission() -> Admission:
+    """The process-wide admission queue, sized on first use."""
+    global _admission
+    with _admission_guard:
+        if _admission is None:
+            _admission = Admission(max_trainings())
+        return _admission
 
 
 def default_store() -> RunStore:
@@ -144,20 +253,23 @@ def put(kind: RunKind, result: Any, store: RunStore) -> None:
 
 
 def obtain(kind: RunKind, cfg: Any, store: RunStore | None = None,
-           on_epoch: Callable | None = None) -> Any:
+           on_epoch: Callable | None = None, on_wait: Callable[[str], None] | None = None) -> Any:
     """The result of cfg: from memory or the store if there, else trained now and stored.
 
     `on_epoch` goes to the kind's train. A config over the compute budget (core.budget) is
     refused with a ConfigError, saying what to lower, before anything trains; a stored result
-    is served whatever it cost.
+    is served whatever it cost. While it waits (for a training slot, or for another session
+    training the same config), `on_wait(message)` hears why every second; a wait for a slot
+    past MAX_WAIT raises Busy.
     """
     store = default_store() if store is None else store
-    with training_lock(kind.store_key(cfg)):
+    with training_lock(kind.store_key(cfg), on_wait):
         result = cached(kind, cfg, store)
         if result is not None:
             return result
         refuse(kind.estimate(cfg))
-        result = kind.train(cfg, on_epoch)
+        with admission().slot(on_wait):
+            result = kind.train(cfg, on_epoch)
         put(kind, result, store)
         # Later calls get it from memory, marked as a stored result (the tables are shared).
         _remember((str(store.path), kind.store_key(cfg)),
@@ -177,3 +289,18 @@ def _remember(recent_key: tuple[str, str], result: Any) -> None:
         _recent.move_to_end(recent_key)
         while len(_recent) > RECENT_RUNS:
             _recent.popitem(last=False)
+
+
+try:
+    _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+except (OSError, AttributeError):  # not glibc: its allocator does its own returning
+    _malloc_trim = None
+
+
+def _return_freed_memory() -> None:
+    """Hand the memory a finished training freed back to the system. glibc keeps freed heap
+    for reuse, so a server's RSS would stay at its largest run's peak (measured: ten runs of a
+    depth-10, width-1,024 net left 800 MB resident, 465 MB after a trim); a trim costs
+    a few milliseconds to ~50 ms."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)

@@ -1,14 +1,22 @@
-"""What several test modules share: opening a page in Streamlit's AppTest, and reading a chart's
-Vega-Lite spec (its data rows, encodings and texts) to assert on what is drawn."""
+"""What several test modules share: opening a page in Streamlit's AppTest, a real `streamlit run`
+server, and reading a chart's Vega-Lite spec (its data rows, encodings and texts) to assert on
+what is drawn."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import os
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +41,45 @@ def counting(module, kind: str, calls: list, monkeypatch, pause: float = 0.3) ->
         time.sleep(pause)
         return real.train(cfg, *args, **kwargs)
     monkeypatch.setattr(module, kind, dataclasses.replace(real, train=wrapper))
+
+
+@contextlib.contextmanager
+def streamlit_server(scratch: Path, **env: str):
+    """`with streamlit_server(folder) as (url, log file, pid):` a real `streamlit run` of the app on a
+    free localhost port, with an empty run store in `folder` and `env` added; stopped after."""
+    log_path = scratch / "streamlit.log"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "SATLAB_STORE": str(scratch / "runs.sqlite3"), "SATLAB_OFFLINE": "1",
+           **env}
+    # The log goes to a file: a pipe nobody reads fills up and then blocks the server.
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
+             str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        proc.wait()
+        pytest.fail("streamlit did not start:\n" + log_path.read_text(errors="replace")[-2000:])
+    try:
+        yield url, log_path, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def charts(at: AppTest) -> list[str]:

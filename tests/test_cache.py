@@ -136,3 +136,136 @@ def test_a_request_over_the_budget_is_refused_before_it_trains(store, monkeypatc
     cache.obtain(kind, Cfg(2, epochs=5), store)
     monkeypatch.setenv("SATLAB_MAX_COMPUTE", "1")       # stored: served whatever it cost
     assert cache.obtain(kind, Cfg(2, epochs=5), store).from_store
+
+
+# --- admission ---------------------------------------------------------------------------------
+def places(messages: list[str]) -> list[int]:
+    """The queue places told to one caller, from "Queued: 2 runs ahead of yours ..."."""
+    return [int(m.split()[1]) for m in messages if m.startswith("Queued:")]
+
+
+def test_one_slot_trains_one_real_run_at_a_time_in_arrival_order(store, monkeypatch):
+    from core.lab.runs import LAB_RUN
+    monkeypatch.setattr(cache, "_admission", cache.Admission(1))
+    guard, running, peak, started = threading.Lock(), [0], [0], []
+
+    def train(cfg, on_epoch=None):   # the real trainer, with a count of those inside it
+        with guard:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            started.append(cfg.seed)
+        try:
+            time.sleep(0.3)   # every session asks while the first still trains
+            return LAB_RUN.train(cfg, on_epoch)
+        finally:
+            with guard:
+                running[0] -= 1
+    kind = dataclasses.replace(LAB_RUN, train=train)
+    base = RunConfig(dataset="moons", depth=1, width=4, epochs=1)
+    heard: dict[int, list[str]] = {seed: [] for seed in range(4)}
+    start = threading.Barrier(4)
+
+    def ask(seed: int) -> None:
+        start.wait()
+        cache.obtain(kind, base.replace(seed=seed), store, on_wait=heard[seed].append)
+    threads = [threading.Thread(target=ask, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert peak[0] == 1 and sorted(started) == [0, 1, 2, 3]
+    assert len(store) == 4
+    first_place = {seed: places(m)[0] for seed, m in heard.items() if places(m)}
+    assert sorted(first_place.values()) == [1, 2, 3]      # each waiter heard its own place
+    assert all(places(m) == sorted(places(m), reverse=True) for m in heard.values())
+    # First in, first out: the order they trained is the order of their places.
+    assert started[1:] == sorted(first_place, key=first_place.get)
+    assert cache._admission.running == 0 and cache._admission.waiting() == 0
+
+
+def test_a_wait_past_the_limit_is_told_the_server_is_busy(store, monkeypatch):
+    admission = cache.Admission(1, max_wait=1.0)
+    monkeypatch.setattr(cache, "_admission", admission)
+    kind = make_kind([])
+    with admission.slot():          # a long training holds the only slot
+        t0 = time.monotonic()
+        with pytest.raises(cache.Busy, match="the server is busy: still 1 run ahead of yours "
+                                             "after a 1 s wait"):
+            cache.obtain(kind, Cfg(7), store)
+        assert 1.0 <= time.monotonic() - t0 < 3.0
+        assert admission.waiting() == 0 and len(store) == 0
+    assert cache.obtain(kind, Cfg(7), store).value == 49   # free again: it trains at once
+
+
+class Stop(BaseException):
+    """As Streamlit's StopException: raised in a closed tab's script thread at its next call."""
+
+
+def test_a_waiter_whose_page_stops_leaves_the_queue(monkeypatch):
+    monkeypatch.setattr(cache, "WAIT_TICK", 0.05)
+    admission = cache.Admission(1)
+    released, tab_closed, got_slot = threading.Event(), threading.Event(), threading.Event()
+    stopped: list[BaseException] = []
+    behind: list[str] = []
+
+    def hold() -> None:   # a training in progress
+        with admission.slot():
+            released.wait(10)
+
+    def page(message: str) -> None:   # the first waiter's page: fine until its tab closes
+        if tab_closed.is_set():
+            raise Stop
+
+    def first_waiter() -> None:
+        try:
+            with admission.slot(page):
+                pass
+        except Stop as stop:
+            stopped.append(stop)
+
+    def second_waiter() -> None:
+        with admission.slot(behind.append):
+            got_slot.set()
+    threads = [threading.Thread(target=f) for f in (hold, first_waiter, second_waiter)]
+    for t in threads:
+        t.start()
+        time.sleep(0.1)                                    # they arrive in this order
+    assert places(behind)[-1] == 2                         # the training and the first waiter
+    tab_closed.set()
+    threads[1].join(10)
+    assert len(stopped) == 1 and admission.waiting() == 1  # it left; the second still waits
+    time.sleep(0.2)
+    assert places(behind)[-1] == 1 and not got_slot.is_set()
+    released.set()
+    for t in threads:
+        t.join(10)
+    assert got_slot.is_set() and admission.running == 0 and admission.waiting() == 0
+
+
+def test_the_number_of_slots_is_the_containers_cpus_or_the_variable(monkeypatch):
+    from core.cpus import container_cpus
+    monkeypatch.delenv("SATLAB_MAX_TRAININGS", raising=False)
+    assert cache.max_trainings() == container_cpus()
+    monkeypatch.setenv("SATLAB_MAX_TRAININGS", "3")
+    assert cache.max_trainings() == 3
+    for bad in ("0", "abc", "1.5", "inf", "-2"):
+        monkeypatch.setenv("SATLAB_MAX_TRAININGS", bad)
+        with pytest.raises(ConfigError, match="SATLAB_MAX_TRAININGS: must be a whole number"):
+            cache.max_trainings()
+
+
+def test_a_second_session_asking_for_the_same_run_waits_for_it_without_queueing(store,
+                                                                             monkeypatch):
+    monkeypatch.setattr(cache, "WAIT_TICK", 0.05)
+    monkeypatch.setattr(cache, "_admission", cache.Admission(1))
+    calls: list = []
+    kind = make_kind(calls, pause=0.4)
+    heard: list[str] = []
+    first = threading.Thread(target=lambda: cache.obtain(kind, Cfg(4), store))
+    first.start()
+    time.sleep(0.1)
+    assert cache.obtain(kind, Cfg(4), store, on_wait=heard.append).from_store
+    first.join(10)
+    assert calls == [Cfg(4)]
+    assert heard and all(m.startswith("Another session asked for this same run first")
+                         for m in heard)

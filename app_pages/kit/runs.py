@@ -45,10 +45,12 @@ def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
     """The result for `cfg`: from the run store when it ran before, else trained with a progress
     bar; None, with one clear message (never a traceback), when it cannot be trained.
 
-    `cached(cfg)` looks the run up; `train(cfg, on_epoch=)` trains it, calling
+    `cached(cfg)` looks the run up; `train(cfg, on_epoch=, on_wait=)` trains it, calling
     `on_epoch` with what `progress` turns into (share done, text): by default the partial result
     of an epoch-by-epoch run. `live_chart(partial)`, where the family has one, is drawn growing
-    while the run has more than a second left.
+    while the run has more than a second left. While the run queues for a training slot,
+    `on_wait(message)` shows its place on the bar every second; that call is also where a
+    closed tab's session stops (Streamlit raises in it), leaving the queue.
     """
     hit = cached(cfg)
     if hit is not None:
@@ -70,9 +72,12 @@ def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
             chart(live_chart(partial), live)
             last_drawn[0] = time.perf_counter()
 
+    def on_wait(message: str) -> None:
+        bar.progress(0.0, text=message)
+
     try:
-        result = train(cfg, on_epoch=on_epoch)
-    except Exception as err:  # a missing dataset, an unavailable device: say so, no traceback
+        result = train(cfg, on_epoch=on_epoch, on_wait=on_wait)
+    except Exception as err:  # a missing dataset, an unavailable device, a busy server: say so
         st.error(f"{failure}: {err}", icon=":material/error:")
         result = None
     bar.empty()

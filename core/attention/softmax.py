@@ -437,10 +437,12 @@ def cached_attention(cfg: AttentionConfig, store: RunStore | None = None
 
 
 def get_attention(cfg: AttentionConfig, *, store: RunStore | None = None,
-                  on_progress: Callable[[int, int], None] | None = None) -> AttentionResult:
+                  on_progress: Callable[[int, int], None] | None = None,
+                  on_wait: Callable[[str], None] | None = None) -> AttentionResult:
     """The classifier result for cfg: from the run store, else trained now and stored.
 
     Concurrent callers asking for the same classifier wait for the first one's training; a
-    request over the compute budget (core.budget) is refused with a ConfigError."""
-    result = cache.obtain(ATTENTION_RUN, cfg.replace(scaled=True), store, on_progress)
+    request over the compute budget (core.budget) is refused with a ConfigError; `on_wait`
+    hears its place while it queues for a training slot (core.cache)."""
+    result = cache.obtain(ATTENTION_RUN, cfg.replace(scaled=True), store, on_progress, on_wait)
     return dataclasses.replace(result, config=cfg)

@@ -155,6 +155,7 @@ class LayerRecorder:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._forget_step()  # a run stopped mid-step (an error) lets its tensors go too
 
     def _linear_hook(self, i: int):
         def hook(module, inputs, z):
@@ -162,7 +163,7 @@ class LayerRecorder:
                 return
             self._z[i] = z
             if self._active:
-                z.register_hook(self._grad_keeper(i))
+                z.register_hook(_grad_keeper(self._out_grads, i))
         return hook
 
     def _act_hook(self, i: int):
@@ -180,7 +181,7 @@ class LayerRecorder:
                 self._acts[i] = (z.detach(), a.detach())
                 if not with_norm:
                     self._z[i] = z
-                    z.register_hook(self._grad_keeper(i))
+                    z.register_hook(_grad_keeper(self._out_grads, i))
         return hook
 
     def _mark_alive(self, i: int, z: torch.Tensor) -> None:
@@ -189,11 +190,6 @@ class LayerRecorder:
         live = ~activations.flat(self.layers[i].activation, z)
         live = live.any(dim=(0, *range(2, live.dim())))
         self._alive[i] = live if i not in self._alive else self._alive[i] | live
-
-    def _grad_keeper(self, i: int):
-        def keep(g):
-            self._out_grads[i] = g
-        return keep
 
     # --- the training loop's calls ----------------------------------------------------------
     def start_epoch(self, epoch: int, n_steps: int, *, final: bool = False) -> None:
@@ -226,6 +222,12 @@ class LayerRecorder:
         self._checked: list[torch.Tensor | None] = [None] * L
         self._acts: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._out_grads: list[torch.Tensor | None] = [None] * L
+
+    def _forget_step(self) -> None:
+        """Let the step's tensors go. Each z holds the step's autograd graph (and through it the
+        model), and its gradient hook lives in autograd's C++ storage, which `gc` cannot see into:
+        a recorder still pointing at the last step's z after its run would never be freed."""
+        self._z, self._checked, self._acts, self._out_grads = [], [], {}, []
 
     def after_backward(self, loss: torch.Tensor, grad_norms: list[torch.Tensor]) -> None:
         """Per-layer statistics of this step, weight gradients taken before any clipping.
@@ -316,7 +318,7 @@ class LayerRecorder:
                         out=ep.raw[self._row, self._layout.moved])
             ep.recorded.append(self._row)
             ep.snapshots.extend((slot, ep.epoch - 1 + slot) for slot in self._snapshots)
-        self._acts, self._out_grads = {}, []  # let the step's tensors go
+        self._forget_step()
         self.step += 1
         if self._row + 1 < self._n_steps:
             self._begin_step()
@@ -503,6 +505,15 @@ class LayerRecorder:
         frames = self._rows["hist"] + ([self._final_hist] if self._final_hist is not None else [])
         hist = _concat(frames, ["epoch", "layer", "kind", "bin", "lo", "hi", "count"])
         return {"steps": steps, "layers": layers, "histograms": hist}
+
+
+def _grad_keeper(out_grads: list, i: int):
+    """A hook that keeps ∂L/∂z of layer i in the step's list. It holds that list, not the
+    recorder: autograd keeps hooks where `gc` cannot follow, so a hook holding the recorder (which
+    holds z, which holds the hook) would be a cycle never collected."""
+    def keep(g):
+        out_grads[i] = g
+    return keep
 
 
 def _moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

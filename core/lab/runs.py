@@ -131,12 +131,14 @@ LAB_RUN = RunKind("run", "", RunResult.from_dict, run_estimate, run_meta, train)
 
 
 def get_run(cfg: RunConfig, *, store: RunStore | None = None,
-            on_epoch: Callable[[RunResult], None] | None = None) -> RunResult:
+            on_epoch: Callable[[RunResult], None] | None = None,
+            on_wait: Callable[[str], None] | None = None) -> RunResult:
     """The result for `cfg`: from the store if present, else trained now and stored.
 
-    A run over the compute budget (core.budget) is refused with a ConfigError before it trains.
+    A run over the compute budget (core.budget) is refused with a ConfigError before it trains;
+    `on_wait(message)` hears its place while it queues for a training slot (core.cache).
     """
-    return cache.obtain(LAB_RUN, cfg, store, on_epoch)
+    return cache.obtain(LAB_RUN, cfg, store, on_epoch, on_wait)
 
 
 def refuse_runs(cfgs: list[RunConfig], store: RunStore | None = None) -> None:

@@ -325,7 +325,7 @@ def run_sweep(spec: SweepSpec, *, store: RunStore | None = None,
             # One session trains a cell; another asking for it (the same shared link, or an
             # overlapping grid) waits, then reads it from the store. Sorted: no deadlock.
             for key in sorted({SWEEP_CELL.store_key(cells[i]) for i in todo}):
-                held.enter_context(cache.training_lock(key))
+                held.enter_context(cache.training_lock(key, progress))
             _look_up(cells, todo, store, found)
             todo = [i for i in todo if i not in found]
             done = float(len(found))
@@ -335,16 +335,17 @@ def run_sweep(spec: SweepSpec, *, store: RunStore | None = None,
             if len(group) > 1:
                 what = f"training {len(group)} cells together"
                 progress(what)
-                summaries = train_batched(
-                    [cells[i] for i in group],
-                    on_epoch=lambda f, what=what, n=len(group): progress(
-                        f"{what} ({f:.0%})", f * n))
+                with cache.admission().slot(progress):
+                    summaries = train_batched(
+                        [cells[i] for i in group],
+                        on_epoch=lambda f, what=what, n=len(group): progress(
+                            f"{what} ({f:.0%})", f * n))
                 sizes.append(len(group))
             else:
                 what = f"training {_label(spec, cells[group[0]])}"
                 progress(what)
                 summaries = [_train_alone(cells[group[0]], store, lambda f, what=what: progress(
-                    f"{what} ({f:.0%})", f))]
+                    f"{what} ({f:.0%})", f), progress)]
             for i, summary in zip(group, summaries):
                 found[i] = summary
                 if store is not None:
@@ -368,12 +369,15 @@ def _label(spec: SweepSpec, cfg: RunConfig) -> str:
             f"{spec.y}={RunConfig.format_setting(spec.y, getattr(cfg, spec.y))}")
 
 
-def _train_alone(cfg: RunConfig, store: RunStore | None, on_fraction) -> CellSummary:
+def _train_alone(cfg: RunConfig, store: RunStore | None, on_fraction, on_wait) -> CellSummary:
     def on_epoch(partial: RunResult) -> None:
         done = int(partial.epochs.epoch.max()) if len(partial.epochs) else 0
         on_fraction(done / cfg.epochs)
-    result = train(cfg, on_epoch) if store is None else get_run(cfg, store=store,
-                                                                 on_epoch=on_epoch)
+    if store is None:
+        with cache.admission().slot(on_wait):
+            result = train(cfg, on_epoch)
+    else:
+        result = get_run(cfg, store=store, on_epoch=on_epoch, on_wait=on_wait)
     return CellSummary.from_run(result)
 
 

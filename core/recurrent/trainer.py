@@ -273,11 +273,12 @@ def cached_recurrent_run(cfg: RecurrentConfig,
 
 
 def get_recurrent_run(cfg: RecurrentConfig, store: RunStore | None = None,
-                      on_epoch: Callable[[RecurrentResult], None] | None = None
-                      ) -> RecurrentResult:
+                      on_epoch: Callable[[RecurrentResult], None] | None = None,
+                      on_wait: Callable[[str], None] | None = None) -> RecurrentResult:
     """The result for `cfg`: from the store if present, else trained now and stored.
 
     Concurrent callers asking for the same config wait for the first one's training; a run over
-    the compute budget (core.budget) is refused with a ConfigError.
+    the compute budget (core.budget) is refused with a ConfigError; `on_wait(message)` hears
+    its place while it queues for a training slot (core.cache).
     """
-    return cache.obtain(RECURRENT_RUN, cfg, store, on_epoch)
+    return cache.obtain(RECURRENT_RUN, cfg, store, on_epoch, on_wait)

@@ -11,12 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,6 +21,7 @@ from core.lab.config import RunConfig
 from core.lab.presets import PRESETS
 from core.optimizers.race import PRESETS as RACE_PRESETS
 from core.recurrent.presets import RECURRENT_PRESETS
+from tests.helpers import streamlit_server
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("SATLAB_CHROMIUM", "/usr/bin/chromium")
@@ -43,44 +39,11 @@ else:
     playwright_api = pytest.importorskip("playwright.sync_api")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server_process(tmp_path_factory):
-    """(url, log file) of one `streamlit run` for the whole module."""
-    scratch = tmp_path_factory.mktemp("server")
-    log_path = scratch / "streamlit.log"
-    port = _free_port()
-    env = {**os.environ, "SATLAB_STORE": str(scratch / "runs.sqlite3"), "SATLAB_OFFLINE": "1"}
-    # The log goes to a file: a pipe nobody reads fills up and then blocks the server.
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
-             str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        proc.wait()
-        pytest.fail("streamlit did not start:\n" + log_path.read_text(errors="replace")[-2000:])
-    yield url, log_path
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    """(url, log file, pid) of one `streamlit run` for the whole module."""
+    with streamlit_server(tmp_path_factory.mktemp("server")) as url_and_log:
+        yield url_and_log
 
 
 @pytest.fixture(scope="module")
