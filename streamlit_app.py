@@ -7,7 +7,7 @@ app_pages/ (not `pages/`: that name switches on Streamlit's legacy multipage mod
 
 import streamlit as st
 
-from core.budget import check_limits
+from core.cache import check_limits
 from core.cpus import configure_for_server
 from core.settings import ConfigError
 from app_pages.kit.controls import enter_page

@@ -35,6 +35,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from core import budget
 from core.budget import Estimate, refuse
 from core.cpus import container_cpus
 from core.settings import ConfigError
@@ -191,6 +192,13 @@ def max_trainings() -> int:
         raise ConfigError("SATLAB_MAX_TRAININGS",
                           f"must be a whole number of trainings at once, 1 or more; got {text!r}")
     return int(text)
+
+
+def check_limits() -> None:
+    """Every limit a server reads from its environment, the budgets' and admission's, refusing
+    a bad value (ConfigError) where a process starts (the app's router, the CLI)."""
+    budget.check_limits()
+    max_trainings()
 
 
 _admission: Admission | None = None

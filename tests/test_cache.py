@@ -252,6 +252,9 @@ def test_the_number_of_slots_is_the_containers_cpus_or_the_variable(monkeypatch)
         monkeypatch.setenv("SATLAB_MAX_TRAININGS", bad)
         with pytest.raises(ConfigError, match="SATLAB_MAX_TRAININGS: must be a whole number"):
             cache.max_trainings()
+        # …and refused where a process starts (the router, the CLI), before any request.
+        with pytest.raises(ConfigError, match="SATLAB_MAX_TRAININGS"):
+            cache.check_limits()
 
 
 def test_a_second_session_asking_for_the_same_run_waits_for_it_without_queueing(store,

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
-from core.budget import check_limits
+from core.cache import check_limits
 from core.lab.config import FIELDS, RunConfig
 from core.settings import ConfigError, describe, field_kind
 
