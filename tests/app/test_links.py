@@ -47,3 +47,16 @@ def test_a_number_written_another_way_selects_its_option(param, text, value):
     clean(at)
     assert at.select_slider(key=param).value == value
     assert not _named(at, param), _named(at, param)
+
+
+def test_the_optimizers_page_reads_its_link_the_same_way():
+    """Its widgets are drawn by hand (a start window per surface), through the same tidying."""
+    at = open_page("app_pages/optimizers.py", adam_lr=".1", decay="1", sgd="0",
+                   iterations=["100", "200"])
+    clean(at)
+    assert at.select_slider(key="adam_lr").value == 0.1
+    assert at.select_slider(key="decay").value == 1.0
+    assert at.toggle(key="sgd").value is False
+    assert at.select_slider(key="iterations").value == 200
+    assert [w.value for w in at.warning] == [
+        "`iterations` is in the link 2 times (100, 200); the last counts."]
