@@ -8,8 +8,10 @@ range → slider, lo/hi → number box), bound to the URL with Streamlit's `bind
 under the field's name (plus a `prefix` for a second set, Compare's `b_…`), so a page's settings
 are always in its link.
 
-A link with bad values (``?depth=-3&activation=banana``) still opens: the binding drops what the
-widget cannot take, and the warnings say which values were dropped and what is used instead.
+A link is read by the settings' own checks before any widget sees it (`tidy_link`): a value a
+widget offers is rewritten as its option's text (``lr=1e1`` → ``10.0``), any other value
+(``?depth=-3&seed=inf&activation=banana``) is removed, and the warnings say which values were
+dropped and what is used instead; a repeated setting's last value counts.
 A classroom link (``?hide=optimizer,lr``) hides those controls; their values still come from
 the link, so a teacher can fix what students may not change.
 """
@@ -299,8 +301,11 @@ def widget(form: Form, name: str, default: Any, choices: Iterable | None = None,
                                 format_func=lambda v: form.settings.format_setting(name, v))
     if spec.kind == "slider":
         return st.slider(text, spec.lo, spec.hi, spec.value, spec.step, **common)
-    if spec.step == 1:
-        return st.number_input(text, spec.lo, spec.hi, spec.value, 1, **common)
+    if spec.step == 1:  # a float box of whole numbers: Streamlit's integer box raises
+        # OverflowError on `inf` from a link, and browser Back reseeds a bound widget from an
+        # entry `tidy_link` cannot rewrite (a float box falls back to its default instead)
+        return int(st.number_input(text, float(spec.lo), float(spec.hi), float(spec.value),
+                                   1.0, format="%d", **common))
     return st.number_input(text, spec.lo, spec.hi, spec.value, format="%g", **common)
 
 
