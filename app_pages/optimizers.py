@@ -11,7 +11,8 @@ from core.optimizers.race import LABELS, LR_GRID, PRESETS, RACERS, RaceConfig, \
 from core.optimizers.surfaces import SURFACES
 from core.settings import ConfigError, format_value
 from app_pages.kit.charts import chart
-from app_pages.kit.controls import Form, apply_settings, just_set, link_problems, warn
+from app_pages.kit.controls import (Form, apply_settings, just_set, link_problems, link_texts,
+                                     repeated_warnings, tidy_link, warn)
 from app_pages.kit.lessons import lesson_box, preset_buttons
 
 
@@ -73,7 +74,11 @@ def _help(name: str) -> str:
 
 def controls() -> tuple[RaceConfig, list[str]]:
     """The sidebar's widgets, bound to the URL, as one RaceConfig (and the link's problems)."""
-    raw = {k: st.query_params.get(k) for k in RaceConfig.fields() if k in st.query_params}
+    # The start point's window hangs on the surface: its select sliders read the link alone.
+    tidy_link(RACE, [n for n in RaceConfig.fields() if n not in ("surface", "x0", "y0")],
+              RaceConfig())
+    texts = link_texts(RaceConfig.fields())
+    raw = {k: v[-1] for k, v in texts.items()}
     with st.sidebar:
         # Raw names, no format_func: Streamlit puts a selectbox's displayed label in the link.
         surface = st.selectbox(
@@ -115,8 +120,9 @@ def controls() -> tuple[RaceConfig, list[str]]:
         cfg = RaceConfig(**values)
     except ConfigError:  # e.g. a start point left outside a new window: fall back, say so
         cfg, problems = RaceConfig.with_fallbacks(values)
-        return cfg, link_problems(RaceConfig, raw, cfg, skip=just_set()) + problems
-    return cfg, link_problems(RaceConfig, raw, cfg, skip=just_set())
+        return cfg, repeated_warnings(texts) + link_problems(RaceConfig, raw, cfg,
+                                                             skip=just_set()) + problems
+    return cfg, repeated_warnings(texts) + link_problems(RaceConfig, raw, cfg, skip=just_set())
 
 
 cfg, warnings = controls()

@@ -13,7 +13,7 @@ from core.lab.sweep import (AXES, MAX_CELLS, SweepSpec, axis_problems, run_sweep
 from core.cache import Busy
 from core.settings import ConfigError
 from app_pages.kit.charts import spec_dict
-from app_pages.kit.controls import LAB, config_controls, warn
+from app_pages.kit.controls import LAB, config_controls, link_texts, warn
 
 
 FIELDS_HERE = [name for name in FIELDS if name != "noise"]
@@ -29,8 +29,8 @@ st.write("Pick two settings and their values: every combination trains as a real
          "the Training Lab.")
 
 
-# What the link asked for, read before the bound widgets drop what they cannot take.
-asked_axes = {axis: st.query_params.get(axis) for axis in ("x", "y")}
+# What the link asked for, as opened: the bound widgets drop what they cannot take.
+asked_axes = {axis: texts[-1] for axis, texts in link_texts(("x", "y")).items()}
 with st.sidebar.form("sweep", border=False):
     st.form_submit_button("Run sweep", type="primary", width="stretch",
                           help=f"Train every cell (at most {MAX_CELLS}); cells that ran before "

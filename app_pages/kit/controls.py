@@ -8,8 +8,10 @@ range → slider, lo/hi → number box), bound to the URL with Streamlit's `bind
 under the field's name (plus a `prefix` for a second set, Compare's `b_…`), so a page's settings
 are always in its link.
 
-A link with bad values (``?depth=-3&activation=banana``) still opens: the binding drops what the
-widget cannot take, and the warnings say which values were dropped and what is used instead.
+A link is read by the settings' own checks before any widget sees it (`tidy_link`): a value a
+widget offers is rewritten as its option's text (``lr=1e1`` → ``10.0``), any other value
+(``?depth=-3&seed=inf&activation=banana``) is removed, and the warnings say which values were
+dropped and what is used instead; a repeated setting's last value counts.
 A classroom link (``?hide=optimizer,lr``) hides those controls; their values still come from
 the link, so a teacher can fix what students may not change.
 """
@@ -22,11 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from core.attention.config import D_GRID, SCALE_GRID, AttentionConfig
 from core.lab.config import RunConfig
 from core.recurrent.config import RecurrentConfig, chunk_sizes
-from core.settings import ConfigError, settings_named
+from core.settings import ConfigError, inline, settings_named
 
 HIDE_KEY = "hide"
 JUST_SET_KEY = "_kit_just_set"   # keys a callback has just set: the link still holds old values
@@ -35,6 +38,8 @@ EPOCH_RUN_KEY = "_kit_epoch_run"   # the run (or runs) the epoch scrubber last s
 
 
 PAGE_KEY = "_kit_page"   # the page the session ran last (its URL path)
+LINK_ASKED_KEY = "_kit_link_asked"   # the link as the page was opened: key → its texts
+LINK_RERUN_KEY = "_kit_link_rerun"   # `tidy_link` reran the page with the link rewritten
 
 
 def enter_page(path: str) -> None:
@@ -48,6 +53,75 @@ def enter_page(path: str) -> None:
         for key in list(st.session_state):
             del st.session_state[key]
     st.session_state[PAGE_KEY] = path
+    if not st.session_state.pop(LINK_RERUN_KEY, False):  # not `tidy_link`'s rerun: a new link
+        st.session_state[LINK_ASKED_KEY] = {key: st.query_params.get_all(key)
+                                            for key in st.query_params}
+
+
+def tidy_link(form: Form, names: Iterable[str], defaults: Any,
+              options: Mapping[str, Iterable] | None = None, prefix: str = "") -> None:
+    """Rewrite the link's values of the widgets of `names` as the widgets read them, and rerun.
+
+    Streamlit seeds a bound widget from the link text itself, before our checks: `seed=inf`
+    raises inside an integer number box, and a select slider matches the text against its
+    labels, so `lr=10` or `1e1` misses the option `10.0`. So the link is read here first, by
+    the settings' own parser: a value a widget offers is written as its option's text, any
+    other value is removed (the widget starts at its default, which the warning names), and a
+    repeated setting keeps its last value. The warnings read the link as opened (`link_texts`).
+    Streamlit seeds widgets from the link as the run began, hence the rerun."""
+    rewritten = {}
+    for name in names:
+        key = prefix + name
+        texts = st.query_params.get_all(key)
+        if texts:
+            text = _widget_text(form, name, texts[-1], getattr(defaults, name),
+                                (options or {}).get(name))
+            if texts != [text]:
+                rewritten[key] = text
+    written = False
+    for key, text in rewritten.items():
+        try:
+            if text is None:
+                del st.query_params[key]
+            else:
+                st.query_params[key] = text
+            written = True
+        except StreamlitAPIException:  # bound: its widget holds a value and ignores the link
+            pass
+    if written:
+        st.session_state[LINK_RERUN_KEY] = True
+        st.rerun()
+
+
+def _widget_text(form: Form, name: str, text: str, default: Any,
+                 choices: Iterable | None) -> str | None:
+    """The text under which field `name`'s widget offers the value `text` means; None if it
+    offers no such value."""
+    try:
+        value = form.settings.parse_setting(name, text)
+    except ConfigError:
+        return None
+    spec = form.spec(name, default, choices)
+    offered = (value in spec.options if spec.options
+               else spec.lo is None or spec.lo <= value <= spec.hi)
+    return form.settings.format_setting(name, value) if offered else None
+
+
+def link_texts(keys: Iterable[str]) -> dict[str, list[str]]:
+    """Each of `keys` the link holds → its texts, as the page was opened (before `tidy_link`
+    rewrote it, and before a bound widget dropped what it could not take)."""
+    asked = st.session_state.get(LINK_ASKED_KEY)
+    found = {key: st.query_params.get_all(key) if asked is None else asked.get(key, [])
+             for key in keys}
+    return {key: texts for key, texts in found.items() if texts}
+
+
+def repeated_warnings(texts: Mapping[str, list[str]]) -> list[str]:
+    """One warning per setting the link gives more than once: the last one counts."""
+    return [f"`{key}` is in the link {len(values)} times "
+            f"({', '.join(inline(v) for v in values[:5])}{', …' if len(values) > 5 else ''}); "
+            f"the last counts."
+            for key, values in texts.items() if len(values) > 1]
 
 
 def link_problems(settings: type, raw: Mapping[str, str], used: Any, *, prefix: str = "",
@@ -227,8 +301,11 @@ def widget(form: Form, name: str, default: Any, choices: Iterable | None = None,
                                 format_func=lambda v: form.settings.format_setting(name, v))
     if spec.kind == "slider":
         return st.slider(text, spec.lo, spec.hi, spec.value, spec.step, **common)
-    if spec.step == 1:
-        return st.number_input(text, spec.lo, spec.hi, spec.value, 1, **common)
+    if spec.step == 1:  # a float box of whole numbers: Streamlit's integer box raises
+        # OverflowError on `inf` from a link, and browser Back reseeds a bound widget from an
+        # entry `tidy_link` cannot rewrite (a float box falls back to its default instead)
+        return int(st.number_input(text, float(spec.lo), float(spec.hi), float(spec.value),
+                                   1.0, format="%d", **common))
     return st.number_input(text, spec.lo, spec.hi, spec.value, format="%g", **common)
 
 
@@ -256,8 +333,10 @@ def config_controls(form: Form, fields: list[str] | None = None, *, defaults: An
     """
     fields = list(form.fields) if fields is None else fields
     defaults = form.settings() if defaults is None else defaults
-    raw_url = {k: st.query_params.get(prefix + k) for k in fields if prefix + k in st.query_params}
     hidden = hidden_settings(form) & set(fields)
+    tidy_link(form, [n for n in fields if n not in hidden], defaults, options, prefix)
+    texts = link_texts(prefix + k for k in fields)
+    raw_url = {k: texts[prefix + k][-1] for k in fields if prefix + k in texts}
     values: dict[str, Any] = {}
     by_group: dict[str, list[str]] = {}
     for name in fields:
@@ -281,6 +360,7 @@ def config_controls(form: Form, fields: list[str] | None = None, *, defaults: An
         except ConfigError:
             values[name] = getattr(defaults, name)
     cfg, warnings = resolve(values, raw_url, defaults, prefix, form, skip=just_set())
+    warnings = repeated_warnings(texts) + warnings
     if hidden:  # read-only, as the classroom editor promises
         st.caption("Set by your teacher: " + ", ".join(
             f"{form.label(name)} **{form.settings.format_setting(name, getattr(cfg, name))}**"

@@ -161,10 +161,19 @@ class SweepSpec:
         y = _lenient_axis(params, "y", defaults.y, x, warnings)
         xs = _lenient_values(params, "x", x, defaults, base, warnings)
         ys = _lenient_values(params, "y", y, defaults, base, warnings)
-        ys = [v for v in ys if _valid_cells(base, x, xs, y, v, warnings)] or [getattr(base, y)]
-        if len(xs) * len(ys) > MAX_CELLS:
-            ys = ys[:max(1, MAX_CELLS // len(xs))]
-            xs = xs[:MAX_CELLS // len(ys)]
+        rows = max(1, MAX_CELLS // len(xs))  # each row checked is len(xs) cells: stop when full
+        kept: list = []
+        cut = False
+        for v in ys:
+            if len(kept) == rows:
+                cut = True
+                break
+            if _valid_cells(base, x, xs, y, v, warnings):
+                kept.append(v)
+        ys = kept or [getattr(base, y)]
+        cut = cut or len(xs) * len(ys) > MAX_CELLS
+        xs = xs[:MAX_CELLS // len(ys)]
+        if cut:
             warnings.append(f"cells: a sweep has at most {MAX_CELLS} cells; kept "
                             f"{len(xs)} {x} values × {len(ys)} {y} values.")
         return cls(base, x, tuple(xs), y, tuple(ys)), warnings
@@ -193,7 +202,12 @@ def _lenient_values(params: Mapping[str, str], axis: str, name: str, defaults: S
                     base: RunConfig, warnings: list[str]) -> list:
     values: list = []
     if f"{axis}v" in params and params.get(axis) == name:  # values of a fallen-back axis: no
-        for text in _split(params[f"{axis}v"]):
+        texts = _split(params[f"{axis}v"])
+        if len(texts) > MAX_CELLS:  # more cannot fit: cut before any value is checked
+            warnings.append(f"{axis}v: a sweep has at most {MAX_CELLS} cells; kept the first "
+                            f"{MAX_CELLS} of {len(texts):,} {name} values.")
+            texts = texts[:MAX_CELLS]
+        for text in texts:
             try:
                 values.append(RunConfig.parse_setting(name, text))
             except ConfigError as err:

@@ -228,6 +228,34 @@ def test_bad_link_shows_a_warning_not_a_traceback(server, page):
     assert _settings(page) == _expected(RunConfig())
 
 
+
+@pytest.mark.parametrize("path,param", [
+    ("lab?epochs=1&max_train=200", "seed"), ("playground", "seed"),
+    ("compare?depth=2&epochs=2&width=16&b_depth=3&b_epochs=2&b_width=16", "b_seed"),
+    (SMALL_SWEEP, "seed"), ("initialization?depth=12&width=64", "seed"),
+    ("recurrent?max_train=200&epochs=1", "seed"), ("attention?epochs=1&max_train=100", "seed")])
+def test_a_seed_of_inf_in_a_link_warns_and_the_page_draws(server, page, path, param):
+    """`seed=inf` raised inside Streamlit's integer number box before our checks (issue 14)."""
+    page.goto(f"{server}/{path}&{param}=inf".replace("/playground&", "/playground?"))
+    _settle(page, path)
+    _no_exception(page)
+    warnings = [w for w in _page_warnings(page) if f"{param}=inf" in w]
+    assert len(warnings) == 1 and "using 0" in warnings[0], _page_warnings(page)
+    assert f"{param}=inf" not in page.url  # the link now says what the page shows
+
+
+def test_back_to_a_link_the_page_rewrote_does_not_raise(server, page):
+    """The rewritten link is a new history entry: Back reseeds the bound seed box from the old
+    `seed=inf`, which the kit can no longer rewrite (Streamlit's integer box raised on it)."""
+    page.goto(f"{server}/lab?epochs=1&max_train=200&seed=inf")
+    _settle(page, "lab")
+    assert "seed=inf" not in page.url
+    page.go_back()
+    page.wait_for_url(re.compile("seed=inf"))
+    page.wait_for_timeout(1000)   # the rerun the navigation starts
+    _idle(page)
+    _no_exception(page)
+
 # Lab controls read back from the page (sliders by their value text, select boxes by their
 # input), including those in collapsed sidebar groups.
 SLIDERS = {"Depth": "depth", "Width": "width", "Epochs": "epochs", "Learning rate": "lr",

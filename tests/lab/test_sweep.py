@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,24 @@ def test_lenient_params_keep_what_is_valid_and_say_what_was_dropped():
         {"x": "seed", "xv": ",".join(map(str, range(20))), "y": "depth", "yv": "1,2,3,4,5"})
     assert len(spec.cells()) <= MAX_CELLS and any("cells" in w for w in warnings)
 
+
+
+def test_long_value_lists_are_cut_to_the_cap_before_any_cell_is_built(monkeypatch):
+    """An 18 KB link with 1,500 × 1,500 values built a RunConfig per pair (98 s of CPU) before
+    the cut to MAX_CELLS; now each list is cut first, so the work is a few hundred configs."""
+    built = []
+    check_rules = RunConfig.check_rules
+    monkeypatch.setattr(RunConfig, "check_rules", lambda cfg: built.append(1) or check_rules(cfg))
+    params = {"x": "seed", "xv": ",".join(map(str, range(1500))),
+              "y": "lr", "yv": ",".join(f"{1e-5 * (1 + i):.8f}" for i in range(1500))}
+    start = time.process_time()
+    spec, warnings = SweepSpec.from_params_lenient(params)
+    seconds = time.process_time() - start
+    assert len(built) < 1000 and seconds < 5, (len(built), f"{seconds:.3f} s")
+    assert spec.x_values == tuple(range(MAX_CELLS)) and spec.y_values == (1e-5,)
+    assert f"kept the first {MAX_CELLS} of 1,500 seed values" in warnings[0]
+    assert f"kept the first {MAX_CELLS} of 1,500 lr values" in warnings[1]
+    assert warnings[2].startswith(f"cells: a sweep has at most {MAX_CELLS} cells")
 
 # --- stacked training against train() ---------------------------------------------------------
 def test_a_stacked_group_matches_sequential_train():
