@@ -90,7 +90,9 @@ def describe(f: dataclasses.Field, span: Span | None = None) -> str:
         if lo is None:  # a range that hangs on other settings, asked without them
             text = noun
         else:
-            text = f"{noun}{f' in {where},' if where else ''} from {lo:g} to {hi:g}"
+            # An integer's bounds in full (2147483647, not 2.14748e+09), a number's short.
+            lo, hi = (int(lo), int(hi)) if kind is int else (f"{lo:g}", f"{hi:g}")
+            text = f"{noun}{f' in {where},' if where else ''} from {lo} to {hi}"
     return text + (f" (or empty for {m['none']})" if is_optional(f) else "")
 
 

@@ -11,7 +11,7 @@ from tests.helpers import clean, open_page
 
 SEED_PAGES = ["lab", "compare", "sweep", "playground", "initialization", "recurrent",
               "attention"]
-ALLOWED = "an integer from 0 to 2.14748e+09"
+ALLOWED = "an integer from 0 to 2147483647"
 BAD_SEEDS = {"inf": "inf", "1e309": "1e309", "5,000 digits": "9" * 5000, "-1": "-1"}
 
 
