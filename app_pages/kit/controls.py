@@ -303,9 +303,10 @@ def widget(form: Form, name: str, default: Any, choices: Iterable | None = None,
         return st.slider(text, spec.lo, spec.hi, spec.value, spec.step, **common)
     if spec.step == 1:  # a float box of whole numbers: Streamlit's integer box raises
         # OverflowError on `inf` from a link, and browser Back reseeds a bound widget from an
-        # entry `tidy_link` cannot rewrite (a float box falls back to its default instead)
+        # entry `tidy_link` cannot rewrite (a float box falls back to its default instead).
+        # "%.0f", not "%d": Streamlit logs a warning with a stack for "%d" on a float, every run.
         return int(st.number_input(text, float(spec.lo), float(spec.hi), float(spec.value),
-                                   1.0, format="%d", **common))
+                                   1.0, format="%.0f", **common))
     return st.number_input(text, spec.lo, spec.hi, spec.value, format="%g", **common)
 
 
