@@ -51,13 +51,20 @@ class RunResult(TrainedRun):
     # best_val_loss, patience}; None when the run used every epoch (or diverged).
     early_stop: dict[str, Any] | None = None
     from_store: bool = field(default=False, compare=False)
+    # layer_metric's pivots, made once per metric: the doctor, the headline and the charts ask
+    # for the same ones on every rerun (a pivot of the long table is ~10 ms each).
+    _wide: dict[str, pd.DataFrame] = field(default_factory=dict, init=False, repr=False,
+                                           compare=False)
 
     # --- common questions (key, diverged, final: core.tables.TrainedRun) ---------------------
     def layer_metric(self, metric: str) -> pd.DataFrame:
         """Wide table of one per-layer metric: index step, one column per layer (in order)."""
-        rows = self.layers[self.layers.metric == metric]
-        wide = rows.pivot_table(index="step", columns="layer", values="value", dropna=False)
-        return wide.reindex(columns=[n for n in self.layer_names if n in wide.columns])
+        if metric not in self._wide:
+            rows = self.layers[self.layers.metric == metric]
+            wide = rows.pivot_table(index="step", columns="layer", values="value", dropna=False)
+            self._wide[metric] = wide.reindex(
+                columns=[n for n in self.layer_names if n in wide.columns])
+        return self._wide[metric].copy()   # a copy: callers may change theirs
 
     def at_step(self, metric: str, step: int = 0) -> pd.Series:
         """One per-layer metric at one recorded step, indexed by layer in network order."""
