@@ -63,7 +63,6 @@ import logging
 import os
 import pathlib
 import re
-import shutil
 import sqlite3
 import threading
 import time
@@ -71,6 +70,8 @@ import uuid
 import zlib
 from contextlib import closing
 from typing import Any, Callable, TypeVar
+
+from core.salvage import readable_rows, remove_quietly
 
 __all__ = ["DEFAULT_MAX_BYTES", "RunStore", "default_store_path"]
 
@@ -99,9 +100,6 @@ _SQLITE_CORRUPT = 11
 _SQLITE_FULL = 13
 _SQLITE_NOTADB = 26
 
-# Salvage tries the rowids it jumped over past a damaged page one at a time;
-# this bounds that work for one gap.
-_MAX_SALVAGE_PROBES = 1_000_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -490,7 +488,9 @@ class RunStore:
             # saw fail; salvaging the fresh one would be wasted work.
             if self._file_identity() != ident:
                 return
-            rows, checked = _readable_rows(self.path)
+            rows, checked = readable_rows(
+                self.path, lambda key, payload: bool(_KEY_RE.fullmatch(key))
+                and _decode(key, payload) is not None)
             fresh = self.path.with_name(
                 f"{self.path.name}.salvage-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             try:
@@ -503,7 +503,7 @@ class RunStore:
             except sqlite3.Error as err:
                 log.warning("run store %s: could not write the salvaged rows: %s", self.path, err)
                 rows = []
-                _remove(fresh)
+                remove_quietly(fresh)
             backup = self.path.with_name(self.path.name + ".corrupt")
             log.warning("run store %s is damaged (%s; check: %s); kept %d readable runs, "
                         "the damaged file is %s", self.path, exc, checked, len(rows), backup.name)
@@ -516,9 +516,9 @@ class RunStore:
                 except FileNotFoundError:
                     pass
                 except OSError:
-                    _remove(src)
+                    remove_quietly(src)
             for old in self.path.parent.glob(f"{glob.escape(self.path.name)}.corrupt-*"):
-                _remove(old)
+                remove_quietly(old)
             for suffix in ("", "-wal", "-shm"):
                 src = pathlib.Path(str(fresh) + suffix)
                 if src.exists():
@@ -526,110 +526,6 @@ class RunStore:
                         os.replace(src, pathlib.Path(str(self.path) + suffix))
                     except OSError as err:
                         log.warning("run store: could not install %s: %s", src, err)
-
-
-def _readable_rows(path: pathlib.Path) -> tuple[list[tuple], str]:
-    """The rows of a damaged store that can still be read and decoded, and what
-    ``PRAGMA quick_check`` said (its first line)."""
-    cut = _uncut_copy(path)
-    try:
-        return _rows_of(cut or path)
-    finally:
-        if cut is not None:
-            _remove(cut)
-
-
-def _uncut_copy(path: pathlib.Path) -> pathlib.Path | None:
-    """For a file cut short, a copy whose header no longer claims the lost pages.
-
-    SQLite refuses every page of a file shorter than the page count in its header;
-    with that count zeroed it takes the size from the file, so the pages before
-    the cut can be read.  None when the file is not cut short (or not a database).
-    """
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(100)
-        size = path.stat().st_size
-    except OSError:
-        return None
-    if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
-        return None
-    page_size = int.from_bytes(head[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    if int.from_bytes(head[28:32], "big") * page_size <= size:
-        return None
-    copy = path.with_name(f"{path.name}.uncut-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        shutil.copyfile(path, copy)
-        with open(copy, "r+b") as fh:
-            fh.seek(28)
-            fh.write(bytes(4))
-    except OSError:
-        _remove(copy)
-        return None
-    return copy
-
-
-def _rows_of(path: pathlib.Path) -> tuple[list[tuple], str]:
-    try:
-        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None)
-    except sqlite3.Error as exc:
-        return [], str(exc)
-    rows: dict[str, tuple] = {}
-    with closing(conn):
-        try:
-            checked = str(conn.execute("PRAGMA quick_check(1)").fetchone()[0])
-        except sqlite3.Error as exc:
-            checked = str(exc)
-        for rowid in _rowids(conn):
-            try:
-                found = conn.execute(
-                    "SELECT key, payload, bytes, created, last_access, tick, meta FROM runs "
-                    "WHERE rowid = ?", (rowid,)).fetchall()
-            except sqlite3.Error:
-                continue
-            for row in found:
-                key = row[0]
-                if (isinstance(key, str) and _KEY_RE.fullmatch(key)
-                        and _decode(key, row[1]) is not None):
-                    rows[key] = row
-    return list(rows.values()), checked
-
-
-def _rowids(conn: sqlite3.Connection) -> list[int]:
-    """Rowids to try, found by scanning in rowid order past damaged pages.
-
-    A scan stops at the first bad page.  It is then restarted further on, in
-    steps that double (so a file cut short costs ~60 failed seeks); when one
-    succeeds, the rowids jumped over are tried one by one, since a lookup of a
-    single rowid fails only if the page that holds it is damaged.
-    """
-    rowids: list[int] = []
-    covered = start = 0   # every rowid <= covered is in rowids or known absent
-    step = 1
-    while start < 2**62:
-        try:
-            for (rowid,) in conn.execute(
-                    "SELECT rowid FROM runs WHERE rowid > ? ORDER BY rowid", (start,)):
-                if start > covered:
-                    rowids.extend(range(covered + 1, min(start, covered + _MAX_SALVAGE_PROBES) + 1))
-                rowids.append(rowid)
-                covered = start = rowid
-                step = 1
-            return rowids
-        except sqlite3.Error:
-            start += step
-            step *= 2
-    return rowids
-
-
-def _remove(path: pathlib.Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-    except OSError as err:
-        log.warning("run store: could not remove %s: %s", path, err)
 
 
 class _write:
