@@ -7,7 +7,9 @@ import streamlit as st
 
 from core.data.datasets import IMAGE_DATASETS
 from core.init import charts as init_charts
-from core.init.probe import METRICS, phase_diagram, probe, spectra
+from core.init.phase import phase_diagram
+from core.init.probe import METRICS, probe
+from core.init.spectra import spectra
 from core.lab.config import RunConfig
 from app_pages.kit.charts import chart, spec_dict
 from app_pages.kit.controls import LAB, apply_settings, config_controls, warn

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from core.init import charts as init_charts
-from core.init.probe import SPECTRUM_SETTINGS, phase_diagram, probe, spectra
+from core.init.phase import phase_diagram
+from core.init.probe import probe
+from core.init.spectra import SPECTRUM_SETTINGS, spectra
 from core.lab.config import RunConfig
 from tests.helpers import assert_clean, rows, walk
 

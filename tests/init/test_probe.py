@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from core.init import meanfield as mf
-from core.init.probe import (PROBE_FIELDS, SPECTRUM_SETTINGS, forward, inputs, jacobian_spectrum,
-                        phase_config, phase_diagram, probe, probe_text, spectra)
+from core.init.phase import phase_config, phase_diagram
+from core.init.probe import (PROBE_FIELDS, forward, inputs, jacobian_spectrum, probe,
+                             probe_text)
+from core.init.spectra import SPECTRUM_SETTINGS, spectra
 from core.lab.config import ConfigError, RunConfig
 from core.lab.models import build_model
 
