@@ -82,6 +82,59 @@ def streamlit_server(scratch: Path, **env: str):
             proc.wait()
 
 
+@dataclasses.dataclass
+class ScriptSession:
+    """What one session saw of a page: every text shown (markdown, headings, alerts, progress bars'
+    texts, metrics' values and deltas, buttons' labels), exceptions, and the seconds until its
+    script finished."""
+    seconds: float
+    texts: list[str]
+    exceptions: list[str]
+
+    def saw(self, text: str) -> bool:
+        return any(text in shown for shown in self.texts)
+
+
+def script_session(url: str, page: str, query: str, timeout: float = 300) -> ScriptSession:
+    """Open `page` (its url_path, "" for Home) with `query` as a browser does, over Streamlit's
+    websocket protocol (BackMsg/ForwardMsg protobufs), without drawing anything: a load test's
+    many sessions then cost the server what real visitors cost, and no browser shares its
+    CPUs. Returns when the page's script has finished (not a run ended early for a rerun)."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+    from websockets.sync.client import connect
+
+    start = time.perf_counter()
+    texts: list[str] = []
+    exceptions: list[str] = []
+    with connect(url.replace("http", "ws", 1) + "/_stcore/stream", subprotocols=["streamlit"],
+                 max_size=None, open_timeout=60) as ws:
+        ask = BackMsg()
+        ask.rerun_script.query_string = query
+        ask.rerun_script.page_name = page
+        ws.send(ask.SerializeToString())
+        while True:
+            msg = ForwardMsg.FromString(ws.recv(timeout=timeout))
+            kind = msg.WhichOneof("type")
+            if kind == "script_finished" and msg.script_finished in (
+                    ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_WITH_COMPILE_ERROR):
+                return ScriptSession(time.perf_counter() - start, texts, exceptions)
+            if kind != "delta" or msg.delta.WhichOneof("type") != "new_element":
+                continue
+            element = msg.delta.new_element
+            shown = element.WhichOneof("type")
+            if shown == "exception":
+                exceptions.append(element.exception.message)
+            elif shown in ("markdown", "alert", "heading"):
+                texts.append(getattr(element, shown).body)
+            elif shown == "progress":
+                texts.append(element.progress.text)
+            elif shown == "metric":
+                texts.append(f"{element.metric.body} {element.metric.delta}")
+            elif shown in ("button", "download_button"):
+                texts.append(getattr(element, shown).label)
+
+
 def charts(at: AppTest) -> list[str]:
     """Every Altair chart's spec and data as text, to assert on what is drawn."""
     out = []

@@ -66,13 +66,18 @@ class Finding:
 
 
 def diagnose(result: RunResult) -> list[Finding]:
-    """Findings, most serious first. An empty list means nothing looks wrong."""
+    """Findings, most serious first. An empty list means nothing looks wrong. Made once per run
+    object (findings are frozen): each session shown a run from memory asks again."""
+    return list(result.derived("doctor", _diagnose))
+
+
+def _diagnose(result: RunResult) -> tuple[Finding, ...]:
     found: list[Finding] = []
     for check in _CHECKS:
         finding = check(result, found)
         if finding is not None:
             found.append(finding)
-    return found
+    return tuple(found)
 
 
 # --- fixes ------------------------------------------------------------------------------------

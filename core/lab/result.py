@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -51,20 +51,27 @@ class RunResult(TrainedRun):
     # best_val_loss, patience}; None when the run used every epoch (or diverged).
     early_stop: dict[str, Any] | None = None
     from_store: bool = field(default=False, compare=False)
-    # layer_metric's pivots, made once per metric: the doctor, the headline and the charts ask
-    # for the same ones on every rerun (a pivot of the long table is ~10 ms each).
-    _wide: dict[str, pd.DataFrame] = field(default_factory=dict, init=False, repr=False,
-                                           compare=False)
+    # What pure functions derived from this run (layer_metric's pivots, the doctor's findings),
+    # made once per run object: every session served this object from memory, on every rerun,
+    # asks the same (a pivot of the long table is ~10 ms, the doctor ~50 ms).
+    _derived: dict[Any, Any] = field(default_factory=dict, init=False, repr=False,
+                                     compare=False)
 
     # --- common questions (key, diverged, final: core.tables.TrainedRun) ---------------------
+    def derived(self, name: Any, compute: Callable[["RunResult"], Any]) -> Any:
+        """compute(self), made once per run object and kept under `name`; compute must be a
+        pure function of the run, and callers must not change what it returns."""
+        if name not in self._derived:
+            self._derived[name] = compute(self)
+        return self._derived[name]
+
     def layer_metric(self, metric: str) -> pd.DataFrame:
         """Wide table of one per-layer metric: index step, one column per layer (in order)."""
-        if metric not in self._wide:
-            rows = self.layers[self.layers.metric == metric]
+        def pivot(run: RunResult) -> pd.DataFrame:
+            rows = run.layers[run.layers.metric == metric]
             wide = rows.pivot_table(index="step", columns="layer", values="value", dropna=False)
-            self._wide[metric] = wide.reindex(
-                columns=[n for n in self.layer_names if n in wide.columns])
-        return self._wide[metric].copy()   # a copy: callers may change theirs
+            return wide.reindex(columns=[n for n in run.layer_names if n in wide.columns])
+        return self.derived(("wide", metric), pivot).copy()   # a copy: callers may change theirs
 
     def at_step(self, metric: str, step: int = 0) -> pd.Series:
         """One per-layer metric at one recorded step, indexed by layer in network order."""
