@@ -10,7 +10,7 @@ import streamlit as st
 from core.cache import check_limits
 from core.cpus import configure_for_server
 from core.settings import ConfigError
-from core.warmup import warm_in_background
+from core.tools.warmup import warm_in_background
 from app_pages.kit.controls import enter_page
 
 st.set_page_config(page_title="Saturation Lab", page_icon=":material/show_chart:", layout="wide")
@@ -22,9 +22,6 @@ try:
 except ConfigError as err:   # a misconfigured server: say so on every page, run nothing
     st.error(f"This server's limits are misconfigured: {err}", icon=":material/error:")
     st.stop()
-# Once per process, in the background: imports the first run would wait for, then the heap
-# frozen out of the collector that Streamlit runs after every rerun (core.warmup).
-warm_in_background()
 
 page = st.navigation([
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
@@ -47,4 +44,10 @@ page = st.navigation([
             url_path="attention"),
 ])
 enter_page(page.url_path)
-page.run()
+try:
+    page.run()
+finally:
+    # Once per process, after the first page has drawn (its imports would compete with the
+    # warm-up's for the GIL): in the background, the imports a first training waits for, then
+    # the heap frozen out of the collection Streamlit runs after every rerun (core.tools.warmup).
+    warm_in_background()

@@ -13,16 +13,22 @@ agree.
     f = make("tanh")                 # an nn.Module
     derivative("tanh", z)            # f'(z), closed form (checked against autograd in the tests)
     curve("sigmoid", np.linspace(-6, 6, 200))   # numpy f, f' and the saturated mask for plots
+
+torch is imported where it is used, not at the top: Home and every settings form need only the
+names below, and importing torch for them cost a cold server's first page ~1.1 s (-X importtime).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "selu", "softplus",
                "silu", "linear")
@@ -34,33 +40,27 @@ LEAKY_SLOPE = 0.01          # torch's default negative slope
 SELU_ALPHA = 1.6732632423543772
 SELU_SCALE = 1.0507009873554805
 
-_MODULES = {
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "leaky_relu": lambda: nn.LeakyReLU(LEAKY_SLOPE),
-    "elu": nn.ELU,
-    "gelu": nn.GELU,
-    "selu": nn.SELU,
-    "softplus": nn.Softplus,
-    "silu": nn.SiLU,
-    "linear": nn.Identity,
-}
 
 
 def _check(name: str) -> None:
-    if name not in _MODULES:
+    if name not in ACTIVATIONS:
         raise ValueError(f"activation: {name!r} is not one of {', '.join(ACTIVATIONS)}")
 
 
 def make(name: str) -> nn.Module:
     """A fresh torch module for the activation."""
+    from torch import nn
     _check(name)
-    return _MODULES[name]()
+    if name == "leaky_relu":
+        return nn.LeakyReLU(LEAKY_SLOPE)
+    return {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU,
+            "gelu": nn.GELU, "selu": nn.SELU, "softplus": nn.Softplus, "silu": nn.SiLU,
+            "linear": nn.Identity}[name]()
 
 
 def derivative(name: str, z: torch.Tensor) -> torch.Tensor:
     """f'(z) in closed form: cheap enough to evaluate on every recorded batch."""
+    import torch
     _check(name)
     if name == "sigmoid":
         s = torch.sigmoid(z)
@@ -90,6 +90,7 @@ def derivative(name: str, z: torch.Tensor) -> torch.Tensor:
 @functools.cache
 def max_slope(name: str) -> float:
     """The largest |f'(z)| over z, found on a fine grid (exact to ~1e-6 for these functions)."""
+    import torch
     z = torch.linspace(-30, 30, 600_001, dtype=torch.float64)
     return float(derivative(name, z).abs().max())
 
@@ -106,6 +107,7 @@ _EVEN_FALLING = ("sigmoid", "tanh")
 def saturation_edge(name: str) -> float:
     """For sigmoid and tanh: the |z| beyond which |f'(z)| < the saturation threshold, found by
     bisection on the derivative itself, so the mask stays the one definition above."""
+    import torch
     if name not in _EVEN_FALLING:
         raise ValueError(f"{name} has no single saturation edge")
     lo, hi, t = 0.0, 30.0, flat_threshold(name)
@@ -126,6 +128,7 @@ def flat_region(name: str) -> str | None:
 def flat(name: str, z: torch.Tensor) -> torch.Tensor:
     """Boolean mask: where the unit's pre-activation z passes little gradient (saturated or
     inactive, as `flat_region` names it)."""
+    import torch
     if name == "linear":
         return torch.zeros_like(z, dtype=torch.bool)
     if name == "relu":  # f' is 0 or 1, so this is the same mask in one op (it runs every step)
@@ -137,6 +140,7 @@ def flat(name: str, z: torch.Tensor) -> torch.Tensor:
 
 def curve(name: str, z: np.ndarray) -> dict[str, np.ndarray]:
     """f(z), f'(z) and the flat-region mask as numpy arrays, for plotting without torch."""
+    import torch
     zt = torch.as_tensor(np.asarray(z, dtype=np.float64))
     with torch.no_grad():
         f = make(name)(zt)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -95,7 +96,15 @@ def configure_for_server(threads: int = 1) -> None:
     The inter-op pool (idle unless something forks work, e.g. `torch.jit.fork`) defaults to the
     host's core count; on a shared cloud host that is far more than the container's CPU quota,
     so it is sized to the container. Torch allows that once per process.
+
+    Before torch is imported (Home and the settings forms need none of it: importing it cost a
+    cold server's first page ~1.1 s), only OMP_NUM_THREADS and MKL_NUM_THREADS are set, which
+    torch's pools read when it loads; the next call after it has loaded (the router runs this
+    every rerun, core.tools.warmup once it has imported torch) sizes the inter-op pool.
     """
+    if "torch" not in sys.modules:
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+        return
     import torch  # here, not above: `python -m core` imports this module before torch
 
     torch.set_num_threads(threads)

@@ -15,16 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.data.datasets import Splits
+from core.optimizer_choices import BETAS, EPS, MOMENTUM
 from core.settings import ConfigError
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
-MOMENTUM = 0.9              # the usual momentum, where a lesson does not set its own
-BETAS = (0.9, 0.999)        # torch's Adam defaults
-EPS = 1e-8                  # torch's Adam/AdamW/RMSprop default ε
 EVAL_BATCH = 2048
-# Tensors the size of the parameters each optimizer keeps (its state), for the memory budget.
-OPTIMIZER_SLOTS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "rmsprop": 1,
-                   "adam": 2, "adamw": 2}
 
 
 def resolve_device(name: str) -> torch.device:

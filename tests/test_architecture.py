@@ -91,3 +91,27 @@ def test_the_scan_sees_imports_at_any_depth(tmp_path):
     assert {"streamlit", "core.store", "core.store.RunStore", "core.lab",
             "core.lab.config", "core.recurrent"} <= names
     assert family("core.recurrent") == "recurrent" and family("core.store") is None
+
+
+def test_home_and_the_settings_forms_load_without_torch():
+    """Home draws lesson cards and the forms offer names: neither needs torch, whose import cost
+    a cold server's first page ~1.1 s. Everything the router and Home import, in a fresh process
+    (torch may come later: core.tools.warmup loads it once the first page has drawn)."""
+    import subprocess
+    import sys
+
+    modules = sorted(m for path in (ROOT / "streamlit_app.py", ROOT / "app_pages" / "home.py",
+                                    ROOT / "app_pages" / "kit" / "controls.py")
+                     for m in imported(path) if m.split(".")[0] in ("core", "app_pages"))
+    code = ("import importlib, sys\n"
+            f"for name in {modules!r}:\n"
+            "    try:\n"
+            "        importlib.import_module(name)\n"
+            "    except ModuleNotFoundError:   # `from core.x import NAME` names NAME too\n"
+            "        pass\n"
+            "import core.cpus; core.cpus.configure_for_server()\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'sklearn')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout[:500]

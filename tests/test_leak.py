@@ -34,7 +34,7 @@ from core.lab.sweep import SweepSpec, run_sweep
 from core.recurrent.config import RecurrentConfig
 from core.recurrent.trainer import get_recurrent_run
 from core.store import RunStore
-from core.warmup import finished, warm_in_background
+from core.tools.warmup import finished, warm_in_background
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = RunConfig(depth=2, width=8, max_train=100, epochs=1)
@@ -42,7 +42,7 @@ SMALL = RunConfig(depth=2, width=8, max_train=100, epochs=1)
 
 @pytest.fixture(autouse=True, scope="module")
 def heap_frozen_already():
-    """The app's router freezes the heap once per process (core.warmup) in a background thread;
+    """The app's router freezes the heap once per process (core.tools.warmup) in a background thread;
     frozen objects leave gc.get_objects(), so a freeze between two counts would fake a drop.
     Here it has happened before the first count, as in a server after its first page."""
     warm_in_background()

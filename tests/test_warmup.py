@@ -1,4 +1,4 @@
-"""core.warmup: the server's one-time warm-up imports what pages compute with and freezes the heap
+"""core.tools.warmup: the server's one-time warm-up imports what pages compute with and freezes the heap
 out of the collector that Streamlit runs after every rerun; objects made later are still
 collected.
 
@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 SCRIPT = """
 import gc, json, sys, time, weakref
-import core.warmup as warmup
+import core.tools.warmup as warmup
 
 before = {name: name in sys.modules for name in warmup.MODULES}
 calls, real_warm = [], warmup.warm

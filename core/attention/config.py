@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.settings import Settings, setting
-from core.training import OPTIMIZERS
+from core.optimizer_choices import OPTIMIZERS
 
 KEY_PREFIX = "attn-"
 TOKENS = ("rows", "patch2", "patch4")          # 8 rows of 8 pixels; 16 2×2 patches; 4 4×4 ones

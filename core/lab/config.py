@@ -17,7 +17,7 @@ from core.activations import ACTIVATIONS
 from core.budget import MAX_LAYER_ROWS
 from core.data.datasets import DATASETS, IMAGE_DATASETS
 from core.settings import ConfigError, Settings, setting
-from core.training import OPTIMIZERS
+from core.optimizer_choices import OPTIMIZERS
 
 MODELS = ("mlp", "residual_mlp", "cnn")
 INITS = (

@@ -26,7 +26,8 @@ from core.lab.metrics import LAYER_METRICS, PROBE_EXAMPLES
 from core.lab.models import network_macs, network_sizes
 from core.lab.result import RunResult
 from core.lab.trainer import BOUNDARY_GRID, record_interval, train
-from core.training import EVAL_BATCH, OPTIMIZER_SLOTS
+from core.optimizer_choices import OPTIMIZER_SLOTS
+from core.training import EVAL_BATCH
 from core.store import RunStore
 
 _RUN_KEY = re.compile(r"[0-9a-f]{20}")   # RunConfig.key(); other entries (sweep cells) differ

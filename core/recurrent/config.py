@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from core.data.datasets import IMAGE_SHAPES
 from core.settings import ConfigError, Settings, setting
-from core.training import OPTIMIZERS
+from core.optimizer_choices import OPTIMIZERS
 
 KEY_PREFIX = "rnn-"   # of its runs in the run store
 SIDES = {name: shape[-1] for name, shape in IMAGE_SHAPES.items()}  # side × side images

@@ -44,8 +44,9 @@ from core.recurrent.config import KEY_PREFIX, SIDES, RecurrentConfig
 from core.recurrent.model import GATES, build_recurrent
 from core.recurrent.result import RecurrentResult
 from core.store import RunStore
-from core.training import (OPTIMIZER_SLOTS, DeviceData, evaluate, flushed_denormals,
-                           make_optimizer, resolve_device, steps_per_epoch)
+from core.optimizer_choices import OPTIMIZER_SLOTS
+from core.training import (DeviceData, evaluate, flushed_denormals, make_optimizer,
+                           resolve_device, steps_per_epoch)
 
 # With record_every unset; each record costs a step-by-step forward (~1.5×).
 RECURRENT_RECORDS_PER_EPOCH = 20

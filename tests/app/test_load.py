@@ -6,7 +6,7 @@ of them the same new run and ten each a different one, on a server with one trai
 (SATLAB_MAX_TRAININGS=1). Every one must end with its run drawn, or with the message that the
 server is busy; the identical ones train once; the distinct ones queue and are told their
 place. Meanwhile a new visitor opens Home in Chromium: it must draw within the issue's 5 s
-(measured 1.5-2.0 s here; before core.warmup froze the heap, 5 s with 20 sessions and 8.7-11.7 s
+(measured 1.5-2.0 s here; before core.tools.warmup froze the heap, 5 s with 20 sessions and 8.7-11.7 s
 with 7 browser-drawn ones). The server's peak memory stays within what its budget allows: its
 memory before the load plus one request's MAX_MEMORY per training slot.
 
@@ -45,7 +45,7 @@ def vm_kb(pid: int, field: str) -> int:
 
 def test_twenty_sessions_queue_for_one_slot_and_a_newcomers_home_draws_fast(one_slot_server):
     url, _, pid = one_slot_server
-    # The server as a visitor finds it: one page drawn, its warm-up done (core.warmup).
+    # The server as a visitor finds it: one page drawn, its warm-up done (core.tools.warmup).
     script_session(url, "", "")
     time.sleep(5)
     before_kb = vm_kb(pid, "VmRSS")

@@ -18,7 +18,7 @@ from core.lab.config import BIAS_INITS, DEVICES, FIELDS, INITS, SCHEDULES, RunCo
 from core.lab.export import pytorch_script, script_filename
 from core.lab.models import build_model
 from core.lab.trainer import train
-from core.training import OPTIMIZERS
+from core.optimizer_choices import OPTIMIZERS
 
 INPUT_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
 SMALL = dict(depth=2, width=8)

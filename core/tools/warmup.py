@@ -1,6 +1,6 @@
 """Warming a server process once, so its visitors do not pay for what every process pays once.
 
-    from core.warmup import warm_in_background
+    from core.tools.warmup import warm_in_background
     warm_in_background()      # the app's router, every run: only the first call starts anything
 
 Two costs measured on the 2-core machine, Streamlit 1.67, torch 2.13:
@@ -26,6 +26,8 @@ import logging
 import threading
 import time
 
+from core.cpus import configure_for_server
+
 log = logging.getLogger(__name__)
 
 # What a page computes with, beyond what its own imports load when it first draws.
@@ -50,6 +52,7 @@ def warm() -> float:
             importlib.import_module(name)
         except ImportError as err:   # an optional dependency: its page says so when used
             log.info("warm-up skipped %s: %s", name, err)
+    configure_for_server()   # torch is loaded now: size its pools as the router would
     gc.collect()
     gc.freeze()
     finished.set()
