@@ -17,17 +17,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.data import datasets
-
-from core.data import idx
+from core.data import idx, mnist
 from core.data.datasets import (
     DATASETS,
     IMAGE_DATASETS,
     TOY_DATASETS,
-    DatasetUnavailable,
     describe_datasets,
     load_splits,
 )
+from core.data.raw import DatasetUnavailable
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 needs_fashion = pytest.mark.skipif(
@@ -237,14 +235,14 @@ def test_fashion_mnist_from_cache_dir(tmp_path, monkeypatch):
     cache.mkdir(parents=True)
     for f in FASHION_DIR.iterdir():
         (cache / f.name).symlink_to(f)
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_DIR", tmp_path / "absent")
+    monkeypatch.setattr(mnist, "DEBIAN_FASHION_DIR", tmp_path / "absent")
     monkeypatch.setenv("SATLAB_DATA_DIR", str(tmp_path / "data"))
     s = load_splits("fashion-mnist", max_train=10)
     assert "cached in" in s.info.source and s.info.n_test == 10_000
 
 
 def test_fashion_mnist_unavailable_offline(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_DIR", tmp_path / "absent")
+    monkeypatch.setattr(mnist, "DEBIAN_FASHION_DIR", tmp_path / "absent")
     with pytest.raises(DatasetUnavailable, match="apt-get install dataset-fashion-mnist") as err:
         load_splits("fashion-mnist")
     assert "\n" not in str(err.value)
@@ -325,8 +323,8 @@ def test_mnist_download_end_to_end(tmp_path, monkeypatch):
     }
     for stem, array in arrays.items():
         gz = _write_idx(served / f"{stem}.gz", array, gz=True)
-        monkeypatch.setitem(datasets._GZ_MD5["mnist"], stem, hashlib.md5(gz.read_bytes()).hexdigest())
-        monkeypatch.setitem(datasets._RAW_MD5["mnist"], stem, hashlib.md5(gzip.decompress(gz.read_bytes())).hexdigest())
+        monkeypatch.setitem(mnist._GZ_MD5["mnist"], stem, hashlib.md5(gz.read_bytes()).hexdigest())
+        monkeypatch.setitem(mnist._RAW_MD5["mnist"], stem, hashlib.md5(gzip.decompress(gz.read_bytes())).hexdigest())
 
     handler = partial(_QuietHandler, directory=str(served))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -574,9 +572,9 @@ def test_a_failed_mnist_download_is_retried_on_a_later_request(tmp_path, monkeyp
     for stem, array in arrays.items():
         gz = _write_idx(tmp_path / f"{stem}.gz", array, gz=True).read_bytes()
         files[f"{stem}.gz"] = gz
-        monkeypatch.setitem(datasets._GZ_MD5["mnist"], stem, hashlib.md5(gz).hexdigest())
-        monkeypatch.setitem(datasets._RAW_MD5["mnist"], stem, hashlib.md5(gzip.decompress(gz)).hexdigest())
-    monkeypatch.setattr(datasets, "RETRY_FIRST_S", 1.0)
+        monkeypatch.setitem(mnist._GZ_MD5["mnist"], stem, hashlib.md5(gz).hexdigest())
+        monkeypatch.setitem(mnist._RAW_MD5["mnist"], stem, hashlib.md5(gzip.decompress(gz)).hexdigest())
+    monkeypatch.setattr(mnist, "RETRY_FIRST_S", 1.0)
     monkeypatch.setenv("SATLAB_OFFLINE", "0")
     monkeypatch.setenv("SATLAB_DATA_DIR", str(tmp_path / "data"))
     served = _Mirror(files)
