@@ -128,7 +128,8 @@ def test_network_multiply_adds_match_the_built_model():
 
 
 def test_nominal_dataset_sizes_are_what_load_splits_gives():
-    from core.data.datasets import DatasetUnavailable, load_splits, nominal_sizes
+    from core.data.datasets import load_splits, nominal_sizes
+    from core.data.raw import DatasetUnavailable
 
     for name in ("digits", "moons", "spiral", FASHION):
         try:

@@ -49,7 +49,7 @@ def test_torch_comes_from_the_pytorch_cpu_index():
 def test_apt_packages_are_plain_names_the_code_uses():
     packages = (ROOT / "packages.txt").read_text().split()
     assert packages == ["dataset-fashion-mnist"]
-    from core.data.datasets import DEBIAN_FASHION_DIR
+    from core.data.mnist import DEBIAN_FASHION_DIR
 
     assert str(DEBIAN_FASHION_DIR) == "/usr/share/datasets/fashion-mnist"  # where it installs
 

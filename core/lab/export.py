@@ -23,7 +23,8 @@ from __future__ import annotations
 import textwrap
 
 from core.activations import LEAKY_SLOPE
-from core.data.datasets import IMAGE_DATASETS, IMAGE_SHAPES, MNIST_VAL_SIZE, TOY_SIZE, _TOY_DATA_SEED
+from core.data.datasets import IMAGE_DATASETS, IMAGE_SHAPES, TOY_SIZE, _TOY_DATA_SEED
+from core.data.mnist import MNIST_VAL_SIZE
 from core.lab.config import FIELDS, RunConfig
 
 __all__ = ["pytorch_script", "script_filename"]
