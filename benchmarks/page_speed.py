@@ -1,0 +1,137 @@
+"""How fast the app answers a visitor in Chromium (issue 15's targets), on a warm server.
+
+    PYTHONPATH=. python benchmarks/page_speed.py             # 5 tries of each, medians printed
+    PYTHONPATH=. python benchmarks/page_speed.py --repeats 9
+
+Starts a real `streamlit run` (tests.helpers.streamlit_server: empty run store, offline), trains
+the Lab's default run once, then measures, each from the user's action to the page settled (no
+script running, the charts drawn):
+  new tab     a stored run's Lab page opened in a new tab                    target < 1.5 s
+  tab switch  each Lab tab clicked in turn                                      target < 0.2 s
+  scrub       one epoch step: the in-chart epoch slider where the page has one (client-side,
+              to the chart's next frame), else the Streamlit epoch slider (a server rerun)
+                                                                                target < 0.2 s
+Cold starts (Home < 3 s, /lab < 6 s) are benchmarks/cold_start.py; Home beside twenty sessions
+is printed by tests/app/test_load.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+from tests.helpers import streamlit_server
+
+CHROMIUM = os.environ.get("SATLAB_CHROMIUM", "/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+LAST_LAB = "PyTorch script"
+# Resolves once the open tab panel's charts have all painted (a chart has a canvas or an SVG
+# with a size) and two animation frames have passed.
+PAINTED = """() => new Promise(resolve => {
+  const check = () => {
+    const panel = document.querySelector('[role="tabpanel"]:not([hidden])');
+    const charts = panel ? [...panel.querySelectorAll('.vega-embed')] : [];
+    const drawn = charts.length > 0 && charts.every(c => {
+      const g = c.querySelector('canvas, svg'); return g && g.getBoundingClientRect().width > 0;
+    });
+    if (drawn) requestAnimationFrame(() => requestAnimationFrame(() => resolve(true)));
+    else setTimeout(check, 10);
+  };
+  check();
+})"""
+# Steps the first in-chart range input (a Vega-Lite param bound to a slider) one epoch and
+# resolves on the frame after that chart's canvas changed.
+CLIENT_SCRUB = """() => new Promise(resolve => {
+  const input = document.querySelector('.vega-bind input[type=range]');
+  if (!input) { resolve(null); return; }
+  const chart = input.closest('.vega-embed');
+  const canvas = chart.querySelector('canvas');
+  const before = canvas ? canvas.toDataURL() : chart.innerHTML;
+  const start = performance.now();
+  const max = Number(input.max), value = Number(input.value);
+  input.value = String(value < max ? value + 1 : Number(input.min));
+  input.dispatchEvent(new Event('input', {bubbles: true}));
+  const check = () => {
+    const now = canvas ? canvas.toDataURL() : chart.innerHTML;
+    if (now !== before) resolve((performance.now() - start) / 1000);
+    else if (performance.now() - start > 5000) resolve(-1);
+    else requestAnimationFrame(check);
+  };
+  requestAnimationFrame(check);
+})"""
+
+
+def settle(page) -> None:
+    page.locator(IDLE).wait_for(timeout=120_000)
+    page.wait_for_function(PAINTED, timeout=120_000)
+
+
+def measure(url: str, repeats: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {"new tab": [], "tab switch": [], "scrub": []}
+    scrub_kind = "server"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        first = browser.new_page(viewport={"width": 1400, "height": 1000})
+        first.goto(f"{url}/lab")                      # trains the default run once
+        first.get_by_text(LAST_LAB).first.wait_for(timeout=300_000)
+        first.close()
+        for _ in range(repeats):
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
+            start = time.perf_counter()
+            page.goto(f"{url}/lab")
+            page.get_by_text(LAST_LAB).first.wait_for(timeout=120_000)
+            settle(page)
+            times["new tab"].append(time.perf_counter() - start)
+            tabs = page.get_by_role("tab")
+            names = [tabs.nth(i).inner_text() for i in range(tabs.count())]
+            for name in names[1:] + names[:1]:
+                start = time.perf_counter()
+                page.get_by_role("tab", name=name).click()
+                time.sleep(0.05)   # a rerun, if the click starts one, has begun
+                settle(page)
+                times["tab switch"].append(time.perf_counter() - start)
+            seconds = page.evaluate(CLIENT_SCRUB)
+            if seconds is not None and seconds >= 0:
+                scrub_kind = "in the chart"
+                times["scrub"].append(seconds)
+            else:
+                slider = page.get_by_role("slider").first
+                slider.focus()
+                start = time.perf_counter()
+                page.keyboard.press("ArrowRight")
+                time.sleep(0.05)
+                settle(page)
+                times["scrub"].append(time.perf_counter() - start)
+            context.close()
+        browser.close()
+    times[f"scrub ({scrub_kind})"] = times.pop("scrub")
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), load average "
+          f"{load:.1f}, Chromium {CHROMIUM}")
+    with tempfile.TemporaryDirectory(prefix="satlab-speed-") as scratch:
+        with streamlit_server(Path(scratch)) as (url, _, _):
+            times = measure(url, args.repeats)
+    print(f"\n{'action':<22}{'median':>8}{'min':>8}{'max':>8}   (seconds, {args.repeats} tries)")
+    for action, values in times.items():
+        print(f"{action:<22}{statistics.median(values):8.2f}{min(values):8.2f}"
+              f"{max(values):8.2f}")
+
+
+if __name__ == "__main__":
+    main()
