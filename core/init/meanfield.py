@@ -37,7 +37,6 @@ import numpy as np
 import pandas as pd
 import torch
 from numpy.polynomial.legendre import leggauss
-from scipy.optimize import brentq
 
 from core import activations
 from core.lab.config import RunConfig
@@ -300,6 +299,9 @@ def critical_sigma_w2(activation: str, sigma_b2: float = 0.0, *, bias_mean: floa
             qq = math.exp(log_q)
             w = 1.0 / float(slope_moment(activation, qq, bias_mean)[0])
             return qq - w * float(second_moment(activation, qq, bias_mean)[0]) - sigma_b2
+        # Imported here: only a refined edge needs it, and scipy.optimize costs the page that
+        # first imports this module ~0.5 s.
+        from scipy.optimize import brentq
         root = brentq(gap, math.log(q[i]), math.log(q[i + 1]), xtol=1e-12)
         return float(1.0 / slope_moment(activation, math.exp(root), bias_mean)[0])
     candidate = float(1.0 / slope_moment(activation, Q_DIVERGED, bias_mean)[0])
