@@ -101,21 +101,23 @@ def network_diagram(result, epoch: int | None = None):
             continue
         dots = nodes.merge(values[["epoch", "layer", "value", "step"]], on="layer",
                            how="left").assign(metric=metric)
-        dots["epoch"] = dots["epoch"].fillna(-1)   # the input: drawn at every epoch, grey
-        shown = f"{SHOWN} || datum.epoch == -1"
-        domain = [float(values["value"].min()), float(values["value"].max())]
-        if m.share:
-            domain = [0.0, 100.0]
-        color = alt.Color("value:Q", title=legend_title, scale=alt.Scale(
-            type="log" if log else "linear", scheme="viridis", domain=domain),
-            legend=alt.Legend(labelExpr=LOG_LABELS) if log else alt.Legend())
-        marks = alt.Chart(source(dots)).transform_filter(shown).mark_circle(
-            size=90, stroke="#333333", strokeWidth=0.5, opacity=1).encode(
+        # Layers without the measure (the input; the output has no activation) in grey, as
+        # their own mark: a continuous colour scale drops rows with no value.
+        unmeasured = alt.Chart(dots[dots["value"].isna()][["layer", "x", "y", "units"]]) \
+            .mark_circle(size=90, color="#cccccc", stroke="#333333", strokeWidth=0.5,
+                         opacity=1).encode(x=alt.X("x:Q"), y=alt.Y("y:Q"),
+                                           tooltip=tips("layer:N", "units:Q"))
+        domain = [0.0, 100.0] if m.share else [float(values["value"].min()),
+                                               float(values["value"].max())]
+        marks = alt.Chart(source(dots.dropna(subset=["value"]))).transform_filter(
+            SHOWN).mark_circle(size=90, stroke="#333333", strokeWidth=0.5, opacity=1).encode(
             x=alt.X("x:Q"), y=alt.Y("y:Q"),
-            color=alt.condition("isValid(datum.value)", color, alt.value("#cccccc")),
+            color=alt.Color("value:Q", title=legend_title, scale=alt.Scale(
+                type="log" if log else "linear", scheme="viridis", domain=domain),
+                legend=alt.Legend(labelExpr=LOG_LABELS) if log else alt.Legend()),
             tooltip=tips("layer:N", "units:Q", alt.Tooltip("value:Q", title=m.label,
                                                             format=".3g"), "step:Q"))
-        panels.append(alt.layer(*base, marks, title=m.title, width=max(
+        panels.append(alt.layer(*base, unmeasured, marks, title=m.title, width=max(
             200, 46 * len(names)), height=height))
     if not panels:
         return no_data(title)
