@@ -12,8 +12,8 @@ from core.lab.metrics import DEPTH_RATIO, MOST_FLAT, most_flat
 from core.lab.presets import PRESETS
 from core.lab.tabs import TABS
 from app_pages.kit.charts import run_chart
-from app_pages.kit.controls import (LAB, apply_settings, classroom_editor, config_form,
-                                    epoch_slider, warn)
+from app_pages.kit.controls import (EPOCH_KEY, LAB, apply_settings, classroom_editor,
+                                    config_form, epoch_slider, warn)
 from app_pages.kit.lessons import lesson_box, open_evidence_tab, preset_buttons
 from app_pages.kit.runs import downloads, notices, obtain, status_word
 
@@ -90,17 +90,30 @@ with st.container(border=True, key="doctor"):
                                 "and trains again.")
 
 
-@st.fragment
+PLAY_KEY = "play"
+PLAY_EVERY = 1.0   # seconds an epoch is shown while playing: one fragment rerun each
+# Outside the fragment: switching it reruns the page, which sets the fragment's timer.
+st.toggle("Play", key=PLAY_KEY, disabled=int(result.epochs.epoch.max()) == 0,
+          help=f"Steps every chart through the epochs, one every {PLAY_EVERY:g} s, until "
+               "switched off.")
+
+
+@st.fragment(run_every=PLAY_EVERY if st.session_state.get(PLAY_KEY) else None)
 def panels() -> None:
     last = int(result.epochs.epoch.max())
-    epoch = epoch_slider(result.key, last, help="Moves every per-epoch chart: 0 is the network "
-                                                "at initialisation.")
-    # Only the open tab's charts are built: the others would cost time nobody sees.
+    # Play: Vega-Lite 6's timer animation (a point selection `on: "timer"` with the `time`
+    # channel) drew no marks and its clock stayed at 0 in Streamlit 1.67's renderer (tried in
+    # Chromium), so playing advances the scrubber from here, one fragment rerun an epoch.
+    if st.session_state.get(PLAY_KEY) and last > 0:
+        st.session_state[EPOCH_KEY] = (st.session_state.get(EPOCH_KEY, last) + 1) % (last + 1)
+    epoch = epoch_slider(result.key, last,
+                         help="Where every per-epoch chart starts (0 is the network at "
+                              "initialisation). Each chart's own slider, under it, scrubs "
+                              "at once in the browser.")
+    # Every tab's charts are built (cached per run), so a tab switch shows what is there.
     tabs = st.tabs(list(TABS), key=TAB_KEY, bind="query-params")
     for tab, tab_charts in zip(tabs, TABS.values()):
         with tab:
-            if not tab.open:
-                continue
             for chart in tab_charts:
                 layer = None
                 if chart.needs_layer:

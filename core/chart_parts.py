@@ -8,11 +8,13 @@ Split from `core.lab.charts` to keep each module readable; the pages use `core.l
     state_step(table, e)    the step where the network is in its state after epoch e
     rule(...)               a labelled reference rule, as layers to splice into alt.layer(...)
     layer_panels(...)       per-layer lines over steps, side by side, one legend picking layers
+    epoch_param(result, e)  the epoch a chart shows, on a slider under it: scrubbing is client-side
     vega_spec(chart)        the Vega-Lite dict a page draws (no run-time validation, fit-x)
 """
 
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 import altair as alt
@@ -146,10 +148,60 @@ def divergence_layers(result) -> list[alt.Chart]:
                 edge=16, align="right", dx=-3)
 
 
-def step_panel(chart, result, epoch: int | None, title: str, extras=()) -> alt.LayerChart:
-    """A step-based panel: reference layers under the data, epoch and divergence rules over it."""
+EPOCH = "epoch"             # the scrubbed epoch's Vega-Lite parameter (a signal in the browser)
+SHOWN = f"datum.epoch == {EPOCH}"   # a transform_filter keeping the scrubbed epoch's rows
+
+
+def last_epoch(result) -> int:
+    return int(result.epochs["epoch"].max()) if len(result.epochs) else 0
+
+
+def epoch_param(result, epoch: int | None) -> alt.Parameter:
+    """The epoch a chart shows, on a range slider drawn under it (starting at `epoch`, the last
+    one if None). The chart carries every epoch's rows and filters them by this parameter, so
+    scrubbing redraws in the browser without a Streamlit rerun. Each chart is its own Vega view,
+    so charts cannot share one: each per-epoch chart has its own slider."""
+    last = last_epoch(result)
+    start = last if epoch is None else min(max(int(epoch), 0), last)
+    return alt.param(name=EPOCH, value=start, bind=alt.binding_range(
+        min=0, max=last, step=1, name="Epoch (0 = at initialisation) "))
+
+
+def epoch_title(before: str, after: str = "") -> dict:
+    """A title naming the scrubbed epoch (Vega-Lite evaluates it as the slider moves)."""
+    return {"text": {"expr": f"{json.dumps(before)} + {EPOCH} + {json.dumps(after)}"}}
+
+
+def epoch_rule(result) -> list[alt.Chart]:
+    """The "after epoch e" rule of every epoch's state (see `state_step`), showing the scrubbed
+    one; its label on the side with room (as `step_panel`'s fixed rule)."""
+    steps = [(e, state_step(result.steps, e)) for e in range(last_epoch(result) + 1)]
+    df = pd.DataFrame([(e, s, f"after epoch {e}") for e, s in steps if s is not None],
+                      columns=[EPOCH, "step", "label"])
+    if df.empty:
+        return []
+    df["right"] = df["step"] > result.steps["step"].max() / 2
+    base = alt.Chart(df).transform_filter(SHOWN)
+    x = alt.X("step:Q")
+    line = base.mark_rule(color=MUTED, strokeDash=[4, 3], strokeWidth=1.5).encode(
+        x=x, tooltip=tips("label:N", "step:Q"))
+    labels = [base.transform_filter(f"{'' if right else '!'}datum.right").mark_text(
+        color=MUTED, fontSize=11, baseline="top", align="right" if right else "left",
+        dx=-3 if right else 3).encode(x=x, y=alt.YValue(2), text=alt.Text("label:N"))
+        for right in (False, True)]
+    return [line, *labels]
+
+
+def step_panel(chart, result, epoch: int | None, title: str, extras=(), *,
+               scrubbed: bool = False) -> alt.LayerChart:
+    """A step-based panel: reference layers under the data, epoch and divergence rules over it.
+
+    `scrubbed`: the rule follows the chart's `epoch_param` (declared by the caller) instead of
+    standing at `epoch`."""
     layers = [*extras, chart]
-    if (step := state_step(result.steps, epoch)) is not None:
+    if scrubbed:
+        layers += epoch_rule(result)
+    elif (step := state_step(result.steps, epoch)) is not None:
         # The label goes on the side with room.
         side = dict(align="right", dx=-3) if step > result.steps["step"].max() / 2 else {}
         layers += rule("x", "step", step, f"after epoch {epoch}", **side)
@@ -178,7 +230,8 @@ def metric_rows(result, metric: str, *, positive: bool, factor: float = 1.0) -> 
 
 def layer_panels(result, panels: list[Panel], epoch: int | None, title: str, columns: int = 2):
     """Per-layer lines over steps, panels side by side (`columns` to a row, so a row fits the
-    Lab's page), one legend picking layers in all."""
+    Lab's page), one legend picking layers in all; with an `epoch`, a rule at the scrubbed
+    epoch's state, on a slider starting there."""
     sel = legend_pick("layer")
     out, declared = [], False
     for p in panels:
@@ -199,13 +252,15 @@ def layer_panels(result, panels: list[Panel], epoch: int | None, title: str, col
             # Declared on one panel and referred to by the others: one legend drives them all,
             # and Altair does not warn about a duplicated parameter.
             chart, declared = chart.add_params(sel), True
-        out.append(step_panel(chart, result, epoch, p.title, p.extras))
+        out.append(step_panel(chart, result, epoch, p.title, p.extras, scrubbed=epoch is not None))
     if len(out) == 1:
-        return out[0].properties(title=title)
-    if len(out) <= columns:
-        return alt.hconcat(*out, title=title)
-    return alt.vconcat(*(alt.hconcat(*out[i:i + columns]) for i in range(0, len(out), columns)),
-                       title=title)
+        chart = out[0].properties(title=title)
+    elif len(out) <= columns:
+        chart = alt.hconcat(*out, title=title)
+    else:
+        chart = alt.vconcat(*(alt.hconcat(*out[i:i + columns])
+                              for i in range(0, len(out), columns)), title=title)
+    return chart if epoch is None else chart.add_params(epoch_param(result, epoch))
 
 
 def vega_spec(chart: alt.TopLevelMixin) -> dict:

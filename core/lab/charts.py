@@ -18,6 +18,9 @@ Conventions every builder keeps:
   * a scrubbed `epoch` e is the network's state after e epochs (0 = at initialisation). Step s
     sees the weights after s updates, so that state is at the first step of training epoch e+1
     (the last step, for the final epoch): the step-based charts mark it there;
+  * a per-epoch chart carries every epoch's rows and shows one through `epoch_param`, a slider
+    under the chart starting at `epoch`: scrubbing redraws in the browser, no rerun. Its axes
+    span every epoch, so what moves between epochs is visible as motion;
   * long runs are thinned to at most MAX_STEPS evenly spaced steps, so a spec stays small enough
     for a browser.
 """
@@ -30,9 +33,10 @@ import pandas as pd
 
 from core.activations import curve
 from core.chart_parts import (
-    ALERT, COUNT_AXIS, LOG_AXIS, LOG_LABELS, MAX_POINTS, MUTED, PANEL_H, PANEL_W, SPLITS, ZERO,
-    Panel, divergence_layers, finite, layer_color, layer_panels, metric_rows, no_data,
-    rule, source, state_step, step_panel, thin, tips,
+    ALERT, COUNT_AXIS, LOG_AXIS, LOG_LABELS, MAX_POINTS, MUTED, PANEL_H, PANEL_W, SHOWN,
+    SPLITS, ZERO, Panel, divergence_layers, epoch_param, epoch_title, finite, last_epoch,
+    layer_color, layer_panels, metric_rows, no_data, rule, source, state_step, step_panel, thin,
+    tips,
 )
 from core.chart_parts import loss_accuracy  # noqa: F401 - the Lab's first chart, shared
 from core.activations import flat_region
@@ -87,38 +91,41 @@ def grad_norm_lines(result, metric: str = "weight_grad_norm", epoch: int | None 
                         f"{CATALOGUE[metric].title} per layer over training (log scale)")
 
 
-def gradient_flow(result, epoch: int):
-    """Mean and max |∇W| per layer at the state after `epoch` (the classic plot_grad_flow).
+def gradient_flow(result, epoch: int | None = None):
+    """Mean and max |∇W| per layer at the state after each epoch (the classic plot_grad_flow),
+    scrubbed from `epoch`; the log axis spans every epoch's bars.
 
-    A diverged run's last state has no finite gradient: its bars are the last step that has."""
-    step = state_step(result.layers, epoch)
+    A diverged run's later states have no finite gradient: their bars are the last step that
+    has (the tooltip's step says which)."""
     stats = {"weight_grad_max_abs": "max |∇W|", "weight_grad_mean_abs": "mean |∇W|"}
     rows = finite(result.layers[result.layers["metric"].isin(stats)], ["value"], positive=True)
-    if step is not None:
-        rows = rows[rows["step"] <= step]
-    shown = int(rows["step"].max()) if len(rows) else None
-    title = f"Gradient flow after epoch {epoch}" + (
-        "" if shown is None else f" (step {shown})" if shown == step
-        else f" (step {shown}, the last with finite gradients)")
-    df = rows[rows["step"] == shown]
-    if df.empty:
-        return no_data(title)
+    frames = []
+    for e in range(last_epoch(result) + 1):
+        step = state_step(result.layers, e)
+        before = rows if step is None else rows[rows["step"] <= step]
+        if len(before):
+            frames.append(before[before["step"] == before["step"].max()].assign(epoch=e))
+    title = epoch_title("Gradient flow after epoch ", ": mean and max |∇W| per layer")
+    if not frames:
+        return no_data("Gradient flow: mean and max |∇W| per layer")
+    df = pd.concat(frames, ignore_index=True)
     df = df.assign(statistic=df["metric"].map(stats),
                    front=(df["metric"] == "weight_grad_mean_abs").astype(int))
     labels = list(stats.values())
     return alt.Chart(df).mark_bar().encode(
         x=alt.X("layer:O", sort=list(result.layer_names), title="Layer (input → output)"),
         # Overlaid, not stacked: the faint max bar behind, the solid mean bar in front.
-        y=alt.Y("value:Q", stack=None, scale=alt.Scale(type="log"), axis=LOG_AXIS,
-                title="|∇W| of the layer's weights (log)"),
+        y=alt.Y("value:Q", stack=None, axis=LOG_AXIS, title="|∇W| of the layer's weights (log)",
+                scale=alt.Scale(type="log", domain=[float(df["value"].min()),
+                                                    float(df["value"].max())])),
         color=alt.Color("statistic:N", title="Statistic",
                         scale=alt.Scale(domain=labels, range=["#4c9f9f", "#3b5ba5"])),
         opacity=alt.Opacity("statistic:N", legend=None,
                             scale=alt.Scale(domain=labels, range=[0.45, 1.0])),
         order=alt.Order("front:Q"),
         tooltip=tips("layer:N", "statistic:N", alt.Tooltip("value:Q", format=".4g"), "step:Q"),
-    ).properties(title=f"{title}: mean and max |∇W| per layer",
-                 width=max(PANEL_W, 40 * df["layer"].nunique()), height=PANEL_H)
+    ).transform_filter(SHOWN).add_params(epoch_param(result, epoch)).properties(
+        title=title, width=max(PANEL_W, 40 * df["layer"].nunique()), height=PANEL_H)
 
 
 # Forward: the signal's size entering each activation; backward: the gradient at each layer's
@@ -236,37 +243,46 @@ def metric_panel(metric: str, extras: tuple = ()) -> Panel:
 
 
 # --- distributions ----------------------------------------------------------------------------
-def _hist_rows(result, kinds, epoch=None, layer=None) -> pd.DataFrame:
+def _hist_rows(result, kinds, layer=None) -> pd.DataFrame:
     h = result.histograms
     mask = h["kind"].isin(kinds)
-    if epoch is not None:
-        mask &= h["epoch"] == epoch
     if layer is not None:
         mask &= h["layer"] == layer
     return finite(h[mask], ["lo", "hi", "count"])
 
 
-def _facet(chart: alt.Chart, result, title: str):
+def _facet(chart: alt.Chart, result, title: str | dict):
     """Small multiples, one per layer in network order; each layer keeps its own value range."""
     return chart.properties(width=160, height=100).facet(
         facet=alt.Facet("layer:O", sort=list(result.layer_names), title=None), columns=4,
         title=title).resolve_scale(x="independent", y="independent")
 
 
-_BIN_TIPS = [alt.Tooltip("lo:Q", format=".3g"), alt.Tooltip("hi:Q", format=".3g"), "count:Q"]
+_BIN_TIPS = [alt.Tooltip("lo:Q", format=".3g"), alt.Tooltip("hi:Q", format=".3g"),
+             alt.Tooltip("count:Q")]
 
 
-def histograms(result, kind: str, epoch: int):
-    """Per-layer histograms of `kind` (activation, weight, weight_grad, …) after `epoch`."""
+def _scrubbed(df: pd.DataFrame, value: str) -> alt.Chart:
+    """Histogram rows of every epoch, the scrubbed epoch's at full height and the others' at
+    zero: unlike a filter this keeps each panel's value axis spanning every epoch's bins, so a
+    distribution's drift and spread show as motion (counts rescale per epoch)."""
+    return alt.Chart(source(df)).transform_calculate(
+        shown=f"{SHOWN} ? datum.{value} : 0")
+
+
+def histograms(result, kind: str, epoch: int | None = None):
+    """Per-layer histograms of `kind` (activation, weight, weight_grad, …) after each epoch,
+    scrubbed from `epoch`."""
     label = KIND_LABELS.get(kind, kind)
-    title = f"{label}: distribution per layer after epoch {epoch}"
-    df = _hist_rows(result, [kind], epoch=epoch)
+    df = _hist_rows(result, [kind])
     if df.empty:
-        return no_data(title)
-    bars = alt.Chart(source(df)).mark_rect().encode(
-        x=alt.X("lo:Q", title=label), x2=alt.X2("hi:Q"), y=alt.Y("count:Q", title="Count"), y2=ZERO,
-        color=layer_color(result, legend=False), tooltip=tips("layer:N", *_BIN_TIPS))
-    return _facet(bars, result, title)
+        return no_data(f"{label}: distribution per layer")
+    bars = _scrubbed(df, "count").mark_rect().encode(
+        x=alt.X("lo:Q", title=label), x2=alt.X2("hi:Q"), y=alt.Y("shown:Q", title="Count"),
+        y2=ZERO, color=layer_color(result, legend=False),
+        tooltip=tips("layer:N", "epoch:Q", *_BIN_TIPS))
+    return _facet(bars, result, epoch_title(f"{label}: distribution per layer after epoch "),
+                  ).add_params(epoch_param(result, epoch))
 
 
 def histogram_over_time(result, kind: str, layer: str):
@@ -286,27 +302,29 @@ def histogram_over_time(result, kind: str, layer: str):
                  height=min(400, max(120, 14 * df["epoch"].nunique())))
 
 
-def batch_norm_shift(result, epoch: int):
-    """Per layer, its values before and after batch norm at `epoch`, overlaid as densities."""
+def batch_norm_shift(result, epoch: int | None = None):
+    """Per layer, its values before and after batch norm after each epoch, overlaid as
+    densities, scrubbed from `epoch`."""
     if not result.config.batch_norm:
         return no_data("Batch norm", "Batch norm is off in this run: nothing to compare.")
-    title = f"Batch norm: each layer's values before and after normalising, after epoch {epoch}"
-    df = _hist_rows(result, ["pre_norm", "pre_activation"], epoch=epoch)
+    title = "Batch norm: each layer's values before and after normalising"
+    df = _hist_rows(result, ["pre_norm", "pre_activation"])
     df = df[df["layer"].isin(set(df["layer"][df["kind"] == "pre_norm"]))] if len(df) else df
     if df.empty:
         return no_data(title)
     # Densities, not counts: the two histograms have different bin widths.
-    total = df.groupby(["layer", "kind"])["count"].transform("sum")
+    total = df.groupby(["layer", "kind", "epoch"])["count"].transform("sum")
     stages = {"pre_norm": "before batch norm", "pre_activation": "after batch norm"}
     df = df.assign(density=(df["count"] / (total * (df["hi"] - df["lo"]))).where(total > 0, 0.0),
                    stage=df["kind"].map(stages))
-    bars = alt.Chart(source(df)).mark_rect(opacity=0.55).encode(
+    bars = _scrubbed(df, "density").mark_rect(opacity=0.55).encode(
         x=alt.X("lo:Q", title="Value"), x2=alt.X2("hi:Q"),
-        y=alt.Y("density:Q", title="Density"), y2=ZERO,
+        y=alt.Y("shown:Q", title="Density"), y2=ZERO,
         color=alt.Color("stage:N", title=None, scale=alt.Scale(
             domain=list(stages.values()), range=[SPLITS["val"], SPLITS["train"]])),
-        tooltip=tips("layer:N", "stage:N", *_BIN_TIPS))
-    return _facet(bars, result, title)
+        tooltip=tips("layer:N", "stage:N", "epoch:Q", *_BIN_TIPS))
+    return _facet(bars, result, epoch_title(f"{title}, after epoch ")).add_params(
+        epoch_param(result, epoch))
 
 
 # --- activations and the toy playground -------------------------------------------------------

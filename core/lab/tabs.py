@@ -4,7 +4,8 @@
         for chart in charts:
             chart.build(result, *chart.args(epoch, layer))
 
-The Lab draws every chart of the open tab; Compare's side-by-side layout draws those marked
+The Lab draws every chart of every tab (switching tabs then shows what is built); a chart
+given EPOCH carries every epoch and scrubs in the browser from there; Compare's side-by-side layout draws those marked
 `side_by_side` for each run (its overlays are its own, under the same tab names); the benchmark
 builds them all; the page tests count them.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 from core.lab import charts
+from core.lab.network_chart import network_diagram
 
 EPOCH, LAYER = "<epoch>", "<layer>"   # stand for the page's scrubbed epoch and picked layer
 
@@ -33,7 +35,8 @@ class TabChart(NamedTuple):
 
 
 TABS: dict[str, tuple[TabChart, ...]] = {
-    "Training": (TabChart(charts.loss_accuracy, (EPOCH,)),),
+    "Training": (TabChart(charts.loss_accuracy),
+                 TabChart(network_diagram, (EPOCH,), side_by_side=False)),
     "Gradients": (
         TabChart(charts.grad_norm_heatmap),
         TabChart(charts.grad_norm_lines, ("weight_grad_norm", EPOCH), side_by_side=False),

@@ -6,6 +6,7 @@ a run that diverges at its second step, and a 2-D moons run for the decision bou
 
 import ast
 import dataclasses
+import itertools
 import json
 import math
 from pathlib import Path
@@ -131,43 +132,61 @@ def test_lines_colour_layers_in_network_order_and_toggle_from_the_legend(runs, s
 
 def test_epoch_rule_sits_at_the_first_step_after_that_epoch(runs, spec):
     r = runs["plain"]
+    s = spec("plain", "grad_norm_lines", "weight_grad_norm", 0)
+    scrubbed_from(s, 0, 3)
+    rules = rows_with(s, "step", "label")
     for epoch in (0, 1):
-        rules = rows_with(spec("plain", "grad_norm_lines", "weight_grad_norm", epoch),
-                          "step", "label")
         first = int(r.steps.step[r.steps.epoch == epoch + 1].min())
         assert [x["step"] for x in rules if x["label"] == f"after epoch {epoch}"] == [first]
 
 
-def test_gradient_flow_picks_the_state_after_the_epoch(runs, spec):
+def scrubbed_from(s: dict, epoch: int, last: int) -> None:
+    """The spec shows one epoch through a parameter bound to a 0…last slider starting at
+    `epoch`."""
+    params = [p for n in walk(s) if isinstance(n, dict) for p in n.get("params", [])
+              if p.get("name") == chart_parts.EPOCH]
+    assert len(params) == 1
+    assert params[0]["value"] == epoch
+    assert {k: params[0]["bind"][k] for k in ("input", "min", "max", "step")} == {
+        "input": "range", "min": 0, "max": last, "step": 1}
+
+
+def test_gradient_flow_carries_the_state_after_every_epoch(runs, spec):
     r = runs["bn"]
     recorded = r.layers.drop_duplicates("step")
     expected = {0: 0, 1: int(recorded.step[recorded.epoch == 2].min()),
                 2: int(recorded.step.max())}  # epoch 2 is the last: its final recorded step
+    s = spec("bn", "gradient_flow", 1)
+    scrubbed_from(s, 1, 2)
+    bars = rows_with(s, "statistic", "value")
+    assert {b["epoch"]: b["step"] for b in bars} == expected
     seen = []
     for epoch, step in expected.items():
-        bars = rows_with(spec("bn", "gradient_flow", epoch), "statistic", "value")
-        assert {b["step"] for b in bars} == {step}
         for metric in ("weight_grad_mean_abs", "weight_grad_max_abs"):
             want = r.layers[(r.layers.step == step) & (r.layers.metric == metric)]
-            got = {b["layer"]: b["value"] for b in bars if b["metric"] == metric}
+            got = {b["layer"]: b["value"] for b in bars
+                   if b["metric"] == metric and b["epoch"] == epoch}
             assert list(got) == r.layer_names
             assert np.allclose([got[n] for n in want.layer], want.value, rtol=1e-6)
-        seen.append(sorted(b["value"] for b in bars))
+        seen.append(sorted(b["value"] for b in bars if b["epoch"] == epoch))
     assert seen[0] != seen[1] != seen[2]
+    # The log axis spans every epoch's bars: scrubbing moves the bars, not the axis.
+    y = [e for e in encodings(s, "y") if e.get("field") == "value"][0]
+    values = [b["value"] for b in bars]
+    assert y["scale"]["domain"] == [min(values), max(values)]
 
 
 def test_gradient_flow_of_a_diverged_run_shows_its_last_finite_step(runs, spec):
-    """The state after the last epoch of a diverged run has only NaN gradients: the bars are
-    those of the last step with finite ones, and the title says so."""
+    """The state after the last epoch of a diverged run has only NaN gradients: its bars are
+    those of the last step with finite ones (their step says so)."""
     r = runs["diverged"]
     last = int(r.epochs["epoch"].max())
     s = spec("diverged", "gradient_flow", last)
-    bars = rows_with(s, "statistic", "value")
+    bars = [b for b in rows_with(s, "statistic", "value") if b["epoch"] == last]
     finite_steps = r.layers[(r.layers.metric == "weight_grad_mean_abs")
                             & np.isfinite(r.layers.value)].step
     assert {b["step"] for b in bars} == {int(finite_steps.max())}
     assert int(finite_steps.max()) < r.divergence["step"]
-    assert "the last with finite gradients" in texts(s)
 
 
 def test_layer_norms_are_every_layers_forward_and_backward_size_at_step_0(runs, spec):
@@ -287,9 +306,14 @@ def test_diverged_loss_drops_the_nan_epochs(runs, spec):
 # --- distributions ----------------------------------------------------------------------------
 def test_histograms_follow_the_epoch_and_the_network_order(runs, spec):
     r = runs["plain"]
-    first = rows_with(spec("plain", "histograms", "activation", 0), "lo", "hi", "count")
-    last = rows_with(spec("plain", "histograms", "activation", 3), "lo", "hi", "count")
-    assert {x["epoch"] for x in first} == {0} and {x["epoch"] for x in last} == {3}
+    s = spec("plain", "histograms", "activation", 0)
+    scrubbed_from(s, 0, 3)
+    bins = rows_with(s, "lo", "hi", "count")
+    assert {x["epoch"] for x in bins} == {0, 1, 2, 3}
+    h = r.histograms
+    assert len(bins) == len(h[h.kind == "activation"])
+    first = [x for x in bins if x["epoch"] == 0]
+    last = [x for x in bins if x["epoch"] == 3]
     assert {x["kind"] for x in first} == {"activation"}
     assert [x["count"] for x in first] != [x["count"] for x in last]
     facet = spec("plain", "histograms", "activation", 0)["facet"]
@@ -306,14 +330,17 @@ def test_histogram_over_time_has_every_epoch_of_one_layer(runs, spec):
 
 def test_batch_norm_shift(runs, spec):
     assert "Batch norm is off" in texts(spec("plain", "batch_norm_shift", 0))
-    bins = rows_with(spec("bn", "batch_norm_shift", 0), "stage", "density")
+    s = spec("bn", "batch_norm_shift", 0)
+    scrubbed_from(s, 0, 2)
+    bins = rows_with(s, "stage", "density")
     assert {x["stage"] for x in bins} == {"before batch norm", "after batch norm"}
     assert {x["layer"] for x in bins} == {"hidden1", "hidden2", "hidden3"}
-    for layer in ("hidden1", "hidden3"):
-        for stage in ("before batch norm", "after batch norm"):
-            area = sum(x["density"] * (x["hi"] - x["lo"]) for x in bins
-                       if x["layer"] == layer and x["stage"] == stage)
-            assert area == pytest.approx(1.0)
+    assert {x["epoch"] for x in bins} == {0, 1, 2}
+    for layer, stage, epoch in itertools.product(
+            ("hidden1", "hidden3"), ("before batch norm", "after batch norm"), (0, 2)):
+        area = sum(x["density"] * (x["hi"] - x["lo"]) for x in bins
+                   if x["layer"] == layer and x["stage"] == stage and x["epoch"] == epoch)
+        assert area == pytest.approx(1.0)
 
 
 # --- activations and the playground -----------------------------------------------------------
@@ -401,3 +428,30 @@ def test_long_deep_runs_are_thinned_and_still_serialise(runs):
     assert len(norm) <= chart_parts.MAX_STEPS
     bins = rows_with(charts.histogram_over_time(long, "activation", "hidden1").to_dict(), "lo")
     assert len(bins) == 150 * 40
+
+
+# --- the network diagram ----------------------------------------------------------------------
+def test_network_diagram_draws_the_layers_to_scale_coloured_at_every_epoch(runs):
+    from core.lab.network_chart import network_diagram
+    r = runs["plain"]   # digits (8 × 8 inputs, 10 classes), 2 tanh layers of 16
+    s = network_diagram(r, 1).to_dict()
+    scrubbed_from(s, 1, 3)
+    labels = {x["layer"]: x["label"] for x in rows_with(s, "label", "x")}
+    assert labels == {"input": "64 inputs", "hidden1": "16 units", "hidden2": "16 units",
+                      "output": "10 units"}
+    dots = rows_with(s, "units", "y")
+    grads = [d for d in dots if d.get("metric") == "out_grad_norm"]
+    assert {d.get("metric") for d in dots} == {None, "out_grad_norm", "saturation"}
+    # One dot = ceil(64 / 12) = 6 units: 11 dots for the input, 3 per hidden layer, 2 output.
+    per_layer = {layer: len({d["y"] for d in dots if d["layer"] == layer})
+                 for layer in labels}
+    assert per_layer == {"input": 11, "hidden1": 3, "hidden2": 3, "output": 2}
+    # Coloured by ‖∂L/∂z‖ at each epoch's state, straight from the records.
+    for epoch in range(4):
+        step = chart_parts.state_step(r.layers, epoch)
+        want = r.layers[(r.layers.step == step) & (r.layers.metric == "out_grad_norm")]
+        got = {d["layer"]: d["value"] for d in grads if d["epoch"] == epoch and "step" in d
+               and d["step"] == step}
+        assert set(got) == set(want.layer)
+        assert np.allclose([got[n] for n in want.layer], want.value, rtol=1e-6)
+    assert "no data" in texts(network_diagram(runs["initial"]).to_dict())
