@@ -106,7 +106,7 @@ def panels() -> None:
     # Chromium), so playing advances the scrubber from here, one fragment rerun an epoch.
     if st.session_state.get(PLAY_KEY) and last > 0:
         st.session_state[EPOCH_KEY] = (st.session_state.get(EPOCH_KEY, last) + 1) % (last + 1)
-    epoch = epoch_slider(result.key, last,
+    epoch = epoch_slider(result.key, last, label="Every chart at epoch",
                          help="Where every per-epoch chart starts (0 is the network at "
                               "initialisation). Each chart's own slider, under it, scrubs "
                               "at once in the browser.")

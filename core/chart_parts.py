@@ -164,7 +164,7 @@ def epoch_param(result, epoch: int | None) -> alt.Parameter:
     last = last_epoch(result)
     start = last if epoch is None else min(max(int(epoch), 0), last)
     return alt.param(name=EPOCH, value=start, bind=alt.binding_range(
-        min=0, max=last, step=1, name="Epoch (0 = at initialisation) "))
+        min=0, max=last, step=1, name="This chart at epoch (0 = at initialisation) "))
 
 
 def epoch_title(before: str, after: str = "") -> dict:
@@ -273,7 +273,11 @@ def vega_spec(chart: alt.TopLevelMixin) -> dict:
     height. Concatenated and faceted charts keep their own sizes (Vega-Lite fits only single
     and layered views).
     """
-    spec = chart.to_dict(validate=False)
+    # Per-epoch charts carry every epoch's rows so that they scrub in the browser: a deep run's
+    # histograms pass Altair's 5,000-row guard (meant for an accidental big DataFrame), while
+    # what a run records is bounded by core.budget.MAX_LAYER_ROWS.
+    with alt.data_transformers.disable_max_rows():
+        spec = chart.to_dict(validate=False)
     if "mark" in spec or "layer" in spec:
         spec.setdefault("autosize", {"type": "fit-x", "contains": "padding"})
     return spec

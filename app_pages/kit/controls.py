@@ -465,7 +465,7 @@ def warn(messages: Iterable[str], who: str = "") -> None:
 
 
 def epoch_slider(run: Any, last: int, *, default: int | None = None, help: str,
-                 container=st) -> int:
+                 container=st, label: str = "Epoch") -> int:
     """The one epoch scrubber of a page (bound to the link as `epoch`), for the run `run`
     (any hashable identity: a key, a pair of keys) whose last epoch is `last`; returns the
     epoch, 0 being the network at initialisation.
@@ -480,6 +480,6 @@ def epoch_slider(run: Any, last: int, *, default: int | None = None, help: str,
     elif st.session_state.get(EPOCH_KEY, 0) > max(last, 1):
         st.session_state[EPOCH_KEY] = last
     st.session_state[EPOCH_RUN_KEY] = run
-    epoch = container.slider("Epoch", 0, max(last, 1), default, key=EPOCH_KEY,
+    epoch = container.slider(label, 0, max(last, 1), default, key=EPOCH_KEY,
                              bind="query-params", help=help, disabled=last == 0)
     return min(epoch, last)
