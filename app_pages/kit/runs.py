@@ -1,26 +1,44 @@
 """Getting a run for a page, of any family: from the run store when it ran before, else trained
 with progress; then what the user must know about it, and its downloads.
 
-Training shows a progress bar and, where the family has one, a loss curve that grows epoch by
-epoch. The run store (core.cache's process-wide one) is not wrapped in `st.cache_data`: a cached
+Training shows a progress bar and, where the family has one, charts that grow epoch by epoch;
+where the page offers it, a Stop button ends the run at the next epoch boundary and keeps it.
+
+How Stop works: a button clicked while the script runs asks Streamlit for a rerun, and
+Streamlit raises RerunException at the script's next Streamlit call, here the progress bar's
+update after an epoch. That used to end the training with nothing stored; now `on_epoch` reads
+the rerun's widget states: if the Stop button's trigger is on, it holds the rerun, raises
+core.training.StopTraining (the trainer ends after this epoch, the cache stores the run as
+"stopped"), and raises the held rerun afterwards, so the page redraws with the stopped run. A
+rerun any other widget asked for still ends the training and stores nothing: the user changed
+the settings, and a partial run would later pose as one they had stopped.
+
+The run store (core.cache's process-wide one) is not wrapped in `st.cache_data`: a cached
 function would skip its progress output on a hit, and the store already makes repeats instant
 for every session of the server.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import time
 import zipfile
 from typing import Any, Callable
 
 import streamlit as st
+from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
+from streamlit.runtime.state.common import user_key_from_element_id
 
 from core.lab.export import pytorch_script, script_filename
 from core.lab.result import TABLES, RunResult
 from core.lab.runs import cached_run, get_run, refuse_runs
 from core.settings import ConfigError
+from core.training import StopTraining
 from app_pages.kit.charts import chart
+
+STOP_KEY = "stop_run"             # the Stop button's key, by which its click is recognised
+FULL_RUN_KEY = "_kit_full_run"    # the key of the stopped run "Train all N epochs" replaces
 
 
 def status_word(status: str) -> str:
@@ -38,10 +56,19 @@ def epoch_progress(epochs: int) -> Callable[[Any], tuple[float, str]]:
     return progress
 
 
+def stop_clicked(rerun: RerunException) -> bool:
+    """Whether the rerun Streamlit raised mid-run is the Stop button's click (its trigger is on
+    in the rerun's widget states), not another widget's change."""
+    states = rerun.rerun_data.widget_states
+    return states is not None and any(
+        user_key_from_element_id(w.id) == STOP_KEY and w.WhichOneof("value") == "trigger_value"
+        and w.trigger_value for w in states.widgets)
+
+
 def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
            progress: Callable[[Any], tuple[float, str]] | None = None,
            live_chart: Callable | None = None, starting: str = "Training…",
-           failure: str = "This run could not start"):
+           failure: str = "This run could not start", stoppable: bool = False):
     """The result for `cfg`: from the run store when it ran before, else trained with a progress
     bar; None, with one clear message (never a traceback), when it cannot be trained.
 
@@ -51,26 +78,46 @@ def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
     while the run has more than a second left. While the run queues for a training slot,
     `on_wait(message)` shows its place on the bar every second; that call is also where a
     closed tab's session stops (Streamlit raises in it), leaving the queue.
+
+    `stoppable`: a Stop button shows while the run trains (see the module's docstring), and a
+    run stopped before is served as it is (`cached` and `train` take `stopped=`), until
+    "Train all N epochs" (`notices`) asks for it in full.
     """
+    if stoppable:
+        full = st.session_state.pop(FULL_RUN_KEY, None) == cfg.key()
+        cached = functools.partial(cached, stopped=not full)
+        train = functools.partial(train, stopped=not full)
     hit = cached(cfg)
     if hit is not None:
         return hit
     progress = progress or epoch_progress(cfg.epochs)
     bar = st.progress(0.0, text=starting)
+    if stoppable:
+        st.button("Stop", key=STOP_KEY, icon=":material/stop_circle:",
+                  help="End the run after the epoch it is in, keeping everything recorded so "
+                       "far; it is stored as stopped, and can be trained in full later.")
     live = st.empty()
     start = time.perf_counter()
     last_drawn = [start]
+    stop: list[RerunException] = []   # the Stop click's rerun, raised once the run is stored
 
     def on_epoch(partial) -> None:
         done, text = progress(partial)
-        bar.progress(done, text=text)
-        # A run that will be over within a second gets no live chart (building one costs
-        # ~0.1 s); a longer one shows its curve growing, redrawn at most twice a second.
-        now = time.perf_counter()
-        left = (now - start) / done * (1 - done) if done else 0.0
-        if live_chart is not None and left > 1.0 and now - last_drawn[0] > 0.5:
-            chart(live_chart(partial), live)
-            last_drawn[0] = time.perf_counter()
+        try:
+            bar.progress(done, text=text)
+            # A run that will be over within a second gets no live chart (building one costs
+            # ~0.1 s); a longer one shows its charts growing, redrawn at most twice a second.
+            now = time.perf_counter()
+            left = (now - start) / done * (1 - done) if done else 0.0
+            if live_chart is not None and left > 1.0 and now - last_drawn[0] > 0.5:
+                chart(live_chart(partial), live)
+                last_drawn[0] = time.perf_counter()
+        except RerunException as rerun:
+            if not (stoppable and stop_clicked(rerun)):
+                raise
+            stop.append(rerun)
+        if stop:
+            raise StopTraining
 
     def on_wait(message: str) -> None:
         bar.progress(0.0, text=message)
@@ -82,6 +129,8 @@ def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
         result = None
     bar.empty()
     live.empty()
+    if stop:
+        raise stop[0]   # Streamlit's rerun, which draws the stopped run from the store
     return result
 
 
@@ -102,9 +151,21 @@ def obtain_all(cfgs: list, **options) -> list:
 
 def notices(result) -> None:
     """What the user must know about the run's data and outcome (a Lab or a recurrent run;
-    only the Lab's can stop early)."""
+    only the Lab's can stop early): a run its user stopped says so, with a button that trains
+    all its epochs (replacing it in the store)."""
     if result.dataset.get("notice"):
         st.info(result.dataset["notice"], icon=":material/info:")
+    if result.stopped:
+        epochs = result.config.epochs
+        with st.container(border=True, key="stopped_run"):
+            st.warning(f"Stopped by you after epoch {result.epochs_done} of {epochs}: "
+                       "everything below is what those epochs recorded; the test set was not "
+                       "scored.", icon=":material/stop_circle:")
+            st.button(f"Train all {epochs} epochs", key="train_full", type="primary",
+                      icon=":material/play_arrow:", on_click=st.session_state.__setitem__,
+                      args=(FULL_RUN_KEY, result.key),
+                      help="Trains this configuration again from the start for every epoch; "
+                           "the full run replaces the stopped one in the run store.")
     stop = getattr(result, "early_stop", None)
     if stop:
         st.info(f"Stopped early after epoch {stop['epoch']} of {result.config.epochs}: the "
