@@ -62,7 +62,7 @@ else:
 # Chromium), and early stopping and the Stop button must read apart.
 status = "stopped" if result.early_stop else status_word(result.status)
 stopped_by = (f"early, at epoch {result.early_stop['epoch']}" if result.early_stop
-              else f"by you, at epoch {result.epochs_done} of {cfg.epochs}" if result.stopped
+              else f"by you, at epoch {result.epochs_done}" if result.stopped
               else None)
 cols[3].metric("Status", status, delta=stopped_by, delta_color="off",
                help="'done': every epoch ran; 'diverged': values became NaN or infinite and "

@@ -51,7 +51,7 @@ for col, title, value, text in (
                     f"the {T} time steps reaches the first. Far below 1: vanishing through "
                     "time; far above: exploding.")
 cols[3].metric("Status", status_word(result.status),
-               delta=f"by you, at epoch {result.epochs_done} of {cfg.epochs}"
+               delta=f"by you, at epoch {result.epochs_done}"
                if result.stopped else None, delta_color="off",
                help="'done': every epoch ran; 'diverged' when the loss or the gradient became "
                     "NaN or infinite: the run stops there; 'stopped': the Stop button ended it.")

@@ -4,14 +4,17 @@ with progress; then what the user must know about it, and its downloads.
 Training shows a progress bar and, where the family has one, charts that grow epoch by epoch;
 where the page offers it, a Stop button ends the run at the next epoch boundary and keeps it.
 
-How Stop works: a button clicked while the script runs asks Streamlit for a rerun, and
-Streamlit raises RerunException at the script's next Streamlit call, here the progress bar's
-update after an epoch. That used to end the training with nothing stored; now `on_epoch` reads
-the rerun's widget states: if the Stop button's trigger is on, it holds the rerun, raises
-core.training.StopTraining (the trainer ends after this epoch, the cache stores the run as
-"stopped"), and raises the held rerun afterwards, so the page redraws with the stopped run. A
-rerun any other widget asked for still ends the training and stores nothing: the user changed
-the settings, and a partial run would later pose as one they had stopped.
+How Stop works: a click while the script runs asks Streamlit for a rerun. With
+`runner.fastReruns` (Streamlit's default, which .streamlit/config.toml keeps) the session stops
+the running script and starts the next run at once, in a new thread; the old script gets
+StopException at its next Streamlit call, here the progress bar's update after an epoch, which
+used to end the training with nothing stored. The next run's first act is the Stop button's
+`on_click`, which sets an event the training run shares: seeing it, `on_epoch` raises
+core.training.StopTraining instead (the trainer ends after one more epoch, the cache stores the
+run as "stopped"), making no Streamlit call until the run is stored. The new run waits for the
+run's lock meanwhile (core.cache), then draws the stopped run. Any other cause (another widget
+changed, the tab closed) ends the training as before, storing nothing: the user changed the
+settings, and a partial run would later pose as one they had stopped.
 
 The run store (core.cache's process-wide one) is not wrapped in `st.cache_data`: a cached
 function would skip its progress output on a hit, and the store already makes repeats instant
@@ -22,13 +25,13 @@ from __future__ import annotations
 
 import functools
 import io
+import threading
 import time
 import zipfile
 from typing import Any, Callable
 
 import streamlit as st
-from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
-from streamlit.runtime.state.common import user_key_from_element_id
+from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
 from core.lab.export import pytorch_script, script_filename
 from core.lab.result import TABLES, RunResult
@@ -37,8 +40,9 @@ from core.settings import ConfigError
 from core.training import StopTraining
 from app_pages.kit.charts import chart
 
-STOP_KEY = "stop_run"             # the Stop button's key, by which its click is recognised
+STOP_KEY = "stop_run"             # the Stop button's key
 FULL_RUN_KEY = "_kit_full_run"    # the key of the stopped run "Train all N epochs" replaces
+CLICK_HEARD = 1.0   # seconds a stopped script run waits to learn whether Stop was the cause
 
 
 def status_word(status: str) -> str:
@@ -54,15 +58,6 @@ def epoch_progress(epochs: int) -> Callable[[Any], tuple[float, str]]:
         return min(1.0, done / epochs), (f"Training… epoch {done} of {epochs}, validation "
                                          f"accuracy {partial.final('val', 'accuracy'):.1%}")
     return progress
-
-
-def stop_clicked(rerun: RerunException) -> bool:
-    """Whether the rerun Streamlit raised mid-run is the Stop button's click (its trigger is on
-    in the rerun's widget states), not another widget's change."""
-    states = rerun.rerun_data.widget_states
-    return states is not None and any(
-        user_key_from_element_id(w.id) == STOP_KEY and w.WhichOneof("value") == "trigger_value"
-        and w.trigger_value for w in states.widgets)
 
 
 def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
@@ -92,16 +87,20 @@ def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
         return hit
     progress = progress or epoch_progress(cfg.epochs)
     bar = st.progress(0.0, text=starting)
+    stop_slot = st.empty()
+    stop_clicked = threading.Event()
     if stoppable:
-        st.button("Stop", key=STOP_KEY, icon=":material/stop_circle:",
-                  help="End the run after the epoch it is in, keeping everything recorded so "
-                       "far; it is stored as stopped, and can be trained in full later.")
+        stop_slot.button("Stop", key=STOP_KEY, icon=":material/stop_circle:",
+                         on_click=stop_clicked.set,
+                         help="End the run after the next epoch, keeping everything recorded; "
+                              "it is stored as stopped, and can be trained in full later.")
     live = st.empty()
     start = time.perf_counter()
     last_drawn = [start]
-    stop: list[RerunException] = []   # the Stop click's rerun, raised once the run is stored
 
     def on_epoch(partial) -> None:
+        if stop_clicked.is_set():
+            raise StopTraining   # before any Streamlit call: this script run is being stopped
         done, text = progress(partial)
         try:
             bar.progress(done, text=text)
@@ -112,12 +111,12 @@ def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
             if live_chart is not None and left > 1.0 and now - last_drawn[0] > 0.5:
                 chart(live_chart(partial), live)
                 last_drawn[0] = time.perf_counter()
-        except RerunException as rerun:
-            if not (stoppable and stop_clicked(rerun)):
-                raise
-            stop.append(rerun)
-        if stop:
-            raise StopTraining
+        except StopException:
+            # The page's next run has started: the Stop click's (its callback is among the
+            # first things that run does), or another widget's, or the tab closed.
+            if stoppable and stop_clicked.wait(CLICK_HEARD):
+                raise StopTraining from None
+            raise
 
     def on_wait(message: str) -> None:
         bar.progress(0.0, text=message)
@@ -127,10 +126,10 @@ def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
     except Exception as err:  # a missing dataset, an unavailable device, a busy server: say so
         st.error(f"{failure}: {err}", icon=":material/error:")
         result = None
+    # After a Stop these raise StopException: this run ends, its successor draws the stopped run.
     bar.empty()
+    stop_slot.empty()
     live.empty()
-    if stop:
-        raise stop[0]   # Streamlit's rerun, which draws the stopped run from the store
     return result
 
 

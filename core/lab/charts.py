@@ -74,8 +74,10 @@ def live_training(result):
     loss = alt.Chart(losses, title="Loss (cross-entropy)", width=PANEL_W, height=PANEL_H
                      ).mark_line(point=True).encode(
         x=x, y=alt.Y("value:Q", title="Loss", scale=alt.Scale(zero=False)),
-        color=alt.Color("split:N", title="Split", scale=alt.Scale(
-            domain=["train", "val"], range=[SPLITS["train"], SPLITS["val"]])),
+        # The legend inside the panel: two outside legends would not fit the Lab's width.
+        color=alt.Color("split:N", title=None, legend=alt.Legend(orient="top-right"),
+                        scale=alt.Scale(domain=["train", "val"],
+                                        range=[SPLITS["train"], SPLITS["val"]])),
         tooltip=tips("split:N", "epoch:Q", alt.Tooltip("value:Q", format=".4g")))
     m = CATALOGUE["out_grad_norm"]
     grads = thin(metric_rows(result, "out_grad_norm", positive=True), LIVE_STEPS)
@@ -87,8 +89,10 @@ def live_training(result):
                      axis=LOG_AXIS),
         color=layer_color(result),
         tooltip=tips("layer:N", "step:Q", "epoch:Q", alt.Tooltip("value:Q", format=".4g")))
+    # Splits and layers are coloured apart: each panel keeps its own legend.
     return alt.hconcat(loss if len(losses) else no_data("Loss (cross-entropy)"),
-                       grad if len(grads) else no_data(m.title), title=title)
+                       grad if len(grads) else no_data(m.title), title=title
+                       ).resolve_scale(color="independent")
 
 
 # --- gradients --------------------------------------------------------------------------------
