@@ -14,7 +14,7 @@ A `RunKind` says how one family's runs are stored, trained and costed: the Lab's
 A run its user stopped (core.training.StopTraining) is stored like any, with status "stopped";
 only a caller that asks for it (`stopped=True`: the page that offers Stop) is served it, and for
 every other a stopped run counts as missing, so it trains in full and replaces the stopped one.
-Compare, a download or a lesson never takes a stopped run for a complete one.
+Compare, the Playground or the CLI never take a stopped run for a complete one.
 
 Concurrent callers in one process asking for the same config wait for the first one's training
 instead of training it again; other processes share the results through the store's file.
@@ -261,8 +261,9 @@ def cached(kind: RunKind, cfg: Any, store: RunStore | None = None, *,
         if result is not None:
             _remember(recent_key, result)
     # Only trained runs (core.tables.TrainedRun) can be stopped; a sweep's cells cannot.
-    return None if result is not None and not stopped and getattr(result, "stopped", False) \
-        else result
+    if result is not None and not stopped and getattr(result, "stopped", False):
+        return None
+    return result
 
 
 def put(kind: RunKind, result: Any, store: RunStore) -> None:
@@ -276,12 +277,12 @@ def obtain(kind: RunKind, cfg: Any, store: RunStore | None = None,
     """The result of cfg: from memory or the store if there, else trained now and stored.
 
     `on_epoch` goes to the kind's train; if it raises core.training.StopTraining the run ends
-    after that epoch and is stored as stopped. A stored stopped run is served only with
-    `stopped=True`; otherwise the config trains in full, replacing it. A config over the compute budget (core.budget) is
-    refused with a ConfigError, saying what to lower, before anything trains; a stored result
-    is served whatever it cost. While it waits (for a training slot, or for another session
-    training the same config), `on_wait(message)` hears why every second; a wait for a slot
-    past MAX_WAIT raises Busy.
+    after the next epoch and is stored as stopped. A stored stopped run is served only with
+    `stopped=True`; otherwise the config trains in full, replacing it. A config over the
+    compute budget (core.budget) is refused with a ConfigError, saying what to lower, before
+    anything trains; a stored result is served whatever it cost. While it waits (for a training
+    slot, or for another session training the same config), `on_wait(message)` hears why every
+    second; a wait for a slot past MAX_WAIT raises Busy.
     """
     store = default_store() if store is None else store
     with training_lock(kind.store_key(cfg), on_wait):
