@@ -33,7 +33,7 @@ warn(warnings)
 
 preset_buttons(PRESETS, LAB, columns=4)
 
-result = obtain(cfg, live_chart=charts.loss_accuracy)
+result = obtain(cfg, live_chart=charts.live_training, stoppable=True)
 if result is None:
     st.stop()
 
@@ -58,13 +58,16 @@ if result.flat_metric is not None:
                    help=headline.help)
 else:
     cols[2].metric("Max saturation (end)", "–", help="A linear network has no flat region.")
-# "stopped" and the reason under it: "stopped early" does not fit the column (seen in Chromium).
+# "stopped" and who stopped it under it: "stopped early" does not fit the column (seen in
+# Chromium), and early stopping and the Stop button must read apart.
 status = "stopped" if result.early_stop else status_word(result.status)
-cols[3].metric("Status", status,
-               delta=f"early, at epoch {result.early_stop['epoch']}" if result.early_stop
-               else None, delta_color="off",
+stopped_by = (f"early, at epoch {result.early_stop['epoch']}" if result.early_stop
+              else f"by you, at epoch {result.epochs_done}" if result.stopped
+              else None)
+cols[3].metric("Status", status, delta=stopped_by, delta_color="off",
                help="'done': every epoch ran; 'diverged': values became NaN or infinite and "
-                    "the run stopped there; 'stopped': early stopping ended it.")
+                    "the run stopped there; 'stopped' early: early stopping ended it; "
+                    "'stopped' by you: the Stop button ended it.")
 cols[4].metric("Time", f"{result.timing['seconds']:.2f} s",
                delta="from the store" if result.from_store else "trained now",
                delta_color="off", help="Wall time of the training run on "

@@ -31,7 +31,7 @@ warn(warnings)
 
 preset_buttons(RECURRENT_PRESETS, RECURRENT)
 
-result = obtain(cfg, cached=cached_recurrent_run, train=get_recurrent_run)
+result = obtain(cfg, cached=cached_recurrent_run, train=get_recurrent_run, stoppable=True)
 if result is None:
     st.stop()
 
@@ -51,8 +51,10 @@ for col, title, value, text in (
                     f"the {T} time steps reaches the first. Far below 1: vanishing through "
                     "time; far above: exploding.")
 cols[3].metric("Status", status_word(result.status),
+               delta=f"by you, at epoch {result.epochs_done}"
+               if result.stopped else None, delta_color="off",
                help="'done': every epoch ran; 'diverged' when the loss or the gradient became "
-                    "NaN or infinite: the run stops there.")
+                    "NaN or infinite: the run stops there; 'stopped': the Stop button ended it.")
 cols[4].metric("Time", f"{result.timing['seconds']:.2f} s",
                delta="from the run store" if result.from_store else "trained now",
                delta_color="off", help=f"Wall time of the training run on {result.device}.")

@@ -11,6 +11,11 @@ A `RunKind` says how one family's runs are stored, trained and costed: the Lab's
     lock on the store key → the recent results in memory → the run store
         → else the compute budget (core.budget) → a training slot → train → store → remember
 
+A run its user stopped (core.training.StopTraining) is stored like any, with status "stopped";
+only a caller that asks for it (`stopped=True`: the page that offers Stop) is served it, and for
+every other a stopped run counts as missing, so it trains in full and replaces the stopped one.
+Compare, the Playground or the CLI never take a stopped run for a complete one.
+
 Concurrent callers in one process asking for the same config wait for the first one's training
 instead of training it again; other processes share the results through the store's file.
 
@@ -241,17 +246,23 @@ def load(kind: RunKind, cfg: Any, store: RunStore) -> Any | None:
     return result
 
 
-def cached(kind: RunKind, cfg: Any, store: RunStore | None = None) -> Any | None:
-    """The result of cfg from memory or the store, or None; nothing trains."""
+def cached(kind: RunKind, cfg: Any, store: RunStore | None = None, *,
+           stopped: bool = False) -> Any | None:
+    """The result of cfg from memory or the store, or None; nothing trains. A run its user
+    stopped counts only with `stopped=True`."""
     store = default_store() if store is None else store
     recent_key = (str(store.path), kind.store_key(cfg))
     with _recent_guard:
-        if recent_key in _recent:
+        result = _recent.get(recent_key)
+        if result is not None:
             _recent.move_to_end(recent_key)
-            return _recent[recent_key]
-    result = load(kind, cfg, store)
-    if result is not None:
-        _remember(recent_key, result)
+    if result is None:
+        result = load(kind, cfg, store)
+        if result is not None:
+            _remember(recent_key, result)
+    # Only trained runs (core.tables.TrainedRun) can be stopped; a sweep's cells cannot.
+    if result is not None and not stopped and getattr(result, "stopped", False):
+        return None
     return result
 
 
@@ -261,18 +272,21 @@ def put(kind: RunKind, result: Any, store: RunStore) -> None:
 
 
 def obtain(kind: RunKind, cfg: Any, store: RunStore | None = None,
-           on_epoch: Callable | None = None, on_wait: Callable[[str], None] | None = None) -> Any:
+           on_epoch: Callable | None = None, on_wait: Callable[[str], None] | None = None, *,
+           stopped: bool = False) -> Any:
     """The result of cfg: from memory or the store if there, else trained now and stored.
 
-    `on_epoch` goes to the kind's train. A config over the compute budget (core.budget) is
-    refused with a ConfigError, saying what to lower, before anything trains; a stored result
-    is served whatever it cost. While it waits (for a training slot, or for another session
-    training the same config), `on_wait(message)` hears why every second; a wait for a slot
-    past MAX_WAIT raises Busy.
+    `on_epoch` goes to the kind's train; if it raises core.training.StopTraining the run ends
+    after the next epoch and is stored as stopped. A stored stopped run is served only with
+    `stopped=True`; otherwise the config trains in full, replacing it. A config over the
+    compute budget (core.budget) is refused with a ConfigError, saying what to lower, before
+    anything trains; a stored result is served whatever it cost. While it waits (for a training
+    slot, or for another session training the same config), `on_wait(message)` hears why every
+    second; a wait for a slot past MAX_WAIT raises Busy.
     """
     store = default_store() if store is None else store
     with training_lock(kind.store_key(cfg), on_wait):
-        result = cached(kind, cfg, store)
+        result = cached(kind, cfg, store, stopped=stopped)
         if result is not None:
             return result
         refuse(kind.estimate(cfg))

@@ -29,6 +29,10 @@ class Claim(Generic[Result]):
     needs: str | None = None
 
     def ready(self, result: Result) -> bool:
+        """Whether the part it reads is there: a run its user stopped lacks the later epochs a
+        lesson's claims are about, so none is judged on it."""
+        if getattr(result, "stopped", False):
+            return False
         return self.needs is None or getattr(result, self.needs) is not None
 
     def check(self, result: Result) -> tuple[str, bool]:

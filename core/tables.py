@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 TEXT_COLUMNS = ("split", "metric", "layer", "kind")
+STOPPED = "stopped"   # the status of a run its user stopped (early stopping completes a run)
 
 
 def table_to_dict(df: pd.DataFrame) -> dict[str, list]:
@@ -41,7 +42,7 @@ class TrainedRun(EpochRecords):
     """A whole trained run: its config (whose key is the store's) and its status."""
 
     config: Any
-    status: str                     # "completed" | "diverged"
+    status: str                     # "completed" | "diverged" | "stopped" (by its user)
 
     @property
     def key(self) -> str:
@@ -50,3 +51,13 @@ class TrainedRun(EpochRecords):
     @property
     def diverged(self) -> bool:
         return self.status == "diverged"
+
+    @property
+    def stopped(self) -> bool:
+        """Stopped by its user before its last epoch (a Stop button), not by early stopping."""
+        return self.status == STOPPED
+
+    @property
+    def epochs_done(self) -> int:
+        """The epochs it trained: the last one its `epochs` table records."""
+        return int(self.epochs.epoch.max()) if len(self.epochs) else 0

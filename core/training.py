@@ -21,6 +21,15 @@ from core.settings import ConfigError
 EVAL_BATCH = 2048
 
 
+
+class StopTraining(Exception):
+    """Raised by a trainer's `on_epoch` callback (a Stop button) to end the run, keeping
+    everything recorded: its status is then "stopped". The trainer hears it after an epoch and
+    trains one more, which records the end state (its last step's per-layer statistics and
+    histograms) as a run's last epoch does, so a stopped run draws like a full one; asked at
+    initialisation, the run stops after its first epoch."""
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' → CUDA, then MPS, then CPU; an explicit device that is missing is an error."""
     cuda = torch.cuda.is_available()

@@ -40,6 +40,9 @@ def lesson_box(presets: Iterable[Preset], config: Any, evidence: Any,
         return None
     with container.container(border=True):
         st.markdown(f"**{preset.title}** — {preset.look_at}")
+        if getattr(evidence, "stopped", False):
+            st.caption("You stopped this run before its last epoch: its claims are checked "
+                       "on the full run (train all its epochs below).")
         for claim in preset.ready_claims(evidence):
             text, ok = claim.check(evidence)
             st.markdown(f"{':material/check_circle:' if ok else ':material/cancel:'} "

@@ -1,26 +1,48 @@
 """Getting a run for a page, of any family: from the run store when it ran before, else trained
 with progress; then what the user must know about it, and its downloads.
 
-Training shows a progress bar and, where the family has one, a loss curve that grows epoch by
-epoch. The run store (core.cache's process-wide one) is not wrapped in `st.cache_data`: a cached
+Training shows a progress bar and, where the family has one, charts that grow epoch by epoch;
+where the page offers it, a Stop button ends the run at the next epoch boundary and keeps it.
+
+How Stop works: a click while the script runs asks Streamlit for a rerun. With
+`runner.fastReruns` (Streamlit's default, which .streamlit/config.toml keeps) the session stops
+the running script and starts the next run at once, in a new thread; the old script gets
+StopException at its next Streamlit call, here the progress bar's update after an epoch, which
+used to end the training with nothing stored. The next run's first act is the Stop button's
+`on_click`, which sets an event the training run shares: seeing it, `on_epoch` raises
+core.training.StopTraining instead (the trainer ends after one more epoch, the cache stores the
+run as "stopped"), making no Streamlit call until the run is stored. The new run waits for the
+run's lock meanwhile (core.cache), then draws the stopped run. Any other cause (another widget
+changed, the tab closed) ends the training as before, storing nothing: the user changed the
+settings, and a partial run would later pose as one they had stopped.
+
+The run store (core.cache's process-wide one) is not wrapped in `st.cache_data`: a cached
 function would skip its progress output on a hit, and the store already makes repeats instant
 for every session of the server.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import threading
 import time
 import zipfile
 from typing import Any, Callable
 
 import streamlit as st
+from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
 from core.lab.export import pytorch_script, script_filename
 from core.lab.result import TABLES, RunResult
 from core.lab.runs import cached_run, get_run, refuse_runs
 from core.settings import ConfigError
+from core.training import StopTraining
 from app_pages.kit.charts import chart
+
+STOP_KEY = "stop_run"             # the Stop button's key
+FULL_RUN_KEY = "_kit_full_run"    # the key of the stopped run "Train all N epochs" replaces
+CLICK_HEARD = 1.0   # seconds a stopped script run waits to learn whether Stop was the cause
 
 
 def status_word(status: str) -> str:
@@ -41,7 +63,7 @@ def epoch_progress(epochs: int) -> Callable[[Any], tuple[float, str]]:
 def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
            progress: Callable[[Any], tuple[float, str]] | None = None,
            live_chart: Callable | None = None, starting: str = "Training…",
-           failure: str = "This run could not start"):
+           failure: str = "This run could not start", stoppable: bool = False):
     """The result for `cfg`: from the run store when it ran before, else trained with a progress
     bar; None, with one clear message (never a traceback), when it cannot be trained.
 
@@ -51,26 +73,50 @@ def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
     while the run has more than a second left. While the run queues for a training slot,
     `on_wait(message)` shows its place on the bar every second; that call is also where a
     closed tab's session stops (Streamlit raises in it), leaving the queue.
+
+    `stoppable`: a Stop button shows while the run trains (see the module's docstring), and a
+    run stopped before is served as it is (`cached` and `train` take `stopped=`), until
+    "Train all N epochs" (`notices`) asks for it in full.
     """
+    if stoppable:
+        full = st.session_state.pop(FULL_RUN_KEY, None) == cfg.key()
+        cached = functools.partial(cached, stopped=not full)
+        train = functools.partial(train, stopped=not full)
     hit = cached(cfg)
     if hit is not None:
         return hit
     progress = progress or epoch_progress(cfg.epochs)
     bar = st.progress(0.0, text=starting)
+    stop_slot = st.empty()
+    stop_clicked = threading.Event()
+    if stoppable:
+        stop_slot.button("Stop", key=STOP_KEY, icon=":material/stop_circle:",
+                         on_click=stop_clicked.set,
+                         help="End the run after the next epoch, keeping everything recorded; "
+                              "it is stored as stopped, and can be trained in full later.")
     live = st.empty()
     start = time.perf_counter()
     last_drawn = [start]
 
     def on_epoch(partial) -> None:
+        if stop_clicked.is_set():
+            raise StopTraining   # before any Streamlit call: this script run is being stopped
         done, text = progress(partial)
-        bar.progress(done, text=text)
-        # A run that will be over within a second gets no live chart (building one costs
-        # ~0.1 s); a longer one shows its curve growing, redrawn at most twice a second.
-        now = time.perf_counter()
-        left = (now - start) / done * (1 - done) if done else 0.0
-        if live_chart is not None and left > 1.0 and now - last_drawn[0] > 0.5:
-            chart(live_chart(partial), live)
-            last_drawn[0] = time.perf_counter()
+        try:
+            bar.progress(done, text=text)
+            # A run that will be over within a second gets no live chart (building one costs
+            # ~0.1 s); a longer one shows its charts growing, redrawn at most twice a second.
+            now = time.perf_counter()
+            left = (now - start) / done * (1 - done) if done else 0.0
+            if live_chart is not None and left > 1.0 and now - last_drawn[0] > 0.5:
+                chart(live_chart(partial), live)
+                last_drawn[0] = time.perf_counter()
+        except StopException:
+            # The page's next run has started: the Stop click's (its callback is among the
+            # first things that run does), or another widget's, or the tab closed.
+            if stoppable and stop_clicked.wait(CLICK_HEARD):
+                raise StopTraining from None
+            raise
 
     def on_wait(message: str) -> None:
         bar.progress(0.0, text=message)
@@ -80,7 +126,9 @@ def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
     except Exception as err:  # a missing dataset, an unavailable device, a busy server: say so
         st.error(f"{failure}: {err}", icon=":material/error:")
         result = None
+    # After a Stop these raise StopException: this run ends, its successor draws the stopped run.
     bar.empty()
+    stop_slot.empty()
     live.empty()
     return result
 
@@ -102,9 +150,21 @@ def obtain_all(cfgs: list, **options) -> list:
 
 def notices(result) -> None:
     """What the user must know about the run's data and outcome (a Lab or a recurrent run;
-    only the Lab's can stop early)."""
+    only the Lab's can stop early): a run its user stopped says so, with a button that trains
+    all its epochs (replacing it in the store)."""
     if result.dataset.get("notice"):
         st.info(result.dataset["notice"], icon=":material/info:")
+    if result.stopped:
+        epochs = result.config.epochs
+        with st.container(border=True, key="stopped_run"):
+            st.warning(f"Stopped by you after epoch {result.epochs_done} of {epochs}: "
+                       "everything below is what those epochs recorded; the test set was not "
+                       "scored.", icon=":material/stop_circle:")
+            st.button(f"Train all {epochs} epochs", key="train_full", type="primary",
+                      icon=":material/play_arrow:", on_click=st.session_state.__setitem__,
+                      args=(FULL_RUN_KEY, result.key),
+                      help="Trains this configuration again from the start for every epoch; "
+                           "the full run replaces the stopped one in the run store.")
     stop = getattr(result, "early_stop", None)
     if stop:
         st.info(f"Stopped early after epoch {stop['epoch']} of {result.config.epochs}: the "

@@ -8,6 +8,7 @@ The app's pages draw these with `st.altair_chart(chart, use_container_width=True
     ratios(result)    clipping(result)  batch_norm_shift(result, epoch)
     activation_curve("tanh", preact)    decision_boundary(result, epoch)
     divergence_rule(result)             # what the step-based charts add when a run blew up
+    live_training(result)               # drawn growing while the run trains
 
 Conventions every builder keeps:
   * layers are coloured in network order on a sequential scheme, so depth reads as colour, the
@@ -61,6 +62,43 @@ def divergence_rule(result) -> alt.LayerChart | None:
 
 
 # --- training curves --------------------------------------------------------------------------
+LIVE_STEPS = 200   # recorded steps a live chart draws: it is rebuilt up to twice a second
+
+
+def live_training(result):
+    """What a run shows while it trains, redrawn after each epoch: the loss per epoch and every
+    layer's back-propagated gradient ‖∂L/∂z‖, side by side on one epoch axis that spans the
+    whole run, so the curves grow to the right instead of the axes rescaling. Step s sits at
+    s / (steps an epoch): the weights after that many epochs of updates."""
+    title = f"Training: epoch {result.epochs_done} of {result.config.epochs}"
+    domain = alt.Scale(domain=[0, result.config.epochs], nice=False)
+    x = alt.X("at:Q", title="Epoch", scale=domain, axis=COUNT_AXIS)
+    rows = result.epochs[(result.epochs["metric"] == "loss") & (result.epochs["split"] != "test")]
+    losses = finite(rows, ["value"]).assign(at=lambda d: d["epoch"])
+    loss = alt.Chart(losses, title="Loss (cross-entropy)", width=PANEL_W, height=PANEL_H
+                     ).mark_line(point=True).encode(
+        x=x, y=alt.Y("value:Q", title="Loss", scale=alt.Scale(zero=False)),
+        # The legend inside the panel: two outside legends would not fit the Lab's width.
+        color=alt.Color("split:N", title=None, legend=alt.Legend(orient="top-right"),
+                        scale=alt.Scale(domain=["train", "val"],
+                                        range=[SPLITS["train"], SPLITS["val"]])),
+        tooltip=tips("split:N", "epoch:Q", alt.Tooltip("value:Q", format=".4g")))
+    m = CATALOGUE["out_grad_norm"]
+    grads = thin(metric_rows(result, "out_grad_norm", positive=True), LIVE_STEPS)
+    per_epoch = int((result.steps["epoch"] == 1).sum()) or 1
+    grad = alt.Chart(source(grads.assign(at=grads["step"] / per_epoch)),
+                     title=f"{m.title} per layer (log scale)", width=PANEL_W, height=PANEL_H
+                     ).mark_line(strokeWidth=1.5).encode(
+        x=x, y=alt.Y("value:Q", title=m.symbol or m.label, scale=alt.Scale(type="log"),
+                     axis=LOG_AXIS),
+        color=layer_color(result),
+        tooltip=tips("layer:N", "step:Q", "epoch:Q", alt.Tooltip("value:Q", format=".4g")))
+    # Splits and layers are coloured apart: each panel keeps its own legend.
+    return alt.hconcat(loss if len(losses) else no_data("Loss (cross-entropy)"),
+                       grad if len(grads) else no_data(m.title), title=title
+                       ).resolve_scale(color="independent")
+
+
 # --- gradients --------------------------------------------------------------------------------
 def grad_norm_heatmap(result, metric: str = "weight_grad_norm"):
     """Layers (input at top) × steps, coloured by the metric on a log scale."""

@@ -341,7 +341,8 @@ def _always_clipped(r: RunResult, found: list[Finding]) -> Finding | None:
 def _not_learning(r: RunResult, found: list[Finding]) -> Finding | None:
     acc = r.final("val", "accuracy")
     n_classes = int(r.dataset.get("n_classes", 10))
-    if r.diverged or not math.isfinite(acc) or acc >= 1.5 / n_classes:
+    # A run its user stopped had not had its epochs: slow is not "not learning".
+    if r.diverged or r.stopped or not math.isfinite(acc) or acc >= 1.5 / n_classes:
         return None
     cfg = r.config
     # A gradient problem found above is the cause; its fixes are the ones to try (Adam does not

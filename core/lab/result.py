@@ -34,7 +34,7 @@ TABLES = ("epochs", "steps", "layers", "histograms", "boundary", "points")
 @dataclass
 class RunResult(TrainedRun):
     config: RunConfig
-    status: str                      # "completed" | "diverged"
+    status: str                      # "completed" | "diverged" | "stopped" (core.tables)
     device: str
     dataset: dict[str, Any]          # DatasetInfo as a dict: source, notice, sizes, ...
     layer_names: list[str]

@@ -27,6 +27,7 @@ from core.lab.models import network_macs, network_sizes
 from core.lab.result import RunResult
 from core.lab.trainer import BOUNDARY_GRID, record_interval, train
 from core.optimizer_choices import OPTIMIZER_SLOTS
+from core.tables import STOPPED
 from core.training import EVAL_BATCH
 from core.store import RunStore
 
@@ -133,13 +134,15 @@ LAB_RUN = RunKind("run", "", RunResult.from_dict, run_estimate, run_meta, train)
 
 def get_run(cfg: RunConfig, *, store: RunStore | None = None,
             on_epoch: Callable[[RunResult], None] | None = None,
-            on_wait: Callable[[str], None] | None = None) -> RunResult:
+            on_wait: Callable[[str], None] | None = None, stopped: bool = False) -> RunResult:
     """The result for `cfg`: from the store if present, else trained now and stored.
 
     A run over the compute budget (core.budget) is refused with a ConfigError before it trains;
-    `on_wait(message)` hears its place while it queues for a training slot (core.cache).
+    `on_wait(message)` hears its place while it queues for a training slot (core.cache). A run
+    its user stopped (`on_epoch` raised core.training.StopTraining) is served only with
+    `stopped=True`; otherwise it trains in full and replaces the stopped one.
     """
-    return cache.obtain(LAB_RUN, cfg, store, on_epoch, on_wait)
+    return cache.obtain(LAB_RUN, cfg, store, on_epoch, on_wait, stopped=stopped)
 
 
 def refuse_runs(cfgs: list[RunConfig], store: RunStore | None = None) -> None:
@@ -153,16 +156,19 @@ def refuse_runs(cfgs: list[RunConfig], store: RunStore | None = None) -> None:
                     "lower {} in one of them")
 
 
-def cached_run(cfg: RunConfig, store: RunStore | None = None) -> RunResult | None:
-    """The stored result for this config, or None. An unreadable entry counts as missing."""
-    return cache.cached(LAB_RUN, cfg, store)
+def cached_run(cfg: RunConfig, store: RunStore | None = None, *,
+               stopped: bool = False) -> RunResult | None:
+    """The stored result for this config, or None. An unreadable entry counts as missing, and
+    so does a run its user stopped unless `stopped`."""
+    return cache.cached(LAB_RUN, cfg, store, stopped=stopped)
 
 
 def stored_runs(store: RunStore | None = None) -> list[dict]:
-    """The full runs in the store, most recently used first: [{key, meta}] (meta as `run_meta`)."""
+    """The full runs in the store, most recently used first: [{key, meta}] (meta as `run_meta`).
+    Runs their users stopped are left out: what is compared has trained every epoch."""
     store = cache.default_store() if store is None else store
     return [{"key": e["key"], "meta": e["meta"]} for e in store.entries()
-            if _RUN_KEY.fullmatch(e["key"])]
+            if _RUN_KEY.fullmatch(e["key"]) and (e["meta"] or {}).get("status") != STOPPED]
 
 
 def load_run(key: str, store: RunStore | None = None) -> RunResult | None:

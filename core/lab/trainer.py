@@ -8,7 +8,9 @@
 Everything numeric is PyTorch's own: torch.optim optimizers, torch.optim.lr_scheduler schedules,
 clip_grad_norm_/clip_grad_value_. The data lives on the device as uint8 and is standardised one
 batch at a time. A run whose values become NaN/inf stops with status "diverged" and keeps what
-was recorded up to the first bad step.
+was recorded up to the first bad step; one whose caller's `on_epoch` raises StopTraining (a Stop
+button) ends after one more epoch (recording its end state, as a last epoch does) with status
+"stopped", and keeps what it recorded.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from core.lab.metrics import LAYER_METRICS, PROBE_EXAMPLES
 from core.lab.models import build_model
 from core.lab.recorder import LayerRecorder
 from core.lab.result import RunResult
-from core.training import (EVAL_BATCH, DeviceData, evaluate, flushed_denormals,
+from core.tables import STOPPED
+from core.training import (EVAL_BATCH, DeviceData, StopTraining, evaluate, flushed_denormals,
                            make_optimizer, resolve_device, steps_per_epoch)
 
 RECORDS_PER_EPOCH = 50      # with record_every unset: enough points for smooth charts
@@ -141,7 +144,9 @@ def points_table(splits: Splits) -> pd.DataFrame:
 
 
 def train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None = None) -> RunResult:
-    """Train and record. `on_epoch(partial_result)` is called after every epoch (and at init)."""
+    """Train and record. `on_epoch(partial_result)` is called after every epoch (and at init);
+    if it raises StopTraining, the run ends after the next epoch, which records the run's end
+    state (core.training)."""
     with flushed_denormals():
         return _train(cfg, on_epoch)
 
@@ -212,12 +217,16 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
     train_seconds = 0.0
     callback_seconds = 0.0  # the caller's drawing is not training time
     epochs_done = 0
+    stop_asked = False
 
     def report() -> None:
-        nonlocal callback_seconds
+        nonlocal callback_seconds, stop_asked
         if on_epoch:
             t = time.perf_counter()
-            on_epoch(snapshot(train_seconds))
+            try:
+                on_epoch(snapshot(train_seconds))
+            except StopTraining:
+                stop_asked = True
             callback_seconds += time.perf_counter() - t
     with LayerRecorder(model, record_every=every) as rec:
         log_eval(0)
@@ -229,9 +238,11 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
             correct = torch.zeros((), device=device)
             seen = 0
             # With early stopping any epoch may be the last: record each epoch's end state
-            # (kept only if no epoch follows).
+            # (kept only if no epoch follows). A stop asked for ends the run after the next
+            # epoch, which records it, so a stopped run ends as a full one does.
+            stopping = stop_asked
             rec.start_epoch(epoch, n_steps,
-                            final=(epoch == cfg.epochs or cfg.patience is not None))
+                            final=(epoch == cfg.epochs or cfg.patience is not None or stopping))
             for xb, yb in data.batches(cfg.batch_size, generator, min_size=min_batch):
                 optimizer.zero_grad(set_to_none=True)
                 logits = model(xb)
@@ -263,6 +274,9 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
                                   "best_val_loss": best[0], "patience": cfg.patience}
             report()
             if diverged or early_stop:
+                break
+            if stopping and epoch < cfg.epochs:
+                status = STOPPED
                 break
         if status == "completed":
             test_loss, test_correct = (v.item() for v in evaluate(model, data, data.x_test,

@@ -40,13 +40,14 @@ from core import cache
 from core.budget import REQUEST_BASE, STEP_COST, TIME_STEP_COST, Estimate
 from core.cache import RunKind
 from core.data.datasets import load_splits, nominal_sizes
+from core.optimizer_choices import OPTIMIZER_SLOTS
 from core.recurrent.config import KEY_PREFIX, SIDES, RecurrentConfig
 from core.recurrent.model import GATES, build_recurrent
 from core.recurrent.result import RecurrentResult
 from core.store import RunStore
-from core.optimizer_choices import OPTIMIZER_SLOTS
-from core.training import (DeviceData, evaluate, flushed_denormals, make_optimizer,
-                           resolve_device, steps_per_epoch)
+from core.tables import STOPPED
+from core.training import (DeviceData, StopTraining, evaluate, flushed_denormals,
+                           make_optimizer, resolve_device, steps_per_epoch)
 
 # With record_every unset; each record costs a step-by-step forward (~1.5×).
 RECURRENT_RECORDS_PER_EPOCH = 20
@@ -61,7 +62,9 @@ def time_grad_norms(states: list[torch.Tensor]) -> torch.Tensor:
 # --- training -------------------------------------------------------------------------------
 def train_recurrent(cfg: RecurrentConfig,
                     on_epoch: Callable[[RecurrentResult], None] | None = None) -> RecurrentResult:
-    """Train and record; `on_epoch(partial_result)` after every epoch (and at init)."""
+    """Train and record; `on_epoch(partial_result)` after every epoch (and at init). If it
+    raises StopTraining, the run ends after the next epoch with status "stopped"
+    (core.training)."""
     with flushed_denormals():
         return _train(cfg, on_epoch)
 
@@ -126,11 +129,16 @@ def _train(cfg: RecurrentConfig, on_epoch) -> RecurrentResult:
             steps=_concat(step_parts, ["step", "epoch", "loss", "grad_norm", "clipped"]),
             time_grads=_concat(grad_parts, ["step", "epoch", "t", "value"]))
 
+    stop_asked = False
+
     def report() -> None:
-        nonlocal callback_seconds
+        nonlocal callback_seconds, stop_asked
         if on_epoch:
             t = time.perf_counter()
-            on_epoch(snapshot())
+            try:
+                on_epoch(snapshot())
+            except StopTraining:   # a Stop button: end after the next epoch (core.training)
+                stop_asked = True
             callback_seconds += time.perf_counter() - t
 
     log_eval(0)
@@ -139,7 +147,8 @@ def _train(cfg: RecurrentConfig, on_epoch) -> RecurrentResult:
     for epoch in range(1, cfg.epochs + 1):
         t_epoch = time.perf_counter()
         model.train()
-        rows = _recorded_rows(n_steps, every, final=epoch == cfg.epochs)
+        stopping = stop_asked   # a stop asked for: this epoch is the last, and records its end
+        rows = _recorded_rows(n_steps, every, final=epoch == cfg.epochs or stopping)
         slot = {row: i for i, row in enumerate(rows)}
         # Filled on the device step by step and copied to the host once, at the epoch's end.
         step_buf = torch.full((n_steps, 3), float("nan"), device=device)
@@ -185,6 +194,9 @@ def _train(cfg: RecurrentConfig, on_epoch) -> RecurrentResult:
         log_eval(epoch, (loss_sum, correct), seen)
         first_step += n_steps
         report()
+        if stopping and epoch < cfg.epochs:
+            status = STOPPED
+            break
     if status == "completed":
         x_test, y_test = data.x_test[:EVAL_LIMIT], data.y_test[:EVAL_LIMIT]
         test_loss, test_correct = torch.stack(evaluate(model, data, x_test, y_test)).tolist()
@@ -267,19 +279,21 @@ RECURRENT_RUN = RunKind("recurrent run", KEY_PREFIX, RecurrentResult.from_dict,
                         recurrent_estimate, recurrent_meta, train_recurrent)
 
 
-def cached_recurrent_run(cfg: RecurrentConfig,
-                         store: RunStore | None = None) -> RecurrentResult | None:
-    """The stored result for this config, or None. An unreadable entry counts as missing."""
-    return cache.cached(RECURRENT_RUN, cfg, store)
+def cached_recurrent_run(cfg: RecurrentConfig, store: RunStore | None = None, *,
+                         stopped: bool = False) -> RecurrentResult | None:
+    """The stored result for this config, or None. An unreadable entry counts as missing, and
+    so does a run its user stopped unless `stopped`."""
+    return cache.cached(RECURRENT_RUN, cfg, store, stopped=stopped)
 
 
 def get_recurrent_run(cfg: RecurrentConfig, store: RunStore | None = None,
                       on_epoch: Callable[[RecurrentResult], None] | None = None,
-                      on_wait: Callable[[str], None] | None = None) -> RecurrentResult:
+                      on_wait: Callable[[str], None] | None = None, *,
+                      stopped: bool = False) -> RecurrentResult:
     """The result for `cfg`: from the store if present, else trained now and stored.
 
     Concurrent callers asking for the same config wait for the first one's training; a run over
     the compute budget (core.budget) is refused with a ConfigError; `on_wait(message)` hears
     its place while it queues for a training slot (core.cache).
     """
-    return cache.obtain(RECURRENT_RUN, cfg, store, on_epoch, on_wait)
+    return cache.obtain(RECURRENT_RUN, cfg, store, on_epoch, on_wait, stopped=stopped)

@@ -76,7 +76,8 @@ def all_specs(runs, spec, name):
         spec(name, "histogram_over_time", "pre_activation", layer),
         spec(name, "flat_dead", 1), spec(name, "ratios", 1),
         spec(name, "clipping"), spec(name, "batch_norm_shift", 0),
-        spec(name, "decision_boundary", last), spec(name, "layer_norms"))
+        spec(name, "decision_boundary", last), spec(name, "layer_norms"),
+        spec(name, "live_training"))
 
 
 # --- every builder, every run -----------------------------------------------------------------
@@ -455,3 +456,22 @@ def test_network_diagram_draws_the_layers_to_scale_coloured_at_every_epoch(runs)
         assert set(got) == set(want.layer)
         assert np.allclose([got[n] for n in want.layer], want.value, rtol=1e-6)
     assert "no data" in texts(network_diagram(runs["initial"]).to_dict())
+
+
+def test_the_live_chart_grows_on_an_axis_of_the_whole_run(runs, spec):
+    """While a run trains: the loss per epoch and every layer's ‖∂L/∂z‖ on one epoch axis that
+    already spans all epochs, step s at s / (steps an epoch)."""
+    run = runs["plain"]
+    s = spec("plain", "live_training")
+    assert all(e["scale"]["domain"] == [0, run.config.epochs] for e in encodings(s, "x"))
+    per_epoch = math.ceil(run.dataset["n_train"] / run.config.batch_size)
+    grads = rows_with(s, "layer", "at")
+    wide = run.layer_metric("out_grad_norm")
+    assert len(grads) == wide.size
+    for row in grads:
+        assert row["at"] == pytest.approx(row["step"] / per_epoch)
+        assert row["value"] == pytest.approx(wide.loc[row["step"], row["layer"]])
+    losses = rows_with(s, "split", "at")
+    assert sorted({r["split"] for r in losses}) == ["train", "val"]
+    assert len(losses) == 2 * run.config.epochs + 1    # val at init, then train and val
+    assert "epoch 3 of 3" in texts(s)
