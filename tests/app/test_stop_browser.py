@@ -58,7 +58,7 @@ def test_stop_keeps_the_run_so_far_and_train_all_epochs_trains_it_in_full(server
     page.get_by_role("tab", name="Gradients").click()
     _idle(page)
     _no_exception(page)
-    page.locator('[data-testid="stVegaLiteChart"]').first.scroll_into_view_if_needed()
+    page.locator('[data-testid="stVegaLiteChart"]:visible').first.scroll_into_view_if_needed()
     _shot(page, "3_stopped_gradients")
 
     # The same settings later: the stopped run from the store, still offering the full run.
