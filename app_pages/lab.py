@@ -113,10 +113,15 @@ def panels() -> None:
                          help="Where every per-epoch chart starts (0 is the network at "
                               "initialisation). Each chart's own slider, under it, scrubs "
                               "at once in the browser.")
-    # Every tab's charts are built (cached per run), so a tab switch shows what is there.
+    # Only the open tab's charts are built and sent: every tab at once is ~1.5 MB of specs
+    # that a new tab's browser must draw (a stored run's page took 6.1 s in Chromium, against
+    # ~2 s for the open tab alone). A switch reruns this fragment, which reuses the specs
+    # cached per run (run_chart), so coming back to a tab builds nothing.
     tabs = st.tabs(list(TABS), key=TAB_KEY, bind="query-params")
     for tab, tab_charts in zip(tabs, TABS.values()):
         with tab:
+            if not tab.open:
+                continue
             for chart in tab_charts:
                 layer = None
                 if chart.needs_layer:
