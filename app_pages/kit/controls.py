@@ -286,11 +286,16 @@ ATTENTION = Form(
 
 
 def widget(form: Form, name: str, default: Any, choices: Iterable | None = None,
-           prefix: str = "", mark: str = "") -> Any:
-    """One bound widget for one field; its key (and URL parameter) is prefix + the field's name."""
+           prefix: str = "", mark: str = "", unused: str = "") -> Any:
+    """One bound widget for one field; its key (and URL parameter) is prefix + the field's name.
+    `unused`: why the setting has no effect with the others (`Settings.inert`): the widget is
+    disabled and its help says why; it keeps its value (and the link's)."""
     spec = form.spec(name, default, choices)
-    common = dict(key=prefix + name, help=form.fields[name].metadata["help"],
-                  bind="query-params")
+    help_text = form.fields[name].metadata["help"]
+    if unused:
+        help_text = f"**No effect with these settings:** {unused}.\n\n{help_text}"
+    common = dict(key=prefix + name, help=help_text, bind="query-params",
+                  disabled=bool(unused))
     text = spec.label + (f" {mark}" if mark else "")
     if spec.kind == "selectbox":  # raw values, no format_func: a link holds the option as shown
         return st.selectbox(text, spec.options, index=spec.options.index(spec.value), **common)
@@ -342,18 +347,22 @@ def config_controls(form: Form, fields: list[str] | None = None, *, defaults: An
     by_group: dict[str, list[str]] = {}
     for name in fields:
         by_group.setdefault(form.fields[name].metadata["group"], []).append(name)
+    current = {n: _current(form, prefix, n, getattr(defaults, n)) for n in fields}
+    # Widgets in a form change together on submit: what is inert follows the settings trained.
+    unused = form.settings.with_fallbacks(current, defaults=defaults)[0].inert()
     for group, names in by_group.items():
         shown = [n for n in names if n not in hidden]
         if not shown:
             continue
-        changed = {n for n in shown if compare_to is not None
-                   and _current(form, prefix, n, getattr(defaults, n)) != getattr(compare_to, n)}
+        changed = {n for n in shown if compare_to is not None and n not in unused
+                   and current[n] != getattr(compare_to, n)}
         with st.expander(form.groups[group] + (" ●" if changed else ""),
                          expanded=bool(changed) or group in form.expanded):
             for name in shown:
                 values[name] = widget(form, name, getattr(defaults, name),
                                       (options or {}).get(name), prefix,
-                                      "● changed" if name in changed else "")
+                                      "● changed" if name in changed else "",
+                                      unused.get(name, ""))
     for name in hidden:  # classroom: fixed by the link, not shown
         try:
             values[name] = form.settings.parse_setting(name, raw_url[name]) if name in raw_url \
