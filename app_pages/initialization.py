@@ -26,6 +26,16 @@ SIGMA_B2 = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5)
 PHASE_COLOURS = {"ordered": "blue", "critical": "green", "chaotic": "orange"}
 
 st.title("Initialization")
+st.info("**In short.** Before a network has learned anything, the size of its random weights "
+        "already decides what happens to the gradient on its way back from the output to the "
+        "first layers. Once the signal's scale has settled, every layer multiplies the gradient "
+        "by about the same factor: below one it shrinks exponentially and the first layers "
+        "barely learn (vanishing); above one it grows exponentially (exploding). This page "
+        "builds the network, back-propagates one batch of real inputs, and measures that "
+        "factor layer by layer, beside what theory predicts from the weights' and biases' "
+        "variances and the activation. Where the factor is one, the critical line, the "
+        "gradient neither shrinks nor grows exponentially, and far deeper networks can be "
+        "trained.", icon=":material/lightbulb:")
 st.write("Before the first step, a deep network already decides whether gradients will vanish or "
          "explode. This page builds the network (the same code and seed the Training Lab trains), "
          "feeds it a batch of real inputs and back-propagates once, then sets each layer's "
