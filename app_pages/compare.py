@@ -75,10 +75,10 @@ def _stored() -> dict:
         st.stop()
     labels = {r["key"]: run_label(r) for r in runs}
     keys = list(labels)
-    cols = st.columns(2)
-    picked = {}
-    for col, (name, default) in zip(cols, (("A", keys[1]), ("B", keys[0]))):
-        picked[name] = _pick_run(col, name, keys, default, labels)
+    # One under the other, full width: a run's description is long, and its end (accuracy,
+    # when it trained) is what tells two similar runs apart.
+    picked = {name: _pick_run(name, keys, default, labels)
+              for name, default in (("A", keys[1]), ("B", keys[0]))}
     results = {name: load_run(key) for name, key in picked.items()}
     for name, result in results.items():
         if result is None:
@@ -87,7 +87,7 @@ def _stored() -> dict:
     return results
 
 
-def _pick_run(col, name: str, keys: list[str], default: str, labels: dict[str, str]) -> str:
+def _pick_run(name: str, keys: list[str], default: str, labels: dict[str, str]) -> str:
     """Run `name`'s picker: it shows the runs' descriptions, the link holds the run's key
     (`run_a=…`). Not bound to the link: Streamlit would write the description there, which
     is long and would not open old links."""
@@ -98,7 +98,7 @@ def _pick_run(col, name: str, keys: list[str], default: str, labels: dict[str, s
             st.warning(f"`{key}` in the link names a run that is no longer in the store; "
                        f"showing the latest instead.", icon=":material/warning:")
         st.session_state[key] = asked if asked in labels else default
-    picked = col.selectbox(f"Run {name}", keys, format_func=labels.get, key=key,
+    picked = st.selectbox(f"Run {name}", keys, format_func=labels.get, key=key,
                            help="Stored runs, most recently used first: data, network, "
                                 "optimizer, epochs, seed, any other setting changed, then "
                                 "the validation accuracy and when it trained.")

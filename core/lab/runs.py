@@ -185,7 +185,8 @@ def run_label(entry: Mapping[str, Any]) -> str:
         cfg = RunConfig().replace(**(meta.get("changed") or {}))
     except (ConfigError, TypeError):
         return f"run {entry['key']} (settings of an older version)"
-    others = [f"{name}={RunConfig.format_setting(name, getattr(cfg, name))}"
+    others = [f"{cfg.max_train:,} training examples" if name == "max_train" else
+              f"{name}={RunConfig.format_setting(name, getattr(cfg, name))}"
               for name in cfg.changed() if name not in _LABELLED and name not in cfg.inert()]
     what = " · ".join([
         cfg.dataset,

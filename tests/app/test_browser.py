@@ -388,9 +388,10 @@ def _lesson_problems(page, path: str, preset, where: str) -> list[str]:
 
 
 def test_every_lesson_opens_right_from_every_entry_point(server, page):
-    """Every Home card (every page's lessons, on the path), every preset button of every page (from a classroom link) and every
-    doctor fix offered on a Lab preset's run: the lesson box is there (for a preset), every
-    claim holds, nothing warns, the lesson's tab is open and the link's `hide` is kept.
+    """Every Home card (every page's lessons, on the path), every preset button of every page
+    (from a classroom link) and every doctor fix offered on a Lab preset's run: the lesson box
+    is there (for a preset), every claim holds, nothing warns, the lesson's tab is open and
+    the link's `hide` is kept.
 
     The Home cards are opened one after another in one session, through the sidebar's Home
     link: a card used to inherit the previous lesson's settings where it leaves one at its

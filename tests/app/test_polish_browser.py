@@ -101,14 +101,17 @@ def test_compare_lists_stored_runs_by_what_they_are(server, page):
     keys = KEY.findall(page.url)
     assert len(keys) == 2, page.url   # the link names the runs by key…
     picker = page.locator(".st-key-run_a")
-    assert not KEY.search(picker.inner_text())   # …the picker by what they are
+    shown = picker.locator("input").input_value()
+    assert shown.startswith("digits · MLP") and not KEY.search(shown)   # …the picker by words
     picker.click()
     options = page.get_by_role("option").all_inner_texts()
     _shot(page, "compare_stored_picker")
     page.keyboard.press("Escape")
     assert len(options) >= 2 and all(o.startswith("digits · MLP") for o in options), options
-    assert any("MLP 3×16 relu · Adam lr 0.001 · 1 epoch · seed 0 · max_train=300 — " in o
-               and "% val, trained " in o for o in options), options
+    assert any("MLP 3×16 relu · Adam lr 0.001 · 1 epoch · seed 0 · 300 training examples — "
+               in o and "% val, trained " in o for o in options), options
+    # Full width: the whole description shows, its end (accuracy, when) included.
+    assert _box(picker)["width"] > 800 and "% val, trained " in shown
     assert not any(KEY.search(o) for o in options)
 
 

@@ -123,7 +123,7 @@ def test_page_compares_two_stored_runs():
     shown = picker.format_func(a.key)   # the picker: what the run is, in words
     acc = a.final("val", "accuracy")
     assert shown.startswith("digits · MLP 2×16 relu · Adam lr 0.001 · 2 epochs · seed 0 · "
-                            "max_train=300 — ") and f"{acc:.1%} val" in shown, shown
+                            "300 training examples — ") and f"{acc:.1%} val" in shown, shown
     assert shown in picker.options and a.key not in " ".join(picker.options)
     gone = open_page("app_pages/compare.py", mode="Stored runs", run_a="0" * 20, run_b=b.key)
     assert not gone.exception
