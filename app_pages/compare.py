@@ -12,7 +12,8 @@ from core.lab.metrics import DEPTH_RATIO, MOST_FLAT
 from core.lab.runs import load_run, run_label, stored_runs
 from core.lab.tabs import TABS
 from app_pages.kit.charts import chart, run_chart
-from app_pages.kit.controls import LAB, apply_settings, config_controls, epoch_slider, warn
+from app_pages.kit.controls import (LAB, apply_settings, config_controls, epoch_slider,
+                                    labelled_choice, warn)
 from app_pages.kit.runs import notices, obtain_all
 
 
@@ -75,35 +76,24 @@ def _stored() -> dict:
         st.stop()
     labels = {r["key"]: run_label(r) for r in runs}
     keys = list(labels)
+    picked, problems = {}, []
     # One under the other, full width: a run's description is long, and its end (accuracy,
     # when it trained) is what tells two similar runs apart.
-    picked = {name: _pick_run(name, keys, default, labels)
-              for name, default in (("A", keys[1]), ("B", keys[0]))}
+    for name, default in (("A", keys[1]), ("B", keys[0])):
+        picked[name], asked = labelled_choice(
+            f"Run {name}", keys, labels, key=f"run_{name.lower()}", default=default,
+            why_not="no run in the store has this key (any more)",
+            help="Stored runs, most recently used first: data, network, optimizer, epochs, "
+                 "seed, any other setting changed, then the validation accuracy and when it "
+                 "trained.")
+        problems += asked
+    warn(problems)
     results = {name: load_run(key) for name, key in picked.items()}
     for name, result in results.items():
         if result is None:
             st.warning(f"Run {name} is no longer in the store: pick another.",
                        icon=":material/warning:")
     return results
-
-
-def _pick_run(name: str, keys: list[str], default: str, labels: dict[str, str]) -> str:
-    """Run `name`'s picker: it shows the runs' descriptions, the link holds the run's key
-    (`run_a=…`). Not bound to the link: Streamlit would write the description there, which
-    is long and would not open old links."""
-    key = f"run_{name.lower()}"
-    if key not in st.session_state:
-        asked = st.query_params.get(key)
-        if asked is not None and asked not in labels:
-            st.warning(f"`{key}` in the link names a run that is no longer in the store; "
-                       f"showing the latest instead.", icon=":material/warning:")
-        st.session_state[key] = asked if asked in labels else default
-    picked = st.selectbox(f"Run {name}", keys, format_func=labels.get, key=key,
-                           help="Stored runs, most recently used first: data, network, "
-                                "optimizer, epochs, seed, any other setting changed, then "
-                                "the validation accuracy and when it trained.")
-    st.query_params[key] = picked
-    return picked
 
 
 results = _configured() if mode == CONFIGURE else _stored()

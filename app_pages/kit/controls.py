@@ -29,7 +29,7 @@ from streamlit.errors import StreamlitAPIException
 from core.attention.config import D_GRID, SCALE_GRID, AttentionConfig
 from core.lab.config import RunConfig
 from core.recurrent.config import RecurrentConfig, chunk_sizes
-from core.settings import ConfigError, inline, settings_named
+from core.settings import ConfigError, fallback_warning, inline, settings_named
 
 HIDE_KEY = "hide"
 JUST_SET_KEY = "_kit_just_set"   # keys a callback has just set: the link still holds old values
@@ -465,6 +465,25 @@ def just_set() -> set[str]:
     """The widget keys a callback set before this run (read once: the next run's link is
     current again)."""
     return st.session_state.pop(JUST_SET_KEY, set())
+
+
+def labelled_choice(label: str, options: Sequence[str], labels: Mapping[str, str], *, key: str,
+                    default: str, help: str, why_not: str) -> tuple[str, list[str]]:
+    """A selectbox that shows each option's label (a stored run's description) while the link
+    holds the option itself (`key=<run key>`); returns (the option, warnings).
+
+    Not Streamlit's `bind`: it writes a selectbox's shown label into the link, a long text
+    that stops opening once the label changes. A link value not among the options falls back
+    to `default`, with a warning saying `why_not`."""
+    warnings = []
+    if key not in st.session_state:
+        asked = st.query_params.get(key)
+        if asked is not None and asked not in labels:
+            warnings.append(fallback_warning(key, inline(asked), why_not, labels[default]))
+        st.session_state[key] = asked if asked in labels else default
+    picked = st.selectbox(label, options, format_func=labels.get, key=key, help=help)
+    st.query_params[key] = picked
+    return picked, warnings
 
 
 def warn(messages: Iterable[str], who: str = "") -> None:

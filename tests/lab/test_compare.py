@@ -127,7 +127,8 @@ def test_page_compares_two_stored_runs():
     assert shown in picker.options and a.key not in " ".join(picker.options)
     gone = open_page("app_pages/compare.py", mode="Stored runs", run_a="0" * 20, run_b=b.key)
     assert not gone.exception
-    assert "`run_a` in the link names a run that is no longer in the store" in gone.warning[0].value
+    assert gone.warning[0].value.startswith(f"`run_a={'0' * 20}`: no run in the store has this "
+                                            "key (any more); using digits · MLP")
 
 
 def test_the_labs_link_opens_its_config_as_a_without_warnings():
