@@ -13,8 +13,8 @@ import re
 import pytest
 
 from app_pages.kit.lessons import PATH
-from tests.app.test_browser import (ARTIFACTS, _no_exception, _settle, _watched,  # noqa: F401
-                                    browser, page, server, server_process)
+from tests.app.test_browser import (ARTIFACTS, _idle, _no_exception, _settle,  # noqa: F401
+                                    _watched, browser, page, server, server_process)
 
 SHOTS = ARTIFACTS / "shots"
 KEY = re.compile(r"\b[0-9a-f]{20}\b")
@@ -126,3 +126,24 @@ def test_initialization_opens_with_a_plain_summary_before_its_theory(server, pag
     assert s["y"] + s["height"] <= t["y"] <= m["y"]   # summary, then the theory, then numbers
     assert s["width"] > 600   # a paragraph across the page, not a squeezed column
     _shot(page, "initialization_summary")
+
+
+def test_a_lab_lesson_says_what_to_notice_just_above_its_evidence_chart(server, page):
+    vanishing = next(p for stage in PATH for p in stage.presets if p.id == "vanishing")
+    query = "&".join(f"{k}={v}" for k, v in {**vanishing.config.to_params(),
+                                             "tab": vanishing.tab}.items())
+    page.goto(f"{server}/lab?{query}")
+    _settle(page, "lab", charts=1)
+    _no_exception(page)
+    notice = page.locator('[data-testid="stAlertContentInfo"]').filter(has_text="Notice:")
+    assert notice.count() == 1 and vanishing.notice in notice.inner_text()
+    notice.scroll_into_view_if_needed()
+    chart = page.locator('[data-testid="stVegaLiteChart"]').first
+    n, c = _box(notice), _box(chart)
+    assert n["y"] + n["height"] <= c["y"] < n["y"] + n["height"] + 80   # right above it
+    _shot(page, "lab_lesson_notice")
+    page.get_by_role("tab", name="Training", exact=True).click()   # not the evidence tab
+    page.wait_for_timeout(500)
+    _idle(page)
+    assert page.locator('[data-testid="stAlertContentInfo"]').filter(
+        has_text="Notice:").count() == 0
