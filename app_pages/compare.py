@@ -9,10 +9,11 @@ from core.lab import compare_charts
 from core.lab.compare import differences, outcomes
 from core.lab.config import FIELDS, RunConfig
 from core.lab.metrics import DEPTH_RATIO, MOST_FLAT
-from core.lab.runs import load_run, stored_runs
+from core.lab.runs import load_run, run_label, stored_runs
 from core.lab.tabs import TABS
 from app_pages.kit.charts import chart, run_chart
-from app_pages.kit.controls import LAB, apply_settings, config_controls, epoch_slider, warn
+from app_pages.kit.controls import (LAB, apply_settings, config_controls, epoch_slider,
+                                    labelled_choice, warn)
 from app_pages.kit.runs import notices, obtain_all
 
 
@@ -73,28 +74,24 @@ def _stored() -> dict:
         st.info("The run store holds fewer than two runs yet: train some on the Training Lab "
                 "or with **Configure A and B**, then come back.", icon=":material/info:")
         st.stop()
-    meta = {r["key"]: r["meta"] for r in runs}
-
-    def describe(key: str) -> str:
-        m = meta.get(key, {})
-        changed = ", ".join(f"{k}={v}" for k, v in (m.get("changed") or {}).items()) or "defaults"
-        acc = m.get("val_accuracy")
-        return f"{changed} · {m.get('status', '?')}" + (f" · val {acc:.0%}"
-                                                        if isinstance(acc, float) else "")
-    keys = list(meta)
-    cols = st.columns(2)
-    picked = {}
-    for col, (name, default) in zip(cols, (("A", keys[1]), ("B", keys[0]))):
-        picked[name] = col.selectbox(f"Run {name}", keys, index=keys.index(default),
-                                     key=f"run_{name.lower()}", bind="query-params",
-                                     help="Stored runs by key, most recently used first; "
-                                          "the line below says what the run is.")
-        # The key is the option (and so the link's value): a label would change with the run.
-        col.caption(describe(picked[name]))
+    labels = {r["key"]: run_label(r) for r in runs}
+    keys = list(labels)
+    picked, problems = {}, []
+    # One under the other, full width: a run's description is long, and its end (accuracy,
+    # when it trained) is what tells two similar runs apart.
+    for name, default in (("A", keys[1]), ("B", keys[0])):
+        picked[name], asked = labelled_choice(
+            f"Run {name}", keys, labels, key=f"run_{name.lower()}", default=default,
+            why_not="no run in the store has this key (any more)",
+            help="Stored runs, most recently used first: data, network, optimizer, epochs, "
+                 "seed, any other setting changed, then the validation accuracy and when it "
+                 "trained.")
+        problems += asked
+    warn(problems)
     results = {name: load_run(key) for name, key in picked.items()}
     for name, result in results.items():
         if result is None:
-            st.warning(f"Run {name} ({picked[name]}) is no longer in the store: pick another.",
+            st.warning(f"Run {name} is no longer in the store: pick another.",
                        icon=":material/warning:")
     return results
 

@@ -1,8 +1,8 @@
-"""Home: what Saturation Lab shows, and the lessons as one-click cards."""
+"""Home: what Saturation Lab shows, and every page's lessons as one ordered path."""
 
 import streamlit as st
 
-from core.lab.presets import PRESETS
+from app_pages.kit.lessons import PATH
 
 
 st.title("Saturation Lab")
@@ -13,16 +13,33 @@ st.markdown(
     "Saturation Lab trains real small networks on real data and "
     "records every layer while they learn, so you can see these failures, and their fixes, "
     "for yourself.")
-st.markdown("Pick a lesson to open it in the **Training Lab** with its settings; each lesson "
-            "says what to look at, and checks what it says against the run you get.")
+first_stage = PATH[0]
+first = first_stage.presets[0]
+n_lessons = sum(len(stage.presets) for stage in PATH)
+st.markdown(f"The {n_lessons} lessons below make one path, in order. Each opens its page with "
+            "its settings, says what to notice beside the chart, and checks what it says "
+            "against the run you get.")
+with st.container(border=True, horizontal=True, vertical_alignment="center"):
+    st.markdown("New here?")
+    st.page_link(first_stage.page, label=f"Start here: lesson 1, {first.title}",
+                 icon=":material/flag:", query_params=first_stage.link(first))
 
-cols = st.columns(3)
-for i, preset in enumerate(PRESETS.values()):
-    with cols[i % 3].container(border=True, height="stretch"):
-        st.markdown(f"#### {preset.title}")
-        st.caption(preset.summary)
-        st.page_link("app_pages/lab.py", label="Open in the Training Lab", icon=preset.icon,
-                     query_params={**preset.config.to_params(), "tab": preset.tab})
+PER_ROW = 4
+step = 0
+for n, stage in enumerate(PATH, 1):
+    st.subheader(f"{n} · {stage.title}", anchor=False)
+    st.caption(stage.why)
+    for row in range(0, len(stage.presets), PER_ROW):
+        # A row of its own: the cards of a row share its height.
+        for col, preset in zip(st.columns(PER_ROW), stage.presets[row:row + PER_ROW]):
+            step += 1
+            with col.container(border=True, height="stretch"):
+                if step == 1:
+                    st.badge("Start here", icon=":material/flag:", color="orange")
+                st.markdown(f"#### {preset.title}")
+                st.caption(f"Lesson {step}. {preset.hint}")
+                st.page_link(stage.page, label=stage.opens, icon=preset.icon,
+                             query_params=stage.link(preset))
 
 st.markdown(
     "Or go straight to a page: the **Training Lab** for any image network; **Compare** to put "

@@ -26,13 +26,21 @@ SIGMA_B2 = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5)
 PHASE_COLOURS = {"ordered": "blue", "critical": "green", "chaotic": "orange"}
 
 st.title("Initialization")
-st.write("Before the first step, a deep network already decides whether gradients will vanish or "
-         "explode. This page builds the network (the same code and seed the Training Lab trains), "
-         "feeds it a batch of real inputs and back-propagates once, then sets each layer's "
-         "measurements beside **mean-field theory** (Poole et al. 2016; Schoenholz et al. 2016): "
-         "the fixed point q* of the pre-activation variance and the per-layer gradient factor "
-         "χ₁ = σ_w² E[φ′(√q* z)²]. χ₁ < 1 is the ordered phase (gradients vanish), χ₁ > 1 the "
-         "chaotic one (they explode), χ₁ = 1 the critical line between.")
+st.info("**In short.** Before any training, the size of a network's random weights decides "
+        "what happens to the gradient on its way back from the output to the first layers. "
+        "Once the signal's scale has settled, each layer multiplies the gradient by about the "
+        "same factor: below one it shrinks exponentially and the first layers barely learn "
+        "(vanishing), above one it grows exponentially (exploding). Where the factor is one, "
+        "the critical line, it does neither, and far deeper networks can be trained. This page "
+        "measures that factor in a real network, layer by layer, beside what theory predicts "
+        "from the weights' and biases' variances and the activation.",
+        icon=":material/lightbulb:")
+st.write("In detail: the page builds the network (the same code and seed the Training Lab "
+         "trains), feeds it a batch of real inputs and back-propagates once, then sets each "
+         "layer's measurements beside **mean-field theory** (Poole et al. 2016; Schoenholz et "
+         "al. 2016): the fixed point q* of the pre-activation variance and the per-layer "
+         "gradient factor χ₁ = σ_w² E[φ′(√q* z)²]. χ₁ < 1 is the ordered phase (gradients "
+         "vanish), χ₁ > 1 the chaotic one (they explode), χ₁ = 1 the critical line between.")
 
 with st.sidebar:  # no form: nothing trains, so every change redraws at once
     cfg, warnings = config_controls(LAB, FIELDS_HERE, defaults=DEFAULTS,

@@ -14,7 +14,7 @@ from core.lab.tabs import TABS
 from app_pages.kit.charts import run_chart
 from app_pages.kit.controls import (EPOCH_KEY, LAB, apply_settings, classroom_editor,
                                     config_form, epoch_slider, warn)
-from app_pages.kit.lessons import lesson_box, open_evidence_tab, preset_buttons
+from app_pages.kit.lessons import lesson_box, lesson_notice, open_evidence_tab, preset_buttons
 from app_pages.kit.runs import downloads, notices, obtain, status_word
 
 
@@ -118,10 +118,11 @@ def panels() -> None:
     # ~2 s for the open tab alone). A switch reruns this fragment, which reuses the specs
     # cached per run (run_chart), so coming back to a tab builds nothing.
     tabs = st.tabs(list(TABS), key=TAB_KEY, bind="query-params")
-    for tab, tab_charts in zip(tabs, TABS.values()):
+    for tab, (name, tab_charts) in zip(tabs, TABS.items()):
         with tab:
             if not tab.open:
                 continue
+            lesson_notice(lesson, name)
             for chart in tab_charts:
                 layer = None
                 if chart.needs_layer:

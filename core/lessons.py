@@ -55,6 +55,8 @@ class Preset(Generic[Config, Result]):
     # The page tab that holds the lesson's evidence (the chart look_at names): the page opens
     # on it whichever way the lesson was reached. None: the page has no tabs.
     tab: str | None = None
+    # One line, shown beside the evidence chart: what to notice there ("" = nothing beside it).
+    notice: str = ""
 
     @property
     def hint(self) -> str:

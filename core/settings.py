@@ -5,8 +5,8 @@ frozen dataclass on `Settings` whose fields come from `setting(...)`: default, h
 range, log scale, widget group, and the word its empty value is written as. Validation, the
 flat strings of links and the CLI, the run-store key and the warnings of a bad link are written
 once, here, against that table. A config adds fields and its cross-field rules (`check_rules`),
-and where its defaults or a range hang on another setting, two small hooks (`defaults_with`,
-`span`).
+where its defaults or a range hang on another setting, two small hooks (`defaults_with`,
+`span`), and which settings the others leave without effect (`inert`).
 
     @dataclass(frozen=True)
     class Tiny(Settings):
@@ -235,7 +235,7 @@ class Settings:
 
     Subclasses set SCHEMA_VERSION (bump it when a field's meaning or a result's content changes,
     so that the run store never serves a result of the old meaning) and may override
-    `check_rules` (rules across fields), `defaults_with` and `span`.
+    `check_rules` (rules across fields), `defaults_with`, `span` and `inert`.
     """
 
     SCHEMA_VERSION: ClassVar[int]
@@ -250,6 +250,12 @@ class Settings:
     def check_rules(self) -> None:
         """Rules across fields, run after every field passed its own check: raise ConfigError
         naming the field to blame."""
+
+    def inert(self) -> dict[str, str]:
+        """The settings that have no effect given the others (momentum under Adam): name → why,
+        as a sentence a control's help and a comparison show. Their values are still kept
+        (links and keys hold them); a page disables their controls and Compare leaves them out."""
+        return {}
 
     @classmethod
     def defaults_with(cls: type[S], values: Mapping[str, Any]) -> S:

@@ -29,7 +29,7 @@ from streamlit.errors import StreamlitAPIException
 from core.attention.config import D_GRID, SCALE_GRID, AttentionConfig
 from core.lab.config import RunConfig
 from core.recurrent.config import RecurrentConfig, chunk_sizes
-from core.settings import ConfigError, inline, settings_named
+from core.settings import ConfigError, fallback_warning, inline, settings_named
 
 HIDE_KEY = "hide"
 JUST_SET_KEY = "_kit_just_set"   # keys a callback has just set: the link still holds old values
@@ -286,11 +286,16 @@ ATTENTION = Form(
 
 
 def widget(form: Form, name: str, default: Any, choices: Iterable | None = None,
-           prefix: str = "", mark: str = "") -> Any:
-    """One bound widget for one field; its key (and URL parameter) is prefix + the field's name."""
+           prefix: str = "", mark: str = "", unused: str = "") -> Any:
+    """One bound widget for one field; its key (and URL parameter) is prefix + the field's name.
+    `unused`: why the setting has no effect with the others (`Settings.inert`): the widget is
+    disabled and its help says why; it keeps its value (and the link's)."""
     spec = form.spec(name, default, choices)
-    common = dict(key=prefix + name, help=form.fields[name].metadata["help"],
-                  bind="query-params")
+    help_text = form.fields[name].metadata["help"]
+    if unused:
+        help_text = f"**No effect with these settings:** {unused}.\n\n{help_text}"
+    common = dict(key=prefix + name, help=help_text, bind="query-params",
+                  disabled=bool(unused))
     text = spec.label + (f" {mark}" if mark else "")
     if spec.kind == "selectbox":  # raw values, no format_func: a link holds the option as shown
         return st.selectbox(text, spec.options, index=spec.options.index(spec.value), **common)
@@ -342,18 +347,22 @@ def config_controls(form: Form, fields: list[str] | None = None, *, defaults: An
     by_group: dict[str, list[str]] = {}
     for name in fields:
         by_group.setdefault(form.fields[name].metadata["group"], []).append(name)
+    current = {n: _current(form, prefix, n, getattr(defaults, n)) for n in fields}
+    # Widgets in a form change together on submit: what is inert follows the settings trained.
+    unused = form.settings.with_fallbacks(current, defaults=defaults)[0].inert()
     for group, names in by_group.items():
         shown = [n for n in names if n not in hidden]
         if not shown:
             continue
-        changed = {n for n in shown if compare_to is not None
-                   and _current(form, prefix, n, getattr(defaults, n)) != getattr(compare_to, n)}
+        changed = {n for n in shown if compare_to is not None and n not in unused
+                   and current[n] != getattr(compare_to, n)}
         with st.expander(form.groups[group] + (" ●" if changed else ""),
                          expanded=bool(changed) or group in form.expanded):
             for name in shown:
                 values[name] = widget(form, name, getattr(defaults, name),
                                       (options or {}).get(name), prefix,
-                                      "● changed" if name in changed else "")
+                                      "● changed" if name in changed else "",
+                                      unused.get(name, ""))
     for name in hidden:  # classroom: fixed by the link, not shown
         try:
             values[name] = form.settings.parse_setting(name, raw_url[name]) if name in raw_url \
@@ -456,6 +465,25 @@ def just_set() -> set[str]:
     """The widget keys a callback set before this run (read once: the next run's link is
     current again)."""
     return st.session_state.pop(JUST_SET_KEY, set())
+
+
+def labelled_choice(label: str, options: Sequence[str], labels: Mapping[str, str], *, key: str,
+                    default: str, help: str, why_not: str) -> tuple[str, list[str]]:
+    """A selectbox that shows each option's label (a stored run's description) while the link
+    holds the option itself (`key=<run key>`); returns (the option, warnings).
+
+    Not Streamlit's `bind`: it writes a selectbox's shown label into the link, a long text
+    that stops opening once the label changes. A link value not among the options falls back
+    to `default`, with a warning saying `why_not`."""
+    warnings = []
+    if key not in st.session_state:
+        asked = st.query_params.get(key)
+        if asked is not None and asked not in labels:
+            warnings.append(fallback_warning(key, inline(asked), why_not, labels[default]))
+        st.session_state[key] = asked if asked in labels else default
+    picked = st.selectbox(label, options, format_func=labels.get, key=key, help=help)
+    st.query_params[key] = picked
+    return picked, warnings
 
 
 def warn(messages: Iterable[str], who: str = "") -> None:

@@ -1,13 +1,19 @@
 """Lessons on a page, for every family: the preset buttons and the lesson box of the preset the
-settings match, with ✓ or ✗ beside each claim as measured on this run."""
+settings match, with ✓ or ✗ beside each claim as measured on this run; and the lessons of every
+family as one ordered path (`PATH`, drawn by Home), each opened by a link to its page."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 import streamlit as st
 
+from core.attention.presets import ATTENTION_PRESETS
+from core.lab.presets import PRESETS
 from core.lessons import Preset, matching
+from core.optimizers.race import PRESETS as RACE_PRESETS
+from core.recurrent.presets import RECURRENT_PRESETS
 from app_pages.kit.controls import Form, apply_settings
 
 LESSON_KEY = "_kit_lesson"   # the preset whose lesson the page showed last (None: none)
@@ -50,6 +56,13 @@ def lesson_box(presets: Iterable[Preset], config: Any, evidence: Any,
     return preset
 
 
+def lesson_notice(preset: Preset | None, tab: str | None = None) -> None:
+    """The lesson's one line on what to notice, drawn beside its evidence chart: in `tab` when
+    that is the lesson's evidence tab (or on a page without tabs)."""
+    if preset is not None and preset.notice and tab == preset.tab:
+        st.info(f"**Notice:** {preset.notice}", icon=":material/visibility:")
+
+
 def open_evidence_tab(preset: Preset | None, tab_key: str) -> None:
     """Open the tab holding `preset`'s evidence when its lesson starts: a preset button, a
     doctor fix or Train landing on it, or a link to it (Home's card, a pasted one). Called before
@@ -65,3 +78,48 @@ def open_evidence_tab(preset: Preset | None, tab_key: str) -> None:
     if preset is None or preset.tab is None or (arriving and tab_key in st.query_params):
         return
     st.session_state[tab_key] = preset.tab
+
+
+# --- the path through every family's lessons ------------------------------------------------------
+@dataclass(frozen=True)
+class Stage:
+    """One stretch of the path: lessons of one page, in order."""
+    title: str
+    why: str                      # one line: what this stretch teaches
+    page: str                     # the page script the lessons open
+    opens: str                    # the link's words: "Open in the Training Lab"
+    presets: tuple[Preset, ...]
+
+    def link(self, preset: Preset) -> dict[str, str]:
+        """The link's settings: the same experiment as the page's own preset button, on its
+        evidence tab. Every setting is written where a lesson is the page's own defaults
+        (Recurrent's first): a link without settings would keep an earlier visit's."""
+        if self.page == "app_pages/lab.py":
+            return {**preset.config.to_params(), "tab": preset.tab}
+        params = preset.config.to_params(only_changed=False)
+        if self.page == "app_pages/optimizers.py":   # its button also puts the scrubber at the end
+            params["iteration"] = str(preset.config.iterations)
+        return params
+
+
+def _lab(*ids: str) -> tuple[Preset, ...]:
+    return tuple(PRESETS[i] for i in ids)
+
+
+PATH = (
+    Stage("Gradients through depth", "Why deep networks stop learning, and the fixes that "
+          "let the gradient through.", "app_pages/lab.py", "Open in the Training Lab",
+          _lab("vanishing", "exploding", "relu_he", "batch_norm", "clipping", "residual", "cnn")),
+    Stage("Step size", "One optimizer on a 2-D valley: what the learning rate does to each "
+          "step.", "app_pages/optimizers.py", "Open in Optimizers", tuple(RACE_PRESETS.values())),
+    Stage("Adaptive steps", "Adam rescales every weight's step, until its gradients fall below "
+          "ε.", "app_pages/lab.py", "Open in the Training Lab", _lab("adam", "adam_eps")),
+    Stage("Fitting and generalising", "A network that memorises its training images, and three "
+          "ways to stop it.", "app_pages/lab.py", "Open in the Training Lab",
+          _lab("overfitting", "dropout", "weight_decay", "early_stopping")),
+    Stage("Through time", "Recurrent networks: the gradient through many time steps.",
+          "app_pages/recurrent.py", "Open in Recurrent", tuple(RECURRENT_PRESETS.values())),
+    Stage("Attention", "The softmax saturates when its logits spread: why attention divides "
+          "by √d.", "app_pages/attention.py", "Open in Attention",
+          tuple(ATTENTION_PRESETS.values())),
+)

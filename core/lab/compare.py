@@ -20,10 +20,18 @@ from core.lab.result import RunResult
 
 
 def differences(a: RunConfig, b: RunConfig) -> pd.DataFrame:
-    """The settings where A and B differ, in the config's own order (empty when identical)."""
-    rows = [(name, RunConfig.format_setting(name, getattr(a, name)),
-             RunConfig.format_setting(name, getattr(b, name)))
-            for name in FIELDS if getattr(a, name) != getattr(b, name)]
+    """The settings where A and B differ, in the config's own order (empty when identical).
+
+    A setting neither run uses (momentum of two Adam runs) is no difference; one that only one
+    run uses reads "unused" on the other side."""
+    inert = a.inert(), b.inert()
+
+    def shown(cfg: RunConfig, unused: dict[str, str], name: str) -> str:
+        return "unused" if name in unused else RunConfig.format_setting(name, getattr(cfg, name))
+
+    rows = [(name, shown(a, inert[0], name), shown(b, inert[1], name))
+            for name in FIELDS if getattr(a, name) != getattr(b, name)
+            and not (name in inert[0] and name in inert[1])]
     return pd.DataFrame(rows, columns=["setting", "A", "B"])
 
 

@@ -139,6 +139,31 @@ class RunConfig(Settings):
                                        "rows).", lo=1, hi=10_000,
                                        group="run", none="auto")
 
+    def inert(self) -> dict[str, str]:
+        """Settings the trainer never reads with these options (each checked in
+        tests/lab/test_config.py: two values of it train identically)."""
+        out = {}
+        if self.dataset in IMAGE_DATASETS:
+            out["noise"] = f"noise is used only by the 2-D toy sets, not by {self.dataset}"
+        if self.init != "mean_field":
+            out["sigma_w2"] = f"σ_w² is used only by init=mean_field, not by {self.init}"
+        if self.bias_init not in ("constant", "normal"):
+            out["bias_value"] = ("the bias value is used only by bias_init=constant or normal, "
+                                 f"not by {self.bias_init}")
+        if self.optimizer not in ("momentum", "nesterov"):
+            out["momentum"] = (f"momentum is used only by the momentum and nesterov "
+                               f"optimizers, not by {self.optimizer}")
+        if self.optimizer not in ("adam", "adamw"):
+            out["beta1"] = f"β₁ is used only by adam and adamw, not by {self.optimizer}"
+        if self.optimizer not in ("adam", "adamw", "rmsprop"):
+            out["beta2"] = f"β₂/α is used only by adam, adamw and rmsprop, not by {self.optimizer}"
+            # Adagrad keeps torch's own ε (core.training.make_optimizer).
+            out["eps"] = f"ε is used only by adam, adamw and rmsprop, not by {self.optimizer}"
+        if self.schedule != "exponential":
+            out["lr_decay"] = ("the decay factor is used only by schedule=exponential, "
+                               f"not by {self.schedule}")
+        return out
+
     def check_rules(self) -> None:
         if self.clip_norm is not None and self.clip_value is not None:
             raise ConfigError("clip_value", "set clip_norm or clip_value, not both")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from typing import Any, Callable, Mapping
 
 from core import cache
@@ -27,6 +28,7 @@ from core.lab.models import network_macs, network_sizes
 from core.lab.result import RunResult
 from core.lab.trainer import BOUNDARY_GRID, record_interval, train
 from core.optimizer_choices import OPTIMIZER_SLOTS
+from core.settings import ConfigError
 from core.tables import STOPPED
 from core.training import EVAL_BATCH
 from core.store import RunStore
@@ -164,11 +166,50 @@ def cached_run(cfg: RunConfig, store: RunStore | None = None, *,
 
 
 def stored_runs(store: RunStore | None = None) -> list[dict]:
-    """The full runs in the store, most recently used first: [{key, meta}] (meta as `run_meta`).
-    Runs their users stopped are left out: what is compared has trained every epoch."""
+    """The full runs in the store, most recently used first: [{key, meta, created}] (meta as
+    `run_meta`, created a Unix time). Runs their users stopped are left out: what is compared
+    has trained every epoch."""
     store = cache.default_store() if store is None else store
-    return [{"key": e["key"], "meta": e["meta"]} for e in store.entries()
+    return [{"key": e["key"], "meta": e["meta"], "created": e["created"]}
+            for e in store.entries()
             if _RUN_KEY.fullmatch(e["key"]) and (e["meta"] or {}).get("status") != STOPPED]
+
+
+OPTIMIZER_NAMES = {"sgd": "SGD", "momentum": "SGD+momentum", "nesterov": "Nesterov",
+                   "adagrad": "Adagrad", "rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW"}
+MODEL_NAMES = {"mlp": "MLP", "residual_mlp": "residual MLP", "cnn": "CNN"}
+# What `run_label` writes in its fixed parts; any other setting that differs from the defaults
+# (and has an effect) follows as name=value.
+_LABELLED = {"dataset", "model", "depth", "width", "activation", "optimizer", "lr", "epochs",
+             "seed"}
+
+
+def run_label(entry: Mapping[str, Any]) -> str:
+    """A stored run (`stored_runs` entry) as a person picks it: "digits · MLP 5×64 sigmoid ·
+    SGD lr 0.1 · 10 epochs · seed 0 · init=xavier_normal — 93.1% val, trained 2026-12-07
+    10:12"; a run the current settings cannot read (an older schema) by its key."""
+    meta = entry.get("meta") or {}
+    try:
+        cfg = RunConfig().replace(**(meta.get("changed") or {}))
+    except (ConfigError, TypeError):
+        return f"run {entry['key']} (settings of an older version)"
+    others = [f"{cfg.max_train:,} training examples" if name == "max_train" else
+              f"{name}={RunConfig.format_setting(name, getattr(cfg, name))}"
+              for name in cfg.changed() if name not in _LABELLED and name not in cfg.inert()]
+    what = " · ".join([
+        cfg.dataset,
+        f"{MODEL_NAMES[cfg.model]} {cfg.depth}×{cfg.width} {cfg.activation}",
+        f"{OPTIMIZER_NAMES[cfg.optimizer]} lr {cfg.lr:g}",
+        f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}",
+        f"seed {cfg.seed}",
+        *others])
+    accuracy = meta.get("val_accuracy")
+    outcome = [f"{accuracy:.1%} val" if isinstance(accuracy, float) and math.isfinite(accuracy)
+               else "", "" if meta.get("status", "completed") == "completed" else meta["status"]]
+    if "created" in entry:
+        outcome.append("trained " + time.strftime("%Y-%m-%d %H:%M",
+                                                  time.localtime(entry["created"])))
+    return what + " — " + ", ".join(part for part in outcome if part)
 
 
 def load_run(key: str, store: RunStore | None = None) -> RunResult | None:

@@ -276,7 +276,8 @@ def _diverged_at(table: pd.DataFrame) -> int | None:
 _QUAD = defaults_for("quadratic").replace(iterations=300, **{o: o == "sgd" for o in RACERS})
 PRESETS: dict[str, Preset[RaceConfig, pd.DataFrame]] = {p.id: p for p in (
     Preset(
-        "lr_small", "Learning rate too small", ":material/slow_motion_video:", "",
+        "lr_small", "Learning rate too small", ":material/slow_motion_video:",
+        "lr = 0.002: every step is safe, and SGD creeps down the flat valley.",
         "With lr = 0.002 every step is safe, but along the flat x direction each step removes "
         "only 0.2% of the distance left: SGD creeps down the valley, and the loss falls smoothly "
         "and slowly.",
@@ -289,7 +290,8 @@ PRESETS: dict[str, Preset[RaceConfig, pd.DataFrame]] = {p.id: p for p in (
                             else f"except at step {_first_rise(t)}."),
                lambda t: _first_rise(t) is None and not _sgd(t)["diverged"].any()))),
     Preset(
-        "lr_right", "Learning rate about right", ":material/check_circle:", "",
+        "lr_right", "Learning rate about right", ":material/check_circle:",
+        "lr = 0.07, just under the steep direction's limit 2/25: SGD reaches the minimum.",
         "With lr = 0.07, just under the limit 2/25 = 0.08 of the steep y direction, SGD "
         "zig-zags across the valley for a few steps while the zig-zag dies out (each y step is "
         "multiplied by −0.75), and moves quickly along x (by 0.93 per step) to the minimum.",
@@ -301,7 +303,8 @@ PRESETS: dict[str, Preset[RaceConfig, pd.DataFrame]] = {p.id: p for p in (
          Claim(lambda t: f"It ends with loss {_sgd(t)['loss'].iloc[-1]:.1e}, without diverging.",
                lambda t: not _sgd(t)["diverged"].any() and _sgd(t)["loss"].iloc[-1] < 1e-6))),
     Preset(
-        "lr_large", "Learning rate too large", ":material/warning:", "",
+        "lr_large", "Learning rate too large", ":material/warning:",
+        "lr = 0.1, above the limit 2/25 = 0.08: the zig-zag grows and SGD diverges.",
         "With lr = 0.1, above 2/25 = 0.08, each step overshoots the steep y direction by more "
         "than it corrects (y is multiplied by −1.5 per step): the zig-zag grows, the loss "
         "climbs, and SGD is thrown off the surface.",

@@ -90,6 +90,16 @@ class RecurrentConfig(Settings):
                                        "each epoch's first step; empty = about 20 times an "
                                        "epoch).", lo=1, hi=10_000, group="run", none="auto")
 
+    def inert(self) -> dict[str, str]:
+        """Settings these options never read (each checked in tests/recurrent: two values of
+        it train identically)."""
+        out = {}
+        if self.sequence == "rows":
+            out["chunk"] = "pixels per step are used only when reading the image in chunks"
+        if self.cell == "rnn":
+            out["forget_bias"] = "the vanilla RNN has no forget or update gate"
+        return out
+
     def check_rules(self) -> None:
         if self.sequence == "chunks":
             pixels = SIDES[self.dataset] ** 2

@@ -208,3 +208,21 @@ def test_every_setting_of_a_full_link_is_taken_without_warnings():
     clean(at)
     assert not at.warning, [w.value for w in at.warning]
     assert cached_run(cfg) is not None
+
+
+def test_settings_without_effect_are_disabled_and_say_why():
+    at = open_page("app_pages/lab.py", depth="2", width="16", epochs="1", momentum="0.5")
+    clean(at)
+    assert not at.warning, [w.value for w in at.warning]   # an inert value in a link is fine
+    momentum = at.sidebar.number_input(key="momentum")
+    assert momentum.disabled and momentum.value == 0.5      # kept, as the link holds it
+    assert "No effect with these settings" in momentum.help and "adam" in momentum.help
+    assert at.sidebar.slider(key="lr_decay").disabled        # constant schedule
+    assert not at.sidebar.number_input(key="beta1").disabled  # Adam reads β₁
+    at.sidebar.selectbox(key="optimizer").set_value("momentum")
+    at = next(b for b in at.button if b.label == "Train").click().run()
+    clean(at)
+    assert not at.sidebar.number_input(key="momentum").disabled
+    assert at.sidebar.number_input(key="beta1").disabled
+    assert cached_run(RunConfig(depth=2, width=16, epochs=1, optimizer="momentum",
+                                momentum=0.5)) is not None   # the value it kept is the one used

@@ -21,6 +21,7 @@ from core.lab.config import RunConfig
 from core.lab.presets import PRESETS
 from core.optimizers.race import PRESETS as RACE_PRESETS
 from core.recurrent.presets import RECURRENT_PRESETS
+from app_pages.kit.lessons import PATH
 from tests.helpers import streamlit_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,7 +94,7 @@ def _save_artifacts(test_name: str, context, server_log: Path) -> None:
 
 
 # The last thing each page draws: once it is there, the script has finished.
-LAST = {"": "Open in the Training Lab", "lab": "PyTorch script",
+LAST = {"": "copy it to share the exact experiment", "lab": "PyTorch script",
         "activations": "Measured in this run", "playground": "validation accuracy",
         "compare": "Layout", "sweep": "All cells as a table",
         "initialization": "python -m core probe", "attention": "Validation accuracy after",
@@ -387,25 +388,30 @@ def _lesson_problems(page, path: str, preset, where: str) -> list[str]:
 
 
 def test_every_lesson_opens_right_from_every_entry_point(server, page):
-    """Every Home card, every preset button of every page (from a classroom link) and every
-    doctor fix offered on a Lab preset's run: the lesson box is there (for a preset), every
-    claim holds, nothing warns, the lesson's tab is open and the link's `hide` is kept.
+    """Every Home card (every page's lessons, on the path), every preset button of every page
+    (from a classroom link) and every doctor fix offered on a Lab preset's run: the lesson box
+    is there (for a preset), every claim holds, nothing warns, the lesson's tab is open and
+    the link's `hide` is kept.
 
     The Home cards are opened one after another in one session, through the sidebar's Home
     link: a card used to inherit the previous lesson's settings where it leaves one at its
     default. ~100 s on an empty run store (two cores), most of it training every lesson."""
     problems: list[str] = []
     page.goto(server)
-    for preset in PRESETS.values():
-        _settle(page, "")
-        card = page.locator('[data-testid="stVerticalBlock"]').filter(
-            has=page.get_by_role("heading", name=preset.title, exact=True)).last
-        card.get_by_role("link", name="Open in the Training Lab").click()
-        page.wait_for_url("**/lab?**")
-        _settle(page, "lab")
-        problems += _lesson_problems(page, "lab", preset, "Home card")
-        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Home").click()
-        page.wait_for_url(f"{server}/")
+    for stage in PATH:
+        path = Path(stage.page).stem   # the page's URL path
+        for preset in stage.presets:
+            _settle(page, "")
+            card = page.locator('[data-testid="stVerticalBlock"]').filter(
+                has=page.get_by_role("heading", name=preset.title, exact=True)).last
+            card.get_by_role("link", name=stage.opens).click()
+            # Streamlit drops a bound widget's default from the link: a lesson at the page's
+            # defaults (Recurrent's first) ends at the bare path.
+            page.wait_for_url(f"**/{path}**")
+            _settle(page, path)
+            problems += _lesson_problems(page, path, preset, "Home card")
+            page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Home").click()
+            page.wait_for_url(f"{server}/")
     for path, presets in LESSON_PAGES.items():
         page.goto(f"{server}/{path}?{CLASSROOM}")
         _settle(page, path)

@@ -33,3 +33,15 @@ def test_bad_link_warns_and_uses_defaults():
     warnings = " ".join(w.value for w in at.warning)
     assert "depth=-3" in warnings and "activation=banana" in warnings
     assert at.slider(key="depth").value == 50
+
+
+def test_the_page_opens_with_its_plain_summary_and_the_network_behaves_as_it_says():
+    at = open_page("app_pages/initialization.py", **SMALL)
+    clean(at)
+    assert at.info[0].value.startswith("**In short.**")   # before q*, χ₁ and ξ
+    assert "q*" not in at.info[0].value and "χ" not in at.info[0].value
+    # "below one it shrinks …, above one it grows": the first/last gradient ratio, measured.
+    ordered = _metrics(open_page("app_pages/initialization.py", sigma_w2="0.5", **SMALL))
+    chaotic = _metrics(open_page("app_pages/initialization.py", sigma_w2="4.0", **SMALL))
+    assert float(ordered["χ₁ theory"]) < 1 and float(ordered["First/last gradient"]) < 0.1
+    assert float(chaotic["χ₁ theory"]) > 1 and float(chaotic["First/last gradient"]) > 1

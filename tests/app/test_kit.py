@@ -112,3 +112,19 @@ def test_a_preset_matches_its_config_up_to_its_free_settings():
     vanishing = PRESETS["vanishing"]
     assert matching(PRESETS.values(), vanishing.config) is vanishing
     assert matching(PRESETS.values(), vanishing.config.replace(seed=5)) is None
+
+
+def test_the_path_holds_every_lesson_once_and_links_to_its_own_experiment():
+    from app_pages.kit.lessons import PATH
+    on_path = [p for stage in PATH for p in stage.presets]
+    every = [p for presets in (PRESETS, RACE_PRESETS, RECURRENT_PRESETS, ATTENTION_PRESETS)
+             for p in presets.values()]
+    assert sorted(p.id for p in on_path) == sorted(p.id for p in every)
+    assert on_path[0] is PRESETS["vanishing"]   # "start here"
+    for stage in PATH:
+        for p in stage.presets:
+            link = stage.link(p)
+            settings = {k: v for k, v in link.items() if k not in ("tab", "iteration")}
+            assert type(p.config).from_params(settings) == p.config, p.id
+            assert link.get("tab") == p.tab   # the evidence tab, where the page has tabs
+            assert settings, p.id   # a link without settings would keep an earlier visit's

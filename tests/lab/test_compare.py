@@ -118,8 +118,17 @@ def test_page_compares_two_stored_runs():
     clean(at)
     assert set(at.dataframe[0].value.setting) == {"Depth", "Activation"}
     assert len(charts(at)) == 1
+    picker = at.selectbox(key="run_a")
+    assert picker.value == a.key and at.query_params["run_a"] == a.key   # the link: the key
+    shown = picker.format_func(a.key)   # the picker: what the run is, in words
+    acc = a.final("val", "accuracy")
+    assert shown.startswith("digits · MLP 2×16 relu · Adam lr 0.001 · 2 epochs · seed 0 · "
+                            "300 training examples — ") and f"{acc:.1%} val" in shown, shown
+    assert shown in picker.options and a.key not in " ".join(picker.options)
     gone = open_page("app_pages/compare.py", mode="Stored runs", run_a="0" * 20, run_b=b.key)
     assert not gone.exception
+    assert gone.warning[0].value.startswith(f"`run_a={'0' * 20}`: no run in the store has this "
+                                            "key (any more); using digits · MLP")
 
 
 def test_the_labs_link_opens_its_config_as_a_without_warnings():

@@ -9,7 +9,7 @@ import pandas as pd
 
 from core.cache import forget_recent
 from core.lab.config import RunConfig
-from core.lab.runs import cached_run, get_run
+from core.lab.runs import cached_run, get_run, run_label
 from core.store import RunStore
 
 CFG = RunConfig(depth=2, width=16, epochs=2)
@@ -91,3 +91,15 @@ def test_a_repeat_is_served_from_memory_without_reading_the_store(tmp_path, monk
     first = cached_run(cfg, store)          # read from disk once
     monkeypatch.setattr(store, "get", lambda key: pytest.fail("store read again"))
     assert cached_run(cfg, store) is first  # then from memory
+
+
+def test_a_stored_run_reads_as_what_it_is():
+    cfg = RunConfig(depth=5, activation="sigmoid", optimizer="sgd", lr=0.1, init="xavier_normal",
+                    momentum=0.5)   # momentum: no effect with plain SGD, so not named
+    entry = {"key": cfg.key(), "created": 0.0,
+             "meta": {"changed": cfg.changed(), "status": "diverged", "val_accuracy": 0.93125}}
+    label = run_label(entry)
+    assert label.startswith("digits · MLP 5×64 sigmoid · SGD lr 0.1 · 10 epochs · seed 0 · "
+                            "init=xavier_normal — 93.1% val, diverged, trained "), label
+    old = {"key": "a" * 20, "meta": {"changed": {"gone_setting": 1}}}
+    assert run_label(old) == f"run {'a' * 20} (settings of an older version)"

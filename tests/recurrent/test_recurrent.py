@@ -307,3 +307,22 @@ def test_page_bad_link_warns_and_uses_defaults(presets):
     assert "cell=banana" in warnings and "using rnn" in warnings
     assert "chunk=5" in warnings and "using 16" in warnings
     assert at.selectbox(key="cell").value == "rnn"
+
+
+_INERT_BASE = RecurrentConfig(dataset="digits", max_train=100, epochs=1, hidden=8,
+                              batch_size=32)
+
+
+@pytest.mark.parametrize("name,v1,v2,off,on", [
+    ("chunk", 4, 16, {"sequence": "rows"}, {"sequence": "chunks"}),
+    ("forget_bias", 1.0, 3.0, {"cell": "rnn"}, {"cell": "lstm"}),
+], ids=["chunk", "forget_bias"])
+def test_an_inert_setting_trains_identically_and_counts_once_its_option_is_chosen(
+        name, v1, v2, off, on):
+    inert_cfg = _INERT_BASE.replace(**off)
+    assert name in inert_cfg.inert() and name not in _INERT_BASE.replace(**on).inert()
+    a, b = (train_recurrent(inert_cfg.replace(**{name: v})) for v in (v1, v2))
+    pd.testing.assert_frame_equal(a.epochs, b.epochs)
+    pd.testing.assert_frame_equal(a.steps, b.steps)
+    c, d = (train_recurrent(_INERT_BASE.replace(**on, **{name: v})) for v in (v1, v2))
+    assert not c.steps.equals(d.steps)
