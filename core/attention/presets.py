@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from core.attention.config import AttentionConfig
-from core.attention.softmax import AttentionResult
 from core.lessons import Claim, Preset
+
+if TYPE_CHECKING:   # the softmax module needs torch; Home lists these presets without it
+    from core.attention.softmax import AttentionResult
 
 
 @dataclass(frozen=True)

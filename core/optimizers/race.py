@@ -21,16 +21,18 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import pandas as pd
-import torch
 
 from core.budget import REQUEST_BASE, STEP_COST, Estimate, refuse
 from core.lessons import Claim, Preset
 from core.optimizers.surfaces import SURFACES
 from core.settings import Settings, Span, setting
+
+if TYPE_CHECKING:
+    import torch
 
 LABELS = {"sgd": "SGD", "momentum": "Momentum", "nesterov": "Nesterov", "adagrad": "Adagrad",
           "rmsprop": "RMSprop", "adam": "Adam", "sgd_exp": "SGD + exp. decay",
@@ -130,6 +132,7 @@ def window_range(name: str, surface: str) -> tuple[float, float]:
 # --- the race ---------------------------------------------------------------------------------
 def racer(name: str, params: list[torch.Tensor], lr: float, cfg: RaceConfig):
     """The torch.optim optimizer (and lr scheduler, or None) for one racer."""
+    import torch   # here: Home lists this page's presets, and needs no torch for that
     if name in ("sgd", "sgd_exp", "sgd_cyclic"):
         opt = torch.optim.SGD(params, lr=lr)
     elif name in ("momentum", "nesterov"):
@@ -178,6 +181,7 @@ def race(cfg: RaceConfig) -> pd.DataFrame:
     leaves it. A diverged optimizer's last row is the first bad point, with `diverged` True.
     A race over a budget (`race_estimate`) is refused with a ConfigError.
     """
+    import torch   # here, as in `racer`
     refuse(race_estimate(cfg))
     s = SURFACES[cfg.surface]
     names = cfg.enabled()

@@ -1,11 +1,12 @@
-"""2-D test surfaces for the Optimizers page: torch functions f(x, y) with known minima.
+"""2-D test surfaces for the Optimizers page: functions f(x, y) with known minima, plain
+arithmetic, so the same function takes torch tensors (the race's autograd) and numpy grids.
 
 Every surface has its global minimum value at 0, so the loss itself is the gap to the optimum
 and fits a log axis. Each comes with a plotting window, a start point that shows something, and
 one learning rate per optimizer that works there (the defaults of `core.optimizers.race`).
 
     s = SURFACES["beale"]
-    s.f(torch.tensor(3.0), torch.tensor(0.5))     # tensor(0.)
+    s.f(3.0, 0.5)                                 # 0.0 (a tensor for tensors)
     grid(s)                                       # the table the contour chart draws
 
 Run `python -m core.optimizers.surfaces` to print each surface's value at its minima (all ~0).
@@ -19,7 +20,6 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import torch
 
 # Himmelblau's three minima besides (3, 2) have no closed form: the published roots
 # (-2.805118, 3.131312) … refined by Newton's method on the gradient to float64 precision.
@@ -35,7 +35,7 @@ class Surface:
     name: str
     title: str
     formula: str
-    f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # elementwise: works on grids too
+    f: Callable   # f(x, y), elementwise arithmetic: torch tensors (the race), numpy grids
     window: tuple[float, float, float, float]                 # x_lo, x_hi, y_lo, y_hi
     minima: tuple[tuple[float, float], ...]
     start: tuple[float, float]
@@ -134,8 +134,7 @@ def grid(surface: Surface, cells: int = GRID_CELLS) -> pd.DataFrame:
     ye = np.linspace(y_lo, y_hi, cells + 1)
     xc, yc = (xe[:-1] + xe[1:]) / 2, (ye[:-1] + ye[1:]) / 2
     gx, gy = np.meshgrid(xc, yc, indexing="xy")
-    with torch.no_grad():
-        f = surface.f(torch.from_numpy(gx), torch.from_numpy(gy)).numpy()
+    f = surface.f(gx, gy)   # the surfaces are arithmetic: numpy arrays in, float64 out
     i = np.tile(np.arange(cells), cells)       # x index, fastest
     j = np.repeat(np.arange(cells), cells)     # y index
     level = 10.0 ** (np.floor(np.log10(np.maximum(f.ravel(), surface.floor)) * LEVELS_PER_DECADE)
@@ -146,6 +145,5 @@ def grid(surface: Surface, cells: int = GRID_CELLS) -> pd.DataFrame:
 
 if __name__ == "__main__":  # pragma: no cover - a quick look from the shell
     for s in SURFACES.values():
-        values = [float(s.f(torch.tensor(a, dtype=torch.float64),
-                            torch.tensor(b, dtype=torch.float64))) for a, b in s.minima]
+        values = [float(s.f(a, b)) for a, b in s.minima]
         print(f"{s.name:12s} f at minima: {', '.join(f'{v:.1e}' for v in values)}")
