@@ -11,9 +11,9 @@ from core.lab.config import FIELDS, RunConfig
 from core.lab.metrics import DEPTH_RATIO, MOST_FLAT
 from core.lab.runs import load_run, stored_runs
 from core.lab.tabs import TABS
-from app_pages.kit.charts import chart, run_chart
+from app_pages.kit.charts import chart, runs_chart
 from app_pages.kit.controls import LAB, apply_settings, config_controls, epoch_slider, warn
-from app_pages.kit.runs import notices, obtain_all
+from app_pages.kit.runs import notices, obtain_all, status_word
 
 
 FIELDS_HERE = [name for name in FIELDS if name != "noise"]
@@ -79,7 +79,7 @@ def _stored() -> dict:
         m = meta.get(key, {})
         changed = ", ".join(f"{k}={v}" for k, v in (m.get("changed") or {}).items()) or "defaults"
         acc = m.get("val_accuracy")
-        return f"{changed} · {m.get('status', '?')}" + (f" · val {acc:.0%}"
+        return f"{changed} · {status_word(m.get('status', '?'))}" + (f" · val {acc:.0%}"
                                                         if isinstance(acc, float) else "")
     keys = list(meta)
     cols = st.columns(2)
@@ -144,7 +144,8 @@ def panels() -> None:
     layout = st.segmented_control("Layout", ["Overlay", "Side by side"], default="Overlay",
                                   key="layout", bind="query-params", required=True,
                                   help="Overlay draws A and B on the same axes where the chart "
-                                       "allows it; side by side draws each run's own charts.")
+                                       "allows it; side by side draws each run's own charts, "
+                                       "next to each other on the same scales.")
     tabs = st.tabs(list(TABS), key="tab", bind="query-params")
     for tab, name in zip(tabs, TABS):
         with tab:
@@ -174,13 +175,10 @@ OVERLAYS = {
 
 
 def _side_by_side(tab: str, epoch: int) -> None:
-    cols = st.columns(len(results))
-    for col, (name, result) in zip(cols, results.items()):
-        with col:
-            st.markdown(f"**{name}**")
-            for tab_chart in TABS[tab]:
-                if tab_chart.side_by_side:
-                    run_chart(result, tab_chart.build, *tab_chart.args(epoch))
+    for tab_chart in TABS[tab]:
+        if tab_chart.side_by_side:
+            runs_chart(results, compare_charts.side_by_side, tab_chart.build,
+                       *tab_chart.args(epoch))
 
 
 panels()

@@ -253,7 +253,15 @@ def _facet(chart: alt.Chart, result, title: str):
         title=title).resolve_scale(x="independent", y="independent")
 
 
-_BIN_TIPS = [alt.Tooltip("lo:Q", format=".3g"), alt.Tooltip("hi:Q", format=".3g"), "count:Q"]
+_BIN_TIPS = [alt.Tooltip("lo:Q", title="from", format=".3~g"),
+             alt.Tooltip("hi:Q", title="to", format=".3~g"),
+             alt.Tooltip("count:Q", title="values", format=",d")]
+
+
+def _bins_say(df: pd.DataFrame) -> str:
+    """What a histogram's bins are (core.lab.recorder._hist): each snapshot's own, so no value
+    is clamped into another epoch's range."""
+    return f"{df['bin'].nunique()} equal bins from each snapshot's smallest to largest value"
 
 
 def histograms(result, kind: str, epoch: int):
@@ -263,6 +271,7 @@ def histograms(result, kind: str, epoch: int):
     df = _hist_rows(result, [kind], epoch=epoch)
     if df.empty:
         return no_data(title)
+    title = [title, _bins_say(df)]
     bars = alt.Chart(source(df)).mark_rect().encode(
         x=alt.X("lo:Q", title=label), x2=alt.X2("hi:Q"), y=alt.Y("count:Q", title="Count"), y2=ZERO,
         color=layer_color(result, legend=False), tooltip=tips("layer:N", *_BIN_TIPS))
@@ -274,7 +283,8 @@ def histogram_over_time(result, kind: str, layer: str):
     label = KIND_LABELS.get(kind, kind)
     title = f"{label} of {layer}, epoch by epoch (log colour; blank = empty bin)"
     df = _hist_rows(result, [kind], layer=layer)
-    df = df[df["count"] > 0] if len(df) else df
+    if len(df):
+        title, df = [title, _bins_say(df)], df[df["count"] > 0]
     if df.empty:
         return no_data(title)
     return alt.Chart(source(df)).mark_rect().encode(
@@ -362,8 +372,9 @@ def activation_curve(name: str, preact: pd.DataFrame | None = None):
     return chart.properties(title=title, width=2 * PANEL_W, height=PANEL_H + 40)
 
 
-def decision_boundary(result, epoch: int):
-    """P(class 1) over the 2-D input plane at `epoch`, with the train and test points on top."""
+def decision_boundary(result, epoch: int, size: int = 380):
+    """P(class 1) over the 2-D input plane at `epoch`, with the train and test points on top:
+    a `size` px square at equal x and y scales, the legends below it (so two fit side by side)."""
     title = f"Decision boundary after epoch {epoch}: P(class 1)"
     grid = result.boundary
     grid = finite(grid[grid["epoch"] == epoch], ["x", "y", "p"]) if len(grid) else grid
@@ -375,13 +386,18 @@ def decision_boundary(result, epoch: int):
     grid = grid.assign(x0=grid["x"] - half["x"], x1=grid["x"] + half["x"],
                        y0=grid["y"] - half["y"], y1=grid["y"] + half["y"])
     xs, ys = ([float(grid[f"{c}0"].min()), float(grid[f"{c}1"].max())] for c in ("x", "y"))
-    heat = alt.Chart(grid).mark_rect(opacity=0.7).encode(
+    # Equal units on both axes: the shorter extent widened to the longer, about its centre (the
+    # trainer's grid is square already; a stored grid of another shape keeps its aspect).
+    span = max(xs[1] - xs[0], ys[1] - ys[0])
+    xs, ys = ([(a + b - span) / 2, (a + b + span) / 2] for a, b in (xs, ys))
+    below = {"orient": "bottom", "direction": "horizontal"}
+    heat = alt.Chart(source(grid)).mark_rect(opacity=0.7).encode(
         x=alt.X("x0:Q", title="x₁", scale=alt.Scale(domain=xs, nice=False)), x2=alt.X2("x1:Q"),
         y=alt.Y("y0:Q", title="x₂", scale=alt.Scale(domain=ys, nice=False)), y2=alt.Y2("y1:Q"),
-        color=alt.Color("p:Q", title="P(class 1)",
+        color=alt.Color("p:Q", title="P(class 1)", legend=alt.Legend(**below, gradientLength=120),
                         scale=alt.Scale(scheme="redblue", domain=[0, 1])),
         tooltip=tips(*(alt.Tooltip(f"{c}:Q", format=f) for c, f in
-                       (("x", ".2f"), ("y", ".2f"), ("p", ".3f")))))
+                       (("x", ".2f"), ("y", ".2f"), ("p", ".2f")))))
     pts = result.points
     if len(pts):
         pts = finite(pts[pts["split"].isin(["train", "test"])], ["x", "y", "label"])
@@ -389,18 +405,19 @@ def decision_boundary(result, epoch: int):
     if not pts.empty:
         pts = pts.sample(min(len(pts), MAX_POINTS), random_state=0)
         pts = pts.assign(cls="class " + pts["label"].astype(int).astype(str))
-        layers.append(alt.Chart(pts).mark_point(filled=True, size=28, stroke="#222222",
-                                                strokeWidth=0.6).encode(
+        # A white outline: a class-0 (red) point reads on the red region as on the blue one.
+        layers.append(alt.Chart(pts).mark_point(filled=True, size=34, stroke="white",
+                                                strokeWidth=1.0, opacity=1).encode(
             x=alt.X("x:Q"), y=alt.Y("y:Q"),
             # The two ends of the heatmap's red–blue scheme: class 0 red, class 1 blue.
-            color=alt.Color("cls:N", title="Class", scale=alt.Scale(
+            fill=alt.Fill("cls:N", title="Class", legend=alt.Legend(**below), scale=alt.Scale(
                 domain=["class 0", "class 1"], range=["#b2182b", "#2166ac"])),
-            shape=alt.Shape("split:N", title="Split", scale=alt.Scale(
-                domain=["train", "test"], range=["circle", "triangle-up"])),
+            shape=alt.Shape("split:N", title="Split", legend=alt.Legend(**below),
+                            scale=alt.Scale(domain=["train", "test"],
+                                            range=["circle", "triangle-up"])),
             tooltip=tips("cls:N", "split:N", alt.Tooltip("x:Q", format=".2f"),
                          alt.Tooltip("y:Q", format=".2f"))))
-    # Roughly equal aspect: the height follows the data's y/x extent.
-    width, x_span, y_span = 380, xs[1] - xs[0], ys[1] - ys[0]
-    height = int(np.clip(width * y_span / x_span, 200, 480)) if x_span > 0 else width
+    # A fixed size (autosize "pad"): fitting the width to a page column would stretch the
+    # square back into a strip.
     return alt.layer(*layers).resolve_scale(color="independent").properties(
-        title=title, width=width, height=height)
+        title=title, width=size, height=size, autosize=alt.AutoSizeParams(type="pad"))

@@ -5,6 +5,8 @@
     layer_profile(results, "weight_grad_norm", epoch)   one value per layer at a state, per run
     over_training(results, "weight_grad_norm")    first hidden and last layer over the steps
     total_grad_norm(results)                      pre-clip gradient norm over steps, thresholds
+    side_by_side(results, charts.histograms, "weight", epoch)   a single-run chart per run,
+                                                  next to each other on shared scales
 
 Same conventions as `core.lab.charts` (non-finite values dropped, log axes drop values ≤ 0, an
 empty selection says "no data", epoch e = the state after e epochs); the single-run charts
@@ -12,6 +14,8 @@ there serve the side-by-side layout.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import altair as alt
 import pandas as pd
@@ -162,3 +166,32 @@ def update_ratio_profile(results: dict, epoch: int):
     """update:data per layer with Karpathy's rule of thumb as a reference."""
     return layer_profile(results, "update_data_ratio", epoch,
                          reference=CATALOGUE["update_data_ratio"].target)
+
+
+# Side by side, each run's chart is drawn at this share of its own width, so the pair fits a
+# laptop's page beside the sidebar (~900 px at 1280 px wide).
+PAIR_WIDTH = 0.55
+
+
+def side_by_side(results: dict, build, *args):
+    """`build(result, *args)` for each run, next to each other, titled by run, on shared y, x
+    and colour scales: a 1e-6 and a 0.3 gradient no longer look alike, and a layer keeps its
+    colour in both: each run's chart is built over every run's layers, in network order."""
+    order = layer_order(results)
+    panels = [alt.vconcat(_narrow(build(replace(r, layer_names=order), *args), PAIR_WIDTH),
+                          title=f"Run {name}") for name, r in results.items()]
+    return alt.hconcat(*panels).resolve_scale(x="shared", y="shared", color="shared")
+
+
+def _narrow(chart, factor: float):
+    """The chart with every view's explicit width times `factor`, in place (a fresh chart)."""
+    width = getattr(chart, "width", alt.Undefined)
+    if isinstance(width, (int, float)):
+        chart.width = max(60, int(width * factor))
+    for part in ("hconcat", "vconcat", "concat", "layer"):
+        for child in getattr(chart, part, None) or []:
+            _narrow(child, factor)
+    inner = getattr(chart, "spec", alt.Undefined)
+    if inner is not alt.Undefined and not isinstance(inner, dict):
+        _narrow(inner, factor)
+    return chart

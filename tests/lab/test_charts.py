@@ -350,7 +350,7 @@ def test_decision_boundary(runs, spec):
     r = runs["moons"]
     s0, s3 = spec("moons", "decision_boundary", 0), spec("moons", "decision_boundary", 3)
     grid0, grid3 = rows_with(s0, "x", "y", "p"), rows_with(s3, "x", "y", "p")
-    assert len(grid0) == len(grid3) == 40 * 40
+    assert len(grid0) == len(grid3) == 64 * 64
     assert all(0 <= x["p"] <= 1 for x in grid0 + grid3)
     assert [x["p"] for x in grid0] != [x["p"] for x in grid3]
     points = rows_with(s3, "x", "y", "label", "split")
@@ -359,6 +359,14 @@ def test_decision_boundary(runs, spec):
     heat = [e for e in encodings(s3, "color") if e.get("field") == "p"][0]
     assert heat["scale"] == {"scheme": "redblue", "domain": [0, 1]}
     assert "only 2-D" in texts(spec("bn", "decision_boundary", 1))
+    # A square at equal x and y scales, drawn at its own size (not fitted into a strip).
+    assert s3["width"] == s3["height"] and s3["autosize"] == {"type": "pad"}
+    x_dom, y_dom = (next(e["scale"]["domain"] for e in encodings(s3, c) if "scale" in e)
+                    for c in ("x", "y"))
+    assert x_dom[1] - x_dom[0] == pytest.approx(y_dom[1] - y_dom[0])
+    # Points outlined in white, so a red point reads on the red region.
+    marks = [m for m in walk(s3) if isinstance(m, dict) and m.get("type") == "point"]
+    assert marks and all(m["stroke"] == "white" and m["strokeWidth"] >= 1 for m in marks)
 
 
 def test_loss_accuracy(runs, spec):

@@ -5,12 +5,12 @@ import math
 
 import pytest
 
-from core.lab import compare_charts
+from core.lab import charts as lab_charts, compare_charts
 from core.lab.compare import differences, layer_order, outcomes
 from core.lab.config import RunConfig
 from core.lab.runs import get_run
 from core.lab.trainer import train
-from tests.helpers import charts, clean, open_page
+from tests.helpers import charts, clean, open_page, walk
 
 A = RunConfig(depth=2, width=16, epochs=2, max_train=300)
 B = A.replace(depth=3, activation="tanh")
@@ -76,6 +76,30 @@ def test_overlay_charts_carry_both_runs(results, build):
     _validated(build({"A": results["A"], "B": results["diverged"]}))
 
 
+@pytest.mark.parametrize("build, args", [
+    (lab_charts.grad_norm_heatmap, ()), (lab_charts.gradient_flow, (1,)),
+    (lab_charts.layer_norms, ()), (lab_charts.histograms, ("weight", 1)),
+    (lab_charts.loss_accuracy, (1,)), (lab_charts.ratios, (1,)),
+])
+def test_side_by_side_shares_scales_across_the_runs(results, build, args):
+    both = {"A": results["A"], "B": results["B"]}
+    spec = _validated(compare_charts.side_by_side(both, build, *args))
+    # One scale per channel for the pair: a 1e-6 and a 0.3 gradient no longer look alike.
+    assert spec["resolve"]["scale"] == {"x": "shared", "y": "shared", "color": "shared"}
+    assert [p["title"] for p in spec["hconcat"]] == ["Run A", "Run B"]
+    # Each run's chart is built over both runs' layers, so a layer has one colour in both.
+    domains = [e["scale"]["domain"] for e in walk(spec) if isinstance(e, dict)
+               and e.get("field") == "layer" and "domain" in e.get("scale", {})]
+    assert all(d == layer_order(both) for d in domains)
+    # Narrowed to fit the pair on a page: no view wider than the Lab's, times PAIR_WIDTH.
+    alone = build(results["B"], *args).to_dict()
+    widest = max(n["width"] for n in walk(alone) if isinstance(n, dict)
+                 and isinstance(n.get("width"), int))
+    pair = [n["width"] for n in walk(spec) if isinstance(n, dict)
+            and isinstance(n.get("width"), int)]
+    assert pair and max(pair) <= max(60, int(widest * compare_charts.PAIR_WIDTH))
+
+
 def test_layer_profile_values_are_the_state_after_the_epoch(results):
     chart = compare_charts.layer_profile({"A": results["A"]}, "weight_grad_norm", 0)
     rows = [r for d in chart.to_dict()["datasets"].values() for r in d]
@@ -93,7 +117,7 @@ def test_page_shows_differences_outcomes_and_overlays():
     assert "● changed" in at.sidebar.selectbox(key="b_activation").label
     assert len(charts(at)) == 1
     for tab, n in {"Gradients": 3, "Activations": 3, "Weights & ratios": 3, "Clipping": 1,
-                   "Batch norm": 2}.items():
+                   "Batch norm": 1}.items():  # side by side: one chart of both runs
         page = open_page("app_pages/compare.py", tab=tab, **SMALL,
                          **{f"b_{k}": v for k, v in SMALL.items()})
         clean(page)
@@ -101,7 +125,8 @@ def test_page_shows_differences_outcomes_and_overlays():
     side = open_page("app_pages/compare.py", layout="Side by side", tab="Gradients", **SMALL,
                      **{f"b_{k}": v for k, v in SMALL.items()})
     clean(side)
-    assert len(charts(side)) == 6  # heatmap, gradient flow and step-0 bars for each run
+    # Heatmap, gradient flow and step-0 bars: each one chart of both runs on shared scales.
+    assert len(charts(side)) == 3
 
 
 def test_page_bad_b_link_warns_and_uses_a_fallback():
