@@ -122,7 +122,7 @@ with right:
             "val_accuracy": st.column_config.NumberColumn("Val accuracy", format="percent"),
             "test_accuracy": st.column_config.NumberColumn("Test accuracy", format="percent"),
             "depth_ratio": st.column_config.NumberColumn(
-                DEPTH_RATIO.label, format="%.1e", help=f"{DEPTH_RATIO.symbol}: {DEPTH_RATIO.help}"),
+                DEPTH_RATIO.label, format="%.2g", help=f"{DEPTH_RATIO.symbol}: {DEPTH_RATIO.help}"),
             **{f"max_{kind}": st.column_config.NumberColumn(m.label, format="percent",
                                                             help=m.help)
                for kind, m in MOST_FLAT.items()},

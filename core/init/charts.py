@@ -237,10 +237,15 @@ def spectrum(table: pd.DataFrame, *, relative: bool = False,
             x2=alt.X2("hi:Q"), y=alt.Y("share:Q", title="% of values"), y2=ZERO,
             tooltip=tips(alt.Tooltip("lo:Q", format=".3g"), alt.Tooltip("hi:Q", format=".3g"),
                          "count:Q", alt.Tooltip("share:Q", title="%", format=".1f")))
-        layers = [bars, *rule("x", "lo", 1.0, "1: isometry", ONE)]
+        # The rules only, their words in the subtitle: a label in the plot sat on the bars.
+        layers = [bars, rule("x", "lo", 1.0, "1: isometry", ONE)[0]]
         if np.isfinite(pred) and pred > 0:
-            layers += rule("x", "lo", float(pred), "theory's RMS", MUTED, edge=16)
+            layers.append(rule("x", "lo", float(pred), "theory's RMS", MUTED)[0])
         panels.append(alt.layer(*layers, title=label, width=2 * PANEL_W, height=PANEL_H // 2))
+    title = alt.TitleParams(title, subtitle=SPECTRUM_RULES)
     if len(panels) == 1:
         return panels[0].properties(title=title)
     return alt.vconcat(*panels, title=title)
+
+
+SPECTRUM_RULES = "Dashed lines: green at 1 (isometry), grey at theory's RMS singular value"

@@ -327,8 +327,10 @@ def _runs(z: np.ndarray, mask: np.ndarray, label: str) -> pd.DataFrame:
     return pd.DataFrame({"z0": z[starts], "z1": z[ends], "label": label})
 
 
-def activation_curve(name: str, preact: pd.DataFrame | None = None):
-    """f(z), f′(z) and the saturated regions; optionally one layer's pre-activation histogram."""
+def activation_curve(name: str, preact: pd.DataFrame | None = None, *, small: bool = False):
+    """f(z), f′(z) and the flat regions (shaded, named in the subtitle: a label inside the plot
+    overprinted a small multiple's axis); optionally one layer's pre-activation histogram.
+    `small`: a small multiple titled by the name alone, legend below."""
     hist = finite(preact, ["lo", "hi", "count"]) if preact is not None else pd.DataFrame()
     lo, hi = -6.0, 6.0
     if not hist.empty:  # widen the curve to wherever the layer's units are
@@ -341,21 +343,24 @@ def activation_curve(name: str, preact: pd.DataFrame | None = None):
     regions = _runs(c["z"], c["flat"], f"{FLAT_WORDS[kind]}: {FLAT_WHEN}" if kind else "")
     layers = []
     if not regions.empty:
-        widest = regions.iloc[[int(np.argmax(regions["z1"] - regions["z0"]))]]
         z_tips = [alt.Tooltip(f"{end}:Q", format=".2f") for end in ("z0", "z1")]
-        layers += [alt.Chart(regions).mark_rect(color=ALERT, opacity=0.12).encode(
-                       x=alt.X("z0:Q"), x2=alt.X2("z1:Q"), tooltip=tips("label:N", *z_tips)),
-                   alt.Chart(widest).transform_calculate(mid="(datum.z0 + datum.z1) / 2")
-                   .mark_text(color=ALERT, baseline="top", dy=4, fontSize=11)
-                   .encode(x=alt.X("mid:Q"), y=alt.YValue(0), text=alt.Text("label:N"))]
+        layers.append(alt.Chart(regions).mark_rect(color=ALERT, opacity=0.12).encode(
+            x=alt.X("z0:Q"), x2=alt.X2("z1:Q"), tooltip=tips("label:N", *z_tips)))
     layers.append(alt.Chart(lines).mark_line(strokeWidth=2).encode(
         x=alt.X("z:Q", title="Pre-activation z", scale=alt.Scale(domain=[lo, hi], nice=False)),
         y=alt.Y("value:Q", title="f(z) and f′(z)"),
         color=alt.Color("series:N", title=None, scale=alt.Scale(
-            domain=["f(z)", "f′(z)"], range=[SPLITS["train"], SPLITS["val"]])),
+            domain=["f(z)", "f′(z)"], range=[SPLITS["train"], SPLITS["val"]]),
+                        legend=alt.Legend(orient="bottom") if small else alt.Undefined),
         tooltip=tips(alt.Tooltip("z:Q", format=".2f"), "series:N",
                      alt.Tooltip("value:Q", format=".4g"))))
-    title = f"{name}: f(z), its slope f′(z), and where it saturates"
+    shaded = (f"shaded: {FLAT_WORDS[kind]}" + ("" if small else f", {FLAT_WHEN}") if kind
+              else "no flat region")
+    if small:
+        return alt.layer(*layers).properties(
+            title=alt.TitleParams(name, subtitle=shaded, subtitleColor=ALERT),
+            width=PANEL_W, height=180)
+    title = f"{name}: f(z), its slope f′(z), and where it is flat"
     chart = alt.layer(*layers)
     if not hist.empty:
         total = hist["count"].sum()
@@ -369,7 +374,8 @@ def activation_curve(name: str, preact: pd.DataFrame | None = None):
         # Its own (right) axis: the bars fill the plot's height, the curve keeps its units.
         chart = alt.layer(bars, chart).resolve_scale(y="independent")
         title += ", with a layer's pre-activations (grey)"
-    return chart.properties(title=title, width=2 * PANEL_W, height=PANEL_H + 40)
+    return chart.properties(title=alt.TitleParams(title, subtitle=shaded, subtitleColor=ALERT),
+                            width=2 * PANEL_W, height=PANEL_H + 40)
 
 
 def decision_boundary(result, epoch: int, size: int = 380):

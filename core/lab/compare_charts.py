@@ -132,7 +132,7 @@ def over_training(results: dict, metric: str = "weight_grad_norm"):
         strokeDash=alt.StrokeDash("role:N", title="Layer", scale=alt.Scale(
             domain=["first hidden", "last"], range=[[1, 0], [5, 3]])),
         detail="layer:N",
-        tooltip=tips("run:N", "layer:N", "step:Q", alt.Tooltip("value:Q", format=".3e")))
+        tooltip=tips("run:N", "layer:N", "step:Q", alt.Tooltip("value:Q", format=".3~g")))
 
 
 def total_grad_norm(results: dict):
@@ -150,7 +150,7 @@ def total_grad_norm(results: dict):
                 scale=alt.Scale(type="log"),
                 axis=LOG_AXIS),
         color=_run_color(results),
-        tooltip=tips("run:N", "step:Q", alt.Tooltip("grad_norm:Q", format=".3e"),
+        tooltip=tips("run:N", "step:Q", alt.Tooltip("grad_norm:Q", format=".3~g"),
                      alt.Tooltip("clipped:Q", title="clipped (0/1)")))
     thresholds = pd.DataFrame([{"run": name, "value": r.config.clip_norm}
                                for name, r in results.items() if r.config.clip_norm])

@@ -22,6 +22,7 @@ from core.chart_parts import MUTED, PANEL_H, PANEL_W, no_data, tips
 from core.lab.metrics import DEPTH_RATIO, MOST_FLAT
 
 SELECTION = "cell"
+TITLE_CHARS = 34   # a title line's characters: what a third of a 1280 px page holds at 13 px
 
 
 class Heatmap(NamedTuple):
@@ -106,7 +107,7 @@ def heatmap(table: pd.DataFrame, metric: str, *, x_title: str, y_title: str,
         tooltip=tips(alt.Tooltip("x:N", title=x_title), alt.Tooltip("y:N", title=y_title),
                      alt.Tooltip("val_accuracy:Q", title="val accuracy", format=".1%"),
                      alt.Tooltip("depth_ratio:Q", title=DEPTH_RATIO.label.lower(),
-                                 format=".2e"),
+                                 format=".2~g"),
                      alt.Tooltip("flat_metric:N", title="flat region"),
                      alt.Tooltip("flat_max:Q", title="max share (end)",
                                  format=MOST_FLAT["saturation"].fmt),
@@ -121,11 +122,8 @@ def heatmap(table: pd.DataFrame, metric: str, *, x_title: str, y_title: str,
     # The title wrapped to the column a third of the page gives it (never cut off), cells tall
     # enough to read their number: ~44 px a row.
     title = alt.TitleParams(textwrap.wrap(m.title, TITLE_CHARS), anchor="start")
-    return alt.layer(cells, text, title=title,
-                     width=max(PANEL_W * 2 // 3, 56 * n_x), height=max(PANEL_H * 3 // 4, 44 * n_y))
-
-
-TITLE_CHARS = 34   # a title line's characters: what a third of a 1280 px page holds at 13 px
+    return alt.layer(cells, text, title=title, width=max(PANEL_W * 2 // 3, 56 * n_x),
+                     height=max(PANEL_H * 3 // 4, 44 * n_y))
 
 
 def _label(value: float, fmt: str, diverged: bool) -> str:

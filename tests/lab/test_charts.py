@@ -87,6 +87,22 @@ def test_every_builder_gives_a_clean_spec(runs, spec, name):
         assert_clean(s)
 
 
+def test_numbers_read_as_numbers(runs, spec):
+    """Every quantitative tooltip field has a format, steps and epochs in whole numbers, and a
+    value such as 0.94 as a decimal (d3's "~g"), not 9.4e-01."""
+    for s in all_specs(runs, spec, "bn"):
+        for tips in encodings(s, "tooltip"):
+            for tip in tips if isinstance(tips, list) else [tips]:
+                if tip.get("type") == "quantitative":
+                    assert "format" in tip, tip
+                    if tip["field"] in ("step", "epoch"):
+                        assert tip["format"] == ",d"
+                    assert "e" not in tip["format"], tip
+        step_axes = [x["axis"] for x in encodings(s, "x") if x.get("field") == "step"
+                     and x.get("type") == "quantitative" and "axis" in x]
+        assert all(a["format"] == "d" and a["tickMinStep"] == 1 for a in step_axes), step_axes
+
+
 def test_empty_tables_say_no_data(runs, spec):
     # The first snapshot of a live run has no steps yet: charts say so instead of raising.
     for builder in ("grad_norm_heatmap", "clipping", "gradient_flow", "histograms"):
@@ -331,6 +347,14 @@ def test_activation_curve_shades_the_saturated_regions():
     s = charts.activation_curve("sigmoid").to_dict()
     assert {x["series"] for x in rows_with(s, "z", "value")} == {"f(z)", "f′(z)"}
     assert "6% of max" in json.dumps(rows_with(s, "z0", "label"))
+    # The flat region is named in the subtitle, not written into the plot over its axis.
+    for name, word in (("sigmoid", "saturated"), ("relu", "inactive")):
+        for small in (False, True):
+            s = charts.activation_curve(name, small=small).to_dict()
+            assert word in s["title"]["subtitle"]
+            marks = [n["mark"] for n in walk(s) if isinstance(n, dict) and "mark" in n]
+            assert "text" not in {m if isinstance(m, str) else m["type"] for m in marks}
+    assert charts.activation_curve("tanh", small=True).to_dict()["title"]["text"] == "tanh"
 
 
 def test_activation_curve_overlays_a_layer_and_widens_to_cover_it(runs):
