@@ -177,8 +177,9 @@ OVERLAYS = {
 def _side_by_side(tab: str, epoch: int) -> None:
     for tab_chart in TABS[tab]:
         if tab_chart.side_by_side:
+            # At its own size: sized to fit, it overflowed once Streamlit stretched it.
             runs_chart(results, compare_charts.side_by_side, tab_chart.build,
-                       *tab_chart.args(epoch))
+                       *tab_chart.args(epoch), width="content")
 
 
 panels()

@@ -146,7 +146,9 @@ relative = st.toggle("Divide by each setting's RMS", key="relative", bind="query
                           "isometry is a narrow band around 1 here.")
 with st.spinner("Computing Jacobians…"):
     table = _spectra(grid_net)  # the settings choose activation and init themselves
-chart(init_charts.spectrum(table, relative=relative))
+# At its own size: Streamlit stretches a stack's panels to the page, and their axes then
+# overflowed it (seen in Chromium at 1400 px).
+chart(init_charts.spectrum(table, relative=relative), width="content")
 if len(p.singular_values):
     chart(init_charts.spectrum(p.singular_values.assign(setting="this network"),
                                title="This network's Jacobian singular values"))

@@ -41,8 +41,8 @@ last = min(int(r.boundary.epoch.max()) for r in results)
 epoch = epoch_slider(tuple(r.key for r in results), last,
                      help="0 is the network at initialisation.")
 epoch = min(epoch, last)
-# Two squares of 330 px with their legends fit side by side on a laptop's page (1280 px).
-size = 330 if compare else 440
+# Two squares of 320 px with their legends fit side by side on a laptop's page (1280 px).
+size = 320 if compare else 440
 cols = st.columns(len(results))
 for col, result in zip(cols, results):
     with col:
@@ -54,7 +54,7 @@ for col, result in zip(cols, results):
         st.markdown(f"**{result.config.activation}** after epoch {epoch} · " + " · ".join(
             f"{split} accuracy {value:.0%}" for split, value in shown.items()
             if not math.isnan(value)))
-        chart(charts.decision_boundary(result, epoch, size))
+        chart(charts.decision_boundary(result, epoch, size), width="content")
 if compare:  # one chart for both runs: two loss charts would not fit a column each
     chart(compare_charts.loss_accuracy({r.config.activation: r for r in results}, epoch))
 else:

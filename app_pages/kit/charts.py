@@ -12,9 +12,10 @@ from core import chart_parts
 from core.lab.result import RunResult
 
 
-def chart(spec: alt.TopLevelMixin, container=st) -> None:
-    """Draw an Altair chart stretched to the page's width."""
-    container.vega_lite_chart(spec=spec_dict(spec), width="stretch")
+def chart(spec: alt.TopLevelMixin, container=st, width: str = "stretch") -> None:
+    """Draw an Altair chart stretched to the page's width, or at its own size ("content": a
+    square that stretching would turn into a strip)."""
+    container.vega_lite_chart(spec=spec_dict(spec), width=width)
 
 
 spec_dict = chart_parts.vega_spec  # what every chart on a page goes through
@@ -33,15 +34,16 @@ def run_chart(result: RunResult, builder: Callable, *args, container=st, **kwarg
     container.vega_lite_chart(spec=spec, width="stretch")
 
 
-def runs_chart(results: dict, builder: Callable, *args, container=st) -> None:
+def runs_chart(results: dict, builder: Callable, *args, container=st,
+               width: str = "stretch") -> None:
     """Draw `builder(results, *args)` of several named runs, cached like `run_chart` by every
     run's identity. `args` may hold a single-run builder (Compare's side by side): it is keyed
-    by its name, as `builder` is."""
+    by its name, as `builder` is. `width` as for `chart`."""
     run_id = tuple((name, _identity(r)) for name, r in results.items())
     named = tuple(f"{a.__module__}.{a.__qualname__}" if callable(a) else a for a in args)
     spec = _run_spec(run_id, builder.__module__, builder.__qualname__, named, (),
                      lambda: builder(results, *args))
-    container.vega_lite_chart(spec=spec, width="stretch")
+    container.vega_lite_chart(spec=spec, width=width)
 
 
 def _identity(result: RunResult) -> tuple:

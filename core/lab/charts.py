@@ -378,6 +378,9 @@ def activation_curve(name: str, preact: pd.DataFrame | None = None, *, small: bo
                             width=2 * PANEL_W, height=PANEL_H + 40)
 
 
+FIELD_COLOURS = ["#ef9a86", "#f7f7f7", "#8fbfe0"]   # P(class 1) = 0, 0.5, 1
+
+
 def decision_boundary(result, epoch: int, size: int = 380):
     """P(class 1) over the 2-D input plane at `epoch`, with the train and test points on top:
     a `size` px square at equal x and y scales, the legends below it (so two fit side by side)."""
@@ -386,8 +389,9 @@ def decision_boundary(result, epoch: int, size: int = 380):
     grid = finite(grid[grid["epoch"] == epoch], ["x", "y", "p"]) if len(grid) else grid
     if grid.empty:
         return no_data(title, "no decision boundary here: only 2-D toy datasets have one")
-    # Cells centred on the grid points, half a grid spacing each way.
-    half = {c: float(np.median(np.diff(np.unique(grid[c])))) / 2 if grid[c].nunique() > 1
+    # Cells centred on the grid points, reaching 0.6 of a grid spacing each way: neighbours
+    # overlap by a pixel or so, so no anti-aliased seam draws a white grid over the field.
+    half = {c: float(np.median(np.diff(np.unique(grid[c])))) * 0.6 if grid[c].nunique() > 1
             else 0.05 for c in ("x", "y")}
     grid = grid.assign(x0=grid["x"] - half["x"], x1=grid["x"] + half["x"],
                        y0=grid["y"] - half["y"], y1=grid["y"] + half["y"])
@@ -397,11 +401,13 @@ def decision_boundary(result, epoch: int, size: int = 380):
     span = max(xs[1] - xs[0], ys[1] - ys[0])
     xs, ys = ([(a + b - span) / 2, (a + b + span) / 2] for a, b in (xs, ys))
     below = {"orient": "bottom", "direction": "horizontal"}
-    heat = alt.Chart(source(grid)).mark_rect(opacity=0.7).encode(
+    # Opaque: translucent cells darken where they overlap.
+    heat = alt.Chart(source(grid)).mark_rect().encode(
         x=alt.X("x0:Q", title="x₁", scale=alt.Scale(domain=xs, nice=False)), x2=alt.X2("x1:Q"),
         y=alt.Y("y0:Q", title="x₂", scale=alt.Scale(domain=ys, nice=False)), y2=alt.Y2("y1:Q"),
-        color=alt.Color("p:Q", title="P(class 1)", legend=alt.Legend(**below, gradientLength=120),
-                        scale=alt.Scale(scheme="redblue", domain=[0, 1])),
+        color=alt.Color("p:Q", title="P(class 1)", legend=alt.Legend(**below, gradientLength=90),
+                        # Pale ends of red–blue: the points, in its deep ends, stand out.
+                        scale=alt.Scale(domain=[0, 0.5, 1], range=FIELD_COLOURS)),
         tooltip=tips(*(alt.Tooltip(f"{c}:Q", format=f) for c, f in
                        (("x", ".2f"), ("y", ".2f"), ("p", ".2f")))))
     pts = result.points
@@ -418,9 +424,10 @@ def decision_boundary(result, epoch: int, size: int = 380):
             # The two ends of the heatmap's red–blue scheme: class 0 red, class 1 blue.
             fill=alt.Fill("cls:N", title="Class", legend=alt.Legend(**below), scale=alt.Scale(
                 domain=["class 0", "class 1"], range=["#b2182b", "#2166ac"])),
-            shape=alt.Shape("split:N", title="Split", legend=alt.Legend(**below),
-                            scale=alt.Scale(domain=["train", "test"],
-                                            range=["circle", "triangle-up"])),
+            # No legend: the page says circles are training points, triangles test points
+            # (three legends in a row were wider than the square).
+            shape=alt.Shape("split:N", legend=None, scale=alt.Scale(
+                domain=["train", "test"], range=["circle", "triangle-up"])),
             tooltip=tips("cls:N", "split:N", alt.Tooltip("x:Q", format=".2f"),
                          alt.Tooltip("y:Q", format=".2f"))))
     # A fixed size (autosize "pad"): fitting the width to a page column would stretch the

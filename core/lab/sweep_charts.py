@@ -22,7 +22,7 @@ from core.chart_parts import MUTED, PANEL_H, PANEL_W, no_data, tips
 from core.lab.metrics import DEPTH_RATIO, MOST_FLAT
 
 SELECTION = "cell"
-TITLE_CHARS = 34   # a title line's characters: what a third of a 1280 px page holds at 13 px
+TITLE_CHARS = 28   # a title line's characters: what a third of a 1280 px page holds (16 px bold)
 
 
 class Heatmap(NamedTuple):
@@ -119,9 +119,9 @@ def heatmap(table: pd.DataFrame, metric: str, *, x_title: str, y_title: str,
         # Not a `scale=None` colour channel: Streamlit's chart theming fails on a null scale.
         x=x, y=y, text=alt.Text("label:N"),
         color=alt.condition("datum.ink === 'white'", alt.value("white"), alt.value("black")))
-    # The title wrapped to the column a third of the page gives it (never cut off), cells tall
-    # enough to read their number: ~44 px a row.
-    title = alt.TitleParams(textwrap.wrap(m.title, TITLE_CHARS), anchor="start")
+    # The title wrapped to the column a third of the page gives it, with no limit: Vega-Lite
+    # cut it with "…" at the plot's width. Cells tall enough to read their number: ~44 px a row.
+    title = alt.TitleParams(textwrap.wrap(m.title, TITLE_CHARS), anchor="start", limit=0)
     return alt.layer(cells, text, title=title, width=max(PANEL_W * 2 // 3, 56 * n_x),
                      height=max(PANEL_H * 3 // 4, 44 * n_y))
 
@@ -131,4 +131,6 @@ def _label(value: float, fmt: str, diverged: bool) -> str:
         return "NaN"
     if value is None or not math.isfinite(value):
         return "–"
-    return format(value, fmt)
+    text = format(value, fmt)
+    # A value that rounds to zero reads "0.0", not "-0.0" or "+0.0".
+    return text.lstrip("+-") if not any(c in "123456789" for c in text) else text

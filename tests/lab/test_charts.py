@@ -381,7 +381,7 @@ def test_decision_boundary(runs, spec):
     assert {x["split"] for x in points} == {"train", "test"}
     assert len(points) == (r.points.split != "val").sum()
     heat = [e for e in encodings(s3, "color") if e.get("field") == "p"][0]
-    assert heat["scale"] == {"scheme": "redblue", "domain": [0, 1]}
+    assert heat["scale"] == {"domain": [0, 0.5, 1], "range": charts.FIELD_COLOURS}
     assert "only 2-D" in texts(spec("bn", "decision_boundary", 1))
     # A square at equal x and y scales, drawn at its own size (not fitted into a strip).
     assert s3["width"] == s3["height"] and s3["autosize"] == {"type": "pad"}

@@ -84,20 +84,44 @@ def test_overlay_charts_carry_both_runs(results, build):
 def test_side_by_side_shares_scales_across_the_runs(results, build, args):
     both = {"A": results["A"], "B": results["B"]}
     spec = _validated(compare_charts.side_by_side(both, build, *args))
-    # One scale per channel for the pair: a 1e-6 and a 0.3 gradient no longer look alike.
-    assert spec["resolve"]["scale"] == {"x": "shared", "y": "shared", "color": "shared"}
-    assert [p["title"] for p in spec["hconcat"]] == ["Run A", "Run B"]
+    shared = {"x": "shared", "y": "shared", "color": "shared"}
+    rows = spec["vconcat"] if "vconcat" in spec else [spec]
+    alone = build(results["B"], *args).to_dict()
+    assert len(rows) == len([v for v in walk(alone) if isinstance(v, dict)
+                             and ("mark" in v or isinstance(v.get("layer"), list)
+                                  or "facet" in v) and not _inside_panel(v, alone)])
+    for row in rows:
+        # One panel of each run per row, on one scale per channel: a 1e-6 and a 0.3 gradient
+        # no longer look alike.
+        assert row["resolve"]["scale"] == shared
+        assert [p["title"] for p in row["hconcat"]] == ["Run A", "Run B"]
+        for p in row["hconcat"]:
+            assert p["resolve"]["scale"] == shared
+            # Narrowed to fit the pair on a laptop's page.
+            assert _plot_width(p["vconcat"][0]) <= compare_charts.PAIR_PLOT + 1
     # Each run's chart is built over both runs' layers, so a layer has one colour in both.
     domains = [e["scale"]["domain"] for e in walk(spec) if isinstance(e, dict)
                and e.get("field") == "layer" and "domain" in e.get("scale", {})]
     assert all(d == layer_order(both) for d in domains)
-    # Narrowed to fit the pair on a page: no view wider than the Lab's, times PAIR_WIDTH.
-    alone = build(results["B"], *args).to_dict()
-    widest = max(n["width"] for n in walk(alone) if isinstance(n, dict)
-                 and isinstance(n.get("width"), int))
-    pair = [n["width"] for n in walk(spec) if isinstance(n, dict)
-            and isinstance(n.get("width"), int)]
-    assert pair and max(pair) <= max(60, int(widest * compare_charts.PAIR_WIDTH))
+
+
+def _inside_panel(view: dict, spec: dict) -> bool:
+    """Whether `view` sits inside a layered or faceted view of `spec` (not a panel itself)."""
+    for outer in walk(spec):
+        if isinstance(outer, dict) and outer is not view:
+            layers = outer.get("layer")
+            inner = (layers if isinstance(layers, list) else []) + (
+                [outer["spec"]] if "facet" in outer else [])
+            if any(v is view for v in inner):
+                return True
+    return False
+
+
+def _plot_width(view: dict) -> float:
+    """A panel's plot width read from the spec (an independent answer to _width)."""
+    if "facet" in view:
+        return _plot_width(view["spec"]) * view.get("columns", 1)
+    return max([view.get("width", 0), *(_plot_width(v) for v in view.get("layer", []))])
 
 
 def test_layer_profile_values_are_the_state_after_the_epoch(results):
