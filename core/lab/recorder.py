@@ -204,7 +204,7 @@ class LayerRecorder:
             raw=torch.full((n_steps, max(self._layout.size, self._layout.fixed + 5 * L)),
                            float("nan"), device=dev),
             hist=torch.zeros((2, L, len(HIST_KINDS), HIST_BINS), device=dev),
-            edges=torch.zeros((2, L, len(HIST_KINDS), 2), dtype=torch.float64, device=dev),
+            edges=torch.zeros((2, L, len(HIST_KINDS), 2), device=dev),
         )
         self._n_steps = n_steps
         self._final = final
@@ -333,24 +333,29 @@ class LayerRecorder:
         """Histogram x into HIST_BINS equal bins from its own finite min to max, on the device.
 
         No host sync: the edges stay tensors (histc wants them as Python numbers) and are copied
-        with the counts in end_epoch. In float64, so a diverging run's ±3e38 neither overflows
-        hi − lo nor loses the bin of a small value. ±inf count in the edge bins; NaN in none."""
+        with the counts in end_epoch. ±inf count in the edge bins; NaN in none. In float32 with
+        in-place steps, a few bytes a value: float64 temporaries raised a CNN run's peak past
+        its memory estimate (tests/test_memory.py)."""
         if not self._snapshots:
             return
-        x = x.detach().double().flatten()
+        x = x.detach().float().flatten()
         finite = torch.isfinite(x)
         lo = torch.where(finite, x, math.inf).min()
         hi = torch.where(finite, x, -math.inf).max()
+        del finite
         none = lo > hi   # no finite value at all: a nominal range, the infinities at its edges
         lo, hi = torch.where(none, -1.0, lo), torch.where(none, 1.0, hi)
         # A constant snapshot (a zero gradient) gets a small range around its value.
         pad = torch.where(hi > lo, 0.0, 0.1 * hi.abs() + 1e-8)
         lo, hi = lo - pad, hi + pad
+        # hi − lo overflows float32 past ~1e38: such values (and their edges) are scaled down by
+        # an exact power of two, which leaves every bin as it was.
+        s = torch.where(torch.maximum(-lo, hi) > 2.0 ** 100, 2.0 ** -64, 1.0)
         # floor((x − lo) / width) puts x = hi at index HIST_BINS: into the last bin, as
-        # numpy.histogram closes its last bin.
-        index = ((x - lo) * (HIST_BINS / (hi - lo))).floor().clamp(0, HIST_BINS - 1)
-        counts = torch.zeros(HIST_BINS, dtype=torch.float64, device=x.device).index_add_(
-            0, index.nan_to_num(0).long(), (~x.isnan()).double())
+        # numpy.histogram closes its last bin. NaN goes to an extra slot, dropped.
+        index = (x * s).sub_(lo * s).mul_(HIST_BINS / (hi * s - lo * s)).floor_()
+        index = index.clamp_(0, HIST_BINS - 1).nan_to_num_(HIST_BINS)
+        counts = torch.bincount(index.to(torch.int32), minlength=HIST_BINS + 1)[:HIST_BINS]
         self._histogrammed.add((i, _K[kind]))
         for slot in self._snapshots:
             self._epoch.hist[slot, i, _K[kind]] = counts
