@@ -247,9 +247,10 @@ def _hist_rows(result, kinds, epoch=None, layer=None) -> pd.DataFrame:
 
 
 def _facet(chart: alt.Chart, result, title: str):
-    """Small multiples, one per layer in network order; each layer keeps its own value range."""
-    return chart.properties(width=160, height=100).facet(
-        facet=alt.Facet("layer:O", sort=list(result.layer_names), title=None), columns=4,
+    """Small multiples, one per layer in network order; each layer keeps its own value range.
+    Three a row: four, each with its own axes, ran past a laptop's page (820 px)."""
+    return chart.properties(width=170, height=100).facet(
+        facet=alt.Facet("layer:O", sort=list(result.layer_names), title=None), columns=3,
         title=title).resolve_scale(x="independent", y="independent")
 
 

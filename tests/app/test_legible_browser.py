@@ -98,6 +98,21 @@ def _screenshot(page, path: Path) -> None:
     page.screenshot(path=str(path))
 
 
+def test_lab_histograms_stay_in_the_page(server, sized_page, tmp_path):  # noqa: F811
+    """The Weights & ratios tab: after its ratios chart (the layer panels, not this test's
+    subject), the weight and weight-gradient histograms, three layers a row."""
+    path = "lab?epochs=2&max_train=300&tab=Weights+%26+ratios"
+    page = sized_page
+    page.goto(f"{server}/{path}")
+    _settle(page, path, charts=3, timeout=180_000)
+    _screenshot(page, _shots(tmp_path) / f"lab_histograms_{page.viewport_name}.png")
+    boxes = page.evaluate(BOXES)
+    assert len(boxes) == 3, boxes
+    for b in boxes[1:]:
+        assert b["column"]["left"] - 1 <= b["chart"]["left"], b
+        assert b["chart"]["right"] <= b["column"]["right"] + 1, b
+
+
 def test_sweep_heatmap_titles_fit_their_charts(server, sized_page):  # noqa: F811
     """The title lines the heatmaps carry, measured in the browser's own font, are no wider than
     the chart drawn for them: none is cut off."""
