@@ -23,7 +23,7 @@ st.write("Each curve is an activation f(z) with its slope f′(z). Shaded: its f
 cols = st.columns(4)
 for i, name in enumerate(ACTIVATIONS):
     with cols[i % 4]:
-        chart(charts.activation_curve(name).properties(height=180, title=name))
+        chart(charts.activation_curve(name, small=True))
 
 st.subheader("A real layer on its curve", anchor=False)
 FIELDS_HERE = ["dataset", "depth", "width", "activation", "init", "batch_norm", "optimizer",

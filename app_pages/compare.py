@@ -11,7 +11,7 @@ from core.lab.config import FIELDS, RunConfig
 from core.lab.metrics import DEPTH_RATIO, MOST_FLAT
 from core.lab.runs import load_run, run_label, stored_runs
 from core.lab.tabs import TABS
-from app_pages.kit.charts import chart, run_chart
+from app_pages.kit.charts import chart, runs_chart
 from app_pages.kit.controls import (LAB, apply_settings, config_controls, epoch_slider,
                                     labelled_choice, warn)
 from app_pages.kit.runs import notices, obtain_all
@@ -119,7 +119,7 @@ with right:
             "val_accuracy": st.column_config.NumberColumn("Val accuracy", format="percent"),
             "test_accuracy": st.column_config.NumberColumn("Test accuracy", format="percent"),
             "depth_ratio": st.column_config.NumberColumn(
-                DEPTH_RATIO.label, format="%.1e", help=f"{DEPTH_RATIO.symbol}: {DEPTH_RATIO.help}"),
+                DEPTH_RATIO.label, format="%.2g", help=f"{DEPTH_RATIO.symbol}: {DEPTH_RATIO.help}"),
             **{f"max_{kind}": st.column_config.NumberColumn(m.label, format="percent",
                                                             help=m.help)
                for kind, m in MOST_FLAT.items()},
@@ -141,7 +141,8 @@ def panels() -> None:
     layout = st.segmented_control("Layout", ["Overlay", "Side by side"], default="Overlay",
                                   key="layout", bind="query-params", required=True,
                                   help="Overlay draws A and B on the same axes where the chart "
-                                       "allows it; side by side draws each run's own charts.")
+                                       "allows it; side by side draws each run's own charts, "
+                                       "next to each other on the same scales.")
     tabs = st.tabs(list(TABS), key="tab", bind="query-params")
     for tab, name in zip(tabs, TABS):
         with tab:
@@ -171,13 +172,11 @@ OVERLAYS = {
 
 
 def _side_by_side(tab: str, epoch: int) -> None:
-    cols = st.columns(len(results))
-    for col, (name, result) in zip(cols, results.items()):
-        with col:
-            st.markdown(f"**{name}**")
-            for tab_chart in TABS[tab]:
-                if tab_chart.side_by_side:
-                    run_chart(result, tab_chart.build, *tab_chart.args(epoch))
+    for tab_chart in TABS[tab]:
+        if tab_chart.side_by_side:
+            # At its own size: sized to fit, it overflowed once Streamlit stretched it.
+            runs_chart(results, compare_charts.side_by_side, tab_chart.build,
+                       *tab_chart.args(epoch), width="content")
 
 
 panels()

@@ -11,6 +11,7 @@ from core.init.phase import phase_diagram
 from core.init.probe import METRICS, probe
 from core.init.spectra import spectra
 from core.lab.config import RunConfig
+from core.lab.metrics import readable
 from app_pages.kit.charts import chart, spec_dict
 from app_pages.kit.controls import LAB, apply_settings, config_controls, warn
 
@@ -103,8 +104,8 @@ cols[2].metric("χ measured", f"{s['measured_chi']:.3f}",
 cols[3].metric("Depth scale ξ", "∞" if math.isinf(mf.depth_scale) else f"{mf.depth_scale:.1f}",
                help="Layers over which the gradient changes by a factor e: 1/|ln χ₁|. "
                     "Trainable depth is a few ξ.")
-cols[4].metric("First/last gradient", f"{s['grad_ratio']:.1e}",
-               delta=f"theory {s['predicted_grad_ratio']:.1e}", delta_color="off",
+cols[4].metric("First/last gradient", readable(s['grad_ratio']),
+               delta=f"theory {readable(s['predicted_grad_ratio'])}", delta_color="off",
                help="‖δ₁‖/‖δ_L‖ measured, and what theory predicts for this depth.")
 
 chart(init_charts.profile(p.layers))
@@ -153,7 +154,9 @@ relative = st.toggle("Divide by each setting's RMS", key="relative", bind="query
                           "isometry is a narrow band around 1 here.")
 with st.spinner("Computing Jacobians…"):
     table = _spectra(grid_net)  # the settings choose activation and init themselves
-chart(init_charts.spectrum(table, relative=relative))
+# At its own size: Streamlit stretches a stack's panels to the page, and their axes then
+# overflowed it (seen in Chromium at 1400 px).
+chart(init_charts.spectrum(table, relative=relative), width="content")
 if len(p.singular_values):
     chart(init_charts.spectrum(p.singular_values.assign(setting="this network"),
                                title="This network's Jacobian singular values"))

@@ -8,7 +8,7 @@ from core.data.datasets import IMAGE_DATASETS
 from core.lab import charts
 from core.lab.config import FIELDS
 from core.lab.doctor import diagnose
-from core.lab.metrics import DEPTH_RATIO, MOST_FLAT, most_flat
+from core.lab.metrics import DEPTH_RATIO, MOST_FLAT, most_flat, readable
 from core.lab.presets import PRESETS
 from core.lab.tabs import TABS
 from app_pages.kit.charts import run_chart
@@ -50,7 +50,7 @@ cols[5].metric("Train − val gap", f"{gap * 100:+.1f} pts" if math.isfinite(gap
                     "validation accuracy. Large and positive: the network memorises its "
                     "training set (overfitting).")
 ratio = result.depth_ratio(0)
-cols[1].metric(DEPTH_RATIO.label, f"{ratio:.1e}" if math.isfinite(ratio) else "–",
+cols[1].metric(DEPTH_RATIO.label, readable(ratio),
                help=f"{DEPTH_RATIO.symbol}: {DEPTH_RATIO.help}")
 if result.flat_metric is not None:
     headline, share = MOST_FLAT[result.flat_metric], most_flat(result.end_flat())

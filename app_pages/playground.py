@@ -1,9 +1,11 @@
 """2-D Playground: decision boundaries on toy data, epoch by epoch."""
 
+import math
+
 import streamlit as st
 
 from core.data.datasets import TOY_DATASETS
-from core.lab import charts
+from core.lab import charts, compare_charts
 from core.lab.config import RunConfig
 from app_pages.kit.charts import chart
 from app_pages.kit.controls import LAB, classroom_editor, config_form, epoch_slider, warn
@@ -38,12 +40,22 @@ if any(r is None for r in results):
 last = min(int(r.boundary.epoch.max()) for r in results)
 epoch = epoch_slider(tuple(r.key for r in results), last,
                      help="0 is the network at initialisation.")
+epoch = min(epoch, last)
+# Two squares of 320 px with their legends fit side by side on a laptop's page (1280 px).
+size = 320 if compare else 440
 cols = st.columns(len(results))
 for col, result in zip(cols, results):
     with col:
         notices(result)
-        st.markdown(f"**{result.config.activation}** · validation accuracy "
-                    f"{result.final('val', 'accuracy'):.0%} · test "
-                    f"{result.final('test', 'accuracy'):.0%}")
-        chart(charts.decision_boundary(result, min(epoch, last)))
-        chart(charts.loss_accuracy(result, min(epoch, last)))
+        # The scrubbed epoch's accuracies (train has none at initialisation; test only at the end).
+        shown = {"validation": result.at_epoch("val", "accuracy", epoch),
+                 "train": result.at_epoch("train", "accuracy", epoch),
+                 "test": result.at_epoch("test", "accuracy", epoch)}
+        st.markdown(f"**{result.config.activation}** after epoch {epoch} · " + " · ".join(
+            f"{split} accuracy {value:.0%}" for split, value in shown.items()
+            if not math.isnan(value)))
+        chart(charts.decision_boundary(result, epoch, size), width="content")
+if compare:  # one chart for both runs: two loss charts would not fit a column each
+    chart(compare_charts.loss_accuracy({r.config.activation: r for r in results}, epoch))
+else:
+    chart(charts.loss_accuracy(results[0], epoch))

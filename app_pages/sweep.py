@@ -96,7 +96,7 @@ if clicked:
     with st.container(border=True):
         st.markdown(f"**{LAB.label(spec.x)} = {row['x']}, {LAB.label(spec.y)} = {row['y']}** "
                     f"· validation accuracy {row['val_accuracy']:.1%} · "
-                    f"{DEPTH_RATIO.label.lower()} {row['depth_ratio']:.1e}"
+                    f"{DEPTH_RATIO.label.lower()} {row['depth_ratio']:.2g}"
                     + (" · diverged" if row["diverged"] else ""))
         st.page_link("app_pages/lab.py", label="Open this run in the Training Lab",
                      query_params=result.config(clicked[-1]).to_params(),
@@ -117,7 +117,7 @@ with st.expander("All cells as a table", icon=":material/table:"):
             "y": st.column_config.TextColumn(LAB.label(spec.y)),
             "val_accuracy": st.column_config.NumberColumn("Val accuracy", format="percent"),
             "depth_ratio": st.column_config.NumberColumn(
-                DEPTH_RATIO.label, format="%.1e", help=f"{DEPTH_RATIO.symbol}: {DEPTH_RATIO.help}"),
+                DEPTH_RATIO.label, format="%.2g", help=f"{DEPTH_RATIO.symbol}: {DEPTH_RATIO.help}"),
             "flat_metric": st.column_config.TextColumn(
                 "Flat region", help="saturation: sigmoid and tanh; inactive: the ReLU family."),
             "flat_max": st.column_config.NumberColumn(

@@ -37,6 +37,12 @@ class EpochRecords:
         rows = self.epochs[(self.epochs.split == split) & (self.epochs.metric == metric)]
         return float(rows.sort_values("epoch").value.iloc[-1]) if len(rows) else math.nan
 
+    def at_epoch(self, split: str, metric: str, epoch: int) -> float:
+        """The value of e.g. ('val', 'accuracy') after `epoch` epochs; NaN if not recorded."""
+        rows = self.epochs[(self.epochs.split == split) & (self.epochs.metric == metric)
+                           & (self.epochs.epoch == epoch)]
+        return float(rows.value.iloc[-1]) if len(rows) else math.nan
+
 
 class TrainedRun(EpochRecords):
     """A whole trained run: its config (whose key is the store's) and its status."""

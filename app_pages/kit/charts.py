@@ -12,9 +12,10 @@ from core import chart_parts
 from core.lab.result import RunResult
 
 
-def chart(spec: alt.TopLevelMixin, container=st) -> None:
-    """Draw an Altair chart stretched to the page's width."""
-    container.vega_lite_chart(spec=spec_dict(spec), width="stretch")
+def chart(spec: alt.TopLevelMixin, container=st, width: str = "stretch") -> None:
+    """Draw an Altair chart stretched to the page's width, or at its own size ("content": a
+    square that stretching would turn into a strip)."""
+    container.vega_lite_chart(spec=spec_dict(spec), width=width)
 
 
 spec_dict = chart_parts.vega_spec  # what every chart on a page goes through
@@ -28,16 +29,31 @@ def run_chart(result: RunResult, builder: Callable, *args, container=st, **kwarg
     Lab's charts). The specs are cached by the run's identity and the builder's arguments: the
     config key plus the tables' lengths and status, which tell a live partial result from the
     finished one."""
-    run_id = (result.key, result.status, len(result.epochs), len(result.steps),
-              len(result.layers), len(result.histograms))
-    spec = _run_spec(run_id, builder.__module__, builder.__qualname__, args,
-                     tuple(sorted(kwargs.items())), result, builder)
+    spec = _run_spec(_identity(result), builder.__module__, builder.__qualname__, args,
+                     tuple(sorted(kwargs.items())), lambda: builder(result, *args, **kwargs))
     container.vega_lite_chart(spec=spec, width="stretch")
+
+
+def runs_chart(results: dict, builder: Callable, *args, container=st,
+               width: str = "stretch") -> None:
+    """Draw `builder(results, *args)` of several named runs, cached like `run_chart` by every
+    run's identity. `args` may hold a single-run builder (Compare's side by side): it is keyed
+    by its name, as `builder` is. `width` as for `chart`."""
+    run_id = tuple((name, _identity(r)) for name, r in results.items())
+    named = tuple(f"{a.__module__}.{a.__qualname__}" if callable(a) else a for a in args)
+    spec = _run_spec(run_id, builder.__module__, builder.__qualname__, named, (),
+                     lambda: builder(results, *args))
+    container.vega_lite_chart(spec=spec, width=width)
+
+
+def _identity(result: RunResult) -> tuple:
+    return (result.key, result.status, len(result.epochs), len(result.steps),
+            len(result.layers), len(result.histograms))
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def _run_spec(run_id: tuple, module: str, name: str, args: tuple, kwargs: tuple,
-              _result: RunResult, _builder: Callable) -> dict:
-    # _result and _builder are not hashed (a leading underscore): run_id, module and name say
-    # which they are.
-    return spec_dict(_builder(_result, *args, **dict(kwargs)))
+              _build: Callable) -> dict:
+    # _build (the builder called on the runs) is not hashed (a leading underscore): run_id,
+    # module, name and the arguments say which chart it makes.
+    return spec_dict(_build())

@@ -34,7 +34,8 @@ PHASE_SCHEME = "blueorange"   # diverging: vanishing blue, exploding orange, 0 (
 
 def _setting_color(df: pd.DataFrame) -> alt.Color | alt.ColorValue:
     if "setting" in df.columns and df["setting"].nunique() > 1:
-        return alt.Color("setting:N", title="Setting", sort=list(dict.fromkeys(df["setting"])))
+        return alt.Color("setting:N", title="Setting", sort=list(dict.fromkeys(df["setting"])),
+                         legend=alt.Legend(orient="bottom"))
     return alt.ColorValue(SPLITS["train"])
 
 
@@ -60,8 +61,10 @@ def profile(layers: pd.DataFrame, metrics=("activation_std", "preact_grad_norm")
         if "setting" not in long.columns:
             long = long.assign(setting="this network")
         color = _setting_color(long)
-        dash = alt.StrokeDash("source:N", title=None, scale=alt.Scale(
-            domain=list(SOURCES), range=[[1, 0], [6, 4]]))
+        # The legend below the panels: at the right it went past a laptop's page (seen in
+        # Chromium at 1280 px).
+        dash = alt.StrokeDash("source:N", title=None, legend=alt.Legend(orient="bottom"),
+                              scale=alt.Scale(domain=list(SOURCES), range=[[1, 0], [6, 4]]))
         base = alt.Chart(source(long)).encode(
             x=alt.X("layer:Q", title="Hidden layer (input → output)",
                     axis=alt.Axis(tickMinStep=1)),
@@ -160,8 +163,10 @@ def phase_heatmap(cells: pd.DataFrame, critical: pd.DataFrame | None = None, *,
     rects = alt.Chart().transform_filter(alt.datum.kind == "cell").mark_rect(
         stroke="#222222").encode(
         x=x, x2=alt.X2("w1:Q"), y=y, y2=alt.Y2("b1:Q"),
+        # The legend below: at the right, two panels and it went past a laptop's page.
         color=alt.Color("log10_ratio:Q", title="log10 ‖δ₁‖/‖δ_L‖", scale=alt.Scale(
-            scheme=PHASE_SCHEME, domain=[-m, m], domainMid=0, clamp=True)),
+            scheme=PHASE_SCHEME, domain=[-m, m], domainMid=0, clamp=True),
+                        legend=alt.Legend(orient="bottom", gradientLength=220)),
         strokeWidth=alt.condition(cell, alt.value(2.5), alt.value(0), empty=False),
         tooltip=tips(alt.Tooltip("sigma_w2:Q", title="σ_w²", format=".3g"),
                      alt.Tooltip("sigma_b2:Q", title="σ_b²", format=".3g"),
@@ -237,10 +242,15 @@ def spectrum(table: pd.DataFrame, *, relative: bool = False,
             x2=alt.X2("hi:Q"), y=alt.Y("share:Q", title="% of values"), y2=ZERO,
             tooltip=tips(alt.Tooltip("lo:Q", format=".3g"), alt.Tooltip("hi:Q", format=".3g"),
                          "count:Q", alt.Tooltip("share:Q", title="%", format=".1f")))
-        layers = [bars, *rule("x", "lo", 1.0, "1: isometry", ONE)]
+        # The rules only, their words in the subtitle: a label in the plot sat on the bars.
+        layers = [bars, rule("x", "lo", 1.0, "1: isometry", ONE)[0]]
         if np.isfinite(pred) and pred > 0:
-            layers += rule("x", "lo", float(pred), "theory's RMS", MUTED, edge=16)
+            layers.append(rule("x", "lo", float(pred), "theory's RMS", MUTED)[0])
         panels.append(alt.layer(*layers, title=label, width=2 * PANEL_W, height=PANEL_H // 2))
+    title = alt.TitleParams(title, subtitle=SPECTRUM_RULES)
     if len(panels) == 1:
         return panels[0].properties(title=title)
     return alt.vconcat(*panels, title=title)
+
+
+SPECTRUM_RULES = "Dashed lines: green at 1 (isometry), grey at theory's RMS singular value"

@@ -290,14 +290,22 @@ def _hist_rows(result, kinds, layer=None) -> pd.DataFrame:
 
 
 def _facet(chart: alt.Chart, result, title: str | dict):
-    """Small multiples, one per layer in network order; each layer keeps its own value range."""
-    return chart.properties(width=160, height=100).facet(
-        facet=alt.Facet("layer:O", sort=list(result.layer_names), title=None), columns=4,
+    """Small multiples, one per layer in network order; each layer keeps its own value range.
+    Three a row: four, each with its own axes, ran past a laptop's page (820 px)."""
+    return chart.properties(width=170, height=100).facet(
+        facet=alt.Facet("layer:O", sort=list(result.layer_names), title=None), columns=3,
         title=title).resolve_scale(x="independent", y="independent")
 
 
-_BIN_TIPS = [alt.Tooltip("lo:Q", format=".3g"), alt.Tooltip("hi:Q", format=".3g"),
-             alt.Tooltip("count:Q")]
+_BIN_TIPS = [alt.Tooltip("lo:Q", title="from", format=".3~g"),
+             alt.Tooltip("hi:Q", title="to", format=".3~g"),
+             alt.Tooltip("count:Q", title="values", format=",d")]
+
+
+def _bins_say(df: pd.DataFrame) -> str:
+    """What a histogram's bins are (core.lab.recorder._hist): each snapshot's own, so no value
+    is clamped into another epoch's range."""
+    return f"{df['bin'].nunique()} equal bins from each snapshot's smallest to largest value"
 
 
 def _scrubbed(df: pd.DataFrame, value: str) -> alt.Chart:
@@ -319,8 +327,9 @@ def histograms(result, kind: str, epoch: int | None = None):
         x=alt.X("lo:Q", title=label), x2=alt.X2("hi:Q"), y=alt.Y("shown:Q", title="Count"),
         y2=ZERO, color=layer_color(result, legend=False),
         tooltip=tips("layer:N", "epoch:Q", *_BIN_TIPS))
-    return _facet(bars, result, epoch_title(f"{label}: distribution per layer after epoch "),
-                  ).add_params(epoch_param(result, epoch))
+    title = {**epoch_title(f"{label}: distribution per layer after epoch "),
+             "subtitle": _bins_say(df)}
+    return _facet(bars, result, title).add_params(epoch_param(result, epoch))
 
 
 def histogram_over_time(result, kind: str, layer: str):
@@ -328,7 +337,8 @@ def histogram_over_time(result, kind: str, layer: str):
     label = KIND_LABELS.get(kind, kind)
     title = f"{label} of {layer}, epoch by epoch (log colour; blank = empty bin)"
     df = _hist_rows(result, [kind], layer=layer)
-    df = df[df["count"] > 0] if len(df) else df
+    if len(df):
+        title, df = [title, _bins_say(df)], df[df["count"] > 0]
     if df.empty:
         return no_data(title)
     return alt.Chart(source(df)).mark_rect().encode(
@@ -373,8 +383,10 @@ def _runs(z: np.ndarray, mask: np.ndarray, label: str) -> pd.DataFrame:
     return pd.DataFrame({"z0": z[starts], "z1": z[ends], "label": label})
 
 
-def activation_curve(name: str, preact: pd.DataFrame | None = None):
-    """f(z), f′(z) and the saturated regions; optionally one layer's pre-activation histogram."""
+def activation_curve(name: str, preact: pd.DataFrame | None = None, *, small: bool = False):
+    """f(z), f′(z) and the flat regions (shaded, named in the subtitle: a label inside the plot
+    overprinted a small multiple's axis); optionally one layer's pre-activation histogram.
+    `small`: a small multiple titled by the name alone, legend below."""
     hist = finite(preact, ["lo", "hi", "count"]) if preact is not None else pd.DataFrame()
     lo, hi = -6.0, 6.0
     if not hist.empty:  # widen the curve to wherever the layer's units are
@@ -387,21 +399,24 @@ def activation_curve(name: str, preact: pd.DataFrame | None = None):
     regions = _runs(c["z"], c["flat"], f"{FLAT_WORDS[kind]}: {FLAT_WHEN}" if kind else "")
     layers = []
     if not regions.empty:
-        widest = regions.iloc[[int(np.argmax(regions["z1"] - regions["z0"]))]]
         z_tips = [alt.Tooltip(f"{end}:Q", format=".2f") for end in ("z0", "z1")]
-        layers += [alt.Chart(regions).mark_rect(color=ALERT, opacity=0.12).encode(
-                       x=alt.X("z0:Q"), x2=alt.X2("z1:Q"), tooltip=tips("label:N", *z_tips)),
-                   alt.Chart(widest).transform_calculate(mid="(datum.z0 + datum.z1) / 2")
-                   .mark_text(color=ALERT, baseline="top", dy=4, fontSize=11)
-                   .encode(x=alt.X("mid:Q"), y=alt.YValue(0), text=alt.Text("label:N"))]
+        layers.append(alt.Chart(regions).mark_rect(color=ALERT, opacity=0.12).encode(
+            x=alt.X("z0:Q"), x2=alt.X2("z1:Q"), tooltip=tips("label:N", *z_tips)))
     layers.append(alt.Chart(lines).mark_line(strokeWidth=2).encode(
         x=alt.X("z:Q", title="Pre-activation z", scale=alt.Scale(domain=[lo, hi], nice=False)),
         y=alt.Y("value:Q", title="f(z) and f′(z)"),
         color=alt.Color("series:N", title=None, scale=alt.Scale(
-            domain=["f(z)", "f′(z)"], range=[SPLITS["train"], SPLITS["val"]])),
+            domain=["f(z)", "f′(z)"], range=[SPLITS["train"], SPLITS["val"]]),
+                        legend=alt.Legend(orient="bottom") if small else alt.Undefined),
         tooltip=tips(alt.Tooltip("z:Q", format=".2f"), "series:N",
                      alt.Tooltip("value:Q", format=".4g"))))
-    title = f"{name}: f(z), its slope f′(z), and where it saturates"
+    shaded = (f"shaded: {FLAT_WORDS[kind]}" + ("" if small else f", {FLAT_WHEN}") if kind
+              else "no flat region")
+    if small:
+        return alt.layer(*layers).properties(
+            title=alt.TitleParams(name, subtitle=shaded, subtitleColor=ALERT),
+            width=PANEL_W, height=180)
+    title = f"{name}: f(z), its slope f′(z), and where it is flat"
     chart = alt.layer(*layers)
     if not hist.empty:
         total = hist["count"].sum()
@@ -415,29 +430,42 @@ def activation_curve(name: str, preact: pd.DataFrame | None = None):
         # Its own (right) axis: the bars fill the plot's height, the curve keeps its units.
         chart = alt.layer(bars, chart).resolve_scale(y="independent")
         title += ", with a layer's pre-activations (grey)"
-    return chart.properties(title=title, width=2 * PANEL_W, height=PANEL_H + 40)
+    return chart.properties(title=alt.TitleParams(title, subtitle=shaded, subtitleColor=ALERT),
+                            width=2 * PANEL_W, height=PANEL_H + 40)
 
 
-def decision_boundary(result, epoch: int):
-    """P(class 1) over the 2-D input plane at `epoch`, with the train and test points on top."""
+FIELD_COLOURS = ["#ef9a86", "#f7f7f7", "#8fbfe0"]   # P(class 1) = 0, 0.5, 1
+
+
+def decision_boundary(result, epoch: int, size: int = 380):
+    """P(class 1) over the 2-D input plane at `epoch`, with the train and test points on top:
+    a `size` px square at equal x and y scales, the legends below it (so two fit side by side)."""
     title = f"Decision boundary after epoch {epoch}: P(class 1)"
     grid = result.boundary
     grid = finite(grid[grid["epoch"] == epoch], ["x", "y", "p"]) if len(grid) else grid
     if grid.empty:
         return no_data(title, "no decision boundary here: only 2-D toy datasets have one")
-    # Cells centred on the grid points, half a grid spacing each way.
-    half = {c: float(np.median(np.diff(np.unique(grid[c])))) / 2 if grid[c].nunique() > 1
+    # Cells centred on the grid points, reaching 0.6 of a grid spacing each way: neighbours
+    # overlap by a pixel or so, so no anti-aliased seam draws a white grid over the field.
+    half = {c: float(np.median(np.diff(np.unique(grid[c])))) * 0.6 if grid[c].nunique() > 1
             else 0.05 for c in ("x", "y")}
     grid = grid.assign(x0=grid["x"] - half["x"], x1=grid["x"] + half["x"],
                        y0=grid["y"] - half["y"], y1=grid["y"] + half["y"])
     xs, ys = ([float(grid[f"{c}0"].min()), float(grid[f"{c}1"].max())] for c in ("x", "y"))
-    heat = alt.Chart(grid).mark_rect(opacity=0.7).encode(
+    # Equal units on both axes: the shorter extent widened to the longer, about its centre (the
+    # trainer's grid is square already; a stored grid of another shape keeps its aspect).
+    span = max(xs[1] - xs[0], ys[1] - ys[0])
+    xs, ys = ([(a + b - span) / 2, (a + b + span) / 2] for a, b in (xs, ys))
+    below = {"orient": "bottom", "direction": "horizontal"}
+    # Opaque: translucent cells darken where they overlap.
+    heat = alt.Chart(source(grid)).mark_rect().encode(
         x=alt.X("x0:Q", title="x₁", scale=alt.Scale(domain=xs, nice=False)), x2=alt.X2("x1:Q"),
         y=alt.Y("y0:Q", title="x₂", scale=alt.Scale(domain=ys, nice=False)), y2=alt.Y2("y1:Q"),
-        color=alt.Color("p:Q", title="P(class 1)",
-                        scale=alt.Scale(scheme="redblue", domain=[0, 1])),
+        color=alt.Color("p:Q", title="P(class 1)", legend=alt.Legend(**below, gradientLength=90),
+                        # Pale ends of red–blue: the points, in its deep ends, stand out.
+                        scale=alt.Scale(domain=[0, 0.5, 1], range=FIELD_COLOURS)),
         tooltip=tips(*(alt.Tooltip(f"{c}:Q", format=f) for c, f in
-                       (("x", ".2f"), ("y", ".2f"), ("p", ".3f")))))
+                       (("x", ".2f"), ("y", ".2f"), ("p", ".2f")))))
     pts = result.points
     if len(pts):
         pts = finite(pts[pts["split"].isin(["train", "test"])], ["x", "y", "label"])
@@ -445,18 +473,20 @@ def decision_boundary(result, epoch: int):
     if not pts.empty:
         pts = pts.sample(min(len(pts), MAX_POINTS), random_state=0)
         pts = pts.assign(cls="class " + pts["label"].astype(int).astype(str))
-        layers.append(alt.Chart(pts).mark_point(filled=True, size=28, stroke="#222222",
-                                                strokeWidth=0.6).encode(
+        # A white outline: a class-0 (red) point reads on the red region as on the blue one.
+        layers.append(alt.Chart(pts).mark_point(filled=True, size=34, stroke="white",
+                                                strokeWidth=1.0, opacity=1).encode(
             x=alt.X("x:Q"), y=alt.Y("y:Q"),
             # The two ends of the heatmap's red–blue scheme: class 0 red, class 1 blue.
-            color=alt.Color("cls:N", title="Class", scale=alt.Scale(
+            fill=alt.Fill("cls:N", title="Class", legend=alt.Legend(**below), scale=alt.Scale(
                 domain=["class 0", "class 1"], range=["#b2182b", "#2166ac"])),
-            shape=alt.Shape("split:N", title="Split", scale=alt.Scale(
+            # No legend: the page says circles are training points, triangles test points
+            # (three legends in a row were wider than the square).
+            shape=alt.Shape("split:N", legend=None, scale=alt.Scale(
                 domain=["train", "test"], range=["circle", "triangle-up"])),
             tooltip=tips("cls:N", "split:N", alt.Tooltip("x:Q", format=".2f"),
                          alt.Tooltip("y:Q", format=".2f"))))
-    # Roughly equal aspect: the height follows the data's y/x extent.
-    width, x_span, y_span = 380, xs[1] - xs[0], ys[1] - ys[0]
-    height = int(np.clip(width * y_span / x_span, 200, 480)) if x_span > 0 else width
+    # A fixed size (autosize "pad"): fitting the width to a page column would stretch the
+    # square back into a strip.
     return alt.layer(*layers).resolve_scale(color="independent").properties(
-        title=title, width=width, height=height)
+        title=title, width=size, height=size, autosize=alt.AutoSizeParams(type="pad"))

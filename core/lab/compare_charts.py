@@ -5,6 +5,8 @@
     layer_profile(results, "weight_grad_norm", epoch)   one value per layer at a state, per run
     over_training(results, "weight_grad_norm")    first hidden and last layer over the steps
     total_grad_norm(results)                      pre-clip gradient norm over steps, thresholds
+    side_by_side(results, charts.histograms, "weight", epoch)   a single-run chart per run,
+                                                  next to each other on shared scales
 
 Same conventions as `core.lab.charts` (non-finite values dropped, log axes drop values ≤ 0, an
 empty selection says "no data", epoch e = the state after e epochs); the single-run charts
@@ -12,6 +14,9 @@ there serve the side-by-side layout.
 """
 
 from __future__ import annotations
+
+import textwrap
+from dataclasses import replace
 
 import altair as alt
 import pandas as pd
@@ -26,10 +31,15 @@ from core.lab.metrics import CATALOGUE, power
 RUN_COLORS = ["#4c78a8", "#e45756", "#54a24b", "#b279a2"]   # A blue, B red, …
 
 
-def _run_color(results: dict) -> alt.Color:
+def _run_color(results: dict, legend: alt.Legend | None = None) -> alt.Color:
     names = list(results)
-    return alt.Color("run:N", title="Run", scale=alt.Scale(domain=names,
-                                                           range=RUN_COLORS[:len(names)]))
+    return alt.Color("run:N", title="Run", legend=legend or alt.Undefined,
+                     scale=alt.Scale(domain=names, range=RUN_COLORS[:len(names)]))
+
+
+# Below the panels: two 320 px panels and their legends at the right were wider than a
+# laptop's page (820 px beside the sidebar).
+BELOW = alt.Legend(orient="bottom")
 
 
 def loss_accuracy(results: dict, epoch: int | None = None):
@@ -52,8 +62,8 @@ def loss_accuracy(results: dict, epoch: int | None = None):
         lines = alt.Chart(d).mark_line(point=True).encode(
             x=alt.X("epoch:Q", title="Epoch (0 = at initialisation)", axis=COUNT_AXIS),
             y=alt.Y("value:Q", title=title, scale=scale, axis=LOG_AXIS),
-            color=_run_color(results),
-            strokeDash=alt.StrokeDash("split:N", title="Split",
+            color=_run_color(results, BELOW),
+            strokeDash=alt.StrokeDash("split:N", title="Split", legend=BELOW,
                                       scale=alt.Scale(domain=["train", "val"],
                                                       range=[[1, 0], [5, 3]])),
             opacity=alt.OpacityValue(0.15, condition={"param": sel.name, "value": 1.0}),
@@ -62,7 +72,9 @@ def loss_accuracy(results: dict, epoch: int | None = None):
         if not panels:
             lines = lines.add_params(sel)
         extra = rule("x", "epoch", epoch, f"epoch {epoch}") if epoch is not None else []
-        panels.append(alt.layer(lines, *extra, title=title, width=PANEL_W, height=PANEL_H))
+        # 40 px narrower than the Lab's: the pair and its axes fit a laptop's page (820 px).
+        panels.append(alt.layer(lines, *extra, title=title, width=PANEL_W - 40,
+                                height=PANEL_H))
     return alt.hconcat(*panels, title="Loss and accuracy per epoch: train solid, validation dashed")
 
 
@@ -128,7 +140,7 @@ def over_training(results: dict, metric: str = "weight_grad_norm"):
         strokeDash=alt.StrokeDash("role:N", title="Layer", scale=alt.Scale(
             domain=["first hidden", "last"], range=[[1, 0], [5, 3]])),
         detail="layer:N",
-        tooltip=tips("run:N", "layer:N", "step:Q", alt.Tooltip("value:Q", format=".3e")))
+        tooltip=tips("run:N", "layer:N", "step:Q", alt.Tooltip("value:Q", format=".3~g")))
 
 
 def total_grad_norm(results: dict):
@@ -146,7 +158,7 @@ def total_grad_norm(results: dict):
                 scale=alt.Scale(type="log"),
                 axis=LOG_AXIS),
         color=_run_color(results),
-        tooltip=tips("run:N", "step:Q", alt.Tooltip("grad_norm:Q", format=".3e"),
+        tooltip=tips("run:N", "step:Q", alt.Tooltip("grad_norm:Q", format=".3~g"),
                      alt.Tooltip("clipped:Q", title="clipped (0/1)")))
     thresholds = pd.DataFrame([{"run": name, "value": r.config.clip_norm}
                                for name, r in results.items() if r.config.clip_norm])
@@ -162,3 +174,86 @@ def update_ratio_profile(results: dict, epoch: int):
     """update:data per layer with Karpathy's rule of thumb as a reference."""
     return layer_profile(results, "update_data_ratio", epoch,
                          reference=CATALOGUE["update_data_ratio"].target)
+
+
+# Side by side, each panel is narrowed until its plot is at most this wide, so a pair of
+# panels fits a laptop's page beside the sidebar: 820 px at 1280 px wide, less two y axes and a
+# legend (~220 px); and a panel title longer than TITLE_CHARS is wrapped to that plot's width.
+PAIR_PLOT = 245
+TITLE_CHARS = 40
+
+
+def side_by_side(results: dict, build, *args):
+    """`build(result, *args)` for each run, panel by panel: each row holds one panel of every
+    run, on shared x, y and colour scales (a 1e-6 and a 0.3 gradient no longer look alike; a
+    layer keeps its colour in both, each run's chart being built over every run's layers in
+    network order). Panels of one run that measure different things (a forward and a backward
+    norm) stay in different rows, on scales of their own. A faceted panel (histograms) keeps
+    each layer's own range."""
+    order = layer_order(results)
+    charts = {name: build(replace(r, layer_names=order), *args) for name, r in results.items()}
+    first = next(iter(charts.values()))
+    title = getattr(first, "title", alt.Undefined)
+    shared = dict(x="shared", y="shared", color="shared")
+    rows = []
+    for panels in zip(*(_panels(c) for c in charts.values())):
+        rows.append(alt.hconcat(*(
+            alt.vconcat(_narrow(panel), title=f"Run {name}").resolve_scale(**shared)
+            for name, panel in zip(charts, panels))).resolve_scale(**shared))
+    stacked = rows[0] if len(rows) == 1 else alt.vconcat(*rows).resolve_scale(
+        x="independent", y="independent", color="independent")
+    return stacked.properties(title=title) if title is not alt.Undefined and len(rows) > 1 \
+        else stacked
+
+
+def _views(chart) -> tuple[list, str | None]:
+    """A chart's sub-views and how they are laid out: "concat" (side by side or stacked),
+    "facet" (one inner view in columns), None for a single or layered view."""
+    for part in ("hconcat", "vconcat", "concat"):
+        children = getattr(chart, part, alt.Undefined)
+        if isinstance(children, list):
+            return children, "concat"
+    inner = getattr(chart, "spec", alt.Undefined)
+    if inner is not alt.Undefined and not isinstance(inner, dict):
+        return [inner], "facet"
+    return [], None
+
+
+def _panels(chart) -> list:
+    """The chart's panels in reading order: every single, layered or faceted view in it."""
+    children, how = _views(chart)
+    if how != "concat":
+        return [chart]
+    return [panel for child in children for panel in _panels(child)]
+
+
+def _width(view) -> float:
+    """A panel's plot width: its own, or a facet's inner width times its columns."""
+    children, how = _views(view)
+    if how == "facet":
+        columns = getattr(view, "columns", alt.Undefined)
+        return _width(children[0]) * (columns if isinstance(columns, int) else 1)
+    width = getattr(view, "width", alt.Undefined)
+    if isinstance(width, (int, float)):
+        return width
+    return max([0, *(_width(layer) for layer in getattr(view, "layer", None) or [])])
+
+
+def _narrow(panel):
+    """The panel at most PAIR_PLOT wide (its views' widths scaled alike) and its title wrapped,
+    in place (a freshly built chart)."""
+    title = getattr(panel, "title", alt.Undefined)
+    if isinstance(title, str) and len(title) > TITLE_CHARS:
+        panel.title = textwrap.wrap(title, TITLE_CHARS)
+    width = _width(panel)
+    factor = min(1.0, PAIR_PLOT / width) if width else 1.0
+    _scale(panel, factor)
+    return panel
+
+
+def _scale(view, factor: float) -> None:
+    width = getattr(view, "width", alt.Undefined)
+    if isinstance(width, (int, float)):
+        view.width = max(40, int(width * factor))
+    for child in _views(view)[0] + (getattr(view, "layer", None) or []):
+        _scale(child, factor)

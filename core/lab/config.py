@@ -50,8 +50,9 @@ class RunConfig(Settings):
     # the old meaning are never served for the new one.
     # 3: grad/update ratios are norm ratios (RMS); 4: early stopping; 5: PyTorch's default init
     # and Adam's ε as settings (every key changes with the new fields anyway) and the lead's new
-    # result content (inactive share, dead on a probe set, ‖∂L/∂z‖ depth ratio).
-    SCHEMA_VERSION = 5
+    # result content (inactive share, dead on a probe set, ‖∂L/∂z‖ depth ratio); 6: histograms
+    # binned per snapshot (were clamped into the first snapshot's edges), a finer boundary grid.
+    SCHEMA_VERSION = 6
 
     # data
     dataset: str = setting("digits", "Training data: real images (digits 8×8, MNIST and "

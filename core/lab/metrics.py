@@ -127,6 +127,17 @@ DEPTH_RATIO = Metric(
     "activations that grow as the gradient shrinks.", fmt=".1e")
 
 
+def readable(x: float, digits: int = 2) -> str:
+    """`digits` significant digits as a decimal where one reads (0.85, 0.0012, 4,912), a power
+    of ten outside 1e-3 … 1e4 (1.2e-7, 3.4e+5): never "8.5e-01"."""
+    if not math.isfinite(x) or x == 0:
+        return "–" if not math.isfinite(x) else "0"
+    magnitude = math.floor(math.log10(abs(x)))
+    if -3 <= magnitude < 4:
+        return f"{x:,.{max(0, digits - 1 - magnitude)}f}"
+    return f"{x:.{digits - 1}e}".replace("e-0", "e-").replace("e+0", "e+")
+
+
 def power(x: float) -> str:
     """A power of ten as the app writes one: 1e-3, not 1e-03 or 0.001."""
     return f"{x:.0e}".replace("e-0", "e-").replace("e+0", "e+")

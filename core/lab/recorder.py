@@ -34,8 +34,10 @@ and their meaning are core.lab.metrics.CATALOGUE's):
   drift              ‖W − W₀‖ / ‖W₀‖
 Every step: loss, total gradient norm before clipping, whether clipping changed the gradient, lr.
 At the first step of each epoch and at the last step: 40-bin histograms of the pre-norm values
-(batch norm only), pre-activations, activations, weights and weight gradients, with bin edges
-fixed at the first snapshot so the epochs can be compared.
+(batch norm only), pre-activations, activations, weights and weight gradients. Each snapshot has
+its own bins, 40 equal ones from its smallest to its largest finite value, computed on the device:
+edges fixed at the first snapshot clamped every later value outside them into the edge bins
+(a weight gradient that shrank 100× drew one needle).
 Every step, cheaply: whether any layer's output or weight gradient is non-finite, so a divergence
 is reported at its first step and layer.
 At initialisation and after each epoch (`probe_dead`): each hidden layer's share of *dead* units,
@@ -71,6 +73,7 @@ class _Epoch:
     first_step: int
     raw: torch.Tensor                   # [steps, slots]: every number of a step, see _Layout
     hist: torch.Tensor                  # [2 snapshots, layers, kinds, bins]
+    edges: torch.Tensor                 # [2 snapshots, layers, kinds, 2]: each histogram's lo, hi
     recorded: list[int] = field(default_factory=list)   # row indices of recorded steps
     snapshots: list[tuple[int, int]] = field(default_factory=list)  # (slot, histogram epoch)
     lrs: list[float] = field(default_factory=list)
@@ -128,7 +131,7 @@ class LayerRecorder:
         self._w_before = [w.detach().clone() for w in self.weights]  # reused buffers
         self._layout = _Layout(len(self.layers))
         self._group_of: dict[tuple, slice] = {}   # (per-example shape, activation, layers)
-        self._edges: dict[tuple[int, int], tuple[float, float]] = {}
+        self._histogrammed: set[tuple[int, int]] = set()   # (layer, kind) ever recorded
         self._handles: list = []
         self._rows: dict[str, list] = {"steps": [], "layers": [], "hist": []}
         self.divergence: dict | None = None
@@ -201,6 +204,7 @@ class LayerRecorder:
             raw=torch.full((n_steps, max(self._layout.size, self._layout.fixed + 5 * L)),
                            float("nan"), device=dev),
             hist=torch.zeros((2, L, len(HIST_KINDS), HIST_BINS), device=dev),
+            edges=torch.zeros((2, L, len(HIST_KINDS), 2), device=dev),
         )
         self._n_steps = n_steps
         self._final = final
@@ -326,34 +330,43 @@ class LayerRecorder:
             self._training = False
 
     def _hist(self, i: int, kind: str, x: torch.Tensor) -> None:
+        """Histogram x into HIST_BINS equal bins from its own finite min to max, on the device.
+
+        No host sync: the edges stay tensors (histc wants them as Python numbers) and are copied
+        with the counts in end_epoch. ±inf count in the edge bins; NaN in none. In float32 with
+        in-place steps, a few bytes a value: float64 temporaries raised a CNN run's peak past
+        its memory estimate (tests/test_memory.py)."""
         if not self._snapshots:
             return
         x = x.detach().float().flatten()
-        key = (i, _K[kind])
-        if key not in self._edges:
-            # Fix the edges once, from the first snapshot: a single host sync per run and layer.
-            finite = x[torch.isfinite(x)]
-            lo, hi = ((finite.min().item(), finite.max().item()) if finite.numel() else (-1.0, 1.0))
-            pad = 0.05 * (hi - lo) if hi > lo else 0.1 * abs(hi) + 1e-8
-            # A diverging run reaches float32's largest values: the padded edges must stay
-            # representable, or clamp() refuses them.
-            big = torch.finfo(torch.float32).max
-            self._edges[key] = (max(lo - pad, -big), min(hi + pad, big))
-        lo, hi = self._edges[key]
-        # hi − lo overflows float32 past ~1e38, and histc divides by it: scale such values
-        # (and their edges) down by an exact power of two; the bin counts are unchanged.
-        s = 2.0 ** -64 if max(-lo, hi) > 2.0 ** 100 else 1.0
-        # Out-of-range values (±inf too) land in the edge bins; histc ignores NaN.
-        counts = torch.histc((x * s).clamp(lo * s, hi * s), HIST_BINS, min=lo * s, max=hi * s)
+        finite = torch.isfinite(x)
+        lo = torch.where(finite, x, math.inf).min()
+        hi = torch.where(finite, x, -math.inf).max()
+        del finite
+        none = lo > hi   # no finite value at all: a nominal range, the infinities at its edges
+        lo, hi = torch.where(none, -1.0, lo), torch.where(none, 1.0, hi)
+        # A constant snapshot (a zero gradient) gets a small range around its value.
+        pad = torch.where(hi > lo, 0.0, 0.1 * hi.abs() + 1e-8)
+        lo, hi = lo - pad, hi + pad
+        # hi − lo overflows float32 past ~1e38: such values (and their edges) are scaled down by
+        # an exact power of two, which leaves every bin as it was.
+        s = torch.where(torch.maximum(-lo, hi) > 2.0 ** 100, 2.0 ** -64, 1.0)
+        # floor((x − lo) / width) puts x = hi at index HIST_BINS: into the last bin, as
+        # numpy.histogram closes its last bin. NaN goes to an extra slot, dropped.
+        index = (x * s).sub_(lo * s).mul_(HIST_BINS / (hi * s - lo * s)).floor_()
+        index = index.clamp_(0, HIST_BINS - 1).nan_to_num_(HIST_BINS)
+        counts = torch.bincount(index.to(torch.int32), minlength=HIST_BINS + 1)[:HIST_BINS]
+        self._histogrammed.add((i, _K[kind]))
         for slot in self._snapshots:
             self._epoch.hist[slot, i, _K[kind]] = counts
+            self._epoch.edges[slot, i, _K[kind]] = torch.stack([lo, hi])
 
     # --- once per epoch ---------------------------------------------------------------------
     def end_epoch(self) -> bool:
         """Copy the epoch's records to the host; return True when the run has diverged."""
         ep = self._epoch
         raw = ep.raw.cpu().numpy().astype(np.float64)
-        hist = ep.hist.cpu().numpy()
+        hist, edges = ep.hist.cpu().numpy(), ep.edges.cpu().numpy()
         lay = self._layout
         checks = raw[:, lay.checks]
         bad = ~np.isfinite(checks)
@@ -382,7 +395,8 @@ class LayerRecorder:
         for slot, hist_epoch in ep.snapshots:
             if slot == 1 and self.divergence:
                 continue  # taken after the divergence: nothing finite to show
-            parts = [(hist_epoch, i, k, hist[slot, i, k]) for (i, k) in self._edges
+            parts = [(hist_epoch, i, k, hist[slot, i, k], edges[slot, i, k])
+                     for (i, k) in sorted(self._histogrammed)
                      if hist[slot, i, k].sum() > 0]  # 0: kind not recorded (pre_norm w/o BN)
             if not parts:
                 continue
@@ -396,9 +410,8 @@ class LayerRecorder:
         return self.divergence is not None
 
     def _hist_frame(self, parts: list) -> pd.DataFrame:
-        """Rows of histograms [(epoch, layer index, kind index, counts)]."""
-        edges = np.array([np.linspace(*self._edges[(i, k)], HIST_BINS + 1)
-                          for _, i, k, _ in parts])
+        """Rows of histograms [(epoch, layer index, kind index, counts, (lo, hi))]."""
+        edges = np.array([np.linspace(lo, hi, HIST_BINS + 1) for *_, (lo, hi) in parts])
         names, kinds = np.array(self.names, dtype=object), np.array(HIST_KINDS, dtype=object)
         return pd.DataFrame({
             "epoch": np.repeat([p[0] for p in parts], HIST_BINS),

@@ -5,9 +5,10 @@ Tables (pandas, long format, ready for Altair):
               epoch 0 is the network at initialisation, before any update
   steps       step, epoch, loss, grad_norm (total, before clipping), clipped (0/1), lr
   layers      step, epoch, layer, metric, value      (see core.lab.metrics.CATALOGUE)
-  histograms  epoch, layer, kind, bin, lo, hi, count  (epoch e = after e epochs)
-  boundary    epoch, x, y, p: the predicted probability of class 1 on a grid over the data, for
-              2-D datasets only (empty otherwise); epoch 0 is the initial network
+  histograms  epoch, layer, kind, bin, lo, hi, count  (epoch e = after e epochs; each snapshot's
+              own equal bins from its smallest to its largest value)
+  boundary    epoch, x, y, p: the predicted probability of class 1 on a square grid over the
+              data, for 2-D datasets only (empty otherwise); epoch 0 is the initial network
   points      x, y, label, split: the 2-D data itself in raw coordinates (empty for images)
 
 `to_dict()`/`from_dict()` give a JSON-able form (the run store's and the CLI's); non-finite

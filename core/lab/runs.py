@@ -53,6 +53,7 @@ def run_work(v: Mapping[str, Any]) -> float:
 # Bytes, for the memory budget, measured against VmHWM on a grid of runs (tests/test_memory.py).
 FLOAT = 4
 ROW_BYTES = 400             # a layer-table row: its DataFrame, then the stored record's lists
+BOUNDARY_ROW_BYTES = 280    # a boundary row: DataFrame, record, JSON (measured 237 at 200 epochs)
 SLOTS_PER_LAYER = 14        # the recorder's numbers per layer and step (core.lab.recorder._Layout)
 
 
@@ -82,7 +83,8 @@ def run_memory(v: Mapping[str, Any]) -> float:
       recorder's stacked statistics at a recorded step) and an evaluation chunk's (EVAL_BATCH
       examples, or the probe set, in inference mode)
     + the recorder's epoch buffers (on the device, then as float64 on the host)
-    + the recorded rows, the data split's copies, and REQUEST_BASE.
+    + the recorded rows (a 2-D toy set's decision boundary too), the data split's copies, and
+      REQUEST_BASE.
     """
     n, n_steps = _steps(v)
     _, n_val, n_test = nominal_sizes(v["dataset"])
@@ -99,8 +101,9 @@ def run_memory(v: Mapping[str, Any]) -> float:
     evaluation = chunk * FLOAT * (3 * max(outputs) + 2 * n_in + unfolded)
     recorder = n_steps * (SLOTS_PER_LAYER * layers + 5) * (FLOAT + 16)
     data = (n + n_val + n_test) * n_in * FLOAT
+    boundary = 0 if v["dataset"] in IMAGE_SHAPES else (v["epochs"] + 1) * BOUNDARY_GRID ** 2
     return (REQUEST_BASE + state + max(training, evaluation) + recorder + run_rows(v) * ROW_BYTES
-            + data)
+            + boundary * BOUNDARY_ROW_BYTES + data)
 
 
 def run_estimate(cfg: RunConfig) -> Estimate:

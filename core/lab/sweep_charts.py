@@ -11,6 +11,7 @@ with `on_select="rerun"` learns which run was clicked. Diverged cells are hatche
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import NamedTuple
 
 import altair as alt
@@ -21,6 +22,7 @@ from core.chart_parts import MUTED, PANEL_H, PANEL_W, no_data, tips
 from core.lab.metrics import DEPTH_RATIO, MOST_FLAT
 
 SELECTION = "cell"
+TITLE_CHARS = 28   # a title line's characters: what a third of a 1280 px page holds (16 px bold)
 
 
 class Heatmap(NamedTuple):
@@ -71,8 +73,12 @@ def heatmap(table: pd.DataFrame, metric: str, *, x_title: str, y_title: str,
     values = pd.to_numeric(df[metric], errors="coerce")
     df = df.assign(value=values.where(np.isfinite(values)),
                    label=[_label(v, m.fmt, bool(d)) for v, d in zip(values, df["diverged"])])
-    x = alt.X("x:N", title=x_title, sort=x_order, axis=alt.Axis(labelAngle=0))
-    y = alt.Y("y:N", title=y_title, sort=y_order)
+    n_x, n_y = df["x"].nunique(), df["y"].nunique()
+    # Every tick label (Vega-Lite drops overlapping ones by default), level while they fit.
+    x = alt.X("x:N", title=x_title, sort=x_order, axis=alt.Axis(
+        labelAngle=0 if n_x <= 5 else -40, labelOverlap=False, labelLimit=90))
+    y = alt.Y("y:N", title=y_title, sort=y_order,
+              axis=alt.Axis(labelOverlap=False, labelLimit=90))
     pick = alt.selection_point(name=SELECTION, fields=["key"], on="click", clear="dblclick")
     if m.mid is not None:  # symmetric around the midpoint: equal colour for 10× and 1/10×
         span = float(np.nanmax(np.abs(df["value"] - m.mid))) if df["value"].notna().any() else 1
@@ -91,13 +97,17 @@ def heatmap(table: pd.DataFrame, metric: str, *, x_title: str, y_title: str,
         x=x, y=y,
         color=alt.condition("isValid(datum.value)",
                             alt.Color("value:Q", title=m.legend, scale=scale,
-                                      legend=alt.Legend(format=m.fmt.lstrip("+"))),
+                                      # Below the grid: three heatmaps side by side
+                                      # keep their width for the cells.
+                                      legend=alt.Legend(format=m.fmt.lstrip("+"),
+                                                        orient="bottom", direction="horizontal",
+                                                        gradientLength=160)),
                             alt.value("#bbbbbb")),
         opacity=alt.condition(pick, alt.value(1.0), alt.value(0.55)),
         tooltip=tips(alt.Tooltip("x:N", title=x_title), alt.Tooltip("y:N", title=y_title),
                      alt.Tooltip("val_accuracy:Q", title="val accuracy", format=".1%"),
                      alt.Tooltip("depth_ratio:Q", title=DEPTH_RATIO.label.lower(),
-                                 format=".2e"),
+                                 format=".2~g"),
                      alt.Tooltip("flat_metric:N", title="flat region"),
                      alt.Tooltip("flat_max:Q", title="max share (end)",
                                  format=MOST_FLAT["saturation"].fmt),
@@ -109,9 +119,11 @@ def heatmap(table: pd.DataFrame, metric: str, *, x_title: str, y_title: str,
         # Not a `scale=None` colour channel: Streamlit's chart theming fails on a null scale.
         x=x, y=y, text=alt.Text("label:N"),
         color=alt.condition("datum.ink === 'white'", alt.value("white"), alt.value("black")))
-    n_x, n_y = df["x"].nunique(), df["y"].nunique()
-    return alt.layer(cells, text, title=m.title,
-                     width=max(PANEL_W * 2 // 3, 56 * n_x), height=max(PANEL_H // 2, 34 * n_y))
+    # The title wrapped to the column a third of the page gives it, with no limit: Vega-Lite
+    # cut it with "…" at the plot's width. Cells tall enough to read their number: ~44 px a row.
+    title = alt.TitleParams(textwrap.wrap(m.title, TITLE_CHARS), anchor="start", limit=0)
+    return alt.layer(cells, text, title=title, width=max(PANEL_W * 2 // 3, 56 * n_x),
+                     height=max(PANEL_H * 3 // 4, 44 * n_y))
 
 
 def _label(value: float, fmt: str, diverged: bool) -> str:
@@ -119,4 +131,6 @@ def _label(value: float, fmt: str, diverged: bool) -> str:
         return "NaN"
     if value is None or not math.isfinite(value):
         return "–"
-    return format(value, fmt)
+    text = format(value, fmt)
+    # A value that rounds to zero reads "0.0", not "-0.0" or "+0.0".
+    return text.lstrip("+-") if not any(c in "123456789" for c in text) else text

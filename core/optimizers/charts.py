@@ -20,8 +20,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core.chart_parts import ALERT, LOG_AXIS, LOG_LABELS, MAX_STEPS, fade, finite, legend_pick, \
-    no_data, rule, source, tips
+from core.chart_parts import ALERT, COUNT_AXIS, LOG_AXIS, LOG_LABELS, MAX_STEPS, fade, finite, \
+    legend_pick, no_data, rule, source, tips
 from core.optimizers.race import LABELS, RACERS
 from core.optimizers.surfaces import Surface, grid
 
@@ -160,7 +160,7 @@ def loss_curves(table: pd.DataFrame, iteration: int | None = None, *,
     y_title = "Loss f(x, y)" + (f" ({' and '.join(c for c in clipped if c)} drawn at the edge)"
                                 if any(clipped) else "")
     base = alt.Chart(source(d[["label", "iteration", "loss", "shown", "lr"]])).encode(
-        x=alt.X("iteration:Q", title="Iteration"),
+        x=alt.X("iteration:Q", title="Iteration", axis=COUNT_AXIS),
         y=alt.Y("shown:Q", title=y_title, scale=alt.Scale(type="log"), axis=LOG_AXIS),
         color=_optimizer_color(d, alt.Legend(orient="bottom", columns=3)), opacity=fade(sel),
         tooltip=tips("label:N", "iteration:Q", alt.Tooltip("loss:Q", format=".4g"),

@@ -6,6 +6,7 @@ from core.lab.config import RunConfig
 from core.lab.presets import PRESETS
 from core.lab.runs import cached_run
 from core.lab.tabs import TABS
+from core.lab.trainer import train
 from tests.helpers import charts, clean, open_page
 
 def test_home_offers_every_preset_as_a_link():
@@ -197,7 +198,18 @@ def test_playground_side_by_side():
     clean(at)
     text = " ".join(m.value for m in at.markdown)
     assert "**relu**" in text and "**tanh**" in text
-    assert len(charts(at)) == 4  # a boundary and a curve for each
+    assert len(charts(at)) == 3  # a boundary for each, one loss chart of both
+    # The accuracies said are the scrubbed epoch's, not the final ones.
+    at = open_page("app_pages/playground.py", compare="true", epochs="5", epoch="2")
+    clean(at)
+    relu = next(m.value for m in at.markdown if m.value.startswith("**relu**"))
+    result = train(RunConfig(dataset="moons", depth=3, width=16, lr=0.05, batch_size=128,
+                             epochs=5, activation="relu"))
+    assert "after epoch 2" in relu
+    at_2, final = result.at_epoch("val", "accuracy", 2), result.final("val", "accuracy")
+    assert f"{at_2:.0%}" != f"{final:.0%}"   # so the line tells one from the other
+    assert f"validation accuracy {at_2:.0%}" in relu
+    assert "test accuracy" not in relu   # measured at the end only
 
 
 def test_every_setting_of_a_full_link_is_taken_without_warnings():

@@ -39,11 +39,36 @@ def test_heatmap_cells_carry_values_labels_and_the_click_selection():
 
 def test_flat_share_heatmap_names_what_each_cell_measures():
     mixed = sweep_charts.heatmap(_table(), "flat_max", x_title="depth", y_title="activation")
-    assert mixed.to_dict()["title"].startswith("Max saturated (sigmoid, tanh) or inactive")
+    assert _title(mixed.to_dict()).startswith("Max saturated (sigmoid, tanh) or inactive")
     relu = _table().query("y == 'relu'")
-    assert sweep_charts.heatmap(relu, "flat_max", x_title="depth",
-                                y_title="activation").to_dict()["title"].startswith(
+    assert _title(sweep_charts.heatmap(relu, "flat_max", x_title="depth",
+                                       y_title="activation").to_dict()).startswith(
         "Max inactive (end)")
+
+
+def _title(spec: dict) -> str:
+    return " ".join(spec["title"]["text"])
+
+
+def test_heatmaps_are_readable_in_a_third_of_a_laptop_page():
+    six = pd.concat([_table(x=str(x)) for x in (1, 2, 4, 8, 16, 32)], ignore_index=True)
+    for metric, heat in sweep_charts.HEATMAPS.items():
+        spec = sweep_charts.heatmap(six, metric, x_title="depth", y_title="activation",
+                                    x_order=["1", "2", "4", "8", "16", "32"]).to_dict()
+        # The whole title, wrapped into lines a third of the page holds; never cut.
+        lines = spec["title"]["text"]
+        assert all(len(line) <= sweep_charts.TITLE_CHARS for line in lines)
+        assert spec["title"]["limit"] == 0   # no "…": the lines are short enough
+        assert _title(spec) == (sweep_charts.flat_title(six) if metric == "flat_max"
+                                else heat.title)
+        # Every tick label drawn, and rows tall enough for the number written in them.
+        for channel in ("x", "y"):
+            axis = spec["layer"][0]["encoding"][channel]["axis"]
+            assert axis["labelOverlap"] is False
+        assert spec["layer"][0]["encoding"]["x"]["axis"]["labelAngle"] == -40  # six columns
+        assert spec["height"] >= 44 * 2 and spec["width"] >= 56 * 6
+        legend = spec["layer"][0]["encoding"]["color"]["condition"]["legend"]
+        assert legend["orient"] == "bottom"   # below the grid: the cells keep the width
 
 
 def test_depth_ratio_heatmap_is_log10_and_centred_on_balance():
@@ -51,6 +76,11 @@ def test_depth_ratio_heatmap_is_log10_and_centred_on_balance():
                                 y_title="activation").to_dict()
     rows = {r["key"]: r for d in spec["datasets"].values() for r in d}
     assert rows["k4relu"]["value"] == -3.0 and rows["k2tanh"]["value"] == 2.0 + math.log10(2)
+    assert rows["k4relu"]["label"] == "-3.0" and rows["k2tanh"]["label"] == "+2.3"
+    near_one = sweep_charts.heatmap(_table(depth_ratio=0.95), "log_depth_ratio",
+                                    x_title="depth", y_title="activation").to_dict()
+    assert {r["label"] for d in near_one["datasets"].values() for r in d
+            if "label" in r} >= {"0.0"}   # log₁₀ 0.95 = -0.02: no "-0.0"
     scale = spec["layer"][0]["encoding"]["color"]["condition"]["scale"]
     lo, hi = scale["domain"]
     assert lo == -hi  # as far to the vanishing side as to the exploding side

@@ -104,6 +104,10 @@ def test_spectrum_one_panel_per_setting_with_references(tables):
     assert any("numerically zero" in t for t in titles if t.startswith("ReLU"))
     labels = {r.get("label") for r in rows(spec)}
     assert {"1: isometry", "theory's RMS"} <= labels
+    # The rules' words in the subtitle, not as text on the bars (where they overlapped).
+    assert "theory's RMS" in spec["title"]["subtitle"]
+    marks = [n["mark"] for n in walk(spec) if isinstance(n, dict) and "mark" in n]
+    assert "text" not in {m if isinstance(m, str) else m["type"] for m in marks}
     # The bars hold every non-zero singular value of each setting.
     t = tables["spectra"]
     counts = [sum(r["count"] for r in panel_rows(spec, p) if "count" in r)

@@ -89,6 +89,22 @@ def test_every_builder_gives_a_clean_spec(runs, spec, name):
         assert_clean(s)
 
 
+def test_numbers_read_as_numbers(runs, spec):
+    """Every quantitative tooltip field has a format, steps and epochs in whole numbers, and a
+    value such as 0.94 as a decimal (d3's "~g"), not 9.4e-01."""
+    for s in all_specs(runs, spec, "bn"):
+        for tips in encodings(s, "tooltip"):
+            for tip in tips if isinstance(tips, list) else [tips]:
+                if tip.get("type") == "quantitative":
+                    assert "format" in tip, tip
+                    if tip["field"] in ("step", "epoch"):
+                        assert tip["format"] == ",d"
+                    assert "e" not in tip["format"], tip
+        step_axes = [x["axis"] for x in encodings(s, "x") if x.get("field") == "step"
+                     and x.get("type") == "quantitative" and "axis" in x]
+        assert all(a["format"] == "d" and a["tickMinStep"] == 1 for a in step_axes), step_axes
+
+
 def test_empty_tables_say_no_data(runs, spec):
     # The first snapshot of a live run has no steps yet: charts say so instead of raising.
     for builder in ("grad_norm_heatmap", "clipping", "gradient_flow", "histograms"):
@@ -359,6 +375,14 @@ def test_activation_curve_shades_the_saturated_regions():
     s = charts.activation_curve("sigmoid").to_dict()
     assert {x["series"] for x in rows_with(s, "z", "value")} == {"f(z)", "f′(z)"}
     assert "6% of max" in json.dumps(rows_with(s, "z0", "label"))
+    # The flat region is named in the subtitle, not written into the plot over its axis.
+    for name, word in (("sigmoid", "saturated"), ("relu", "inactive")):
+        for small in (False, True):
+            s = charts.activation_curve(name, small=small).to_dict()
+            assert word in s["title"]["subtitle"]
+            marks = [n["mark"] for n in walk(s) if isinstance(n, dict) and "mark" in n]
+            assert "text" not in {m if isinstance(m, str) else m["type"] for m in marks}
+    assert charts.activation_curve("tanh", small=True).to_dict()["title"]["text"] == "tanh"
 
 
 def test_activation_curve_overlays_a_layer_and_widens_to_cover_it(runs):
@@ -378,15 +402,23 @@ def test_decision_boundary(runs, spec):
     r = runs["moons"]
     s0, s3 = spec("moons", "decision_boundary", 0), spec("moons", "decision_boundary", 3)
     grid0, grid3 = rows_with(s0, "x", "y", "p"), rows_with(s3, "x", "y", "p")
-    assert len(grid0) == len(grid3) == 40 * 40
+    assert len(grid0) == len(grid3) == 64 * 64
     assert all(0 <= x["p"] <= 1 for x in grid0 + grid3)
     assert [x["p"] for x in grid0] != [x["p"] for x in grid3]
     points = rows_with(s3, "x", "y", "label", "split")
     assert {x["split"] for x in points} == {"train", "test"}
     assert len(points) == (r.points.split != "val").sum()
     heat = [e for e in encodings(s3, "color") if e.get("field") == "p"][0]
-    assert heat["scale"] == {"scheme": "redblue", "domain": [0, 1]}
+    assert heat["scale"] == {"domain": [0, 0.5, 1], "range": charts.FIELD_COLOURS}
     assert "only 2-D" in texts(spec("bn", "decision_boundary", 1))
+    # A square at equal x and y scales, drawn at its own size (not fitted into a strip).
+    assert s3["width"] == s3["height"] and s3["autosize"] == {"type": "pad"}
+    x_dom, y_dom = (next(e["scale"]["domain"] for e in encodings(s3, c) if "scale" in e)
+                    for c in ("x", "y"))
+    assert x_dom[1] - x_dom[0] == pytest.approx(y_dom[1] - y_dom[0])
+    # Points outlined in white, so a red point reads on the red region.
+    marks = [m for m in walk(s3) if isinstance(m, dict) and m.get("type") == "point"]
+    assert marks and all(m["stroke"] == "white" and m["strokeWidth"] >= 1 for m in marks)
 
 
 def test_loss_accuracy(runs, spec):

@@ -5,12 +5,12 @@ import math
 
 import pytest
 
-from core.lab import compare_charts
+from core.lab import charts as lab_charts, compare_charts
 from core.lab.compare import differences, layer_order, outcomes
 from core.lab.config import RunConfig
 from core.lab.runs import get_run
 from core.lab.trainer import train
-from tests.helpers import charts, clean, open_page
+from tests.helpers import charts, clean, open_page, walk
 
 A = RunConfig(depth=2, width=16, epochs=2, max_train=300)
 B = A.replace(depth=3, activation="tanh")
@@ -76,6 +76,54 @@ def test_overlay_charts_carry_both_runs(results, build):
     _validated(build({"A": results["A"], "B": results["diverged"]}))
 
 
+@pytest.mark.parametrize("build, args", [
+    (lab_charts.grad_norm_heatmap, ()), (lab_charts.gradient_flow, (1,)),
+    (lab_charts.layer_norms, ()), (lab_charts.histograms, ("weight", 1)),
+    (lab_charts.loss_accuracy, (1,)), (lab_charts.ratios, (1,)),
+])
+def test_side_by_side_shares_scales_across_the_runs(results, build, args):
+    both = {"A": results["A"], "B": results["B"]}
+    spec = _validated(compare_charts.side_by_side(both, build, *args))
+    shared = {"x": "shared", "y": "shared", "color": "shared"}
+    rows = spec["vconcat"] if "vconcat" in spec else [spec]
+    alone = build(results["B"], *args).to_dict()
+    assert len(rows) == len([v for v in walk(alone) if isinstance(v, dict)
+                             and ("mark" in v or isinstance(v.get("layer"), list)
+                                  or "facet" in v) and not _inside_panel(v, alone)])
+    for row in rows:
+        # One panel of each run per row, on one scale per channel: a 1e-6 and a 0.3 gradient
+        # no longer look alike.
+        assert row["resolve"]["scale"] == shared
+        assert [p["title"] for p in row["hconcat"]] == ["Run A", "Run B"]
+        for p in row["hconcat"]:
+            assert p["resolve"]["scale"] == shared
+            # Narrowed to fit the pair on a laptop's page.
+            assert _plot_width(p["vconcat"][0]) <= compare_charts.PAIR_PLOT + 1
+    # Each run's chart is built over both runs' layers, so a layer has one colour in both.
+    domains = [e["scale"]["domain"] for e in walk(spec) if isinstance(e, dict)
+               and e.get("field") == "layer" and "domain" in e.get("scale", {})]
+    assert all(d == layer_order(both) for d in domains)
+
+
+def _inside_panel(view: dict, spec: dict) -> bool:
+    """Whether `view` sits inside a layered or faceted view of `spec` (not a panel itself)."""
+    for outer in walk(spec):
+        if isinstance(outer, dict) and outer is not view:
+            layers = outer.get("layer")
+            inner = (layers if isinstance(layers, list) else []) + (
+                [outer["spec"]] if "facet" in outer else [])
+            if any(v is view for v in inner):
+                return True
+    return False
+
+
+def _plot_width(view: dict) -> float:
+    """A panel's plot width read from the spec (an independent answer to _width)."""
+    if "facet" in view:
+        return _plot_width(view["spec"]) * view.get("columns", 1)
+    return max([view.get("width", 0), *(_plot_width(v) for v in view.get("layer", []))])
+
+
 def test_layer_profile_values_are_the_state_after_the_epoch(results):
     chart = compare_charts.layer_profile({"A": results["A"]}, "weight_grad_norm", 0)
     rows = [r for d in chart.to_dict()["datasets"].values() for r in d]
@@ -93,7 +141,7 @@ def test_page_shows_differences_outcomes_and_overlays():
     assert "● changed" in at.sidebar.selectbox(key="b_activation").label
     assert len(charts(at)) == 1
     for tab, n in {"Gradients": 3, "Activations": 3, "Weights & ratios": 3, "Clipping": 1,
-                   "Batch norm": 2}.items():
+                   "Batch norm": 1}.items():  # side by side: one chart of both runs
         page = open_page("app_pages/compare.py", tab=tab, **SMALL,
                          **{f"b_{k}": v for k, v in SMALL.items()})
         clean(page)
@@ -101,7 +149,8 @@ def test_page_shows_differences_outcomes_and_overlays():
     side = open_page("app_pages/compare.py", layout="Side by side", tab="Gradients", **SMALL,
                      **{f"b_{k}": v for k, v in SMALL.items()})
     clean(side)
-    assert len(charts(side)) == 6  # heatmap, gradient flow and step-0 bars for each run
+    # Heatmap, gradient flow and step-0 bars: each one chart of both runs on shared scales.
+    assert len(charts(side)) == 3
 
 
 def test_page_bad_b_link_warns_and_uses_a_fallback():

@@ -10,7 +10,7 @@ from core.activations import FLAT_FRACTION
 from core.lab import compare_charts
 from core.lab.config import RunConfig
 from core.lab.metrics import (CATALOGUE, LAYER_METRICS, MOST_FLAT, STEP_METRICS, most_flat,
-                              power)
+                              power, readable)
 from core.lab.trainer import train
 from tests.helpers import encodings, texts
 
@@ -87,3 +87,10 @@ def test_the_headline_share_is_the_highest_hidden_layer_at_the_end(which, reques
     assert most_flat(r.end_flat()) == pytest.approx(last["value"].max())
     assert math.isnan(most_flat([math.nan, math.nan]))
     assert MOST_FLAT[r.flat_metric].share and "hidden layer" in MOST_FLAT[r.flat_metric].help
+
+
+def test_readable_numbers_are_decimals_where_a_decimal_reads():
+    assert [readable(x) for x in (0.94, 0.85, 0.0012, 4911.7, 12.3)] == [
+        "0.94", "0.85", "0.0012", "4,912", "12"]
+    assert [readable(x) for x in (1.23e-7, 3.4e5, -2.5e-6)] == ["1.2e-7", "3.4e+5", "-2.5e-6"]
+    assert readable(math.nan) == "–" and readable(0.0) == "0"

@@ -13,7 +13,7 @@ from core.lab.config import RunConfig
 from core.lab.models import build_model
 from core.lab.recorder import HIST_BINS
 from core.lab.result import RunResult
-from core.lab.trainer import train
+from core.lab.trainer import BOUNDARY_GRID, train
 
 # One full-batch step per epoch: the recorded step 0 can be recomputed by hand exactly.
 FULL_BATCH = dict(dataset="digits", max_train=256, batch_size=256, record_every=1)
@@ -108,22 +108,76 @@ def test_step0_statistics_match_a_hand_computation():
                                 for gi, wi in zip(g, w0)], rtol=1e-3)
 
 
-def test_histograms_count_the_batch_with_fixed_edges():
-    cfg = RunConfig(depth=2, width=16, activation="relu", epochs=3, **FULL_BATCH)
+def _bins(rows: pd.DataFrame) -> np.ndarray:
+    return np.append(rows.lo.to_numpy(), rows.hi.iloc[-1])
+
+
+def test_every_histogram_snapshot_has_its_own_bins_over_its_own_values():
+    # Plain full-batch SGD: the network after e epochs is e hand-made steps, so every epoch's
+    # weights and pre-activations have an independent answer (numpy.histogram on them).
+    cfg = RunConfig(depth=2, width=16, activation="tanh", init="xavier_normal",
+                    optimizer="sgd", lr=0.5, epochs=3, **FULL_BATCH)
     result = train(cfg)
-    _, zs, _ = _manual_step0(cfg)
     h = result.histograms
-    pre = h[(h.epoch == 0) & (h.layer == "hidden1") & (h.kind == "pre_activation")]
-    assert len(pre) == HIST_BINS
-    edges = np.append(pre.lo.to_numpy(), pre.hi.iloc[-1])
-    expected, _ = np.histogram(zs[0].detach().numpy(), bins=edges)
-    np.testing.assert_allclose(pre["count"].to_numpy(), expected, atol=2)  # edge rounding
-    assert pre["count"].sum() == 256 * 16
-    # Same bins in every epoch, so the epochs can be compared; epochs 0..3 (3 = the end).
-    w = h[(h.layer == "hidden2") & (h.kind == "weight")]
-    assert sorted(w.epoch.unique()) == [0, 1, 2, 3]
-    assert w.groupby("epoch").lo.apply(tuple).nunique() == 1
     assert set(h.kind) == {"pre_activation", "activation", "weight", "weight_grad"}
+    assert sorted(h.epoch.unique()) == [0, 1, 2, 3]   # 3 = the state the run ended with
+    model, _, _ = _manual_step0(cfg)
+    splits = load_splits(cfg.dataset, seed=cfg.seed, max_train=cfg.max_train)
+    x = torch.as_tensor((splits.x_train.astype(np.float32) - splits.mean) / splits.std)
+    y = torch.as_tensor(splits.y_train)
+    # Epochs 0-2: the first step of epochs 1-3 (epoch 3's histograms, the end state, are taken
+    # at its last step: here the same forward pass as epoch 2's).
+    for epoch in range(3):
+        h_in, values = x.flatten(1), {}
+        for name, layer in model.layers.items():
+            z = layer.linear(h_in)
+            values[name] = {"pre_activation": z, "weight": layer.linear.weight}
+            h_in = layer.act(z) if layer.act is not None else z
+        for name, kinds in values.items():
+            for kind, v in kinds.items():
+                v = v.detach().numpy().ravel()
+                rows = h[(h.epoch == epoch) & (h.layer == name) & (h.kind == kind)]
+                assert rows["count"].sum() == v.size           # every value, once
+                edges = _bins(rows)
+                # The bins span exactly this snapshot's values: nothing clamped into an edge bin.
+                assert edges[0] == pytest.approx(v.min(), rel=1e-5, abs=1e-7)
+                assert edges[-1] == pytest.approx(v.max(), rel=1e-5, abs=1e-7)
+                expected, _ = np.histogram(v, bins=edges)
+                # ±1 where the hand-made float32 value and the run's sit either side of an edge.
+                np.testing.assert_allclose(rows["count"].to_numpy(), expected, atol=1)
+        model.zero_grad()  # the next epoch's state: one full-batch SGD step by hand
+        F.cross_entropy(model(x), y).backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= cfg.lr * p.grad
+    counts = h.groupby(["epoch", "layer", "kind"])["count"].sum()
+    assert (counts.xs("weight", level="kind") == counts.xs("weight_grad", level="kind")).all()
+    assert (counts.xs("activation", level="kind").xs("hidden1", level="layer") == 256 * 16).all()
+    # Gradients shrink or grow over training: each snapshot's bins follow them (the first
+    # snapshot's edges would have put later gradients into one or two bins).
+    g = h[(h.layer == "hidden1") & (h.kind == "weight_grad")]
+    spans = g.groupby("epoch").apply(lambda r: r.hi.max() - r.lo.min())
+    max_abs = result.layers[(result.layers.layer == "hidden1")
+                            & (result.layers.metric == "weight_grad_max_abs")
+                            & (result.layers.step.isin([0, 1, 2]))].value.to_numpy()
+    assert spans.nunique() >= 3
+    for (_, rows), largest in zip(g.groupby("epoch"), max_abs):
+        assert max(-rows.lo.min(), rows.hi.max()) == pytest.approx(largest, rel=1e-5)
+        assert (rows["count"] > 0).sum() > 5   # spread over the bins, not a needle
+
+
+def test_histograms_count_infinities_at_the_edges_and_skip_nan():
+    from core.lab.recorder import LayerRecorder
+    cfg = RunConfig(depth=1, width=4, **FULL_BATCH)
+    model = build_model(cfg, (64,), 10)
+    with LayerRecorder(model) as rec:
+        rec.start_epoch(0, 1, final=True)
+        x = torch.tensor([float("nan"), -float("inf"), 1.0, 2.0, 3.0, float("inf")])
+        rec._hist(0, "activation", x)
+        counts = rec._epoch.hist[0, 0, 2].numpy()
+        lo, hi = rec._epoch.edges[0, 0, 2].numpy()
+    assert (lo, hi) == (1.0, 3.0)
+    assert counts.sum() == 5 and counts[0] == 2 and counts[-1] == 2   # -inf, 1 | 3, +inf
 
 
 def test_batch_norm_runs_record_both_sides_of_the_normalisation():
@@ -295,7 +349,12 @@ def test_mnist_offline_falls_back_with_a_notice():
 def test_decision_boundary_agrees_with_the_validation_accuracy():
     result = train(RunConfig(dataset="moons", depth=3, width=16, epochs=30, lr=0.01))
     b, pts = result.boundary, result.points
-    assert sorted(b.epoch.unique()) == list(range(31)) and len(b[b.epoch == 0]) == 40 * 40
+    assert sorted(b.epoch.unique()) == list(range(31))
+    assert len(b[b.epoch == 0]) == BOUNDARY_GRID ** 2 == 64 * 64
+    # Square: the same span on both axes, covering every point.
+    assert b.x.max() - b.x.min() == pytest.approx(b.y.max() - b.y.min(), rel=1e-5)
+    assert b.x.min() < pts.x.min() and b.x.max() > pts.x.max()
+    assert b.y.min() < pts.y.min() and b.y.max() > pts.y.max()
     assert set(pts.split) == {"train", "val", "test"} and len(pts) == 1000
     # Classify the validation points by their nearest grid cell at the last epoch.
     last = b[b.epoch == 30]
