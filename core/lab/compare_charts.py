@@ -202,8 +202,31 @@ def side_by_side(results: dict, build, *args):
             for name, panel in zip(charts, panels))).resolve_scale(**shared))
     stacked = rows[0] if len(rows) == 1 else alt.vconcat(*rows).resolve_scale(
         x="independent", y="independent", color="independent")
+    _keep_params(stacked, charts.values())
     return stacked.properties(title=title) if title is not alt.Undefined and len(rows) > 1 \
         else stacked
+
+
+def _keep_params(stacked, charts) -> None:
+    """Give the pair the parameters its panels read. A chart of several panels holds them at
+    its top (Altair lifts them there), which the panels taken out of it leave behind: the page
+    then fails with 'Unrecognized signal name' (seen in Chromium). One of each name serves
+    both runs: the epoch slider moves A and B together, and a legend pick's views are both
+    runs' (picking a layer in one highlights it in both)."""
+    kept = {p.name: p for p in _params(stacked)}
+    for chart in charts:
+        for param in _params(chart):
+            if param.name not in kept:
+                kept[param.name] = param.copy()
+            elif isinstance(getattr(param, "views", None), list):
+                kept[param.name].views = list(dict.fromkeys([*kept[param.name].views,
+                                                             *param.views]))
+    stacked.params = list(kept.values())
+
+
+def _params(chart) -> list:
+    params = getattr(chart, "params", alt.Undefined)
+    return list(params) if isinstance(params, list) else []
 
 
 def _views(chart) -> tuple[list, str | None]:

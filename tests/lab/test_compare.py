@@ -9,6 +9,7 @@ from core.lab import charts as lab_charts, compare_charts
 from core.lab.compare import differences, layer_order, outcomes
 from core.lab.config import RunConfig
 from core.lab.runs import get_run
+from core.lab.tabs import TABS
 from core.lab.trainer import train
 from tests.helpers import charts, clean, open_page, walk
 
@@ -103,6 +104,24 @@ def test_side_by_side_shares_scales_across_the_runs(results, build, args):
     domains = [e["scale"]["domain"] for e in walk(spec) if isinstance(e, dict)
                and e.get("field") == "layer" and "domain" in e.get("scale", {})]
     assert all(d == layer_order(both) for d in domains)
+
+
+@pytest.mark.parametrize("tab_chart", [c for charts in TABS.values() for c in charts
+                                       if c.side_by_side], ids=lambda c: c.build.__name__)
+def test_side_by_side_keeps_every_parameter_its_panels_read(results, tab_chart):
+    """A chart of several panels holds its parameters (the epoch slider, legend picks) at its
+    top; the pair must define each one, once, or the browser fails on 'Unrecognized signal
+    name' and draws an empty box (seen in Chromium)."""
+    both = {"A": results["A"], "B": results["B"]}
+    args = tab_chart.args(1, results["A"].layer_names[0])
+    pair = compare_charts.side_by_side(both, tab_chart.build, *args).to_dict()
+    alone = tab_chart.build(results["A"], *args).to_dict()
+
+    def defined(spec):
+        return [p["name"] for v in walk(spec) if isinstance(v, dict)
+                for p in v.get("params", []) if isinstance(p, dict) and "name" in p]
+    assert set(defined(alone)) <= set(defined(pair))
+    assert len(defined(pair)) == len(set(defined(pair)))
 
 
 def _inside_panel(view: dict, spec: dict) -> bool:
