@@ -90,7 +90,7 @@ def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
     stop_slot = st.empty()
     stop_clicked = threading.Event()
     if stoppable:
-        stop_slot.button("Stop", key=STOP_KEY, icon=":material/stop_circle:",
+        stop_slot.button("Stop training", key=STOP_KEY, icon=":material/stop_circle:",
                          on_click=stop_clicked.set,
                          help="End the run after the next epoch, keeping everything recorded; "
                               "it is stored as stopped, and can be trained in full later.")

@@ -319,7 +319,7 @@ def test_the_epoch_scrubber_follows_each_preset_run(server, page):
     exploding run diverges in its first) used to crash the Lab."""
     page.goto(f"{server}/lab?epoch=5")
     _settle(page, "lab", charts=1)
-    assert page.locator(SLIDER.format("Epoch")).get_attribute("aria-valuetext") == "5"
+    assert page.locator(SLIDER.format("Every chart at epoch")).get_attribute("aria-valuetext") == "5"
     page.get_by_text("Lesson presets").click()
     _idle(page)
     for title, setting, last in (("Exploding gradients", "depth=20", "1"),
@@ -328,7 +328,7 @@ def test_the_epoch_scrubber_follows_each_preset_run(server, page):
         page.wait_for_url(f"**{setting}**")   # the preset is set: its run is under way
         _settle(page, "lab", charts=1)
         _no_exception(page)
-        assert page.locator(SLIDER.format("Epoch")).get_attribute("aria-valuetext") == last
+        assert page.locator(SLIDER.format("Every chart at epoch")).get_attribute("aria-valuetext") == last
 
 
 # --- every lesson from every entry point -------------------------------------------------------

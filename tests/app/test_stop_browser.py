@@ -29,7 +29,7 @@ def _charts(page) -> int:
 
 def test_stop_keeps_the_run_so_far_and_train_all_epochs_trains_it_in_full(server, page):
     page.goto(f"{server}/{LONG}")
-    stop = page.get_by_role("button", name="Stop")
+    stop = page.get_by_role("button", name="Stop training")
     stop.wait_for(timeout=120_000)
     # The loss and the per-layer gradient norms grow while it trains.
     page.get_by_text("Training: epoch").first.wait_for(timeout=60_000)
@@ -52,7 +52,7 @@ def test_stop_keeps_the_run_so_far_and_train_all_epochs_trains_it_in_full(server
     stopped_at = int(re.search(r"epoch (\d+) of 40", notice).group(1))
     assert 1 <= stopped_at < 40
     assert page.get_by_text(f"by you, at epoch {stopped_at}", exact=True).count() == 1
-    assert page.get_by_role("button", name="Stop").count() == 0
+    assert page.get_by_role("button", name="Stop training").count() == 0
     assert _charts(page) >= 1          # drawn like any run: the Training tab's chart
     _shot(page, "2_stopped")
     page.get_by_role("tab", name="Gradients").click()
@@ -68,7 +68,7 @@ def test_stop_keeps_the_run_so_far_and_train_all_epochs_trains_it_in_full(server
     _idle(page)
     assert page.get_by_text(f"by you, at epoch {stopped_at}", exact=True).count() == 1
     full.click()
-    page.get_by_role("button", name="Stop").wait_for(timeout=60_000)   # it trains again
+    page.get_by_role("button", name="Stop training").wait_for(timeout=60_000)   # it trains again
     _idle(page)
     _no_exception(page)
     assert page.get_by_text(re.compile("Stopped by you")).count() == 0
