@@ -395,7 +395,8 @@ def test_every_lesson_opens_right_from_every_entry_point(server, page):
 
     The Home cards are opened one after another in one session, through the sidebar's Home
     link: a card used to inherit the previous lesson's settings where it leaves one at its
-    default. ~100 s on an empty run store (two cores), most of it training every lesson."""
+    default. ~155 s on an empty run store (two cores, beside the rest of the suite), most of it
+    training every lesson."""
     problems: list[str] = []
     page.goto(server)
     for stage in PATH:
