@@ -1,5 +1,8 @@
 """Compare: two runs side by side or overlaid — change one setting and see what it does."""
 
+from dataclasses import dataclass
+from typing import Callable
+
 import streamlit as st
 
 from core.lab import charts
@@ -11,7 +14,7 @@ from core.lab.config import FIELDS, RunConfig
 from core.lab.metrics import DEPTH_RATIO, MOST_FLAT
 from core.lab.runs import load_run, run_label, stored_runs
 from core.lab.tabs import TABS
-from app_pages.kit.charts import chart, runs_chart
+from app_pages.kit.charts import runs_chart
 from app_pages.kit.controls import (LAB, apply_settings, config_controls, epoch_slider,
                                     labelled_choice, warn)
 from app_pages.kit.runs import notices, obtain_all
@@ -148,26 +151,39 @@ def panels() -> None:
         with tab:
             if tab.open:  # only the open tab's charts are built
                 if layout == "Overlay" and name in OVERLAYS:
-                    for build in OVERLAYS[name]:
-                        chart(build(results, epoch))
+                    for overlay in OVERLAYS[name]:
+                        overlay.draw(epoch)
                 else:
                     _side_by_side(name, epoch)
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """One chart that overlays every run: `build(results, *args)`, then the epoch where it
+    takes one. Named builders and arguments (not lambdas) key its cached spec (runs_chart): a
+    rerun (the slider, a tab) draws it again without building it again."""
+    build: Callable
+    args: tuple = ()
+    per_epoch: bool = False
+
+    def draw(self, epoch: int) -> None:
+        runs_chart(results, self.build, *self.args, *((epoch,) if self.per_epoch else ()))
 
 
 # Tab name (core.lab.tabs.TABS) -> the charts that overlay every run; the other tabs are drawn
 # side by side.
 OVERLAYS = {
-    "Training": [compare_charts.loss_accuracy],
-    "Gradients": [lambda r, e: compare_charts.over_training(r),
-                  lambda r, e: compare_charts.layer_profile(r, "weight_grad_norm", e),
-                  lambda r, e: compare_charts.layer_profile(r, "out_grad_norm", e)],
-    "Activations": [compare_charts.flat_profile,
-                    lambda r, e: compare_charts.layer_profile(r, "dead", e),
-                    lambda r, e: compare_charts.layer_profile(r, "act_std", e)],
-    "Weights & ratios": [compare_charts.update_ratio_profile,
-                         lambda r, e: compare_charts.layer_profile(r, "grad_data_ratio", e),
-                         lambda r, e: compare_charts.layer_profile(r, "drift", e)],
-    "Clipping": [lambda r, e: compare_charts.total_grad_norm(r)],
+    "Training": [Overlay(compare_charts.loss_accuracy, per_epoch=True)],
+    "Gradients": [Overlay(compare_charts.over_training),
+                  Overlay(compare_charts.layer_profile, ("weight_grad_norm",), True),
+                  Overlay(compare_charts.layer_profile, ("out_grad_norm",), True)],
+    "Activations": [Overlay(compare_charts.flat_profile, per_epoch=True),
+                    Overlay(compare_charts.layer_profile, ("dead",), True),
+                    Overlay(compare_charts.layer_profile, ("act_std",), True)],
+    "Weights & ratios": [Overlay(compare_charts.update_ratio_profile, per_epoch=True),
+                         Overlay(compare_charts.layer_profile, ("grad_data_ratio",), True),
+                         Overlay(compare_charts.layer_profile, ("drift",), True)],
+    "Clipping": [Overlay(compare_charts.total_grad_norm)],
 }
 
 
