@@ -24,6 +24,7 @@ from core.settings import ConfigError
 # the default run 1.5 MB.
 MAX_RUN_FILE_BYTES = 64 * 2**20
 STATUSES = ("completed", "diverged", "stopped")
+MAX_MESSAGE = 400          # characters of a RunFileError
 # Each table's columns as RunResult writes them; True = text, False = numbers (or null).
 _COLUMNS: dict[str, dict[str, bool]] = {
     "epochs": {"epoch": False, "split": True, "metric": True, "value": False},
@@ -40,7 +41,14 @@ _FIELDS = ("config", "status", "device", "dataset", "layer_names", "n_params", "
 
 
 class RunFileError(ValueError):
-    """A run file that cannot be read as a run; the message is one sentence for the user."""
+    """A run file that cannot be read as a run; the message is one line for the user. It may
+    quote the file (a config's unknown key), so control characters (a newline, a terminal's
+    escape sequence) become spaces and a long quote is cut."""
+
+    def __init__(self, message: str):
+        printable = "".join(c if c.isprintable() else " " for c in message)
+        text = " ".join(printable.split())
+        super().__init__(text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "…")
 
 
 def read_run_file(path: str | os.PathLike, max_bytes: int = MAX_RUN_FILE_BYTES) -> RunResult:
@@ -122,8 +130,7 @@ def _check(payload: Any) -> None:
         _check_table(table, payload[table], columns)
     # What the doctor and the charts take for granted: a run records its layers from step 0
     # (the network at initialisation) on, and names only layers of its own network.
-    layers = payload["layers"]
-    if not layers or 0 not in layers["step"]:
+    if 0 not in payload["layers"]["step"]:
         raise RunFileError("table 'layers' has no records at step 0; a run records its layers "
                            "at initialisation first")
     for table in ("layers", "histograms"):
@@ -136,8 +143,6 @@ def _check(payload: Any) -> None:
 def _check_table(table: str, value: Any, columns: dict[str, bool]) -> None:
     if not isinstance(value, dict):
         raise RunFileError(f"table '{table}' is {_kind(value)}; it must be an object of columns")
-    if not value:  # a table with no rows may have been written without its columns
-        return
     missing = [c for c in columns if c not in value]
     if missing:
         raise RunFileError(f"table '{table}' lacks the column(s) {', '.join(missing)}")

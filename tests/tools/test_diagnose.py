@@ -1,6 +1,7 @@
 """`python -m core diagnose RUN.json`: the doctor in a CI job. Exit 1 on an error finding, 0 on a
 healthy run, 2 with one line on a file that is not a readable run."""
 
+import functools
 import json
 import os
 import subprocess
@@ -8,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from core.lab.config import RunConfig
 from core.lab.doctor import diagnose
@@ -89,7 +92,8 @@ def _with(files, **changes) -> bytes:
     (lambda f: _with(f, status="exploded"), "'status' is 'exploded'; allowed: completed"),
     (lambda f: _with(f, config={**_run_dict(f)["config"], "depth": -3}),
      "config is not a valid Lab config (depth:"),
-    (lambda f: _with(f, config={**_run_dict(f)["config"], "rm -rf": 1}), "config"),
+    (lambda f: _with(f, config={**_run_dict(f)["config"], "\x1b[2J\n" + "x" * 999: 1}),
+     "its config is not a valid Lab config ( [2J x"),
     (lambda f: _with(f, layer_names=[]), "'layer_names' must be a non-empty list"),
     (lambda f: _with(f, layers={**_run_dict(f)["layers"], "value": ["x"]}),
      "table 'layers': its columns differ in length (1, "),
@@ -97,17 +101,20 @@ def _with(files, **changes) -> bytes:
                                 "value": ["x"] * len(_run_dict(f)["layers"]["value"])}),
      "table 'layers', column 'value' holds a text; it must hold numbers"),
     (lambda f: _with(f, steps=[1, 2]), "table 'steps' is a list"),
-    (lambda f: _with(f, layers={}), "table 'layers' has no records at step 0"),
+    (lambda f: _with(f, layers={c: [] for c in _run_dict(f)["layers"]}),
+     "table 'layers' has no records at step 0"),
+    (lambda f: _with(f, boundary={}), "table 'boundary' lacks the column(s) epoch, x, y, p"),
     (lambda f: _with(f, layer_names=["hidden1"]),
      "table 'layers' names layer(s) not in 'layer_names': hidden2, hidden3, hidden4"),
     (lambda f: _with(f, divergence={"step": "soon"}), "'divergence' must be null"),
 ], ids=["binary", "deep", "huge-int", "list", "missing", "status", "config", "config-key",
-        "no-layers", "ragged", "cell-type", "table-type", "no-records", "other-layers", "divergence"])
+        "no-layers", "ragged", "cell-type", "table-type", "no-records", "no-columns", "other-layers",
+        "divergence"])
 def test_a_bad_or_hostile_file_is_one_clear_message(files, make, words):
     with pytest.raises(RunFileError) as err:
         parse_run_file(make(files))
     text = str(err.value)
-    assert "\n" not in text and words in text, text
+    assert text.isprintable() and len(text) <= 400 and words in text, text
 
 
 def test_a_file_over_the_size_cap_is_refused_before_it_is_read(tmp_path, capsys):
@@ -146,3 +153,36 @@ def test_run_shaped_files_with_odd_records_never_raise(files, tmp_path, capsys, 
     assert status == (2 if damage in ("no-step-0", "unknown-layers") else 0)
     if status == 2:
         assert err.count("\n") == 1 and out == ""
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(field=st.sampled_from(["config", "status", "device", "dataset", "layer_names",
+                              "n_params", "timing", "divergence", "epochs", "steps", "layers",
+                              "histograms", "boundary", "points"]),
+       value=_JSON, column=st.booleans())
+def test_any_json_in_any_field_is_a_run_or_one_clear_message(field, value, column):
+    """A real run with one field (or one column of a table) replaced by arbitrary JSON: read,
+    then diagnosed, it gives a run and findings or a RunFileError, nothing else."""
+    data = json.loads(_small_run())
+    if column and isinstance(data[field], dict) and data[field]:
+        data[field][sorted(data[field])[0]] = value
+    else:
+        data[field] = value
+    try:
+        result = parse_run_file(json.dumps(data).encode())
+    except RunFileError as err:
+        assert str(err).isprintable()
+        return
+    diagnose(result)
+
+
+@functools.cache
+def _small_run() -> str:
+    return train(RunConfig(depth=2, width=8, epochs=1)).to_json()
