@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from core.lab.result import RunResult
 from core.settings import ConfigError
 
-# The largest Lab run (MAX_LAYER_ROWS layer rows, histograms, a 2-D boundary) writes ~30 MB;
-# the default run 1.5 MB.
-MAX_RUN_FILE_BYTES = 64 * 2**20
+# Room for the largest run the Lab's limits allow, about 390 MB: 201 histogram snapshots of 101
+# layers × 5 kinds × 40 bins at 79 bytes a row, 300,000 layer rows (MAX_LAYER_ROWS) at 55 and a
+# 2-D boundary of 201 × 64² points at 64 (bytes a row measured in the default and a moons run's
+# files; the default run's file is 1.5 MB). A page taking uploads passes its own, smaller cap.
+MAX_RUN_FILE_BYTES = 512 * 2**20
 STATUSES = ("completed", "diverged", "stopped")
 MAX_MESSAGE = 400          # characters of a RunFileError
 # Each table's columns as RunResult writes them; True = text, False = numbers (or null).
@@ -54,16 +57,16 @@ class RunFileError(ValueError):
 def read_run_file(path: str | os.PathLike, max_bytes: int = MAX_RUN_FILE_BYTES) -> RunResult:
     """The run in the file at `path`; RunFileError if it is missing, too large or not a run."""
     path = Path(path)
-    if not path.exists():
-        raise RunFileError(f"{path}: no such file")
-    if not path.is_file():  # a folder, a FIFO or a device (/dev/zero) would block or never end
-        raise RunFileError(f"{path}: not a regular file")
-    if path.stat().st_size > max_bytes:
-        raise RunFileError(f"{path}: larger than the {max_bytes / 2**20:g} MiB a run file may "
-                           f"have")
     try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a folder, a FIFO or /dev/zero: blocks or never ends
+            raise RunFileError(f"{path}: not a regular file")
+        if info.st_size > max_bytes:
+            raise RunFileError(f"{path}: larger than the {_size(max_bytes)} a run file may have")
         with path.open("rb") as f:
             data = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise RunFileError(f"{path}: no such file") from None
     except OSError as err:
         raise RunFileError(f"{path}: cannot be read ({err.strerror or err})") from None
     try:
@@ -75,7 +78,7 @@ def read_run_file(path: str | os.PathLike, max_bytes: int = MAX_RUN_FILE_BYTES) 
 def parse_run_file(data: bytes, max_bytes: int = MAX_RUN_FILE_BYTES) -> RunResult:
     """The run in `data`, a run file's bytes; RunFileError if it is not one."""
     if len(data) > max_bytes:
-        raise RunFileError(f"larger than the {max_bytes / 2**20:g} MiB a run file may have")
+        raise RunFileError(f"larger than the {_size(max_bytes)} a run file may have")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -165,6 +168,10 @@ _NONE = object()
 
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n:,} bytes"
 
 
 def _kind(v: Any) -> str:

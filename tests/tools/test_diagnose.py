@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from core.lab.config import RunConfig
 from core.lab.doctor import diagnose
 from core.lab.presets import PRESETS
-from core.lab.runfile import RunFileError, parse_run_file, read_run_file
+from core.lab.runfile import MAX_RUN_FILE_BYTES, RunFileError, parse_run_file, read_run_file
 from core.lab.trainer import train
 from core.tools.cli import main
 
@@ -120,13 +120,15 @@ def test_a_bad_or_hostile_file_is_one_clear_message(files, make, words):
 def test_a_file_over_the_size_cap_is_refused_before_it_is_read(tmp_path, capsys):
     huge = tmp_path / "huge.json"
     with huge.open("wb") as f:        # sparse: no disk space, no time
-        f.truncate(64 * 2**20 + 1)
+        f.truncate(MAX_RUN_FILE_BYTES + 1)
     for target in (huge, tmp_path, "/dev/zero", tmp_path / "missing.json"):
         assert main(["diagnose", str(target)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and str(target) in err
     assert main(["diagnose", str(huge)]) == 2
-    assert "larger than the 64 MiB a run file may have" in capsys.readouterr().err
+    assert "larger than the 512 MiB a run file may have" in capsys.readouterr().err
+    with pytest.raises(RunFileError, match="larger than the 10,000 bytes a run file"):   # a page's own cap
+        read_run_file(ROOT / "README.md", max_bytes=10_000)
 
 
 @pytest.mark.parametrize("damage", ["no-step-0", "unknown-layers", "nan-values", "one-epoch"])
