@@ -29,16 +29,48 @@ def _name(requirement: str) -> str:
     return re.match(r"[A-Za-z0-9_.-]+", requirement).group(0).lower()
 
 
-def test_requirements_match_pyproject_except_the_cpu_torch():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {_name(r): r.replace(" ", "") for r in project["dependencies"]}
-    _, reqs = _requirements()
-    got = {_name(r): r.replace(" ", "") for r in reqs}
-    assert got.keys() == wanted.keys()
-    torch_pin = wanted.pop("torch")
-    assert torch_pin.startswith("torch==")
-    assert got.pop("torch") == f"{torch_pin}+cpu"   # the CPU build: no CUDA wheels
-    assert got == wanted
+def _project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_the_package_declares_ranges_that_keep_a_users_own_torch():
+    """`pip install saturation-lab` into an environment with a CUDA torch must keep it: no
+    dependency is pinned exactly, and torch's range admits CUDA and CPU builds alike."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    project = _project()["project"]
+    reqs = [Requirement(r) for r in project["dependencies"]
+            + [r for extra in project["optional-dependencies"].values() for r in extra]]
+    assert not [r for r in reqs if any(s.operator in ("==", "===") for s in r.specifier)]
+    (torch,) = [r for r in reqs if r.name == "torch"]
+    for build in ("2.6.0", "2.13.0+cu128", "2.13.0+cpu", "2.13.0"):
+        assert torch.specifier.contains(Version(build), prereleases=False), build
+    assert not torch.specifier.contains(Version("2.5.1"))  # lacks nn.utils.get_total_norm
+
+
+def test_requirements_pin_exactly_within_pyprojects_ranges():
+    from packaging.requirements import Requirement
+
+    wanted = {_name(r): Requirement(r) for r in _project()["project"]["dependencies"]}
+    _, lines = _requirements()
+    pins = {_name(r): Requirement(r) for r in lines}
+    assert pins.keys() == wanted.keys()
+    for name, pin in pins.items():
+        (spec,) = pin.specifier
+        assert spec.operator == "==", pin
+        assert wanted[name].specifier.contains(spec.version), (pin, wanted[name])
+    assert str(pins["torch"].specifier).endswith("+cpu")   # the CPU build: no CUDA wheels
+
+
+def test_uv_takes_torch_from_the_cpu_index_only():
+    """A uv lock made from pyproject.toml (Community Cloud reads uv.lock first) resolves torch
+    on PyTorch's CPU index, and nothing else there."""
+    uv = _project()["tool"]["uv"]
+    (index,) = uv["index"]
+    assert index == {"name": "pytorch-cpu", "url": "https://download.pytorch.org/whl/cpu",
+                     "explicit": True}
+    assert uv["sources"] == {"torch": {"index": "pytorch-cpu"}}
 
 
 def test_torch_comes_from_the_pytorch_cpu_index():
