@@ -15,7 +15,8 @@ from app_pages.kit.charts import run_chart
 from app_pages.kit.controls import (EPOCH_KEY, LAB, apply_settings, classroom_editor,
                                     config_form, epoch_slider, warn)
 from app_pages.kit.lessons import lesson_box, lesson_notice, open_evidence_tab, preset_buttons
-from app_pages.kit.runs import downloads, notices, obtain, status_word
+from core.tables import status_word
+from app_pages.kit.runs import downloads, notices, obtain
 
 
 LAB_FIELDS = [name for name in FIELDS if name != "noise"]

@@ -11,7 +11,8 @@ from core.recurrent.trainer import cached_recurrent_run, get_recurrent_run
 from app_pages.kit.charts import chart
 from app_pages.kit.controls import RECURRENT, config_form, epoch_slider, warn
 from app_pages.kit.lessons import lesson_box, preset_buttons
-from app_pages.kit.runs import notices, obtain, status_word
+from core.tables import status_word
+from app_pages.kit.runs import notices, obtain
 
 
 st.title("Recurrent networks")

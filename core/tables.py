@@ -12,6 +12,12 @@ TEXT_COLUMNS = ("split", "metric", "layer", "kind")
 STOPPED = "stopped"   # the status of a run its user stopped (early stopping completes a run)
 
 
+def status_word(status: str) -> str:
+    """A run's status as people read it, on every page and in the terminal: 'done' for a run
+    that used every epoch ("completed" stays the stored value and the JSON's)."""
+    return {"completed": "done"}.get(status, status)
+
+
 def table_to_dict(df: pd.DataFrame) -> dict[str, list]:
     """A tidy table as JSON-ready columns (the run store's payload)."""
     return {col: df[col].tolist() for col in df.columns}

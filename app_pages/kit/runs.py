@@ -45,11 +45,6 @@ FULL_RUN_KEY = "_kit_full_run"    # the key of the stopped run "Train all N epoc
 CLICK_HEARD = 1.0   # seconds a stopped script run waits to learn whether Stop was the cause
 
 
-def status_word(status: str) -> str:
-    """A run's status as every page's headline says it: 'done' for a run that used every epoch."""
-    return {"completed": "done"}.get(status, status)
-
-
 def epoch_progress(epochs: int) -> Callable[[Any], tuple[float, str]]:
     """Progress of a run that hands over its partial result after every epoch (the Lab's and
     the recurrent runs): the share done and the bar's text."""

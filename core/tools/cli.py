@@ -25,6 +25,7 @@ from typing import NoReturn, Sequence
 from core.cache import check_limits
 from core.lab.config import FIELDS, RunConfig
 from core.settings import ConfigError, describe, field_kind
+from core.tables import status_word
 
 
 class _Parser(argparse.ArgumentParser):
@@ -221,7 +222,7 @@ def _summary(result) -> str:
     lines = [
         f"run {result.key}  ({'from the run store' if result.from_store else 'trained'})",
         f"settings   {result.config.changed() or 'defaults'}",
-        f"status     {result.status}" + (f": {result.divergence['message']}"
+        f"status     {status_word(result.status)}" + (f": {result.divergence['message']}"
                                          if result.divergence else ""),
         f"device     {result.device}   {result.timing['seconds']:.2f} s, "
         f"{result.timing['samples_per_sec']:,.0f} samples/s",
@@ -510,7 +511,7 @@ def _findings_text(path: str, result, findings) -> str:
 
     from core.lab.config import RunConfig
 
-    lines = [f"{path}: run {result.key} ({result.status}), settings "
+    lines = [f"{path}: run {result.key} ({status_word(result.status)}), settings "
              f"{result.config.changed() or 'defaults'}"]
     if not findings:
         return "\n".join(lines + ["No findings: nothing in this run's records looks wrong."])

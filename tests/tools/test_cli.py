@@ -51,7 +51,7 @@ def test_train_writes_json_with_everything(tmp_path):
     proc = _run("train", "--depth", "2", "--width", "16", "--epochs", "2", "--batch-norm",
                 "--clip-norm", "1.0", "--json", str(out), "--quiet")
     assert proc.returncode == 0, proc.stderr
-    assert "status     completed" in proc.stdout and "hidden1" in proc.stdout
+    assert "status     done" in proc.stdout and "hidden1" in proc.stdout
     data = json.loads(out.read_text())  # strict JSON: json.loads rejects NaN tokens? no: see below
     assert "NaN" not in out.read_text()
     assert data["config"]["depth"] == 2 and data["config"]["batch_norm"] is True
