@@ -325,10 +325,11 @@ class Watch:
             if have:
                 norms[have] = torch.stack(torch._foreach_norm([grads[j] for j in have])).float()
         outs = list(self._outs.items())
-        # max |y| tells non-finite values exactly; a sum or a norm overflows past 3e38
-        maxes = torch._foreach_norm([y.detach() for _, y in outs], math.inf) if outs else []
-        check = torch.cat([loss.detach().float().reshape(1), norms,
-                           *(m.float().reshape(1) for m in maxes)])
+        # Each output's sum: NaN/inf iff some value is, short of a sum past 3e38 (as the Lab's
+        # recorder). max |y| would say it exactly but cost 18x more: 9 ms a step on the
+        # benchmark's transformer, a sum 0.5 ms.
+        sums = [y.detach().sum().float().reshape(1) for _, y in outs]
+        check = torch.cat([loss.detach().float().reshape(1), norms, *sums])
         self._pending_checks.append((self.step, [i for i, _ in outs], check))
         self._lrs.append(_lr(self.optimizer))
         self._outs = {}
