@@ -184,8 +184,10 @@ class Watch:
         self._pending_recorded: list[_Recorded] = []
         self._updating: _Recorded | None = None
         self._lrs: list[float] = []
-        self._host_steps: list[tuple[int, list[float]]] = []   # (step, [loss, *param norms, *outs])
-        self._host_outs: list[list[int]] = []
+        self._host_steps: list[tuple[int, float, float]] = []   # (step, loss, grad_norm)
+        self._weight_grads: dict[int, np.ndarray] = {}   # recorded step: ‖∇W‖ per weight tensor
+        self.divergence: dict | None = None
+        self._clip_reference: torch.Tensor | None = None   # a recorded step's ‖∇p‖, unclipped
         self._host_recorded: list[tuple[_Recorded, list[float]]] = []
         self._dead_rows: list[tuple[int, str, str, float]] = []
         self._activation_pairs: Counter = Counter()
@@ -320,7 +322,7 @@ class Watch:
         if all(g is not None for g in grads):
             norms = torch.stack(torch._foreach_norm(grads)).float()
         else:
-            norms = torch.full((len(self.params),), math.nan, device=_device(self.params))
+            norms = torch.zeros(len(self.params), device=_device(self.params))  # no gradient
             have = [j for j, g in enumerate(grads) if g is not None]
             if have:
                 norms[have] = torch.stack(torch._foreach_norm([grads[j] for j in have])).float()
@@ -389,11 +391,15 @@ class Watch:
         if not parts:
             return
         flat = torch.cat([p.reshape(-1).float().to(parts[0].device) for p in parts]).tolist()
-        at = 0
+        at, P = 0, len(self.params)
         for step, present, check in self._pending_checks:
-            self._host_steps.append((step, flat[at:at + check.numel()]))
-            self._host_outs.append(present)
+            values = np.asarray(flat[at:at + check.numel()], dtype=np.float64)
             at += check.numel()
+            self._host_steps.append((step, values[0], float(np.sqrt((values[1:1 + P] ** 2).sum()))))
+            if step % self.every == 0:
+                self._weight_grads[step] = values[1 + self._weight_pos]
+            if self.divergence is None and not np.isfinite(values).all():
+                self.divergence = self._describe_divergence(step, values, present)
         for rec in self._pending_recorded:
             n = sum(t.numel() for t in (rec.stats, rec.acts, rec.out_grads, rec.update)
                     if t is not None)
@@ -444,7 +450,7 @@ class Watch:
                 and not any(s == self.step - 1 for s, *_ in self._dead_rows):
             self._probe_dead(self.step - 1)   # the state after the last update
         self._flush()
-        divergence = self._divergence()
+        divergence = self.divergence
         last = divergence["step"] if divergence else math.inf
         steps = self._steps_table(last)
         layers = self._layers_table(last)
@@ -485,33 +491,29 @@ class Watch:
             order.insert(at, i)
         return order
 
-    def _divergence(self) -> dict | None:
+    def _describe_divergence(self, step: int, values: np.ndarray, present: list[int]) -> dict:
+        """Where a step's first non-finite value was: a layer's output (the first in forward
+        order), else the loss, else a weight gradient."""
+        bad = ~np.isfinite(values)
         P = len(self.params)
-        for (step, values), present in zip(self._host_steps, self._host_outs):
-            bad = ~np.isfinite(np.asarray(values, dtype=np.float64))
-            if not bad.any():
-                continue
-            outs_bad = bad[1 + P:]
-            if outs_bad.any():
-                where, layer = "output", self.names[present[int(np.argmax(outs_bad))]]
-            elif bad[0]:
-                where, layer = "loss", None
-            else:
-                # Back-propagation runs from the last layer: the last bad one is where it began.
-                order = {i: k for k, i in enumerate(self._forward_order())}
-                bad_layers = {int(self._owner[k]) for k, j in enumerate(self._weight_pos)
-                              if bad[1 + j]}
-                where = "gradient"
-                layer = self.names[max(bad_layers, key=order.get)] if bad_layers else None
-            text = (f"non-finite values first appeared at step {step}"
-                    + (f" in the {where} of {layer}" if layer else f" in the {where}"))
-            return {"step": step, "epoch": 0, "layer": layer, "where": where, "message": text}
-        return None
+        outs_bad = bad[1 + P:]
+        if outs_bad.any():
+            where, layer = "output", self.names[present[int(np.argmax(outs_bad))]]
+        elif bad[0]:
+            where, layer = "loss", None
+        else:
+            # Back-propagation runs from the last layer: the last bad one is where it began.
+            order = {i: k for k, i in enumerate(self._forward_order())}
+            bad_layers = {int(self._owner[k]) for k, j in enumerate(self._weight_pos)
+                          if bad[1 + j]}
+            where = "gradient"
+            layer = self.names[max(bad_layers, key=order.get)] if bad_layers else None
+        text = (f"non-finite values first appeared at step {step}"
+                + (f" in the {where} of {layer}" if layer else f" in the {where}"))
+        return {"step": step, "epoch": 0, "layer": layer, "where": where, "message": text}
 
     def _steps_table(self, last: float) -> pd.DataFrame:
-        P = len(self.params)
-        rows = [(s, v[0], math.sqrt(sum(x * x for x in v[1:1 + P]))) for s, v in self._host_steps
-                if s <= last]
+        rows = [r for r in self._host_steps if r[0] <= last]
         clipped = {}
         for rec, values in self._host_recorded:
             if rec.update is not None:
@@ -526,7 +528,6 @@ class Watch:
 
     def _layers_table(self, last: float) -> pd.DataFrame:
         W, L = len(self.weights), len(self.names)
-        grad_by_step = {s: np.asarray(v, dtype=np.float64) for s, v in self._host_steps}
         w0 = np.asarray(torch.stack(torch._foreach_norm(self._w0)).float().tolist()
                         if W else [], dtype=np.float64)
         out: list[tuple[int, str, str, float]] = []
@@ -542,7 +543,7 @@ class Watch:
             v, at = np.asarray(values, dtype=np.float64), W
             s = rec.step
             w_norm = per_layer(v[:W])
-            g = per_layer(grad_by_step[s][1 + self._weight_pos])
+            g = per_layer(self._weight_grads[s])
             for i in self._param_layers:
                 name = self.names[i]
                 out += [(s, name, "weight_grad_norm", g[i]),

@@ -30,16 +30,20 @@ def _at(run: WatchedRun, step: int, layer: str, metric: str) -> float:
     return float(rows.value.iloc[0])
 
 
-def test_mlp_statistics_match_a_hand_computation():
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_mlp_statistics_match_a_hand_computation(device):
     """A 2-layer tanh MLP under SGD with momentum: weight-gradient norms, grad:data, the
     gradient at each layer's output, the optimizer's real update:data, drift and the saturated
     share, each recomputed from the weights with torch functions."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 10))
+    model = nn.Sequential(nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 10)).to(device)
     with torch.no_grad():
         model[0].weight.mul_(4.0)   # some units saturated, so the share is not trivially 0
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    x, y = _digits(256)
+    x, y = (t.to(device) for t in _digits(256))
     w0 = [model[0].weight.detach().clone(), model[2].weight.detach().clone()]
     expected: dict[tuple[int, str, str], float] = {}
     with watch(model, opt, every=2) as w:
@@ -83,6 +87,7 @@ def test_mlp_statistics_match_a_hand_computation():
     assert run.layer_names == ["0", "1", "2"]
     assert list(run.steps.step) == [0, 1, 2, 3, 4]
     assert run.config.activation == "tanh" and run.config.optimizer == "sgd"
+    assert run.device.startswith(device)
 
 
 def _encoder(activation: str = "relu") -> nn.TransformerEncoder:
@@ -242,28 +247,34 @@ class _nothing:
         return False
 
 
-def test_a_non_finite_value_is_reported_at_its_first_step_and_module():
-    """An inf put into the second Linear's weight before step 3 (not a recorded step): the
-    divergence names step 3 and that module's output, and the doctor calls the run diverged."""
+@pytest.mark.parametrize("where", ["output", "gradient"])
+def test_a_non_finite_value_is_reported_at_its_first_step_and_module(where):
+    """An inf put before step 3 (not a recorded step) into the second Linear's weight, or into
+    its weight's gradient alone (the loss and every output stay finite): the divergence names
+    step 3, that module and where, and the doctor calls the run diverged."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
                           nn.Linear(32, 10))
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     x, y = _digits(64)
+    step = 0
+    if where == "gradient":
+        model[2].weight.register_hook(lambda g: g + math.inf if step >= 3 else g)
     with watch(model, opt, every=5) as w:
         for step in range(7):
-            if step == 3:
+            if step == 3 and where == "output":
                 with torch.no_grad():
                     model[2].weight[0, 0] = math.inf
             opt.zero_grad()
             loss = F.cross_entropy(model(x), y)
             loss.backward()
             w.after_backward(loss)
-            opt.step()
+            if step < 3 or where == "output":
+                opt.step()
     run = w.result()
     assert run.status == "diverged"
     assert (run.divergence["step"], run.divergence["layer"], run.divergence["where"]) == \
-        (3, "2", "output")
+        (3, "2", where)
     assert run.steps.step.max() == 3 and math.isfinite(run.steps.loss.iloc[2])
     assert diagnose(run)[0].id == "diverged"
 
