@@ -13,7 +13,8 @@
 
 One call in the loop, the rest hooks. No hook sees the loss, nor the gradient between the
 backward pass and the loop's own clipping: `after_backward(loss)` is that point, and it counts
-the steps (call it once per optimizer step, after the last backward of an accumulation). The
+the steps (call it once per optimizer step, after the last backward of an accumulation; with a
+GradScaler, after `scaler.unscale_(optimizer)`, so the gradients are the true ones). The
 optimizer's step hooks (`register_step_pre_hook`/`register_step_post_hook`) measure the update
 it really made, whatever the update rule.
 
@@ -90,6 +91,7 @@ _ACTIVATION_OF = {
 }
 _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 _STATS = 5   # per activation call: Σz, Σz², Σf(z), Σf(z)², flat count
+_PARTS = ("stats", "acts", "out_grads", "update")   # a recorded step's device tensors
 
 
 def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, every: int = 25,
@@ -112,10 +114,11 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, e
 
 @dataclass
 class _Recorded:
-    """One recorded step's device tensors and the host facts to read them back."""
+    """One recorded step's device tensors (_PARTS, until the interval's host copy) and the host
+    facts to read them back."""
 
     step: int
-    stats: torch.Tensor                                  # weight norms ‖W‖, per weight tensor
+    stats: torch.Tensor | None                           # weight norms ‖W‖, per weight tensor
     act_keys: list[tuple[int, str]] = field(default_factory=list)   # (layer, activation)
     act_numel: list[int] = field(default_factory=list)
     acts: torch.Tensor | None = None                     # [calls, _STATS]
@@ -176,7 +179,7 @@ class Watch:
         self._stack: list[int] = []
         self._first_order: list[int] = []    # layers in the order their forward first ran
         self._seen: set[int] = set()
-        self._outs: dict[int, torch.Tensor] = {}
+        self._outs: dict[int, torch.Tensor] = {}   # this step's output sums, in forward order
         self._out_grads: list[tuple[int, torch.Tensor]] = []
         self._acts: list[tuple[int, str, int, torch.Tensor]] = []
         self._alive: dict[tuple[int, str], torch.Tensor] | None = None   # while probing
@@ -188,7 +191,7 @@ class Watch:
         self._weight_grads: dict[int, np.ndarray] = {}   # recorded step: ‖∇W‖ per weight tensor
         self.divergence: dict | None = None
         self._clip_reference: torch.Tensor | None = None   # a recorded step's ‖∇p‖, unclipped
-        self._host_recorded: list[tuple[_Recorded, list[float]]] = []
+        self._host_recorded: list[tuple[_Recorded, dict[str, np.ndarray]]] = []   # _PARTS
         self._dead_rows: list[tuple[int, str, str, float]] = []
         self._activation_pairs: Counter = Counter()
         self._failed = False
@@ -305,7 +308,11 @@ class Watch:
             y = _first_tensor(out)
             if y is None:
                 return
-            self._outs[i] = y
+            # Its sum: NaN/inf iff some value is, short of a sum past 3e38 (as the Lab's
+            # recorder). max |y| would say it exactly but cost 18x more: 9 ms a step on the
+            # benchmark's transformer, the sums 0.5 ms. Taken here, not kept as y, so autograd
+            # can free y during the backward pass as it would without the watch.
+            self._outs[i] = y.detach().sum().float().reshape(1)
             if self._recording() and y.requires_grad:
                 y.register_hook(lambda g: self._out_grads.append((i, g)))
         return hook
@@ -316,6 +323,10 @@ class Watch:
         optimizer's step); statistics of a recorded step."""
         if not self._inside:
             raise RuntimeError("after_backward: call it inside `with watch(...) as w:`")
+        if not isinstance(loss, torch.Tensor):
+            raise TypeError(f"after_backward: loss is the loss tensor backward ran on, not "
+                            f"{type(loss).__name__}")
+        self._updating = None   # the last recorded step's optimizer step was skipped (GradScaler)
         if self._recording() and self.step > 0:
             self._flush()     # the interval before this recorded step: one host copy
         grads = [p.grad for p in self.params]
@@ -327,11 +338,7 @@ class Watch:
             if have:
                 norms[have] = torch.stack(torch._foreach_norm([grads[j] for j in have])).float()
         outs = list(self._outs.items())
-        # Each output's sum: NaN/inf iff some value is, short of a sum past 3e38 (as the Lab's
-        # recorder). max |y| would say it exactly but cost 18x more: 9 ms a step on the
-        # benchmark's transformer, a sum 0.5 ms.
-        sums = [y.detach().sum().float().reshape(1) for _, y in outs]
-        check = torch.cat([loss.detach().float().reshape(1), norms, *sums])
+        check = torch.cat([loss.detach().float().reshape(1), norms, *(y for _, y in outs)])
         self._pending_checks.append((self.step, [i for i, _ in outs], check))
         self._lrs.append(_lr(self.optimizer))
         self._outs = {}
@@ -379,7 +386,7 @@ class Watch:
         grads = [p.grad for p in self.params if p.grad is not None]
         used = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float()) \
             if grads else torch.tensor(math.nan)
-        before = torch.linalg.vector_norm(self._clip_reference.nan_to_num(0.0))
+        before = torch.linalg.vector_norm(self._clip_reference)
         rec.update = torch.cat([torch.stack(moved).float(), torch.stack(drift).float(),
                                 torch.stack([used.to(before.device), before])])
 
@@ -387,7 +394,7 @@ class Watch:
     def _flush(self) -> None:
         parts = [c for *_, c in self._pending_checks]
         for rec in self._pending_recorded:
-            parts += [t for t in (rec.stats, rec.acts, rec.out_grads, rec.update) if t is not None]
+            parts += [t for t in (getattr(rec, name) for name in _PARTS) if t is not None]
         if not parts:
             return
         flat = torch.cat([p.reshape(-1).float().to(parts[0].device) for p in parts]).tolist()
@@ -401,10 +408,14 @@ class Watch:
             if self.divergence is None and not np.isfinite(values).all():
                 self.divergence = self._describe_divergence(step, values, present)
         for rec in self._pending_recorded:
-            n = sum(t.numel() for t in (rec.stats, rec.acts, rec.out_grads, rec.update)
-                    if t is not None)
-            self._host_recorded.append((rec, flat[at:at + n]))
-            at += n
+            host = {}
+            for name in _PARTS:
+                t = getattr(rec, name)
+                if t is not None:
+                    host[name] = np.asarray(flat[at:at + t.numel()], dtype=np.float64)
+                    at += t.numel()
+                setattr(rec, name, None)   # the device tensors go
+            self._host_recorded.append((rec, host))
         self._pending_checks, self._pending_recorded = [], []
 
     # --- dead units -----------------------------------------------------------------------
@@ -515,9 +526,9 @@ class Watch:
     def _steps_table(self, last: float) -> pd.DataFrame:
         rows = [r for r in self._host_steps if r[0] <= last]
         clipped = {}
-        for rec, values in self._host_recorded:
-            if rec.update is not None:
-                used, before = values[-2], values[-1]
+        for rec, host in self._host_recorded:
+            if "update" in host:
+                used, before = host["update"][-2:]
                 clipped[rec.step] = float(used < before * (1 - 1e-5))
         steps = [r[0] for r in rows]
         return pd.DataFrame({
@@ -528,39 +539,35 @@ class Watch:
 
     def _layers_table(self, last: float) -> pd.DataFrame:
         W, L = len(self.weights), len(self.names)
-        w0 = np.asarray(torch.stack(torch._foreach_norm(self._w0)).float().tolist()
-                        if W else [], dtype=np.float64)
         out: list[tuple[int, str, str, float]] = []
 
         def per_layer(per_weight: np.ndarray) -> dict[int, float]:
+            """Each layer's norm over its weight tensors, from theirs."""
             sq = np.zeros(L)
             np.add.at(sq, self._owner, per_weight ** 2)
             return {i: math.sqrt(sq[i]) for i in self._param_layers}
+        d0 = per_layer(np.asarray(torch.stack(torch._foreach_norm(self._w0)).float().tolist()
+                                  if W else [], dtype=np.float64))
 
-        for rec, values in self._host_recorded:
+        for rec, host in self._host_recorded:
             if rec.step > last:
                 continue
-            v, at = np.asarray(values, dtype=np.float64), W
             s = rec.step
-            w_norm = per_layer(v[:W])
+            w_norm = per_layer(host["stats"])
             g = per_layer(self._weight_grads[s])
             for i in self._param_layers:
                 name = self.names[i]
                 out += [(s, name, "weight_grad_norm", g[i]),
                         (s, name, "grad_data_ratio", _ratio(g[i], w_norm[i]))]
-            if rec.acts is not None:
-                acts = v[at:at + rec.acts.numel()].reshape(-1, _STATS)
-                at += rec.acts.numel()
-                out += _activation_rows(s, self.names, rec, acts)
-            if rec.out_grads is not None:
+            if "acts" in host:
+                out += _activation_rows(s, self.names, rec, host["acts"].reshape(-1, _STATS))
+            if "out_grads" in host:
                 sq: dict[int, float] = {}
-                for i, x in zip(rec.grad_layers, v[at:at + rec.out_grads.numel()]):
+                for i, x in zip(rec.grad_layers, host["out_grads"]):
                     sq[i] = sq.get(i, 0.0) + x * x
-                at += rec.out_grads.numel()
                 out += [(s, self.names[i], "out_grad_norm", math.sqrt(x)) for i, x in sq.items()]
-            if rec.update is not None:
-                moved, drift = per_layer(v[at:at + W]), per_layer(v[at + W:at + 2 * W])
-                d0 = per_layer(w0)
+            if "update" in host:
+                moved, drift = per_layer(host["update"][:W]), per_layer(host["update"][W:2 * W])
                 for i in self._param_layers:
                     name = self.names[i]
                     out += [(s, name, "update_data_ratio", _ratio(moved[i], w_norm[i])),
