@@ -139,10 +139,12 @@ class _Activations(TorchFunctionMode):
         name = _ACTIVATION_OF.get(func)
         if name is None or not args or not isinstance(args[0], torch.Tensor):
             return func(*args, **kwargs)
-        z = args[0].detach().float()    # measured before the call: an in-place one overwrites it
-        flat = activations.flat(name, z)
+        # The input is measured before the call: an in-place one (nn.ReLU(inplace=True))
+        # overwrites it, and .float() of a float32 tensor is that tensor, not a copy.
+        measured = self.watcher._measure_input(name, args[0].detach().float())
         out = func(*args, **kwargs)
-        self.watcher._saw_activation(name, z, flat, out)
+        if measured is not None:
+            self.watcher._measure_output(measured, out)
         return out
 
 
@@ -285,21 +287,28 @@ class Watch:
             self._mode.__exit__(None, None, None)
             self._in_mode = False
 
-    def _saw_activation(self, name: str, z: torch.Tensor, flat: torch.Tensor,
-                        out: torch.Tensor) -> None:
+    def _measure_input(self, name: str, z: torch.Tensor) -> tuple | None:
+        """An activation's input: its sums and flat count on a recorded step (finished by
+        `_measure_output`), or which units were live when probing."""
         if not self._stack:
-            return
+            return None
         i = self._stack[-1]
+        flat = activations.flat(name, z)
         if self._alive is not None:   # probing for dead units: which units were ever live
             live = ~flat
-            dims = [d for d in range(live.dim()) if d != (1 if live.dim() >= 4 else live.dim() - 1)]
+            unit = 1 if live.dim() >= 4 else live.dim() - 1
+            dims = [d for d in range(live.dim()) if d != unit]
             live = live.amax(dim=dims) if dims else live
             key = (i, name, live.numel())
             self._alive[key] = live if key not in self._alive else self._alive[key] | live
-            return
+            return None
+        return i, name, z.numel(), (z.sum(), (z * z).sum(), flat.sum())
+
+    def _measure_output(self, measured: tuple, out: torch.Tensor) -> None:
+        i, name, n, (z_sum, z_sq, flat) = measured
         a = out.detach().float()
-        stats = torch.stack([z.sum(), (z * z).sum(), a.sum(), (a * a).sum(), flat.sum()])
-        self._acts.append((i, name, z.numel(), stats))
+        self._acts.append((i, name, n, torch.stack([z_sum, z_sq, a.sum(), (a * a).sum(),
+                                                    flat.float()])))
 
     def _output_hook(self, i: int):
         def hook(module, args, out):

@@ -143,6 +143,57 @@ def test_transformer_functional_activations_are_attributed_to_their_layer(activa
     assert run.config.activation == activation and run.config.batch_norm
 
 
+class _Block(nn.Module):
+    """A ResNet basic block as torchvision writes it: one in-place ReLU module called twice."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + x)
+
+
+def test_an_in_place_relu_called_twice_in_a_conv_block_is_measured_on_its_input():
+    """In-place ReLU overwrites its input: its inactive share and pre-activation mean, pooled
+    over both calls, equal a pre-hook's (the mean would be the output's if taken after)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), _Block(8), nn.Flatten(),
+                          nn.Linear(8 * 64, 10))
+    counts = {}
+    step = 0
+
+    def hand(module, args):
+        z = args[0].detach()
+        flat, total, n = counts.get(step, (0.0, 0.0, 0))
+        counts[step] = (flat + float((z <= 0).sum()), total + float(z.sum()),
+                        n + z.numel())
+    model[1].relu.register_forward_pre_hook(hand)
+    x, y = _digits(64)
+    x = x.view(-1, 1, 8, 8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with watch(model, opt, every=2) as w:
+        for step in range(3):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            w.after_backward(loss)
+            opt.step()
+    run = w.result()
+    for s in (0, 2):
+        flat, total, n = counts[s]
+        assert _at(run, s, "1.relu", "inactive") == pytest.approx(flat / n)
+        assert _at(run, s, "1.relu", "preact_mean") == pytest.approx(total / n, rel=1e-4)
+    for layer in ("0", "1.conv1", "1.bn1", "1.conv2", "1.bn2", "3"):
+        assert _at(run, 2, layer, "update_data_ratio") > 0
+    assert run.layer_names == ["0", "1.conv1", "1.bn1", "1.relu", "1.conv2", "1.bn2", "3"]
+
+
 def _mlp(activation: type[nn.Module], he: bool, seed: int) -> nn.Sequential:
     torch.manual_seed(seed)
     layers: list[nn.Module] = []
