@@ -15,6 +15,7 @@ from torch import nn
 
 from core.lab.doctor import diagnose
 from core.watch import WatchedRun, load, watch
+from tests.helpers import rows_with
 
 
 def _digits(n: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
@@ -394,3 +395,18 @@ def test_bad_arguments_name_the_setting():
         watch(model, every=0)
     with pytest.raises(TypeError, match="optimizer: a torch.optim.Optimizer"):
         watch(model, "adam")
+
+
+def test_the_labs_per_layer_charts_draw_a_watched_run():
+    """The charts that apply to any network read a watched run's tables: each draws its metric's
+    rows for the run's layers."""
+    from core.lab import charts
+
+    run = _train(_mlp(nn.ReLU, he=True, seed=0), steps=6, every=2)
+    for build, metric in ((charts.grad_norm_heatmap, "weight_grad_norm"),
+                          (charts.ratios, "update_data_ratio"), (charts.flat_dead, "inactive"),
+                          (charts.flat_dead, "dead")):
+        drawn = {r["layer"] for r in rows_with(build(run).to_dict(), "layer", "value")
+                 if r.get("metric", metric) == metric}
+        expected = set(run.layers[run.layers.metric == metric].layer)
+        assert expected and drawn >= expected, (build.__name__, metric, drawn)
