@@ -9,6 +9,10 @@ tokens (vocabulary 1,000, batch 32 × 64 tokens) with Adam. Each repeat times th
 the watched loop (every=25, so 4 of 100 steps are recorded) one after the other from the same
 weights; the medians are reported, so a burst of load from other processes hits both alike.
 The watched time includes building the result tables (`w.result()`).
+
+Measured (CPU, 1 thread, on a 2-core machine shared with other jobs): 213 ms a step plain,
+220 ms watched at every=25, +3.3 % (median of 3); at every=1, +15 % (a recorded step's cost:
+the activation interception, the weight copies and the output-gradient hooks).
 """
 
 from __future__ import annotations

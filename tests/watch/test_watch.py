@@ -410,3 +410,19 @@ def test_the_labs_per_layer_charts_draw_a_watched_run():
                  if r.get("metric", metric) == metric}
         expected = set(run.layers[run.layers.metric == metric].layer)
         assert expected and drawn >= expected, (build.__name__, metric, drawn)
+
+
+def test_watching_imports_nothing_heavy_beyond_torch():
+    """A practitioner's training job imports core.watch: no Streamlit, scikit-learn or Altair
+    comes with it (pandas and numpy hold the tables)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, core.watch\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules}"
+            " & {'streamlit', 'sklearn', 'altair', 'scipy', 'matplotlib'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
