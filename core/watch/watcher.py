@@ -106,6 +106,8 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, e
         raise ValueError(f"every: a whole number of steps of at least 1, not {every!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: a torch.nn.Module, not {type(model).__name__}")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("model: it has no trainable parameters to watch")
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer: a torch.optim.Optimizer or None, not "
                         f"{type(optimizer).__name__}")
@@ -229,6 +231,13 @@ class Watch:
         # The step cut short by an error lets its tensors (and their graphs) go.
         self._outs, self._out_grads, self._acts = {}, [], []
         self._updating = None
+        if self.probe is not None and self.step > 0 and not self._failed:
+            self._probe_dead(self.step - 1)   # the state after the last update, as the run ends
+        self._flush()
+        # Only host numbers stay: the weight copies (twice the weights) go with the last copy.
+        self._w0_norms = np.asarray(torch.stack(torch._foreach_norm(self._w0)).float().tolist()
+                                    if self._w0 else [], dtype=np.float64)
+        self._w0, self._w_before, self._clip_reference = [], [], None
 
     def _describe(self) -> WatchedConfig:
         group = self.optimizer.param_groups[0] if self.optimizer is not None else {}
@@ -461,15 +470,12 @@ class Watch:
 
     # --- the result -----------------------------------------------------------------------
     def result(self) -> WatchedRun:
-        """The records as a WatchedRun (call after the `with` block)."""
+        """The records as a WatchedRun (call after the `with` block, which made the last host
+        copy: what happens to the model after it does not change the result)."""
         if self._inside:
             raise RuntimeError("result: call it after the `with watch(...)` block has ended")
         if self._config is None:
             raise RuntimeError("result: nothing was watched (use `with watch(...) as w:`)")
-        if self.probe is not None and self.step > 0 and not self._failed \
-                and not any(s == self.step - 1 for s, *_ in self._dead_rows):
-            self._probe_dead(self.step - 1)   # the state after the last update
-        self._flush()
         divergence = self.divergence
         last = divergence["step"] if divergence else math.inf
         steps = self._steps_table(last)
@@ -555,8 +561,7 @@ class Watch:
             sq = np.zeros(L)
             np.add.at(sq, self._owner, per_weight ** 2)
             return {i: math.sqrt(sq[i]) for i in self._param_layers}
-        d0 = per_layer(np.asarray(torch.stack(torch._foreach_norm(self._w0)).float().tolist()
-                                  if W else [], dtype=np.float64))
+        d0 = per_layer(self._w0_norms)
 
         for rec, host in self._host_recorded:
             if rec.step > last:

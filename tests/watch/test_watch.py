@@ -395,6 +395,11 @@ def test_bad_arguments_name_the_setting():
         watch(model, every=0)
     with pytest.raises(TypeError, match="optimizer: a torch.optim.Optimizer"):
         watch(model, "adam")
+    with pytest.raises(ValueError, match="model: it has no trainable parameters"):
+        watch(nn.ReLU())
+    w = watch(model)
+    with w, pytest.raises(RuntimeError, match="result: call it after"):
+        w.result()
 
 
 def test_the_labs_per_layer_charts_draw_a_watched_run():
