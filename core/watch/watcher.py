@@ -52,8 +52,9 @@ Cost discipline, as the Lab's recorder: statistics are computed on the device in
 tensors, and copied to the host once per recorded interval (`.tolist()` of one concatenation);
 the activation interception, the module-stack hooks and the output-gradient hooks exist only on
 recorded steps; every hook is removed on exit, also when the loop raised. Memory beyond the
-records: two copies of the weights (W₀ for drift, W before the step for the update). Statistics
-are taken in float32, so autocast's half-precision tensors are measured alike.
+records, while the watch runs: two copies of the weights (W₀ for drift, W before the step for
+the update). Statistics are taken in float32, so autocast's half-precision tensors are
+measured alike.
 """
 
 from __future__ import annotations
@@ -254,10 +255,10 @@ class Watch:
     def _recording(self) -> bool:
         return self.step % self.every == 0
 
-    def _arm(self) -> None:
+    def _arm(self, probing: bool = False) -> None:
         """Module-stack hooks (the root's enter and leave the activation mode) for the next
-        forward, when it is a recorded step's."""
-        if self._armed or not self._recording():
+        forward, when it is a recorded step's or the probe's."""
+        if self._armed or not (probing or self._recording()):
             return
         for module in self.modules:
             self._armed.append(module.register_forward_pre_hook(self._push))
@@ -443,10 +444,7 @@ class Watch:
         self.model.eval()
         self._alive = {}
         armed_before = bool(self._armed)
-        if not armed_before:
-            for module in self.modules:
-                self._armed.append(module.register_forward_pre_hook(self._push))
-                self._armed.append(module.register_forward_hook(self._pop, always_call=True))
+        self._arm(probing=True)
         try:
             args = self.probe if isinstance(self.probe, tuple) else (self.probe,)
             self.model(*args)
