@@ -189,13 +189,14 @@ def _tiny_gradients(r: RunResult, found: list[Finding]) -> Finding | None:
     if gd is None or r.diverged or gd.max() >= TINY_GRAD_DATA:
         return None
     cfg = r.config
-    losses = _losses(r, "val")
+    losses = _losses(r, "val")   # none for a watched loop (core.watch): its data is its own
     return Finding(
         "tiny_gradients", "error", "Tiny gradients in every layer",
         f"At initialisation no layer's weight gradient is more than {gd.max():.1e} of its "
         f"weights (grad:data), in all {len(gd)} layers: the signal is lost in both directions, "
-        f"forward and back. The validation loss went from {losses.iloc[0]:.2f} to "
-        f"{losses.iloc[-1]:.2f} in {int(losses.index[-1])} epochs.",
+        f"forward and back."
+        + (f" The validation loss went from {losses.iloc[0]:.2f} to {losses.iloc[-1]:.2f} in "
+           f"{int(losses.index[-1])} epochs." if len(losses) else ""),
         _fixes(cfg, _init_fix(cfg), _batch_norm(cfg)))
 
 
