@@ -16,7 +16,7 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from core.lab.result import RunResult
 from core.settings import ConfigError
@@ -54,8 +54,10 @@ class RunFileError(ValueError):
         super().__init__(text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "…")
 
 
-def read_run_file(path: str | os.PathLike, max_bytes: int = MAX_RUN_FILE_BYTES) -> RunResult:
-    """The run in the file at `path`; RunFileError if it is missing, too large or not a run."""
+def read_run_file(path: str | os.PathLike, max_bytes: int = MAX_RUN_FILE_BYTES,
+                  kinds: Mapping[str, type[RunResult]] | None = None) -> RunResult:
+    """The run in the file at `path`; RunFileError if it is missing, too large or not a run.
+    `kinds` as for `parse_run_file`."""
     path = Path(path)
     try:
         info = path.stat()
@@ -70,13 +72,18 @@ def read_run_file(path: str | os.PathLike, max_bytes: int = MAX_RUN_FILE_BYTES) 
     except OSError as err:
         raise RunFileError(f"{path}: cannot be read ({err.strerror or err})") from None
     try:
-        return parse_run_file(data, max_bytes)
+        return parse_run_file(data, max_bytes, kinds)
     except RunFileError as err:
         raise RunFileError(f"{path}: {err}") from None
 
 
-def parse_run_file(data: bytes, max_bytes: int = MAX_RUN_FILE_BYTES) -> RunResult:
-    """The run in `data`, a run file's bytes; RunFileError if it is not one."""
+def parse_run_file(data: bytes, max_bytes: int = MAX_RUN_FILE_BYTES,
+                   kinds: Mapping[str, type[RunResult]] | None = None) -> RunResult:
+    """The run in `data`, a run file's bytes; RunFileError if it is not one.
+
+    A Lab run's file has no "kind"; another kind of run in the Lab's tables (a watched loop's,
+    core.watch) names its own, and `kinds` maps that name to its result class. The caller
+    passes the kinds it knows: this module sits below them (imports run downward)."""
     if len(data) > max_bytes:
         raise RunFileError(f"larger than the {_size(max_bytes)} a run file may have")
     try:
@@ -94,8 +101,13 @@ def parse_run_file(data: bytes, max_bytes: int = MAX_RUN_FILE_BYTES) -> RunResul
     except ValueError as err:  # e.g. an integer of more digits than Python converts
         raise RunFileError(f"not JSON Python can read ({err})") from None
     _check(payload)
+    kind = payload.get("kind")
+    known = dict(kinds or {})
+    if kind is not None and kind not in known:
+        raise RunFileError(f"'kind' is {str(kind)[:40]!r}; this reader knows "
+                           f"{', '.join(['a Lab run (no kind)', *map(repr, known)])}")
     try:
-        return RunResult.from_dict(payload)
+        return known.get(kind, RunResult).from_dict(payload)
     except ConfigError as err:
         raise RunFileError(f"its config is not a valid Lab config ({err})") from None
     except (KeyError, TypeError, ValueError) as err:

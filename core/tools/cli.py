@@ -469,11 +469,13 @@ def _add_run_file_parsers(sub) -> None:
 
 
 def _read_run(path: str):
-    """The run in the file, or None after one line on stderr (a bad file: exit status 2)."""
+    """The run in the file, a Lab run's or a watched loop's (core.watch), or None after one line
+    on stderr (a bad file: exit status 2)."""
     from core.lab.runfile import RunFileError, read_run_file
+    from core.watch.result import KIND, WatchedRun
 
     try:
-        return read_run_file(path)
+        return read_run_file(path, kinds={KIND: WatchedRun})
     except RunFileError as err:
         print(f"python -m core: error: {' '.join(str(err).split())}", file=sys.stderr)
         return None
@@ -511,8 +513,11 @@ def _findings_text(path: str, result, findings) -> str:
 
     from core.lab.config import RunConfig
 
-    lines = [f"{path}: run {result.key} ({status_word(result.status)}), settings "
-             f"{result.config.changed() or 'defaults'}"]
+    cfg = result.config
+    what = (f"settings {cfg.changed() or 'defaults'}" if isinstance(cfg, RunConfig) else
+            f"a watched {cfg.model} ({cfg.optimizer or 'no optimizer'}, lr {cfg.lr:g}; layers "
+            f"recorded every {cfg.every} steps)")
+    lines = [f"{path}: run {result.key} ({status_word(result.status)}), {what}"]
     if not findings:
         return "\n".join(lines + ["No findings: nothing in this run's records looks wrong."])
     wrap = textwrap.TextWrapper(width=100, initial_indent="    ", subsequent_indent="    ")

@@ -188,3 +188,47 @@ def test_any_json_in_any_field_is_a_run_or_one_clear_message(field, value, colum
 @functools.cache
 def _small_run() -> str:
     return train(RunConfig(depth=2, width=8, epochs=1)).to_json()
+
+
+def _watched_file(tmp_path: Path, activation) -> Path:
+    """A user's loop, watched: ten layers of `activation` in a plain nn.Sequential with PyTorch's
+    default init, a few SGD steps on random data, saved by `WatchedRun.save`."""
+    import torch
+    from torch import nn
+
+    from core.watch import watch
+
+    torch.manual_seed(0)
+    layers = [m for _ in range(10) for m in (nn.Linear(32, 32), activation())]
+    model = nn.Sequential(*layers, nn.Linear(32, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = torch.randn(256, 32), torch.randint(0, 10, (256,))
+    with watch(model, optimizer, every=5) as w:
+        for step in range(20):
+            batch = torch.randint(0, 256, (32,))
+            optimizer.zero_grad()
+            loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
+            loss.backward()
+            w.after_backward(loss)
+            optimizer.step()
+    path = tmp_path / f"watched-{activation.__name__}.json"
+    w.result().save(path)
+    return path
+
+
+def test_a_watched_loops_file_is_diagnosed_like_a_lab_run(tmp_path, capsys):
+    """`diagnose` reads what `watch(...).result().save()` writes: a 10-layer sigmoid
+    nn.Sequential at PyTorch's default init vanishes (exit 1), and the header says what was
+    watched."""
+    from torch import nn
+
+    assert main(["diagnose", str(_watched_file(tmp_path, nn.Sigmoid))]) == 1
+    out = capsys.readouterr().out
+    assert "a watched Sequential (sgd, lr 0.05; layers recorded every 5 steps)" in out
+    assert "ERROR   Vanishing gradients [vanishing]" in out
+
+
+def test_a_run_file_of_an_unknown_kind_is_one_clear_message(files):
+    data = json.loads(files["healthy"].read_text())
+    with pytest.raises(RunFileError, match="'kind' is 'telepathy'; this reader knows"):
+        parse_run_file(json.dumps({**data, "kind": "telepathy"}).encode())
