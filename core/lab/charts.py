@@ -201,6 +201,28 @@ def layer_norms(result, step: int = 0):
     return alt.vconcat(*panels, title=title).resolve_scale(color="independent")
 
 
+def loss_steps(result):
+    """The training loss and the total gradient norm at every step: what a run without
+    per-epoch records (a watched loop's, core.watch) shows in place of `loss_accuracy`."""
+    grad_norm = CATALOGUE["grad_norm"]
+    panels = []
+    for column, title, y_title, log in (
+            ("loss", "Training loss per step", "Loss", False),
+            ("grad_norm", grad_norm.axis, f"{grad_norm.symbol} (log)", True)):
+        # Only this column: the other's NaN would reach the spec.
+        df = thin(finite(result.steps[["step", "epoch", column]], [column], positive=log))
+        if df.empty:
+            panels.append(no_data(title))
+            continue
+        line = alt.Chart(df).mark_line(strokeWidth=1.2, color=SPLITS["train"]).encode(
+            x=alt.X("step:Q", title="Training step", axis=COUNT_AXIS),
+            y=alt.Y(f"{column}:Q", title=y_title, axis=LOG_AXIS if log else alt.Axis(),
+                    scale=alt.Scale(type="log") if log else alt.Scale(zero=False)),
+            tooltip=tips("step:Q", alt.Tooltip(f"{column}:Q", format=".4g")))
+        panels.append(step_panel(line, result, None, title))
+    return alt.hconcat(*panels, title="Training, step by step")
+
+
 def clipping(result):
     """Total gradient norm (before clipping) over steps, the threshold, how often it clipped."""
     cfg = result.config

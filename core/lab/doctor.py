@@ -55,6 +55,13 @@ class Fix:
     def apply(self, cfg: RunConfig) -> RunConfig:
         return cfg.replace(**self.changes)
 
+    def advice(self) -> str:
+        """The fix as words, for a run no button can retrain (the CLI's, a watched loop's):
+        "switch to ReLU + He init (activation=relu, init=he_normal)"."""
+        settings = ", ".join(f"{name}={RunConfig.format_setting(name, value)}"
+                             for name, value in self.changes.items())
+        return f"{self.label[0].lower()}{self.label[1:]} ({settings})"
+
 
 @dataclass(frozen=True)
 class Finding:

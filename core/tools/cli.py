@@ -524,10 +524,7 @@ def _findings_text(path: str, result, findings) -> str:
     for f in findings:
         lines += ["", f"{f.severity.upper():<8}{f.title} [{f.id}]", wrap.fill(f.evidence)]
         if f.fixes:
-            advice = "; ".join(
-                fix.label[0].lower() + fix.label[1:] + " (" + ", ".join(
-                    f"{name}={RunConfig.format_setting(name, value)}"
-                    for name, value in fix.changes.items()) + ")" for fix in f.fixes)
+            advice = "; ".join(fix.advice() for fix in f.fixes)
             lines.append(wrap.fill(f"What may help: {advice}."))
     counts = {s: sum(f.severity == s for f in findings) for s in ("error", "warning", "info")}
     lines += ["", ", ".join(f"{n} {s}{'s' if n != 1 else ''}" for s, n in counts.items())

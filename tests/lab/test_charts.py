@@ -34,7 +34,8 @@ CONFIGS = {
     "moons": RunConfig(dataset="moons", depth=3, width=16, epochs=3, lr=0.01),
     "sigmoid": RunConfig(depth=3, width=16, epochs=2, activation="sigmoid", max_train=400),
 }
-STEP_BUILDERS = ("grad_norm_heatmap", "grad_norm_lines", "flat_dead", "ratios", "clipping")
+STEP_BUILDERS = ("grad_norm_heatmap", "grad_norm_lines", "flat_dead", "ratios", "clipping",
+                 "loss_steps")
 
 
 @pytest.fixture(scope="module")
@@ -289,6 +290,19 @@ def test_clipping_threshold_and_trigger_rate(runs, spec):
     expected = r.steps.groupby("epoch").clipped.mean() * 100
     assert rate == pytest.approx(expected.to_dict())
     assert all(0 <= v <= 100 for v in rate.values())
+
+
+def test_loss_steps_draws_every_finite_loss_and_gradient_norm_of_the_steps_table(runs, spec):
+    for name in ("plain", "diverged"):
+        steps = runs[name].steps
+        s = spec(name, "loss_steps")
+        loss = {x["step"]: x["loss"] for x in rows_with(s, "step", "loss")}
+        norm = {x["step"]: x["grad_norm"] for x in rows_with(s, "step", "grad_norm")}
+        finite = steps[np.isfinite(steps.loss.astype(float))]
+        assert loss == pytest.approx(dict(zip(finite.step, finite.loss.astype(float)))), name
+        positive = steps[np.isfinite(steps.grad_norm.astype(float)) & (steps.grad_norm > 0)]
+        assert norm == pytest.approx(dict(zip(positive.step, positive.grad_norm.astype(float))))
+    assert "no data" in texts(spec("initial", "loss_steps"))  # no step recorded yet
 
 
 def test_clipping_off_or_by_value_says_so(runs, spec):

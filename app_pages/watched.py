@@ -1,0 +1,139 @@
+"""Your model: open a run file (a loop watched with core.watch, or a Lab run) and read its
+per-layer diagnostics and the gradient doctor's findings, without training anything here."""
+
+import math
+
+import streamlit as st
+
+from core.lab.doctor import diagnose
+from core.lab.metrics import DEPTH_RATIO, MOST_FLAT, most_flat, readable
+from core.lab.runfile import RunFileError, parse_run_file
+from core.lab import charts
+from core.lab.network_chart import network_diagram
+from core.lab.tabs import TABS, TabChart
+from core.tables import status_word
+# core.watch's package also holds the watcher (torch); the page reads only its result class.
+from core.watch.result import KIND, WatchedRun
+from app_pages.kit.charts import run_chart
+
+# Well under Streamlit's 200 MB upload limit: the browser refuses a larger file before sending
+# it, and parse_run_file refuses one that arrives anyway. A watched run's file is small (the
+# per-layer rows of its recorded steps; no histograms).
+MAX_UPLOAD_MB = 64
+KINDS = {KIND: WatchedRun}
+# A watched run's charts where they differ from a Lab run's (None: left out). Its loop's
+# epochs and validation are its own and it keeps no histograms, so the per-epoch loss gives way
+# to the loss per step, and the charts drawn from histograms (the network diagram's units and
+# the batch-norm shift come from them) are left out; so is the clipping chart, whose title states the Lab's clipping
+# setting, unknown for a loop (the total gradient norm is in the loss-per-step chart).
+WATCHED_CHARTS = {charts.loss_accuracy: TabChart(charts.loss_steps), network_diagram: None,
+                  charts.histograms: None, charts.histogram_over_time: None,
+                  charts.batch_norm_shift: None, charts.clipping: None}
+
+st.title("Your model")
+st.write("Open the file of a training loop you ran yourself, and see what the Training Lab shows "
+         "of its own runs: every layer's gradients, saturated or inactive units and update sizes, "
+         "and the gradient doctor's findings. To make the file, wrap your loop in "
+         "`core.watch.watch`, call `w.after_backward(loss)` after each backward pass, and save "
+         "`w.result()`; a Lab run's JSON (its **Run as JSON** download, or "
+         "`python -m core train --json`) opens here too.")
+st.code("""from core.watch import watch
+
+with watch(model, optimizer, every=25) as w:
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        w.after_backward(loss)      # after backward, before any clipping
+        optimizer.step()
+w.result().save("run.json")         # open it here, or: python -m core diagnose run.json""",
+        language="python")
+
+upload = st.file_uploader("Run file (.json)", type="json", max_upload_size=MAX_UPLOAD_MB,
+                          help=f"A watched loop's file (`run.save`) or a Lab run's JSON, at most "
+                               f"{MAX_UPLOAD_MB} MB. Nothing is trained or stored.")
+if upload is None:
+    st.stop()
+try:
+    result = parse_run_file(upload.getvalue(), MAX_UPLOAD_MB * 2**20, kinds=KINDS)
+    findings = diagnose(result)
+except RunFileError as err:
+    st.error(f"{upload.name} cannot be opened: {err}", icon=":material/error:")
+    st.stop()
+except Exception as err:  # shaped like a run, but records the doctor cannot read
+    st.error(f"{upload.name} cannot be diagnosed: its records do not read as a run's "
+             f"({type(err).__name__}).", icon=":material/error:")
+    st.stop()
+
+watched = isinstance(result, WatchedRun)
+cfg = result.config
+if watched:
+    st.subheader(f"A watched {cfg.model}", anchor=False)
+    st.caption(f"Optimizer {cfg.optimizer or 'none given'}, learning rate {cfg.lr:g}; per-layer "
+               f"statistics every {cfg.every} steps; its activation taken as {cfg.activation} "
+               f"(the one most units went through). Run {result.key}, on {result.device}.")
+else:
+    st.subheader("A Training Lab run", anchor=False)
+    st.caption(f"Settings: {cfg.changed() or 'the defaults'}. Run {result.key}, on "
+               f"{result.device}.")
+if result.diverged:
+    st.error(f"The run diverged: {result.divergence.get('message', 'a value became non-finite')}."
+             " Everything up to that step is shown below.", icon=":material/error:")
+
+losses = result.steps["loss"].dropna()
+cols = st.columns(5)
+cols[0].metric("Steps", f"{len(result.steps):,}", delta=status_word(result.status),
+               delta_color="off", help="Training steps recorded (the loss and the total "
+                                       "gradient norm every step), and how the run ended.")
+cols[1].metric("Final loss", f"{losses.iloc[-1]:.4g}" if len(losses) else "–",
+               help="The training loss at the last step with a finite loss.")
+cols[2].metric(DEPTH_RATIO.label, readable(result.depth_ratio(0)),
+               help=f"{DEPTH_RATIO.symbol}: {DEPTH_RATIO.help}")
+if result.flat_metric is not None:
+    headline, share = MOST_FLAT[result.flat_metric], most_flat(result.end_flat())
+    cols[3].metric(headline.label, format(share, headline.fmt) if math.isfinite(share) else "–",
+                   help=headline.help)
+else:
+    cols[3].metric("Max saturation (end)", "–", help="No saturating or ReLU-family activation "
+                                                     "was seen: a linear network has no flat "
+                                                     "region.")
+cols[4].metric("Layers recorded", len(result.layer_names),
+               help=f"A watched model's modules that hold parameters or are activations, by "
+                    f"their path in the model; a Lab run's layers. {result.n_params:,} "
+                    f"parameters in all." if watched else
+                    f"The network's layers; {result.n_params:,} parameters in all.")
+
+with st.container(border=True, key="doctor"):
+    st.subheader("Gradient doctor", anchor=False)
+    if not findings:
+        st.success("Nothing looks wrong: gradients reach every layer at a healthy scale, no "
+                   "layer is mostly saturated or dead, and the steps are a healthy size.",
+                   icon=":material/check:")
+    for finding in findings:
+        show = {"error": st.error, "warning": st.warning, "info": st.info}[finding.severity]
+        advice = "; ".join(fix.advice() for fix in finding.fixes)
+        # Advice, not buttons: nothing here can retrain the model the file came from.
+        show(f"**{finding.title}.** {finding.evidence}"
+             + (f"\n\n*What may help:* {advice}." if advice else ""))
+
+
+def shown(tab_charts: tuple[TabChart, ...]) -> list[TabChart]:
+    """The tab's charts that this run has the records for (see WATCHED_CHARTS)."""
+    replaced = [WATCHED_CHARTS.get(c.build, c) if watched else c for c in tab_charts]
+    return [c for c in replaced if c is not None]
+
+
+# Every chart at its last state (epoch None): a watched run has no epochs to scrub, and a Lab
+# run's per-epoch charts carry their own sliders.
+drawn = {name: shown(tab_charts) for name, tab_charts in TABS.items()}
+drawn = {name: tab_charts for name, tab_charts in drawn.items() if tab_charts}
+for tab, (name, tab_charts) in zip(st.tabs(list(drawn), key="tab", bind="query-params"), drawn.items()):
+    with tab:
+        if not tab.open:
+            continue
+        for chart in tab_charts:
+            layer = None
+            if chart.needs_layer:
+                layer = st.selectbox("Layer over time", result.layer_names, key="layer",
+                                     help="Whose activation histogram to follow across epochs.")
+            run_chart(result, chart.build, *chart.args(None, layer))
