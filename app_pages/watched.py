@@ -5,14 +5,15 @@ import math
 
 import streamlit as st
 
+from core.lab import charts
 from core.lab.doctor import diagnose
 from core.lab.metrics import DEPTH_RATIO, MOST_FLAT, most_flat, readable
 from core.lab.runfile import RunFileError, parse_run_file
-from core.lab import charts
 from core.lab.network_chart import network_diagram
 from core.lab.tabs import TABS, TabChart
 from core.tables import status_word
-# core.watch's package also holds the watcher (torch); the page reads only its result class.
+# Only the result class, but importing it loads torch: core/watch/__init__.py imports the
+# watcher. The page itself imports no torch (tests/test_architecture.py).
 from core.watch.result import KIND, WatchedRun
 from app_pages.kit.charts import run_chart
 
@@ -24,11 +25,13 @@ KINDS = {KIND: WatchedRun}
 # A watched run's charts where they differ from a Lab run's (None: left out). Its loop's
 # epochs and validation are its own and it keeps no histograms, so the per-epoch loss gives way
 # to the loss per step, and the charts drawn from histograms (the network diagram's units and
-# the batch-norm shift come from them) are left out; so is the clipping chart, whose title states the Lab's clipping
+# the batch-norm shift come from them) or from the mean and max |∇W| the trainer alone records
+# (gradient flow) are left out; so is the clipping chart, whose title states the Lab's clipping
 # setting, unknown for a loop (the total gradient norm is in the loss-per-step chart).
 WATCHED_CHARTS = {charts.loss_accuracy: TabChart(charts.loss_steps), network_diagram: None,
                   charts.histograms: None, charts.histogram_over_time: None,
-                  charts.batch_norm_shift: None, charts.clipping: None}
+                  charts.gradient_flow: None, charts.batch_norm_shift: None,
+                  charts.clipping: None}
 
 st.title("Your model")
 st.write("Open the file of a training loop you ran yourself, and see what the Training Lab shows "
@@ -83,7 +86,7 @@ if result.diverged:
 losses = result.steps["loss"].dropna()
 cols = st.columns(5)
 cols[0].metric("Steps", f"{len(result.steps):,}", delta=status_word(result.status),
-               delta_color="off", help="Training steps recorded (the loss and the total "
+               delta_color="off", delta_arrow="off", help="Training steps recorded (the loss and the total "
                                        "gradient norm every step), and how the run ended.")
 cols[1].metric("Final loss", f"{losses.iloc[-1]:.4g}" if len(losses) else "–",
                help="The training loss at the last step with a finite loss.")

@@ -98,7 +98,8 @@ LAST = {"": "copy it to share the exact experiment", "lab": "PyTorch script",
         "activations": "Measured in this run", "playground": "validation accuracy",
         "compare": "Layout", "sweep": "All cells as a table",
         "initialization": "python -m core probe", "attention": "Validation accuracy after",
-        "recurrent": "training images read as", "optimizers": "optimizers ×"}
+        "recurrent": "training images read as", "optimizers": "optimizers ×",
+        "watched": "Run file (.json)"}
 
 
 def _settle(page, path: str, *, charts: int = 0, timeout: float = 120_000) -> None:
@@ -138,7 +139,7 @@ SMALL_SWEEP = "sweep?x=depth&xv=1,2&y=activation&yv=relu,tanh&epochs=1&width=16&
     ("lab", 1), ("", 0), ("activations", 11), ("playground", 2),
     ("compare?depth=2&epochs=2&width=16&b_depth=3&b_epochs=2&b_width=16", 1),
     (SMALL_SWEEP, 3), ("initialization?depth=12&width=64", 4), ("attention", 5),
-    ("recurrent?max_train=200&epochs=1", 5), ("optimizers", 2)])
+    ("recurrent?max_train=200&epochs=1", 5), ("optimizers", 2), ("watched", 0)])
 def test_every_page_opens_without_an_error(server, page, path, charts):
     """Each page as the first request of a fresh browser, straight from its link."""
     page.goto(f"{server}/{path}")
