@@ -8,10 +8,11 @@ from core.data.datasets import IMAGE_DATASETS
 from core.lab import charts
 from core.lab.config import FIELDS
 from core.lab.doctor import diagnose
-from core.lab.metrics import DEPTH_RATIO, MOST_FLAT, most_flat, readable
+from core.lab.metrics import DEPTH_RATIO, readable
 from core.lab.presets import PRESETS
 from core.lab.tabs import TABS
 from app_pages.kit.charts import run_chart
+from app_pages.kit.diagnosis import doctor_box, flat_share_metric
 from app_pages.kit.controls import (EPOCH_KEY, LAB, apply_settings, classroom_editor,
                                     config_form, epoch_slider, warn)
 from app_pages.kit.lessons import lesson_box, lesson_notice, open_evidence_tab, preset_buttons
@@ -53,12 +54,7 @@ cols[5].metric("Train − val gap", f"{gap * 100:+.1f} pts" if math.isfinite(gap
 ratio = result.depth_ratio(0)
 cols[1].metric(DEPTH_RATIO.label, readable(ratio),
                help=f"{DEPTH_RATIO.symbol}: {DEPTH_RATIO.help}")
-if result.flat_metric is not None:
-    headline, share = MOST_FLAT[result.flat_metric], most_flat(result.end_flat())
-    cols[2].metric(headline.label, format(share, headline.fmt) if math.isfinite(share) else "–",
-                   help=headline.help)
-else:
-    cols[2].metric("Max saturation (end)", "–", help="A linear network has no flat region.")
+flat_share_metric(cols[2], result, "A linear network has no flat region.")
 # "stopped" and who stopped it under it: "stopped early" does not fit the column (seen in
 # Chromium), and early stopping and the Stop button must read apart.
 status = "stopped" if result.early_stop else status_word(result.status)
@@ -75,23 +71,17 @@ cols[4].metric("Time", f"{result.timing['seconds']:.2f} s",
                                        f"{result.device} ({result.timing['samples_per_sec']:,.0f} "
                                        "samples/s).")
 
-findings = diagnose(result)
-with st.container(border=True, key="doctor"):
-    st.subheader("Gradient doctor", anchor=False)
-    if not findings:
-        st.success("Nothing looks wrong: gradients reach every layer at a healthy scale, no "
-                   "layer is mostly saturated or dead, and the steps are a healthy size.",
-                   icon=":material/check:")
-    for finding in findings:
-        show = {"error": st.error, "warning": st.warning, "info": st.info}[finding.severity]
-        show(f"**{finding.title}.** {finding.evidence}")
-        if finding.fixes:
-            fix_cols = st.columns(len(finding.fixes))
-            for col, fix in zip(fix_cols, finding.fixes):
-                col.button(fix.label, key=f"fix_{finding.id}_{fix.label}", on_click=apply_settings,
-                           args=(LAB, fix.changes), icon=":material/build:",
-                           help=f"Sets {', '.join(f'{k}={v}' for k, v in fix.changes.items())} "
-                                "and trains again.")
+
+def fix_buttons(finding) -> None:
+    """One button a fix: it sets the fix's settings and trains again."""
+    for col, fix in zip(st.columns(len(finding.fixes)), finding.fixes):
+        col.button(fix.label, key=f"fix_{finding.id}_{fix.label}", on_click=apply_settings,
+                   args=(LAB, fix.changes), icon=":material/build:",
+                   help=f"Sets {', '.join(f'{k}={v}' for k, v in fix.changes.items())} "
+                        "and trains again.")
+
+
+doctor_box(diagnose(result), fix_buttons)
 
 
 PLAY_KEY = "play"

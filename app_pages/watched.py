@@ -1,21 +1,20 @@
 """Your model: open a run file (a loop watched with core.watch, or a Lab run) and read its
 per-layer diagnostics and the gradient doctor's findings, without training anything here."""
 
-import math
-
 import streamlit as st
 
 from core.lab import charts
 from core.lab.doctor import diagnose
-from core.lab.metrics import DEPTH_RATIO, MOST_FLAT, most_flat, readable
-from core.lab.runfile import RunFileError, parse_run_file
+from core.lab.metrics import DEPTH_RATIO, readable
 from core.lab.network_chart import network_diagram
+from core.lab.runfile import RunFileError, parse_run_file
 from core.lab.tabs import TABS, TabChart
 from core.tables import status_word
 # Only the result class, but importing it loads torch: core/watch/__init__.py imports the
 # watcher. The page itself imports no torch (tests/test_architecture.py).
 from core.watch.result import KIND, WatchedRun
 from app_pages.kit.charts import run_chart
+from app_pages.kit.diagnosis import doctor_box, flat_share_metric
 
 # Well under Streamlit's 200 MB upload limit: the browser refuses a larger file before sending
 # it, and parse_run_file refuses one that arrives anyway. A watched run's file is small (the
@@ -61,10 +60,10 @@ try:
     result = parse_run_file(upload.getvalue(), MAX_UPLOAD_MB * 2**20, kinds=KINDS)
     findings = diagnose(result)
 except RunFileError as err:
-    st.error(f"{upload.name} cannot be opened: {err}", icon=":material/error:")
+    st.error(f"This file cannot be opened: {err}", icon=":material/error:")
     st.stop()
 except Exception as err:  # shaped like a run, but records the doctor cannot read
-    st.error(f"{upload.name} cannot be diagnosed: its records do not read as a run's "
+    st.error(f"This file cannot be diagnosed: its records do not read as a run's "
              f"({type(err).__name__}).", icon=":material/error:")
     st.stop()
 
@@ -86,38 +85,22 @@ if result.diverged:
 losses = result.steps["loss"].dropna()
 cols = st.columns(5)
 cols[0].metric("Steps", f"{len(result.steps):,}", delta=status_word(result.status),
-               delta_color="off", delta_arrow="off", help="Training steps recorded (the loss and the total "
-                                       "gradient norm every step), and how the run ended.")
+               delta_color="off", delta_arrow="off",
+               help="Training steps recorded (the loss and the total gradient norm every step), "
+                    "and how the run ended.")
 cols[1].metric("Final loss", f"{losses.iloc[-1]:.4g}" if len(losses) else "–",
                help="The training loss at the last step with a finite loss.")
 cols[2].metric(DEPTH_RATIO.label, readable(result.depth_ratio(0)),
                help=f"{DEPTH_RATIO.symbol}: {DEPTH_RATIO.help}")
-if result.flat_metric is not None:
-    headline, share = MOST_FLAT[result.flat_metric], most_flat(result.end_flat())
-    cols[3].metric(headline.label, format(share, headline.fmt) if math.isfinite(share) else "–",
-                   help=headline.help)
-else:
-    cols[3].metric("Max saturation (end)", "–", help="No saturating or ReLU-family activation "
-                                                     "was seen: a linear network has no flat "
-                                                     "region.")
+flat_share_metric(cols[3], result, "No saturating or ReLU-family activation was seen: a "
+                                   "linear network has no flat region.")
 cols[4].metric("Layers recorded", len(result.layer_names),
                help=f"A watched model's modules that hold parameters or are activations, by "
                     f"their path in the model; a Lab run's layers. {result.n_params:,} "
                     f"parameters in all." if watched else
                     f"The network's layers; {result.n_params:,} parameters in all.")
 
-with st.container(border=True, key="doctor"):
-    st.subheader("Gradient doctor", anchor=False)
-    if not findings:
-        st.success("Nothing looks wrong: gradients reach every layer at a healthy scale, no "
-                   "layer is mostly saturated or dead, and the steps are a healthy size.",
-                   icon=":material/check:")
-    for finding in findings:
-        show = {"error": st.error, "warning": st.warning, "info": st.info}[finding.severity]
-        advice = "; ".join(fix.advice() for fix in finding.fixes)
-        # Advice, not buttons: nothing here can retrain the model the file came from.
-        show(f"**{finding.title}.** {finding.evidence}"
-             + (f"\n\n*What may help:* {advice}." if advice else ""))
+doctor_box(findings)  # advice, not buttons: nothing here can retrain their model
 
 
 def shown(tab_charts: tuple[TabChart, ...]) -> list[TabChart]:

@@ -6,4 +6,5 @@
 - `runs`: the run store, a result with progress or one clear error, notices and downloads.
 - `lessons`: preset buttons and the lesson box with its claims.
 - `charts`: drawing (and caching) Altair charts.
+- `diagnosis`: the headline's flat share and the gradient doctor's box.
 """

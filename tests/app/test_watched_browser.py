@@ -61,7 +61,7 @@ def test_an_uploaded_watched_run_draws_the_doctor_and_its_charts(server, page, t
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(bad))
-    page.get_by_text("bad.json cannot be opened").wait_for(timeout=60_000)
+    page.get_by_text("This file cannot be opened").wait_for(timeout=60_000)
     _idle(page)
     _no_exception(page)
     assert page.locator('[data-testid="stVegaLiteChart"]').count() == 0
