@@ -113,7 +113,8 @@ def shown(tab_charts: tuple[TabChart, ...]) -> list[TabChart]:
 # run's per-epoch charts carry their own sliders.
 drawn = {name: shown(tab_charts) for name, tab_charts in TABS.items()}
 drawn = {name: tab_charts for name, tab_charts in drawn.items() if tab_charts}
-for tab, (name, tab_charts) in zip(st.tabs(list(drawn), key="tab", bind="query-params"), drawn.items()):
+tabs = st.tabs(list(drawn), key="tab", bind="query-params")
+for tab, (name, tab_charts) in zip(tabs, drawn.items()):
     with tab:
         if not tab.open:
             continue

@@ -521,6 +521,7 @@ PAGE_PARSERS = {
     "sweep": ["config_controls", "SweepSpec.from_params_lenient", "axis_problems"],
     "optimizers": ["link_problems", "RaceConfig.with_fallbacks"],
     "recurrent": ["config_form"], "attention": ["config_controls"],
+    "watched": [],  # no settings: the run comes from an uploaded file, checked by its reader
 }
 RAW_READ = re.compile(r"\{\w+: st\.query_params\.get\(\w+\) for \w+ in [^}]*\}")
 
@@ -547,6 +548,7 @@ CHEAP = {
     "optimizers": {"iterations": "10"},
     "recurrent": {"dataset": "digits", "max_train": "100", "epochs": "1", "hidden": "8"},
     "attention": {"epochs": "1", "max_train": "100"},
+    "watched": {},   # nothing trains: the page waits for a file
 }
 JUNK_KEYS = {
     "home": [], "lab": ["depth", "activation", "lr", "optimizer", "batch_norm", "clip_norm"],
@@ -558,6 +560,7 @@ JUNK_KEYS = {
     "optimizers": ["surface", "x0", "adam_lr", "sgd", "decay"],
     "recurrent": ["cell", "lr", "chunk", "sequence", "layers"],
     "attention": ["d", "tokens", "logit_scale", "scaled", "lr"],
+    "watched": [],
 }
 # Invalid for every setting of every page (checked below); two try to put a link or an image
 # into the warning that quotes them.

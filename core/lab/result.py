@@ -123,10 +123,16 @@ class RunResult(TrainedRun):
             **{name: table_to_dict(getattr(self, name)) for name in TABLES},
         }
 
+    @staticmethod
+    def config_from_dict(data: dict[str, Any]) -> Any:
+        """The run's settings from their dict: a RunConfig here; a run of another kind in these
+        tables (core.watch's WatchedRun) reads its own."""
+        return RunConfig.from_dict(data)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunResult":
         return cls(
-            config=RunConfig.from_dict(data["config"]),
+            config=cls.config_from_dict(data["config"]),
             status=data["status"],
             device=data["device"],
             dataset=data["dataset"],

@@ -34,8 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.lab.result import TABLES, RunResult
-from core.tables import table_from_dict
+from core.lab.result import RunResult
 
 KIND = "watched"   # a saved run's "kind": tells a watched run's file from a Lab run's
 
@@ -78,21 +77,13 @@ class WatchedRun(RunResult):
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "kind": KIND}
 
+    config_from_dict = staticmethod(WatchedConfig.from_dict)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "WatchedRun":
         if data.get("kind") != KIND:
             raise ValueError(f"kind: {data.get('kind')!r} is not a watched run ({KIND!r})")
-        return cls(
-            config=WatchedConfig.from_dict(data["config"]),
-            status=data["status"],
-            device=data["device"],
-            dataset=data["dataset"],
-            layer_names=list(data["layer_names"]),
-            n_params=int(data["n_params"]),
-            timing=dict(data["timing"]),
-            divergence=data["divergence"],
-            **{name: table_from_dict(data[name]) for name in TABLES},
-        )
+        return super().from_dict(data)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json())
