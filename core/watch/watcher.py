@@ -74,9 +74,10 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from core import activations
+from core.watch import tables
 from core.watch.result import WatchedConfig, WatchedRun
+from core.watch.tables import ROOT_NAME
 
-ROOT_NAME = "(model)"
 # The functions (and the Tensor methods) of each activation, as the function mode sees them.
 _ACTIVATION_OF = {
     **dict.fromkeys((torch.sigmoid, torch.sigmoid_, F.sigmoid, torch.Tensor.sigmoid,
@@ -91,7 +92,6 @@ _ACTIVATION_OF = {
     F.gelu: "gelu", F.silu: "silu", F.softplus: "softplus",
 }
 _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
-_STATS = 5   # per activation call: Σz, Σz², Σf(z), Σf(z)², flat count
 _PARTS = ("stats", "acts", "out_grads", "update")   # a recorded step's device tensors
 
 
@@ -124,7 +124,7 @@ class _Recorded:
     stats: torch.Tensor | None                           # weight norms ‖W‖, per weight tensor
     act_keys: list[tuple[int, str]] = field(default_factory=list)   # (layer, activation)
     act_numel: list[int] = field(default_factory=list)
-    acts: torch.Tensor | None = None                     # [calls, _STATS]
+    acts: torch.Tensor | None = None                     # [calls, tables.STATS]
     grad_layers: list[int] = field(default_factory=list)
     out_grads: torch.Tensor | None = None                # ‖∂L/∂y‖ per output-gradient hook call
     update: torch.Tensor | None = None                   # ‖ΔW‖, ‖W − W₀‖ per weight, clipped norm
@@ -476,9 +476,11 @@ class Watch:
             raise RuntimeError("result: nothing was watched (use `with watch(...) as w:`)")
         divergence = self.divergence
         last = divergence["step"] if divergence else math.inf
-        steps = self._steps_table(last)
-        layers = self._layers_table(last)
-        order = self._forward_order()
+        steps = tables.steps_table(self._host_steps, self._host_recorded, self._lrs, last)
+        layers = tables.layers_table(self.names, self._param_layers, self._owner,
+                                     self._w0_norms, self._host_recorded, self._weight_grads,
+                                     self._dead_rows, last)
+        order = tables.forward_order(self.names, self._first_order, self._seen)
         names = [self.names[i] for i in order]
         present = set(layers.layer) if len(layers) else set()
         seen = self._activation_pairs.most_common(1)
@@ -498,23 +500,6 @@ class Watch:
             boundary=pd.DataFrame({"epoch": [], "x": [], "y": [], "p": []}),
             points=pd.DataFrame({"x": [], "y": [], "label": [], "split": []}))
 
-    def _forward_order(self) -> list[int]:
-        """Layers in the order their forward first ran; one that never ran follows its parent
-        and the parent's other submodules placed so far (named_modules lists a parent first)."""
-        order = list(self._first_order)
-        for i in range(len(self.names)):
-            if i in self._seen:
-                continue
-            parent = max((j for j in order if j < i and _inside(self.names[i], self.names[j])),
-                         default=None)
-            at = len(order)
-            if parent is not None:
-                at = order.index(parent) + 1
-                while at < len(order) and _inside(self.names[order[at]], self.names[parent]):
-                    at += 1
-            order.insert(at, i)
-        return order
-
     def _describe_divergence(self, step: int, values: np.ndarray, present: list[int]) -> dict:
         """Where a step's first non-finite value was: a layer's output (the first in forward
         order), else the loss, else a weight gradient."""
@@ -527,7 +512,8 @@ class Watch:
             where, layer = "loss", None
         else:
             # Back-propagation runs from the last layer: the last bad one is where it began.
-            order = {i: k for k, i in enumerate(self._forward_order())}
+            order = {i: k for k, i in enumerate(
+                tables.forward_order(self.names, self._first_order, self._seen))}
             bad_layers = {int(self._owner[k]) for k, j in enumerate(self._weight_pos)
                           if bad[1 + j]}
             where = "gradient"
@@ -535,93 +521,6 @@ class Watch:
         text = (f"non-finite values first appeared at step {step}"
                 + (f" in the {where} of {layer}" if layer else f" in the {where}"))
         return {"step": step, "epoch": 0, "layer": layer, "where": where, "message": text}
-
-    def _steps_table(self, last: float) -> pd.DataFrame:
-        rows = [r for r in self._host_steps if r[0] <= last]
-        clipped = {}
-        for rec, host in self._host_recorded:
-            if "update" in host:
-                used, before = host["update"][-2:]
-                clipped[rec.step] = float(used < before * (1 - 1e-5))
-        steps = [r[0] for r in rows]
-        return pd.DataFrame({
-            "step": steps, "epoch": 0, "loss": [r[1] for r in rows],
-            "grad_norm": [r[2] for r in rows],
-            "clipped": [clipped.get(s, math.nan) for s in steps],
-            "lr": [self._lrs[s] for s in steps]})
-
-    def _layers_table(self, last: float) -> pd.DataFrame:
-        W, L = len(self.weights), len(self.names)
-        out: list[tuple[int, str, str, float]] = []
-
-        def per_layer(per_weight: np.ndarray) -> dict[int, float]:
-            """Each layer's norm over its weight tensors, from theirs."""
-            sq = np.zeros(L)
-            np.add.at(sq, self._owner, per_weight ** 2)
-            return {i: math.sqrt(sq[i]) for i in self._param_layers}
-        d0 = per_layer(self._w0_norms)
-
-        for rec, host in self._host_recorded:
-            if rec.step > last:
-                continue
-            s = rec.step
-            w_norm = per_layer(host["stats"])
-            g = per_layer(self._weight_grads[s])
-            for i in self._param_layers:
-                name = self.names[i]
-                out += [(s, name, "weight_grad_norm", g[i]),
-                        (s, name, "grad_data_ratio", _ratio(g[i], w_norm[i]))]
-            if "acts" in host:
-                out += _activation_rows(s, self.names, rec, host["acts"].reshape(-1, _STATS))
-            if "out_grads" in host:
-                sq: dict[int, float] = {}
-                for i, x in zip(rec.grad_layers, host["out_grads"]):
-                    sq[i] = sq.get(i, 0.0) + x * x
-                out += [(s, self.names[i], "out_grad_norm", math.sqrt(x)) for i, x in sq.items()]
-            if "update" in host:
-                moved, drift = per_layer(host["update"][:W]), per_layer(host["update"][W:2 * W])
-                for i in self._param_layers:
-                    name = self.names[i]
-                    out += [(s, name, "update_data_ratio", _ratio(moved[i], w_norm[i])),
-                            (s, name, "drift", _ratio(drift[i], d0[i]))]
-        out += [r for r in self._dead_rows if r[0] <= last]
-        return pd.DataFrame({"step": [r[0] for r in out], "epoch": 0,
-                             "layer": [r[1] for r in out], "metric": [r[2] for r in out],
-                             "value": np.array([r[3] for r in out], dtype=np.float64)})
-
-
-def _activation_rows(step: int, names: list[str], rec: _Recorded,
-                     acts: np.ndarray) -> list[tuple[int, str, str, float]]:
-    """Per layer: the mean and std of the activations' inputs and outputs over all its calls,
-    and each flat region's share (saturation for sigmoid/tanh, inactive for the ReLU family)."""
-    pooled: dict[int, np.ndarray] = {}
-    counts: dict[int, int] = {}
-    flat: dict[tuple[int, str], list[float]] = {}
-    for (i, name), n, row in zip(rec.act_keys, rec.act_numel, acts):
-        pooled[i] = pooled.get(i, 0) + row[:4]
-        counts[i] = counts.get(i, 0) + n
-        region = activations.flat_region(name)
-        if region is not None:
-            acc = flat.setdefault((i, region), [0.0, 0])
-            acc[0] += row[4]
-            acc[1] += n
-    rows = []
-    for i, (sz, szz, sa, saa) in pooled.items():
-        n = counts[i]
-        for metric, mean, sq in (("preact", sz / n, szz / n), ("act", sa / n, saa / n)):
-            rows += [(step, names[i], f"{metric}_mean", mean),
-                     (step, names[i], f"{metric}_std", math.sqrt(max(sq - mean * mean, 0.0))
-                      if math.isfinite(sq) else math.nan)]
-    rows += [(step, names[i], region, k / n) for (i, region), (k, n) in flat.items()]
-    return rows
-
-
-def _inside(name: str, parent: str) -> bool:
-    return parent == ROOT_NAME or name.startswith(parent + ".")
-
-
-def _ratio(a: float, b: float) -> float:
-    return a / b if b > 0 else math.nan
 
 
 def _first_tensor(out: Any) -> torch.Tensor | None:
