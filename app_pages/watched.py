@@ -56,9 +56,17 @@ upload = st.file_uploader("Run file (.json)", type="json", max_upload_size=MAX_U
                                f"{MAX_UPLOAD_MB} MB. Nothing is trained or stored.")
 if upload is None:
     st.stop()
+# A tab switch reruns the page: the file (up to 64 MB of JSON) is read once per upload, and
+# the session keeps what it read, rather than reading it again on every rerun.
+opened = st.session_state.get("opened_run")
 try:
-    result = parse_run_file(upload.getvalue(), MAX_UPLOAD_MB * 2**20, kinds=KINDS)
-    findings = diagnose(result)
+    if opened is None or opened[0] != upload.file_id:
+        st.session_state.pop("opened_run", None)
+        opened = (upload.file_id,
+                  parse_run_file(upload.getvalue(), MAX_UPLOAD_MB * 2**20, kinds=KINDS))
+    result = opened[1]
+    findings = diagnose(result)   # made once per run object (RunResult.derived)
+    st.session_state["opened_run"] = opened
 except RunFileError as err:
     st.error(f"This file cannot be opened: {err}", icon=":material/error:")
     st.stop()
