@@ -11,7 +11,7 @@ from core.lab.doctor import diagnose
 from core.lab.metrics import DEPTH_RATIO, readable
 from core.lab.presets import PRESETS
 from core.lab.tabs import TABS
-from app_pages.kit.charts import run_chart
+from app_pages.kit.charts import built_tabs, run_chart
 from app_pages.kit.diagnosis import doctor_box, flat_share_metric
 from app_pages.kit.controls import (EPOCH_KEY, LAB, apply_settings, classroom_editor,
                                     config_form, epoch_slider, warn)
@@ -104,17 +104,12 @@ def panels() -> None:
                          help="Where every per-epoch chart starts (0 is the network at "
                               "initialisation). Each chart's own slider, under it, scrubs "
                               "at once in the browser.")
-    # Only the open tab's charts are built and sent: every tab at once is ~1.5 MB of specs
-    # that a new tab's browser must draw (a stored run's page took 6.1 s in Chromium, against
-    # ~2 s for the open tab alone). A switch reruns this fragment, which reuses the specs
-    # cached per run (run_chart), so coming back to a tab builds nothing.
-    tabs = st.tabs(list(TABS), key=TAB_KEY, bind="query-params")
-    for tab, (name, tab_charts) in zip(tabs, TABS.items()):
+    # The open tab and those opened before at this epoch (built_tabs); a switch reruns this
+    # fragment, which reuses the specs cached per run (run_chart).
+    for name, tab in built_tabs(list(TABS), key=TAB_KEY, view=(result.key, epoch)):
         with tab:
-            if not tab.open:
-                continue
             lesson_notice(lesson, name)
-            for chart in tab_charts:
+            for chart in TABS[name]:
                 layer = None
                 if chart.needs_layer:
                     layer = st.selectbox("Layer over time",

@@ -13,7 +13,7 @@ from core.tables import status_word
 # Only the result class, but importing it loads torch: core/watch/__init__.py imports the
 # watcher. The page itself imports no torch (tests/test_architecture.py).
 from core.watch.result import KIND, WatchedRun
-from app_pages.kit.charts import run_chart
+from app_pages.kit.charts import built_tabs, run_chart
 from app_pages.kit.diagnosis import doctor_box, flat_share_metric
 
 # Well under Streamlit's 200 MB upload limit: the browser refuses a larger file before sending
@@ -121,12 +121,9 @@ def shown(tab_charts: tuple[TabChart, ...]) -> list[TabChart]:
 # run's per-epoch charts carry their own sliders.
 drawn = {name: shown(tab_charts) for name, tab_charts in TABS.items()}
 drawn = {name: tab_charts for name, tab_charts in drawn.items() if tab_charts}
-tabs = st.tabs(list(drawn), key="tab", bind="query-params")
-for tab, (name, tab_charts) in zip(tabs, drawn.items()):
+for name, tab in built_tabs(list(drawn), key="tab", view=result.key):
     with tab:
-        if not tab.open:
-            continue
-        for chart in tab_charts:
+        for chart in drawn[name]:
             layer = None
             if chart.needs_layer:
                 layer = st.selectbox("Layer over time", result.layer_names, key="layer",

@@ -35,6 +35,22 @@ def test_lab_default_run_draws_every_chart():
     assert float(at.metric[0].value.rstrip("%")) > 80
 
 
+def test_a_tab_opened_before_stays_built_until_the_epoch_changes():
+    """Switching back to a tab redraws nothing (its charts are still on the page); another epoch
+    or run builds the open tab only again."""
+    at = open_page("app_pages/lab.py")
+    at.session_state["tab"] = "Gradients"
+    at.run()
+    clean(at)
+    assert len(charts(at)) == TAB_CHARTS["Training"] + TAB_CHARTS["Gradients"]
+    at.session_state["tab"] = "Training"
+    at.run()
+    assert len(charts(at)) == TAB_CHARTS["Training"] + TAB_CHARTS["Gradients"]
+    at.slider(key="epoch").set_value(3).run()
+    clean(at)
+    assert len(charts(at)) == TAB_CHARTS["Training"]
+
+
 def test_changing_depth_changes_what_is_drawn():
     at = open_page("app_pages/lab.py", tab="Gradients")
     assert "hidden6" not in " ".join(charts(at))
