@@ -83,16 +83,18 @@ def mnist_sized(n: int | None) -> tuple[Splits, str]:
     info = DatasetInfo(name="mnist", source="synthetic", notice=None, input_shape=(1, 28, 28),
                        n_classes=10, class_names=tuple(str(d) for d in range(10)),
                        n_train=n, n_val=1000, n_test=1000)
+    # Uniform uint8 noise's own statistics, as load_splits would measure them: mean 127.5,
+    # std √((256² − 1)/12) ≈ 73.9.
     mean, std = np.full((1, 1, 1), 127.5, np.float32), np.full((1, 1, 1), 73.9, np.float32)
     return (Splits(info, xt, yt, xv, yv, xs, ys, mean, std),
-            f"synthetic: {n:,} random uint8 28×28 images, random labels (MNIST not on disk)")
+            f"synthetic: {n:,} random uint8 28×28 images, random labels (the full MNIST is not on disk)")
 
 
 # --- the contestants --------------------------------------------------------------------------
 def ours_seconds(splits: Splits, device: torch.device, record_every: int | None) -> float:
     """One epoch of train() on `splits` (its data loading is handed these splits)."""
-    cfg = replace(bench.seed_config(BATCH, max_train=None, record_every=record_every,
-                                    device=device.type), dataset="mnist")
+    cfg = bench.seed_config(BATCH, max_train=None, record_every=record_every,
+                            device=device.type).replace(dataset="mnist")
     with mock.patch.object(trainer, "load_splits", lambda *a, **k: splits):
         return trainer.train(cfg).timing["train_seconds"]
 
@@ -220,7 +222,7 @@ def lab_rows(device: torch.device, quick: bool, repeats: int, say) -> list[bench
     for dev in devices(device):
         say(f"lab: default run on {dev.type}, best of {repeats}")
         cfg = RunConfig(epochs=epochs, device=dev.type)
-        trainer.train(replace(cfg, seed=99))                       # warm-up: digits, kernels
+        trainer.train(cfg.replace(seed=99))                       # warm-up: digits, kernels
         seconds, = best_seconds(repeats, lambda: _timed(lambda: trainer.train(cfg)))
         rows.append(bench.Row("lab", f"default Lab run (digits, {_epochs(epochs)}), train() "
                               f"({dev.type})", seconds, "s"))
@@ -235,7 +237,7 @@ def sweep_rows(device: torch.device, quick: bool, repeats: int, say) -> list[ben
                          x_values=(1e-4, 1e-3, 1e-2, 1e-1), y="init",
                          y_values=("he_normal", "xavier_normal", "normal_small", "normal_large"))
         say(f"sweep: 16 cells stacked on {dev.type}, best of {repeats}")
-        run_sweep(replace(spec, base=replace(spec.base, epochs=1)), use_store=False)  # warm-up
+        run_sweep(replace(spec, base=spec.base.replace(epochs=1)), use_store=False)  # warm-up
         seconds, = best_seconds(repeats, lambda: _timed(lambda: run_sweep(spec, use_store=False)))
         rows.append(bench.Row("sweep", f"16-cell lr × init sweep ({_epochs(epochs)}), stacked "
                               f"({dev.type})", seconds, "s"))
