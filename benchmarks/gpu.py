@@ -38,11 +38,13 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 from unittest import mock
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # `core`, from a fresh checkout
 
@@ -58,6 +60,7 @@ import watch_overhead  # noqa: E402  (benchmarks/, beside this file)
 
 BATCH = 128
 MNIST_SIZE = 60_000
+QUICK_IMAGES = 1024        # --quick: enough for a few batches, in seconds on one core
 EPOCH_TARGET = 0.3          # seconds an epoch on an H100/H200 (issue 19)
 SPEEDUP_TARGET = 10.0       # GPU ÷ CPU
 CPU = torch.device("cpu")
@@ -109,21 +112,18 @@ def idiomatic_seconds(x: torch.Tensor, y: torch.Tensor, device: torch.device) ->
     return len(y) / bench.idiomatic(x, y, BATCH, device)
 
 
-def resident_seconds(x: torch.Tensor, y: torch.Tensor, device: torch.device,
-                     mode: str) -> tuple[float, float]:
-    """(seconds an epoch, seconds of setup) of the tutorial step on device-resident data.
+WARM_UP = 3   # steps before timing; torch.compile's CUDA graphs are recorded on the second
 
-    mode "eager": as written; "graph": captured once in a CUDA graph (Adam's capturable=True
-    keeps its step count on the device) and replayed per batch; "compile":
-    torch.compile(model, mode="reduce-overhead"), which captures CUDA graphs of its own."""
-    torch.manual_seed(0)
-    model = bench.idiomatic_model().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=bench.SEED_MODEL["lr"],
-                                 capturable=mode == "graph")
+
+def resident_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                  y: torch.Tensor, idx: torch.Tensor, mode: str) -> Callable[[], None]:
+    """The tutorial's step on the batch x[idx], y[idx] (all on the device; refill `idx` between
+    calls), after WARM_UP steps on the batch `idx` holds now.
+
+    mode "eager": as written; "graph": captured once in a CUDA graph and replayed (the
+    optimizer must be made with capturable=True, which keeps its step count on the device);
+    "compile": torch.compile(model, mode="reduce-overhead"), which captures CUDA graphs itself."""
     forward = torch.compile(model, mode="reduce-overhead") if mode == "compile" else model
-    x, y = x.to(device), y.to(device)
-    n_steps = len(y) // BATCH
-    idx = torch.arange(BATCH, device=device)
 
     def step() -> None:
         if mode == "compile":
@@ -132,34 +132,50 @@ def resident_seconds(x: torch.Tensor, y: torch.Tensor, device: torch.device,
         F.cross_entropy(forward(x.index_select(0, idx)), y.index_select(0, idx)).backward()
         optimizer.step()
 
-    t = time.perf_counter()
-    if mode == "graph":
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):   # warm-up off the capture stream, as torch's docs do
-            for _ in range(3):
-                step()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        optimizer.zero_grad()
-        with torch.cuda.graph(graph):   # gradients are written, not accumulated, on replay
-            F.cross_entropy(model(x.index_select(0, idx)), y.index_select(0, idx)).backward()
-            optimizer.step()
-        run = graph.replay
-    else:
-        for _ in range(5):              # first calls; compile's tracing and graph recording
+    if mode != "graph":
+        for _ in range(WARM_UP):
             step()
-        run = step
+        return step
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):       # warm-up off the capture stream, as torch's docs do
+        for _ in range(WARM_UP):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    optimizer.zero_grad()
+    with torch.cuda.graph(graph):       # gradients are written, not accumulated, on replay
+        F.cross_entropy(model(x.index_select(0, idx)), y.index_select(0, idx)).backward()
+        optimizer.step()
+    return graph.replay
+
+
+def resident_seconds(x: torch.Tensor, y: torch.Tensor, device: torch.device, mode: str,
+                     epochs: int = 1) -> tuple[float, float]:
+    """(seconds of the fastest of `epochs` epochs, seconds of setup) of `resident_step` on the
+    data moved to the device; the setup (warm-up, a capture, a compilation) is done once."""
+    torch.manual_seed(0)
+    model = bench.idiomatic_model().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=bench.SEED_MODEL["lr"],
+                                 capturable=mode == "graph")
+    x, y = x.to(device), y.to(device)
+    n_steps = len(y) // BATCH
+    idx = torch.arange(BATCH, device=device)
+    t = time.perf_counter()
+    run = resident_step(model, optimizer, x, y, idx, mode)
     bench._sync(device)
     setup = time.perf_counter() - t
-    order = torch.randperm(len(y), device=device)
-    bench._sync(device)
-    t = time.perf_counter()
-    for i in range(n_steps):
-        idx.copy_(order[i * BATCH:(i + 1) * BATCH])
-        run()
-    bench._sync(device)
-    return (time.perf_counter() - t) * len(y) / (n_steps * BATCH), setup
+    best = math.inf
+    for _ in range(epochs):
+        order = torch.randperm(len(y), device=device)
+        bench._sync(device)
+        t = time.perf_counter()
+        for i in range(n_steps):
+            idx.copy_(order[i * BATCH:(i + 1) * BATCH])
+            run()
+        bench._sync(device)
+        best = min(best, time.perf_counter() - t)
+    return best * len(y) / (n_steps * BATCH), setup
 
 
 def best_seconds(repeats: int, *contestants) -> list[float]:
@@ -168,7 +184,7 @@ def best_seconds(repeats: int, *contestants) -> list[float]:
 
 # --- the sections -----------------------------------------------------------------------------
 def epoch_rows(device: torch.device, quick: bool, repeats: int, say) -> list[bench.Row]:
-    splits, _ = mnist_sized(2000 if quick else None)
+    splits, _ = mnist_sized(QUICK_IMAGES if quick else None)
     x, y = tensors(splits)
     what = f"seed model, one epoch of {len(y):,} images, batch {BATCH}"
     rows: list[bench.Row] = []
@@ -188,16 +204,15 @@ def epoch_rows(device: torch.device, quick: bool, repeats: int, say) -> list[ben
         for mode, label in (("graph", "CUDA graph"), ("compile", "torch.compile reduce-overhead")):
             say(f"epoch: resident step, {label}")
             try:
-                seconds = [resident_seconds(x, y, device, mode) for _ in range(repeats)]
+                best, setup = resident_seconds(x, y, device, mode, epochs=repeats)
             except Exception as exc:  # a figure that could not be had is reported, not fatal
                 say(f"epoch: {label} failed: {type(exc).__name__}: {exc}")
                 rows.append(bench.Row("epoch", f"{what}: resident step, {label}", math.nan, "s",
                                       "failed (see log)"))
                 continue
-            best = min(s for s, _ in seconds)
             rows += [bench.Row("epoch", f"{what}: resident step, {label}", best, "s"),
                      bench.Row("epoch", f"resident step, {label}: setup (capture/compile)",
-                               seconds[0][1], "s"),
+                               setup, "s"),
                      bench.Row("epoch", f"resident step, {label} ÷ eager speed-up", eager / best,
                                "×")]
         say(f"epoch: ours and idiomatic on the CPU ({torch.get_num_threads()} threads)")
@@ -222,7 +237,8 @@ def lab_rows(device: torch.device, quick: bool, repeats: int, say) -> list[bench
     for dev in devices(device):
         say(f"lab: default run on {dev.type}, best of {repeats}")
         cfg = RunConfig(epochs=epochs, device=dev.type)
-        trainer.train(cfg.replace(seed=99))                       # warm-up: digits, kernels
+        if not quick:
+            trainer.train(cfg.replace(seed=99))                   # warm-up: digits, kernels
         seconds, = best_seconds(repeats, lambda: _timed(lambda: trainer.train(cfg)))
         rows.append(bench.Row("lab", f"default Lab run (digits, {_epochs(epochs)}), train() "
                               f"({dev.type})", seconds, "s"))
@@ -237,7 +253,8 @@ def sweep_rows(device: torch.device, quick: bool, repeats: int, say) -> list[ben
                          x_values=(1e-4, 1e-3, 1e-2, 1e-1), y="init",
                          y_values=("he_normal", "xavier_normal", "normal_small", "normal_large"))
         say(f"sweep: 16 cells stacked on {dev.type}, best of {repeats}")
-        run_sweep(replace(spec, base=spec.base.replace(epochs=1)), use_store=False)  # warm-up
+        if not quick:   # warm-up
+            run_sweep(replace(spec, base=spec.base.replace(epochs=1)), use_store=False)
         seconds, = best_seconds(repeats, lambda: _timed(lambda: run_sweep(spec, use_store=False)))
         rows.append(bench.Row("sweep", f"16-cell lr × init sweep ({_epochs(epochs)}), stacked "
                               f"({dev.type})", seconds, "s"))
@@ -308,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     say = lambda m: print(f"  … {m}", file=sys.stderr, flush=True)  # noqa: E731
     lines = header(device)
     if "epoch" in args.only:
-        lines.append(f"data: {mnist_sized(2000 if args.quick else None)[1]}")
+        lines.append(f"data: {mnist_sized(QUICK_IMAGES if args.quick else None)[1]}")
     print("\n".join(lines), flush=True)
     rows = [r for name in args.only for r in SECTIONS[name](device, args.quick, repeats, say)]
     print(bench.format_table(rows))

@@ -1,8 +1,10 @@
 """Every device path gives the CPU's results within float tolerance: the Lab's recorder (with
 its dead-unit probe set), the stacked sweep, the recurrent per-step recording and `watch` (with
-its probe batch). Each comparison runs on a pair of devices: (cpu, cpu) here, so the comparison
-code itself is exercised on every machine (and must be exact), and (cpu, cuda) where torch sees a
-GPU. TF32 is switched off for the CUDA side (cuDNN's RNNs use it by default): fp32 against fp32.
+its probe batch). Each runs on a pair of devices: (cpu, cpu) here, so the comparison code itself
+is exercised on every machine (and must be exact), and (cpu, cuda) where torch sees a GPU. TF32
+is switched off for the CUDA side (torch allows it in cuDNN by default): fp32 against fp32.
+Where there is a GPU, the benchmark's CUDA-graph and torch.compile steps also train as its eager
+step does.
 
 core/init/probe.py (the initialisation probe) has no device setting: it runs on the CPU only,
 so it has no GPU path to compare.
@@ -150,6 +152,33 @@ def test_watch_and_its_probe_agree_across_devices(devices, fp32_everywhere):
     assert b.device.startswith(devices[1]) and (b.layers["metric"] == "dead").any()
     for table in ("steps", "layers"):
         assert_frames_close(getattr(a, table), getattr(b, table), f"watch {table}")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: CUDA graphs and "
+                    "torch.compile's reduce-overhead mode capture CUDA work")
+@pytest.mark.parametrize("mode", ["graph", "compile"])
+def test_the_benchmarks_captured_steps_train_as_the_eager_step_does(mode, fp32_everywhere,
+                                                                    monkeypatch):
+    """A captured step that replayed the wrong work (stale gradients, a frozen batch) would time
+    something else: after the same batches, its weights are the eager step's."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import gpu
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(512, 784, generator=gen).cuda(), torch.randint(0, 10, (512,)).cuda()
+    order = torch.randperm(512, generator=gen).cuda()
+
+    def weights(mode: str) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        model = gpu.bench.idiomatic_model().cuda()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=mode == "graph")
+        idx = torch.arange(gpu.BATCH, device="cuda")
+        run = gpu.resident_step(model, opt, x, y, idx, mode)
+        for i in range(len(y) // gpu.BATCH):
+            idx.copy_(order[i * gpu.BATCH:(i + 1) * gpu.BATCH])
+            run()
+        return [p.detach().cpu() for p in model.parameters()]
+    for eager, captured in zip(weights("eager"), weights(mode)):
+        assert torch.allclose(eager, captured, rtol=RTOL, atol=ATOL)
 
 
 def test_the_gpu_benchmark_runs_on_the_cpu_and_prints_its_table():
