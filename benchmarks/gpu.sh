@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU figures for the README (issue 19 §2): run from a fresh checkout on a CUDA machine.
 #
-#     bash benchmarks/gpu.sh                    # the whole table, under 5 minutes on an H100
+#     bash benchmarks/gpu.sh                    # the whole table (sized for < 5 minutes)
 #     bash benchmarks/gpu.sh --device cpu --quick
 #
 # It needs torch, numpy, pandas and scikit-learn (core's training path; no Streamlit or Altair).
