@@ -7,8 +7,9 @@
 # It needs torch, numpy, pandas and scikit-learn (core's training path; no Streamlit or Altair).
 # Where one is missing and PyPI can be reached, it installs the project (`pip install -e .`;
 # torch's range keeps a CUDA build already there); offline it says what is missing and stops.
-# Offline, MNIST is read from $SATLAB_DATA_DIR (or ~/.cache/saturation-lab/data) when cached
-# there, else the epoch runs on random images of MNIST's shape (the table's header says which).
+# Offline, Fashion-MNIST is read from Debian's package or $SATLAB_DATA_DIR/fashion-mnist/ (copy
+# the four idx .gz files there), else the full MNIST if cached, else the epoch runs on random
+# images of that shape (the table's header says which).
 # PYTHON picks the interpreter (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
