@@ -9,7 +9,7 @@ A `RunKind` says how one family's runs are stored, trained and costed: the Lab's
 (core/attention/softmax.py) and a sweep's cell summaries (core/lab/sweep.py). The path is the same for all:
 
     lock on the store key → the recent results in memory → the run store
-        → else the compute budget (core.budget) → the store's claim on the key → the store again
+        → else the compute budget (core.budget) → the store's lease on the key → the store again
         → a training slot → train → store → remember
 
 A run its user stopped (core.training.StopTraining) is stored like any, with status "stopped";
@@ -19,7 +19,7 @@ Compare, the Playground or the CLI never take a stopped run for a complete one.
 
 Concurrent callers asking for the same config wait for the first one's training instead of
 training it again: in one process on a lock per key, across processes and replicas on the store's
-claim for the key (RunStore.claim), then read its result from the store.
+lease for the key (RunStore.lease), then read its result from the store.
 
 Admission: at most `max_trainings()` trainings run at once in a process (the container's CPUs,
 or SATLAB_MAX_TRAININGS), because each runs on one thread: more at once only makes each slower
@@ -295,7 +295,7 @@ def obtain(kind: RunKind, cfg: Any, store: RunStore | None = None,
         if result is not None:
             return result
         refuse(kind.estimate(cfg))
-        with store.claim(key, on_wait and (lambda: on_wait(_ANOTHER_FIRST))):
+        with store.lease(key, on_wait and (lambda: on_wait(_ANOTHER_FIRST))):
             # Another process or replica may have trained it while this one waited.
             result = cached(kind, cfg, store, stopped=stopped)
             if result is not None:

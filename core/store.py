@@ -16,7 +16,7 @@ Both hold one row per run::
     runs(key PRIMARY KEY, payload, bytes, created, last_access, tick, meta)
 
 and this module holds the contract, written once for both: the codec, the keys, the LRU policy,
-damage handling, and the claims that keep two processes from training one key twice.  A backend
+damage handling, and the leases that keep two processes from training one key twice.  A backend
 supplies connections, its write transaction, its placeholders and its error classes.
 
 Payloads are ``json.dumps(envelope, allow_nan=True)`` compressed with zlib -- never pickle, so a
@@ -55,7 +55,7 @@ from typing import Any, Callable, Iterator, TypeVar
 from core.store_postgres import PostgresBackend, is_database_url
 from core.store_sqlite import SQLiteBackend
 
-__all__ = ["CLAIM_TTL_S", "DEFAULT_MAX_BYTES", "RunStore", "default_store_location"]
+__all__ = ["LEASE_TTL_S", "DEFAULT_MAX_BYTES", "RunStore", "default_store_location"]
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,11 @@ _MAX_META_BYTES = 64 * 2**10
 
 _ENVELOPE_VERSION = 1
 
-# A claim lasts this long past its holder's last renewal (every third of it, while training):
+# A lease lasts this long past its holder's last renewal (every third of it, while training):
 # a killed process blocks the others' training of its key for at most this long.  Expiry is
 # checked against each process's clock, so replicas' clocks should agree to well within it.
-CLAIM_TTL_S = 60.0
-_CLAIM_POLL_S = 0.5
+LEASE_TTL_S = 60.0
+_LEASE_POLL_S = 0.5
 
 # Recency is ordered by `tick`, a counter bumped inside the write transaction, not by wall-clock
 # time: several touches within one clock tick (or clocks that differ between processes) would
@@ -174,7 +174,7 @@ class RunStore:
                          else SQLiteBackend(pathlib.Path(named).expanduser()))
         self.location, self.path = self._backend.location, self._backend.path
         self.max_bytes = max_bytes
-        self._claimant = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         # Create the schema (and repair a damaged file) up front so the first get() is not
         # slower than the rest.  A failure here is not fatal: the store then behaves as empty,
         # as every method does on errors.
@@ -308,28 +308,28 @@ class RunStore:
             for k, b, c, a, m in rows
         ]
 
-    # -- claims: one process trains a key, the others wait for its result --------------
+    # -- leases: one process trains a key, the others wait for its result --------------
 
     @contextlib.contextmanager
-    def claim(self, key: str, on_wait: Callable[[], None] | None = None,
-              ttl: float = CLAIM_TTL_S) -> Iterator[None]:
-        """``with store.claim(key):`` the only holder of ``key`` among every process and
+    def lease(self, key: str, on_wait: Callable[[], None] | None = None,
+              ttl: float = LEASE_TTL_S) -> Iterator[None]:
+        """``with store.lease(key):`` the only holder of ``key`` among every process and
         replica sharing this store, so that a new config trains once; the caller then checks the
         store again, since the one it waited for has usually just stored the result.
 
-        While another holds the claim, ``on_wait()`` is called about every half second.  The
-        holder renews it every ``ttl / 3`` seconds; a claim its holder stopped renewing (the
+        While another holds the lease, ``on_wait()`` is called about every half second.  The
+        holder renews it every ``ttl / 3`` seconds; a lease its holder stopped renewing (the
         process was killed) lapses ``ttl`` seconds later and is taken over.  If the store
-        fails, the claim is skipped with one log line: a cache never blocks training.
+        fails, the lease is skipped with one log line: a cache never blocks training.
         """
         _check_key(key)
-        while not self._guarded(f"claim({key})", True, lambda conn: self._take(conn, key, ttl)):
+        while not self._guarded(f"lease({key})", True, lambda conn: self._take(conn, key, ttl)):
             if on_wait:
                 on_wait()
-            time.sleep(_CLAIM_POLL_S)
+            time.sleep(_LEASE_POLL_S)
         stop = threading.Event()
         renewer = threading.Thread(target=self._renew, args=(key, ttl, stop), daemon=True,
-                                   name=f"claim-{key[:12]}")
+                                   name=f"lease-{key[:12]}")
         renewer.start()
         try:
             yield
@@ -337,24 +337,24 @@ class RunStore:
             stop.set()
             renewer.join()
             self._guarded(f"release({key})", None, lambda conn: self._write_sql(
-                conn, "DELETE FROM claims WHERE key = ? AND claimant = ?", (key, self._claimant)))
+                conn, "DELETE FROM leases WHERE key = ? AND holder = ?", (key, self._holder)))
 
     def _take(self, conn: Any, key: str, ttl: float) -> bool:
-        """Whether this instance now holds key's claim (taking it if free or lapsed)."""
+        """Whether this instance now holds key's lease (taking it if free or lapsed)."""
         now = time.time()
         with self._backend.write(conn):
-            self._sql(conn, "DELETE FROM claims WHERE key = ? AND expires_at < ?", (key, now))
-            self._sql(conn, "INSERT INTO claims (key, claimant, expires_at) VALUES (?, ?, ?) "
-                      "ON CONFLICT (key) DO NOTHING", (key, self._claimant, now + ttl))
-            holder = self._sql(conn, "SELECT claimant FROM claims WHERE key = ?",
+            self._sql(conn, "DELETE FROM leases WHERE key = ? AND expires_at < ?", (key, now))
+            self._sql(conn, "INSERT INTO leases (key, holder, expires_at) VALUES (?, ?, ?) "
+                      "ON CONFLICT (key) DO NOTHING", (key, self._holder, now + ttl))
+            holder = self._sql(conn, "SELECT holder FROM leases WHERE key = ?",
                                (key,)).fetchall()
-        return holder == [(self._claimant,)]
+        return holder == [(self._holder,)]
 
     def _renew(self, key: str, ttl: float, stop: threading.Event) -> None:
         while not stop.wait(ttl / 3):
             self._guarded(f"renew({key})", None, lambda conn: self._write_sql(
-                conn, "UPDATE claims SET expires_at = ? WHERE key = ? AND claimant = ?",
-                (time.time() + ttl, key, self._claimant)))
+                conn, "UPDATE leases SET expires_at = ? WHERE key = ? AND holder = ?",
+                (time.time() + ttl, key, self._holder)))
 
     # -- operations (run inside _run with a fresh connection) ----------------
 

@@ -35,9 +35,9 @@ CREATE TABLE IF NOT EXISTS runs (
     meta        TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_tick ON runs (tick);
-CREATE TABLE IF NOT EXISTS claims (
+CREATE TABLE IF NOT EXISTS leases (
     key         TEXT PRIMARY KEY,
-    claimant    TEXT NOT NULL,
+    holder    TEXT NOT NULL,
     expires_at  DOUBLE PRECISION NOT NULL
 )
 """
@@ -70,10 +70,16 @@ class PostgresBackend:
                               "pip install 'saturation-lab[postgres]'") from None
         try:
             parts = conninfo_to_dict(url)
-        except psycopg.Error as exc:
-            raise ConfigError("SATLAB_STORE", f"not a valid PostgreSQL URL "
-                              f"(postgresql://user:password@host:port/dbname): "
-                              f"{' '.join(str(exc).split())}") from None
+            problem = None
+        except psycopg.Error as exc:   # the driver quotes the URL: its password must not show
+            problem = " ".join(str(exc).replace(url, "the URL").split())
+        else:
+            port = str(parts.get("port", "5432"))
+            if not (port.isdigit() and 0 < int(port) < 65536):
+                problem = f"the port must be a number from 1 to 65535, got {port!r}"
+        if problem:
+            raise ConfigError("SATLAB_STORE", "not a valid PostgreSQL URL "
+                              f"(postgresql://user:password@host:port/dbname): {problem}")
         self._psycopg = psycopg
         self.errors = (psycopg.Error,)
         self._url = url

@@ -60,9 +60,9 @@ CREATE TABLE IF NOT EXISTS runs (
     meta        TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_tick ON runs (tick);
-CREATE TABLE IF NOT EXISTS claims (
+CREATE TABLE IF NOT EXISTS leases (
     key         TEXT PRIMARY KEY,
-    claimant    TEXT NOT NULL,
+    holder    TEXT NOT NULL,
     expires_at  REAL NOT NULL
 );
 """
