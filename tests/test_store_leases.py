@@ -133,3 +133,30 @@ def test_a_server_that_does_not_answer_is_one_line_naming_satlab_store(monkeypat
     lines = [r.getMessage() for r in caplog.records]
     assert "SATLAB_STORE" in lines[0] and "not usable" in lines[0]
     assert all("\n" not in line and "secret" not in line for line in lines)
+
+
+def test_a_malformed_url_from_the_environment_or_secrets_stops_the_cli_and_the_app(monkeypatch,
+                                                                                    capsys):
+    from streamlit.testing.v1 import AppTest
+
+    from core import cache
+    from core.tools.cli import main
+
+    bad = "postgresql://satlab:secret@db.example:54x2/runs"
+    monkeypatch.setattr(cache, "_default_store", None)
+    monkeypatch.setenv("SATLAB_STORE", bad)
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--dataset", "moons", "--depth", "1", "--width", "4", "--epochs", "1"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "SATLAB_STORE: not a valid PostgreSQL URL" in err and "secret" not in err
+    # The app takes it from Streamlit secrets where the environment has none.
+    monkeypatch.delenv("SATLAB_STORE")
+    app = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60)
+    app.secrets["SATLAB_STORE"] = bad
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert [e.value for e in app.error] == [
+        "This server's limits are misconfigured: SATLAB_STORE: not a valid PostgreSQL URL "
+        "(postgresql://user:password@host:port/dbname): the port must be a number from 1 to "
+        "65535, got '54x2'"]
