@@ -174,6 +174,8 @@ class RunStore:
                          else SQLiteBackend(pathlib.Path(named).expanduser()))
         self.location, self.path = self._backend.location, self._backend.path
         self.max_bytes = max_bytes
+        # Who holds a lease: host and process (a process of this host that ended holds none),
+        # and which store instance in it.
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         # Create the schema (and repair a damaged file) up front so the first get() is not
         # slower than the rest.  A failure here is not fatal: the store then behaves as empty,
@@ -319,7 +321,8 @@ class RunStore:
 
         While another holds the lease, ``on_wait()`` is called about every half second.  The
         holder renews it every ``ttl / 3`` seconds; a lease its holder stopped renewing (the
-        process was killed) lapses ``ttl`` seconds later and is taken over.  If the store
+        process was killed) lapses ``ttl`` seconds later and is taken over -- at once if the
+        holder was a process of this host that has ended.  If the store
         fails, the lease is skipped with one log line: a cache never blocks training.
         """
         _check_key(key)
@@ -340,15 +343,20 @@ class RunStore:
                 conn, "DELETE FROM leases WHERE key = ? AND holder = ?", (key, self._holder)))
 
     def _take(self, conn: Any, key: str, ttl: float) -> bool:
-        """Whether this instance now holds key's lease (taking it if free or lapsed)."""
+        """Whether this instance now holds key's lease (taking it if free, lapsed, or held by
+        a process of this host that has ended)."""
         now = time.time()
         with self._backend.write(conn):
             self._sql(conn, "DELETE FROM leases WHERE key = ? AND expires_at < ?", (key, now))
-            self._sql(conn, "INSERT INTO leases (key, holder, expires_at) VALUES (?, ?, ?) "
-                      "ON CONFLICT (key) DO NOTHING", (key, self._holder, now + ttl))
-            holder = self._sql(conn, "SELECT holder FROM leases WHERE key = ?",
-                               (key,)).fetchall()
-        return holder == [(self._holder,)]
+            held = self._sql(conn, "SELECT holder FROM leases WHERE key = ?", (key,)).fetchall()
+            if held and held[0][0] != self._holder and _ended_here(held[0][0]):
+                self._sql(conn, "DELETE FROM leases WHERE key = ? AND holder = ?",
+                          (key, held[0][0]))
+                held = []
+            if not held:
+                self._sql(conn, "INSERT INTO leases (key, holder, expires_at) VALUES (?, ?, ?)",
+                          (key, self._holder, now + ttl))
+        return not held or held[0][0] == self._holder
 
     def _renew(self, key: str, ttl: float, stop: threading.Event) -> None:
         while not stop.wait(ttl / 3):
@@ -441,6 +449,22 @@ class RunStore:
 
     def _run(self, fn: Callable[[Any], _T]) -> _T:
         return self._backend.run(fn, _intact)
+
+
+def _ended_here(holder: str) -> bool:
+    """Whether a lease's holder ("host:pid:nonce") was a process of this host that is gone: a
+    killed replica beside this one (SQLite's replicas share a host) blocks nobody until its
+    lease lapses."""
+    host, pid, _ = holder.rsplit(":", 2)
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:   # alive, under another user
+        return False
+    return False
 
 
 def _one_line(exc: BaseException) -> str:

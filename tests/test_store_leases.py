@@ -44,7 +44,7 @@ print(result.value, result.from_store)
 _HOLDER = """
 import sys, time
 from core.store import RunStore
-with RunStore(sys.argv[1]).lease("k", ttl=1.0):
+with RunStore(sys.argv[1]).lease("k", ttl=30.0):
     print("held", flush=True)
     time.sleep(60)
 """
@@ -90,19 +90,28 @@ def test_a_live_lease_is_renewed_past_its_ttl_and_blocks_the_others(new_store):
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
-def test_a_killed_holders_lease_lapses_after_its_ttl(new_store):
+def test_a_lease_held_by_a_killed_process_of_this_host_is_taken_at_once(new_store):
     store = new_store()
     child = _python(_HOLDER, store.location)
     try:
         assert child.stdout.readline().strip() == "held", child.stderr.read()
+        assert not store._guarded("take", True, lambda conn: store._take(conn, "k", 30.0))
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(10)
     start = time.monotonic()
-    waits = []
+    with store.lease("k", ttl=30.0):
+        assert time.monotonic() - start < 1.0     # long before the 30 s lease would lapse
+
+
+def test_a_lease_its_holder_stopped_renewing_lapses_after_its_ttl(new_store):
+    store, elsewhere = new_store(), new_store()
+    elsewhere._holder = "another-host:1:0"   # a replica on another host, killed after taking it
+    assert elsewhere._guarded("take", False, lambda conn: elsewhere._take(conn, "k", 1.0))
+    start, waits = time.monotonic(), []
     with store.lease("k", on_wait=lambda: waits.append(1), ttl=1.0):
         waited = time.monotonic() - start
-    assert waits and 0.2 < waited < 5.0
+    assert waits and 0.5 < waited < 5.0
 
 
 def test_a_lease_on_a_store_that_cannot_open_is_skipped(tmp_path, caplog):
