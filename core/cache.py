@@ -295,7 +295,7 @@ def obtain(kind: RunKind, cfg: Any, store: RunStore | None = None,
         if result is not None:
             return result
         refuse(kind.estimate(cfg))
-        with store.lease(key, on_wait and (lambda: on_wait(_ANOTHER_FIRST))):
+        with store.lease(key, (lambda: on_wait(_ANOTHER_FIRST)) if on_wait else None):
             # Another process or replica may have trained it while this one waited.
             result = cached(kind, cfg, store, stopped=stopped)
             if result is not None:
