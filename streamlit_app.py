@@ -5,6 +5,8 @@ app_pages/ (not `pages/`: that name switches on Streamlit's legacy multipage mod
 `st.navigation` has run once, so a first request to `/lab` would skip this router).
 """
 
+import os
+
 import streamlit as st
 
 from core.cache import check_limits
@@ -17,6 +19,12 @@ st.set_page_config(page_title="Saturation Lab", page_icon=":material/show_chart:
 # Every page computes with torch, not only those that train through the run store: one thread
 # per run and pools sized to the container before any page runs (cheap to repeat each rerun).
 configure_for_server()
+# A deployment's run store may come from Streamlit secrets (.streamlit/secrets.toml, or the host's
+# secrets box): a managed PostgreSQL's URL with its password. core reads SATLAB_STORE from the
+# environment alone; an environment variable set by the host wins.
+if "SATLAB_STORE" not in os.environ and st.secrets.load_if_toml_exists() \
+        and "SATLAB_STORE" in st.secrets:
+    os.environ["SATLAB_STORE"] = str(st.secrets["SATLAB_STORE"])
 try:
     check_limits()
 except ConfigError as err:   # a misconfigured server: say so on every page, run nothing

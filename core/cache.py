@@ -9,15 +9,17 @@ A `RunKind` says how one family's runs are stored, trained and costed: the Lab's
 (core/attention/softmax.py) and a sweep's cell summaries (core/lab/sweep.py). The path is the same for all:
 
     lock on the store key → the recent results in memory → the run store
-        → else the compute budget (core.budget) → a training slot → train → store → remember
+        → else the compute budget (core.budget) → the store's lease on the key → the store again
+        → a training slot → train → store → remember
 
 A run its user stopped (core.training.StopTraining) is stored like any, with status "stopped";
 only a caller that asks for it (`stopped=True`: the page that offers Stop) is served it, and for
 every other a stopped run counts as missing, so it trains in full and replaces the stopped one.
 Compare, the Playground or the CLI never take a stopped run for a complete one.
 
-Concurrent callers in one process asking for the same config wait for the first one's training
-instead of training it again; other processes share the results through the store's file.
+Concurrent callers asking for the same config wait for the first one's training instead of
+training it again: in one process on a lock per key, across processes and replicas on the store's
+lease for the key (RunStore.lease), then read its result from the store.
 
 Admission: at most `max_trainings()` trainings run at once in a process (the container's CPUs,
 or SATLAB_MAX_TRAININGS), because each runs on one thread: more at once only makes each slower
@@ -52,9 +54,10 @@ log = logging.getLogger(__name__)
 # asks again for the run it just drew, and re-reading it from SQLite would decompress and
 # rebuild its tables each time.
 RECENT_RUNS = 8
-_recent: OrderedDict[tuple[str, str], Any] = OrderedDict()   # (store path, store key) -> result
+_recent: OrderedDict[tuple[str, str], Any] = OrderedDict()   # (store location, key) -> result
 _recent_guard = threading.Lock()
 _default_store: RunStore | None = None
+_ANOTHER_FIRST = "Another session asked for this same run first; its result will show here."
 MAX_WAIT = 60.0      # seconds a request waits for a training slot before it is told "busy"
 WAIT_TICK = 1.0      # how often a waiting caller hears its place (and may leave)
 
@@ -98,8 +101,7 @@ class KeyLocks:
         try:
             while not entry[0].acquire(timeout=WAIT_TICK):
                 if on_wait:
-                    on_wait("Another session asked for this same run first; its result "
-                            "will show here.")
+                    on_wait(_ANOTHER_FIRST)
             try:
                 yield
             finally:
@@ -204,6 +206,7 @@ def check_limits() -> None:
     a bad value (ConfigError) where a process starts (the app's router, the CLI)."""
     budget.check_limits()
     max_trainings()
+    default_store()   # SATLAB_STORE: a malformed URL is refused here; a dead server is logged
 
 
 _admission: Admission | None = None
@@ -220,7 +223,8 @@ def admission() -> Admission:
 
 
 def default_store() -> RunStore:
-    """The process-wide store (path from SATLAB_STORE, else the user cache directory)."""
+    """The process-wide store (SATLAB_STORE: a path or a postgresql:// URL, else the user cache
+    directory)."""
     global _default_store
     if _default_store is None:
         _default_store = RunStore()
@@ -251,7 +255,7 @@ def cached(kind: RunKind, cfg: Any, store: RunStore | None = None, *,
     """The result of cfg from memory or the store, or None; nothing trains. A run its user
     stopped counts only with `stopped=True`."""
     store = default_store() if store is None else store
-    recent_key = (str(store.path), kind.store_key(cfg))
+    recent_key = (store.location, kind.store_key(cfg))
     with _recent_guard:
         result = _recent.get(recent_key)
         if result is not None:
@@ -285,16 +289,22 @@ def obtain(kind: RunKind, cfg: Any, store: RunStore | None = None,
     second; a wait for a slot past MAX_WAIT raises Busy.
     """
     store = default_store() if store is None else store
-    with training_lock(kind.store_key(cfg), on_wait):
+    key = kind.store_key(cfg)
+    with training_lock(key, on_wait):
         result = cached(kind, cfg, store, stopped=stopped)
         if result is not None:
             return result
         refuse(kind.estimate(cfg))
-        with admission().slot(on_wait):
-            result = kind.train(cfg, on_epoch)
-        put(kind, result, store)
+        with store.lease(key, (lambda: on_wait(_ANOTHER_FIRST)) if on_wait else None):
+            # Another process or replica may have trained it while this one waited.
+            result = cached(kind, cfg, store, stopped=stopped)
+            if result is not None:
+                return result
+            with admission().slot(on_wait):
+                result = kind.train(cfg, on_epoch)
+            put(kind, result, store)
         # Later calls get it from memory, marked as a stored result (the tables are shared).
-        _remember((str(store.path), kind.store_key(cfg)),
+        _remember((store.location, key),
                   dataclasses.replace(result, from_store=True))
         return result
 

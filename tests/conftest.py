@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import pathlib
 import shutil
 import tempfile
 
@@ -35,3 +36,48 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, f"rep_{rep.when}", rep)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server for this test process (each xdist worker starts its own, about
+    1 s), as a URL; skipped where PostgreSQL is not installed, a failure under CI
+    (SATLAB_REQUIRE_POSTGRES)."""
+    from tests.helpers import postgres_binaries, postgres_server
+    if postgres_binaries() is None:
+        message = "PostgreSQL is not installed (no initdb on PATH or in /usr/lib/postgresql)"
+        if os.environ.get("SATLAB_REQUIRE_POSTGRES"):
+            pytest.fail(message + " and SATLAB_REQUIRE_POSTGRES is set")
+        pytest.skip(message)
+    # Not under pytest's tmp_path: its parent is private to root, and the server runs as postgres.
+    scratch = tempfile.mkdtemp(prefix="satlab-pg-")
+    try:
+        with postgres_server(pathlib.Path(scratch)) as url:
+            yield url
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def new_store(request, tmp_path):
+    """`new_store(name, max_bytes=...)`: an empty run store on each backend, one per name (the same
+    name again opens the same store): a SQLite file in tmp_path, or a schema of its own in the
+    session's PostgreSQL server."""
+    from core.store import RunStore
+    made: dict[str, str] = {}
+
+    def make(name: str = "runs", **kwargs):
+        if request.param == "sqlite":
+            return RunStore(tmp_path / f"{name}.sqlite3", **kwargs)
+        if name not in made:
+            import uuid
+
+            import psycopg
+            url = request.getfixturevalue("postgres_url")
+            schema = f"t_{uuid.uuid4().hex[:16]}"
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"CREATE SCHEMA {schema}")
+            made[name] = f"{url}?options=-csearch_path%3D{schema}"
+        return RunStore(made[name], **kwargs)
+
+    return make

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -194,3 +195,41 @@ def assert_clean(spec: dict) -> None:
             if isinstance(value, float):
                 assert math.isfinite(value), (key, row)
     json.dumps(spec, allow_nan=False)
+
+
+def postgres_binaries() -> Path | None:
+    """The folder of PostgreSQL's server programs: on PATH, or where Debian's `postgresql`
+    puts them (not on PATH)."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return versions[-1].parent if versions else None
+
+
+@contextlib.contextmanager
+def postgres_server(scratch: Path):
+    """`with postgres_server(folder) as url:` a real PostgreSQL server of its own on a free
+    localhost port (initdb in `folder`, trust auth, no fsync: a test's data need not survive a
+    power cut), stopped after. The server refuses to run as root, so then it runs as `postgres`."""
+    bin_dir = postgres_binaries()
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(scratch, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = scratch / "data"
+    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
+                    "--auth=trust", "-E", "UTF8", "--no-sync"],
+                   check=True, capture_output=True)
+    options = f"-p {port} -k {scratch} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options,
+                    "-l", str(scratch / "server.log"), "-w", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                        "stop"], capture_output=True)

@@ -104,8 +104,8 @@ def test_the_recent_results_are_bounded_and_shared_by_every_kind(store):
         cache.obtain(squares, Cfg(n), store)
     cache.obtain(others, Cfg(0), store)                 # same config, another kind: its own
     assert len(cache._recent) == cache.RECENT_RUNS and len(calls) == cache.RECENT_RUNS + 1
-    assert (str(store.path), "sq-" + Cfg(0).key()) not in cache._recent   # the oldest went
-    assert (str(store.path), "other-" + Cfg(0).key()) in cache._recent
+    assert (store.location, "sq-" + Cfg(0).key()) not in cache._recent   # the oldest went
+    assert (store.location, "other-" + Cfg(0).key()) in cache._recent
 
 
 def test_an_unreadable_entry_is_dropped_and_trained_again(store):

@@ -165,7 +165,7 @@ from core.lab.runs import get_run
 from core.store import RunStore
 
 store = RunStore({path!r})
-connect = store._connect
+connect = store._backend.connect
 
 
 def stalling_connect():
@@ -179,7 +179,7 @@ def stalling_connect():
     return conn
 
 
-store._connect = stalling_connect
+store._backend.connect = stalling_connect
 get_run(RunConfig.from_json({config!r}), store=store)
 """
 

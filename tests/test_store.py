@@ -1,5 +1,6 @@
 """Tests for core.store: round trips, LRU eviction, concurrency, faults (damage:
-test_store_damage.py)."""
+test_store_damage.py; leases: test_store_leases.py). The contract's tests run on both backends
+(the `new_store` fixture: SQLite and a real PostgreSQL server); the file's faults on SQLite."""
 
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.store import DEFAULT_MAX_BYTES, RunStore, default_store_path
+from core.store import DEFAULT_MAX_BYTES, RunStore, default_store_location
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-STORE_SRC = REPO / "core" / "store.py"
+STORE_SRC = [REPO / "core" / name for name in ("store.py", "store_sqlite.py", "store_postgres.py")]
 
 
 def same(a, b) -> bool:
@@ -48,8 +49,8 @@ def record_for(tag: str, i: int, size: int = 64) -> dict:
 
 
 @pytest.fixture
-def store(tmp_path) -> RunStore:
-    return RunStore(tmp_path / "runs.sqlite3")
+def store(new_store) -> RunStore:
+    return new_store()
 
 
 # -- basics -------------------------------------------------------------------
@@ -127,7 +128,8 @@ def test_entries_meta_and_sizes(store):
     assert after["r1"]["created"] <= before["r1"]
 
 
-def test_entries_do_not_read_payloads(store, tmp_path):
+def test_entries_do_not_read_payloads(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite3")
     store.put("r1", {"x": 1}, meta={"m": 1})
     with sqlite3.connect(store.path) as raw:
         raw.execute("UPDATE runs SET payload = x'00' WHERE key = 'r1'")
@@ -158,15 +160,16 @@ def test_persistence_across_instances(tmp_path):
     assert s2.entries()[0]["meta"] == {"name": "x"}
 
 
-def test_default_store_path(monkeypatch, tmp_path):
+def test_default_store_location(monkeypatch, tmp_path):
     monkeypatch.setenv("SATLAB_STORE", str(tmp_path / "env" / "s.sqlite3"))
-    assert default_store_path() == tmp_path / "env" / "s.sqlite3"
+    assert default_store_location() == str(tmp_path / "env" / "s.sqlite3")
     s = RunStore()
     assert s.path == tmp_path / "env" / "s.sqlite3" and s.path.parent.is_dir()
     assert s.max_bytes == DEFAULT_MAX_BYTES == 256 * 2**20
     monkeypatch.delenv("SATLAB_STORE")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert default_store_path() == tmp_path / "home" / ".cache" / "saturation-lab" / "runs.sqlite3"
+    assert default_store_location() == str(tmp_path / "home" / ".cache" / "saturation-lab"
+                                           / "runs.sqlite3")
 
 
 @pytest.mark.parametrize(
@@ -180,8 +183,9 @@ def test_invalid_keys_raise(store, key):
     with pytest.raises(ValueError):
         store.delete(key)
     assert key not in store
-    assert not any(p.name != "runs.sqlite3" and not p.name.startswith("runs.sqlite3-")
-                   for p in store.path.parent.iterdir())
+    assert store.path is None or not any(
+        p.name != "runs.sqlite3" and not p.name.startswith("runs.sqlite3-")
+        for p in store.path.parent.iterdir())
 
 
 def test_valid_key_edges(store):
@@ -190,8 +194,9 @@ def test_valid_key_edges(store):
         assert store.get(key) == {"k": key}
 
 
-def test_no_pickle_and_no_streamlit():
-    tree = ast.parse(STORE_SRC.read_text())
+@pytest.mark.parametrize("source", STORE_SRC, ids=lambda p: p.name)
+def test_no_pickle_and_no_streamlit(source):
+    tree = ast.parse(source.read_text())
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -217,17 +222,17 @@ def _incompressible(i: int, n: int = 3000) -> dict:
 _incompressible.cache = {}
 
 
-def test_lru_eviction(tmp_path):
+def test_lru_eviction(new_store):
     recs = [_incompressible(i) for i in range(5)]
     # Measure real (compressed) sizes with an unbounded store.
-    probe = RunStore(tmp_path / "probe.sqlite3")
+    probe = new_store("probe")
     for i, r in enumerate(recs):
         probe.put(f"e{i}", r)
     sizes = {e["key"]: e["bytes"] for e in probe.entries()}
     room = 3 * max(sizes.values())
     assert room < 4 * min(sizes.values())  # exactly three entries fit
 
-    s = RunStore(tmp_path / "lru.sqlite3", max_bytes=room)
+    s = new_store("lru", max_bytes=room)
     for i in range(3):
         s.put(f"e{i}", recs[i])
     assert len(s) == 3
@@ -249,8 +254,8 @@ def test_lru_eviction(tmp_path):
     assert "e0" not in s and s.size_bytes() <= room
 
 
-def test_zero_budget_keeps_nothing(tmp_path):
-    s = RunStore(tmp_path / "z.sqlite3", max_bytes=0)
+def test_zero_budget_keeps_nothing(new_store, tmp_path):
+    s = new_store("z", max_bytes=0)
     s.put("a", {"x": 1})
     assert len(s) == 0 and s.get("a") is None
     with pytest.raises(ValueError):
@@ -269,31 +274,34 @@ def _process_writer(path: str, worker: int, n: int, barrier) -> None:
             s.get(f"w{worker}_{i // 2}")
 
 
-def test_four_processes_writing_at_once(tmp_path):
-    path = str(tmp_path / "shared.sqlite3")
+def test_four_processes_writing_at_once(new_store):
+    store = new_store("shared")
+    n = 25 if store.path else 10   # a server's connection per call is slower than a file's
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(4)
-    procs = [ctx.Process(target=_process_writer, args=(path, w, 25, barrier)) for w in range(4)]
+    procs = [ctx.Process(target=_process_writer, args=(store.location, w, n, barrier))
+             for w in range(4)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
-    s = RunStore(path)
-    assert len(s) == 100
+    s = new_store("shared")
+    assert len(s) == 4 * n
     for w in range(4):
-        for i in range(25):
+        for i in range(n):
             assert same(s.get(f"w{w}_{i}"), record_for(f"w{w}", i))
 
 
 def test_eight_threads_one_store(store):
     errors: list[BaseException] = []
     start = threading.Barrier(8)
+    n = 25 if store.path else 10   # a server's connection per call is slower than a file's
 
     def work(t: int) -> None:
         try:
             start.wait()
-            for i in range(25):
+            for i in range(n):
                 store.put(f"t{t}_{i}", record_for(f"t{t}", i))
                 assert same(store.get(f"t{t}_{i}"), record_for(f"t{t}", i))
                 store.get(f"t{(t + 1) % 8}_{i}")  # may or may not exist yet
@@ -307,9 +315,9 @@ def test_eight_threads_one_store(store):
     for th in threads:
         th.join(60)
     assert not errors, errors
-    assert len(store) == 200
+    assert len(store) == 8 * n
     assert all(same(store.get(f"t{t}_{i}"), record_for(f"t{t}", i))
-               for t in range(8) for i in range(25))
+               for t in range(8) for i in range(n))
 
 
 _KILLED_WRITER = """
@@ -389,17 +397,21 @@ def test_every_method_degrades_to_a_miss_when_the_store_cannot_open(tmp_path, wh
     assert sum("failed, treated as a miss" in r.getMessage() for r in caplog.records) >= 8
 
 
-class _SmallDisk(RunStore):
-    """A store whose database may not grow past `pages` pages: SQLite itself then answers
-    SQLITE_FULL ("database or disk is full"), as it does on a full disk."""
+def _SmallDisk(path, max_bytes: int) -> RunStore:
+    """A store whose database may not grow past `store.pages` pages (0: any size): SQLite itself
+    then answers SQLITE_FULL ("database or disk is full"), as it does on a full disk."""
+    store = RunStore(path, max_bytes=max_bytes)
+    store.pages = 0
+    plain = store._backend.connect
 
-    pages = 0
-
-    def _connect(self):
-        conn = super()._connect()
-        if self.pages:
-            conn.execute(f"PRAGMA max_page_count = {self.pages}")
+    def connect():
+        conn = plain()
+        if store.pages:
+            conn.execute(f"PRAGMA max_page_count = {store.pages}")
         return conn
+
+    store._backend.connect = connect
+    return store
 
 
 def test_a_full_disk_evicts_the_oldest_runs_to_make_room(tmp_path):
@@ -409,7 +421,7 @@ def test_a_full_disk_evicts_the_oldest_runs_to_make_room(tmp_path):
     pages = sqlite3.connect(s.path).execute("PRAGMA page_count").fetchone()[0]
     s.pages = pages
     # The fault is real: a plain insert into this database is refused by SQLite.
-    conn = s._connect()
+    conn = s._backend.connect()
     with pytest.raises(sqlite3.OperationalError, match="full"):
         conn.execute("INSERT INTO runs VALUES ('x', ?, 1, 0, 0, 0, NULL)", (os.urandom(20_000),))
     conn.close()

@@ -1,5 +1,6 @@
-"""A damaged run store (core/store.py, core/salvage.py): a damaged row reads as missing, a junk
-file is replaced, a corrupt page or a cut-off end loses only the runs on it."""
+"""A damaged run store (core/store.py, core/salvage.py): a damaged row reads as missing (on SQLite
+and PostgreSQL), a junk file is replaced, a corrupt page or a cut-off end loses only the runs on
+it."""
 
 from __future__ import annotations
 
@@ -15,12 +16,18 @@ from tests.test_store import record_for, same
 
 
 @pytest.fixture
-def store(tmp_path) -> RunStore:
-    return RunStore(tmp_path / "runs.sqlite3")
+def store(new_store) -> RunStore:
+    return new_store()
 
 
-def _raw_update(path, sql, params=()):
-    conn = sqlite3.connect(path)
+def _raw_update(store: RunStore, sql, params=()):
+    """Write into the store's table behind its back: sqlite3 on a file, psycopg on a server."""
+    if store.path is None:
+        import psycopg
+        with psycopg.connect(store.location, autocommit=True) as conn:
+            conn.execute(sql.replace("?", "%s"), params)
+        return
+    conn = sqlite3.connect(store.path)
     with conn:
         conn.execute(sql, params)
     conn.close()
@@ -45,13 +52,15 @@ def _good_payload_for_other_key() -> bytes:
     ],
 )
 def test_damaged_row_is_missing_and_deleted(store, payload, caplog):
+    if store.path is None and not isinstance(payload, bytes):
+        pytest.skip("PostgreSQL's bytea column holds bytes only")
     store.put("victim", {"x": 1})
     store.put("bystander", {"y": 2})
     if payload is None:
         # payload is NOT NULL; a row can still be damaged into a number.
-        _raw_update(store.path, "UPDATE runs SET payload = 42 WHERE key = 'victim'")
+        _raw_update(store, "UPDATE runs SET payload = 42 WHERE key = 'victim'")
     else:
-        _raw_update(store.path, "UPDATE runs SET payload = ? WHERE key = 'victim'", (payload,))
+        _raw_update(store, "UPDATE runs SET payload = ? WHERE key = 'victim'", (payload,))
     with caplog.at_level(logging.WARNING, logger="core.store"):
         assert store.get("victim") is None
     assert "victim" not in store and "victim" not in store.keys()
