@@ -28,7 +28,7 @@ if "SATLAB_STORE" not in os.environ and st.secrets.load_if_toml_exists() \
 try:
     check_limits()
 except ConfigError as err:   # a misconfigured server: say so on every page, run nothing
-    st.error(f"This server's limits are misconfigured: {err}", icon=":material/error:")
+    st.error(f"This server is misconfigured: {err}", icon=":material/error:")
     st.stop()
 
 page = st.navigation([

@@ -349,5 +349,5 @@ def test_a_bad_budget_variable_stops_the_cli_and_the_app_at_start(monkeypatch, c
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert [e.value for e in at.error] == [
-        "This server's limits are misconfigured: SATLAB_MAX_COMPUTE: '1e999' is not a limit: "
+        "This server is misconfigured: SATLAB_MAX_COMPUTE: '1e999' is not a limit: "
         "set a finite positive number (multiply-adds; the default is 6e11), or unset it"]

@@ -166,6 +166,6 @@ def test_a_malformed_url_from_the_environment_or_secrets_stops_the_cli_and_the_a
     app.run()
     assert not app.exception, [e.value for e in app.exception]
     assert [e.value for e in app.error] == [
-        "This server's limits are misconfigured: SATLAB_STORE: not a valid PostgreSQL URL "
+        "This server is misconfigured: SATLAB_STORE: not a valid PostgreSQL URL "
         "(postgresql://user:password@host:port/dbname): the port must be a number from 1 to "
         "65535, got '54x2'"]
