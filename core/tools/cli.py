@@ -26,7 +26,8 @@ from core.cache import check_limits
 from core.lab.config import FIELDS, RunConfig
 from core.settings import ConfigError, describe, field_kind
 from core.tables import status_word
-from core.tools.run_file_commands import add_run_file_parsers, diagnose, export_tensorboard
+from core.tools.run_file_commands import (add_run_file_parsers, diagnose, export_tensorboard,
+                                         list_watched)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -127,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return diagnose(args)
         if args.command == "export-tensorboard":
             return export_tensorboard(args)
+        if args.command == "watched":
+            return list_watched()
         return _datasets() if args.command == "datasets" else _train(parser, args)
     except BrokenPipeError:  # output piped into `head`: not an error worth a traceback
         sys.stderr.close()

@@ -68,3 +68,18 @@ def test_the_dead_panel_names_the_probe_the_run_used():
     assert "flat for all 32 probe examples" in titles(small_run(0))
     assert "1,024" not in titles(small_run(0))
     assert "not measured: no probe batch" in titles(small_run(0, probe=False))
+
+
+def test_the_cli_lists_stored_watched_runs_and_diagnoses_one_by_its_key(capsys):
+    from core.tools.cli import main
+
+    run = small_run(2)
+    key = run.store()   # the default store: SATLAB_STORE (tests/conftest.py)
+    assert main(["watched"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert f"{key}  Sequential · sgd lr 0.1 · tanh · 6 steps, layers every 2 — " in "\n".join(
+        listed) and len(listed) == len(stored_watched())
+    assert main(["diagnose", key, "--json"]) in (0, 1)
+    assert json.loads(capsys.readouterr().out)["run"] == key
+    assert main(["diagnose", "watch-" + "0" * 20]) == 2
+    assert "no watched run in the run store has the key" in capsys.readouterr().err
