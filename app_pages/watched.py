@@ -61,8 +61,9 @@ w.result().save("run.json")         # open it here, or: python -m core diagnose 
 w.result().store()                  # or pick it here from the run store (SATLAB_STORE)""",
         language="python")
 
+link = {key: st.query_params.get(key) for key in (RUN_KEY,)}
 source = st.segmented_control(
-    "Open", [UPLOAD, STORED], default=STORED if RUN_KEY in st.query_params else UPLOAD,
+    "Open", [UPLOAD, STORED], default=UPLOAD if link[RUN_KEY] is None else STORED,
     key="source", bind="query-params", required=True,
     help="A run file from your computer, or a watched run put into this server's run store "
          "with `w.result().store()`.")
@@ -70,7 +71,6 @@ source = st.segmented_control(
 
 def from_upload() -> tuple[tuple, Callable[[], object]]:
     """The uploaded file's identity and how to read it."""
-    st.query_params.pop(RUN_KEY, None)   # the link names no stored run while a file is open
     upload = st.file_uploader(
         "Run file (.json)", type="json", max_upload_size=MAX_UPLOAD_MB,
         help=f"A watched loop's file (`run.save`) or a Lab run's JSON, at most "
@@ -84,12 +84,13 @@ def from_upload() -> tuple[tuple, Callable[[], object]]:
 def from_store() -> tuple[tuple, Callable[[], object]]:
     """The picked stored run's identity and how to read it (the link holds its key)."""
     runs = stored_watched()
-    asked = st.query_params.get(RUN_KEY)
     if not runs:
-        st.info("The run store holds no watched run yet" + (
-            f" (so none has the link's key `{inline(asked)}`)" if asked else "")
-            + ": put one there with `w.result().store()` in the process that watched it, "
-              "with SATLAB_STORE naming this server's store.", icon=":material/info:")
+        if link[RUN_KEY] is not None:
+            warn([f"`{RUN_KEY}={inline(link[RUN_KEY])}`: no watched run in the store has this "
+                  "key; it holds none yet."])
+        st.info("The run store holds no watched run yet: put one there with "
+                "`w.result().store()` in the process that watched it, with SATLAB_STORE naming "
+                "this server's store.", icon=":material/info:")
         st.stop()
     labels = {r["key"]: watched_label(r) for r in runs}
     key, problems = labelled_choice(

@@ -50,7 +50,14 @@ _positive_int.__name__ = "whole number from 1 to 4096"
 
 def _json_path(text: str) -> Path:
     """Where --json writes: checked before the work starts, not after it is done."""
-    path = Path(text)
+    try:
+        return _writable_file(Path(text), text)
+    except OSError as err:   # a name too long for the filesystem, say: stat itself fails
+        raise argparse.ArgumentTypeError(f"{text[:60]} cannot be a file here "
+                                         f"({err.strerror or err})") from None
+
+
+def _writable_file(path: Path, text: str) -> Path:
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text[:60]} is a folder; name a file in it")
     if not path.parent.is_dir():
