@@ -1,5 +1,8 @@
-"""Your model: open a run file (a loop watched with core.watch, or a Lab run) and read its
-per-layer diagnostics and the gradient doctor's findings, without training anything here."""
+"""Your model: open a run file (a loop watched with core.watch, or a Lab run), or a watched run
+from the run store, and read its per-layer diagnostics and the gradient doctor's findings, without
+training anything here."""
+
+from typing import Callable
 
 import streamlit as st
 
@@ -9,11 +12,13 @@ from core.lab.metrics import DEPTH_RATIO, readable
 from core.lab.network_chart import network_diagram
 from core.lab.runfile import RunFileError, parse_run_file
 from core.lab.tabs import TABS, TabChart
+from core.settings import inline
 from core.tables import status_word
 # Only the result class, but importing it loads torch: core/watch/__init__.py imports the
 # watcher. The page itself imports no torch (tests/test_architecture.py).
-from core.watch.result import KIND, WatchedRun
+from core.watch.result import KIND, WatchedRun, load_stored, stored_watched, watched_label
 from app_pages.kit.charts import built_tabs, run_chart
+from app_pages.kit.controls import labelled_choice, warn
 from app_pages.kit.diagnosis import doctor_box, flat_share_metric
 
 # Well under Streamlit's 200 MB upload limit: the browser refuses a larger file before sending
@@ -21,6 +26,9 @@ from app_pages.kit.diagnosis import doctor_box, flat_share_metric
 # per-layer rows of its recorded steps; no histograms).
 MAX_UPLOAD_MB = 64
 KINDS = {KIND: WatchedRun}
+# Streamlit puts a button group's label (not its value) in the link, so the labels are short.
+UPLOAD, STORED = "Upload a file", "Pick a stored run"
+RUN_KEY = "run"   # the link's parameter naming a stored run by its key
 # A watched run's charts where they differ from a Lab run's (None: left out). Its loop's
 # epochs and validation are its own and it keeps no histograms, so the per-epoch loss gives way
 # to the loss per step, and the charts drawn from histograms (the network diagram's units and
@@ -37,7 +45,8 @@ st.write("Open the file of a training loop you ran yourself, and see what the Tr
          "of its own runs: every layer's gradients, saturated or inactive units and update sizes, "
          "and the gradient doctor's findings. To make the file, wrap your loop in "
          "`core.watch.watch`, call `w.after_backward(loss)` after each backward pass, and save "
-         "`w.result()`; a Lab run's JSON (its **Run as JSON** download, or "
+         "`w.result()` to a file, or put it into the run store (`.store()`) and pick it here; "
+         "a Lab run's JSON (its **Run as JSON** download, or "
          "`python -m core train --json`) opens here too.")
 st.code("""from core.watch import watch
 
@@ -48,31 +57,76 @@ with watch(model, optimizer, every=25) as w:
         loss.backward()
         w.after_backward(loss)      # after backward, before any clipping
         optimizer.step()
-w.result().save("run.json")         # open it here, or: python -m core diagnose run.json""",
+w.result().save("run.json")         # open it here, or: python -m core diagnose run.json
+w.result().store()                  # or pick it here from the run store (SATLAB_STORE)""",
         language="python")
 
-upload = st.file_uploader("Run file (.json)", type="json", max_upload_size=MAX_UPLOAD_MB,
-                          help=f"A watched loop's file (`run.save`) or a Lab run's JSON, at most "
-                               f"{MAX_UPLOAD_MB} MB. Nothing is trained or stored.")
-if upload is None:
-    st.stop()
-# A tab switch reruns the page: the file (up to 64 MB of JSON) is read once per upload, and
-# the session keeps what it read, rather than reading it again on every rerun.
+link = {key: st.query_params.get(key) for key in (RUN_KEY,)}
+source = st.segmented_control(
+    "Open", [UPLOAD, STORED], default=UPLOAD if link[RUN_KEY] is None else STORED,
+    key="source", bind="query-params", required=True,
+    help="A run file from your computer, or a watched run put into this server's run store "
+         "with `w.result().store()`.")
+
+
+def from_upload() -> tuple[tuple, Callable[[], object]]:
+    """The uploaded file's identity and how to read it."""
+    upload = st.file_uploader(
+        "Run file (.json)", type="json", max_upload_size=MAX_UPLOAD_MB,
+        help=f"A watched loop's file (`run.save`) or a Lab run's JSON, at most "
+             f"{MAX_UPLOAD_MB} MB. Nothing is trained or stored.")
+    if upload is None:
+        st.stop()
+    return (UPLOAD, upload.file_id), lambda: parse_run_file(
+        upload.getvalue(), MAX_UPLOAD_MB * 2**20, kinds=KINDS)
+
+
+def from_store() -> tuple[tuple, Callable[[], object]]:
+    """The picked stored run's identity and how to read it (the link holds its key)."""
+    runs = stored_watched()
+    if not runs:
+        if link[RUN_KEY] is not None:
+            warn([f"`{RUN_KEY}={inline(link[RUN_KEY])}`: no watched run in the store has this "
+                  "key; it holds none yet."])
+        st.info("The run store holds no watched run yet: put one there with "
+                "`w.result().store()` in the process that watched it, with SATLAB_STORE naming "
+                "this server's store.", icon=":material/info:")
+        st.stop()
+    labels = {r["key"]: watched_label(r) for r in runs}
+    key, problems = labelled_choice(
+        "Stored run", list(labels), labels, key=RUN_KEY, default=runs[0]["key"],
+        why_not="no watched run in the store has this key (any more)",
+        help="Watched runs in the run store, most recently used first: the model, its "
+             "optimizer, the activation most units went through, the steps, then the final "
+             "loss and when it was stored.")
+    warn(problems)
+
+    def read():
+        run = load_stored(key)
+        if run is None:
+            raise RunFileError(f"run {key} is no longer in the run store, or cannot be read")
+        return run
+    return (STORED, key), read
+
+
+identity, read = from_upload() if source == UPLOAD else from_store()
+# A tab switch reruns the page: the file (up to 64 MB of JSON) or the stored run is read once
+# per choice, and the session keeps what it read, rather than reading it again on every rerun.
 opened = st.session_state.get("opened_run")
 try:
-    if opened is None or opened[0] != upload.file_id:
+    if opened is None or opened[0] != identity:
         st.session_state.pop("opened_run", None)
-        opened = (upload.file_id,
-                  parse_run_file(upload.getvalue(), MAX_UPLOAD_MB * 2**20, kinds=KINDS))
+        opened = (identity, read())
     result = opened[1]
     findings = diagnose(result)   # made once per run object (RunResult.derived)
     st.session_state["opened_run"] = opened
 except RunFileError as err:
-    st.error(f"This file cannot be opened: {err}", icon=":material/error:")
+    st.error(f"This {'file' if source == UPLOAD else 'run'} cannot be opened: {err}",
+             icon=":material/error:")
     st.stop()
 except Exception as err:  # shaped like a run, but records the doctor cannot read
-    st.error(f"This file cannot be diagnosed: its records do not read as a run's "
-             f"({type(err).__name__}).", icon=":material/error:")
+    st.error(f"This {'file' if source == UPLOAD else 'run'} cannot be diagnosed: its records do "
+             f"not read as a run's ({type(err).__name__}).", icon=":material/error:")
     st.stop()
 
 watched = isinstance(result, WatchedRun)

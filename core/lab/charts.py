@@ -41,7 +41,7 @@ from core.chart_parts import (
 )
 from core.chart_parts import loss_accuracy  # noqa: F401 - the Lab's first chart, shared
 from core.activations import flat_region
-from core.lab.metrics import CATALOGUE, FLAT_WHEN, power
+from core.lab.metrics import CATALOGUE, FLAT_WHEN, dead_symbol, power
 
 FLAT_WORDS = {"saturation": "saturated", "inactive": "inactive"}
 UPDATE_DATA = CATALOGUE["update_data_ratio"]
@@ -269,7 +269,9 @@ def flat_dead(result, epoch: int | None = None):
     if kind is None:
         return no_data("Saturated, inactive and dead units per layer",
                        "a linear network has no flat region")
-    panels = [metric_panel(kind), metric_panel("dead")]
+    dead = metric_panel("dead")._replace(
+        title=f"{CATALOGUE['dead'].label} {dead_symbol(result.probe_examples)}")
+    panels = [metric_panel(kind), dead]
     if result.config.activation == "sigmoid":
         # On sigmoid's whole range, so a drift towards an asymptote reads as one.
         panels.append(metric_panel("act_mean", tuple(rule("y", "value", 0.5, "0.5 = σ(0)")))

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from core.lab.config import ConfigError, RunConfig
-from core.lab.metrics import CATALOGUE, DEPTH_RATIO, FLAT_WHEN, PROBE_EXAMPLES, power
+from core.lab.metrics import CATALOGUE, DEPTH_RATIO, FLAT_WHEN, power
 from core.lab.result import RunResult
 
 VANISHING_RATIO = 1e-3     # depth ratio ‖∂L/∂z₁‖/‖∂L/∂z_out‖ below this: vanishing
@@ -265,12 +265,11 @@ def _dead(r: RunResult, found: list[Finding]) -> Finding | None:
     word = "inactive" if cfg.activation in RELU_LIKE else "saturated"
     passes = ("no gradient" if cfg.activation == "relu" else "almost no gradient")
     unit = "ReLUs" if cfg.activation == "relu" else "units"
-    n_probe = f"{PROBE_EXAMPLES:,}"
     return Finding(
         "dead", "warning", f"Dead {unit}",
         f"{last.mean():.0%} of the hidden {unit} are dead {when} (mean over "
-        f"layers; {last.max():.0%} in {last.idxmax()}): {word} for every one of the first "
-        f"{n_probe} training examples (all of them if fewer). Such a unit passes {passes} to "
+        f"layers; {last.max():.0%} in {last.idxmax()}): {word} for every one of "
+        f"{r.probe_set}. Such a unit passes {passes} to "
         f"its own weights, and revives only if updates elsewhere shift its input.",
         _fixes(cfg, _init_fix(cfg) if scale else _lower_lr(cfg), _batch_norm(cfg)))
 

@@ -21,6 +21,16 @@ FLAT_WHEN = f"|f′(z)| < {FLAT_FRACTION:.0%} of max |f′|"
 PROBE_EXAMPLES = 1024   # the fixed probe set "dead" is measured on (the whole training set if smaller)
 
 
+def dead_symbol(examples: int | None) -> str:
+    """The dead share's formula in a title, for a probe of `examples` examples (a Lab run's
+    fixed probe set, a watched loop's own probe batch; 0: no probe was run; None: a watched
+    run's file that does not say how large its probe batch was)."""
+    if examples is None:
+        return "(flat for every example of the probe batch)"
+    return (f"(flat for all {examples:,} probe examples)" if examples else
+            "(not measured: no probe batch)")
+
+
 @dataclass(frozen=True)
 class Metric:
     label: str                  # short name: legends, tooltips, headline numbers
@@ -73,7 +83,7 @@ CATALOGUE: dict[str, Metric] = {
                        f"ReLU-family layers: share of (example, unit) pairs of the training batch "
                        f"where {FLAT_WHEN}: ReLU's zero region (z ≤ 0), or the flat negative side "
                        "of its smooth and leaky variants. About half is normal.", **_SHARE),
-    "dead": Metric("Dead", f"(flat for all {PROBE_EXAMPLES:,} probe examples)",
+    "dead": Metric("Dead", dead_symbol(PROBE_EXAMPLES),
                    f"Share of units saturated or inactive ({FLAT_WHEN}) for every example (and "
                    f"position) of a fixed probe set: the first {PROBE_EXAMPLES:,} training "
                    "examples (all of them when fewer), run through the network as it predicts "

@@ -27,6 +27,7 @@ import pandas as pd
 
 from core.activations import flat_region
 from core.lab.config import RunConfig
+from core.lab.metrics import PROBE_EXAMPLES
 from core.tables import TrainedRun, table_from_dict, table_to_dict
 
 TABLES = ("epochs", "steps", "layers", "histograms", "boundary", "points")
@@ -106,6 +107,17 @@ class RunResult(TrainedRun):
         if self.diverged or share.empty:
             return [math.nan] * len(share.columns)
         return share.iloc[-1].astype(float).tolist()
+
+    @property
+    def probe_examples(self) -> int:
+        """How many examples `dead` was measured on: the trainer's fixed probe set, the first
+        PROBE_EXAMPLES training examples, or all of them when fewer."""
+        return min(PROBE_EXAMPLES, int(self.dataset.get("n_train", PROBE_EXAMPLES)))
+
+    @property
+    def probe_set(self) -> str:
+        """The probe set in words, as the doctor's evidence names it."""
+        return f"the first {self.probe_examples:,} training examples"
 
     # --- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -26,7 +26,8 @@ from core.cache import check_limits
 from core.lab.config import FIELDS, RunConfig
 from core.settings import ConfigError, describe, field_kind
 from core.tables import status_word
-from core.tools.run_file_commands import add_run_file_parsers, diagnose, export_tensorboard
+from core.tools.run_file_commands import (add_run_file_parsers, diagnose, export_tensorboard,
+                                         list_watched)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,7 +50,14 @@ _positive_int.__name__ = "whole number from 1 to 4096"
 
 def _json_path(text: str) -> Path:
     """Where --json writes: checked before the work starts, not after it is done."""
-    path = Path(text)
+    try:
+        return _writable_file(Path(text), text)
+    except OSError as err:   # a name too long for the filesystem, say: stat itself fails
+        raise argparse.ArgumentTypeError(f"{text[:60]} cannot be a file here "
+                                         f"({err.strerror or err})") from None
+
+
+def _writable_file(path: Path, text: str) -> Path:
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text[:60]} is a folder; name a file in it")
     if not path.parent.is_dir():
@@ -127,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return diagnose(args)
         if args.command == "export-tensorboard":
             return export_tensorboard(args)
+        if args.command == "watched":
+            return list_watched()
         return _datasets() if args.command == "datasets" else _train(parser, args)
     except BrokenPipeError:  # output piped into `head`: not an error worth a traceback
         sys.stderr.close()

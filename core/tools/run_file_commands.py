@@ -1,6 +1,8 @@
 """`python -m core diagnose` and `export-tensorboard`: commands on a run file from anywhere (a Lab
 run's `train --json`, a watched loop's `WatchedRun.save`), read through the checked reader
-(core.lab.runfile). `core.tools.cli` registers them with its parser and dispatches to them.
+(core.lab.runfile), or on a watched run in the run store by its key (`WatchedRun.store`), which
+`python -m core watched` lists. `core.tools.cli` registers them with its parser and dispatches
+to them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ from core.tables import status_word
 def add_run_file_parsers(sub) -> None:
     from core.lab.runfile import MAX_RUN_FILE_BYTES
 
-    run_file = f"a run's JSON (`train --json`), at most {MAX_RUN_FILE_BYTES // 2**20} MiB"
+    run_file = (f"a run's JSON (`train --json`, a watched run's `save`), at most "
+                f"{MAX_RUN_FILE_BYTES // 2**20} MiB; or a stored watched run's key (`python -m "
+                f"core watched`)")
+    sub.add_parser("watched", help="list the watched runs in the run store (`run.store()`), "
+                                   "most recently used first: key and description")
     diagnose = sub.add_parser(
         "diagnose", help="the gradient doctor's findings on a run file; exit status 1 when a "
                          "finding is an error",
@@ -37,12 +43,32 @@ def add_run_file_parsers(sub) -> None:
                                                          "missing)")
 
 
-def _read_run(path: str):
-    """The run in the file, a Lab run's or a watched loop's (core.watch), or None after one line
-    on stderr (a bad file: exit status 2)."""
-    from core.lab.runfile import RunFileError, read_run_file
-    from core.watch.result import KIND, WatchedRun
+def list_watched() -> int:
+    from core.watch.result import stored_watched, watched_label
 
+    runs = stored_watched()
+    if not runs:
+        print("The run store holds no watched run: put one there with `w.result().store()`.")
+    for entry in runs:
+        print(f"{entry['key']}  {watched_label(entry)}")
+    return 0
+
+
+def _read_run(path: str):
+    """The run in the file, a Lab run's or a watched loop's (core.watch), or the watched run
+    stored under that key when no such file exists; None after one line on stderr (a bad file:
+    exit status 2)."""
+    from pathlib import Path
+
+    from core.lab.runfile import RunFileError, read_run_file
+    from core.watch.result import KIND, STORE_KEY, WatchedRun, load_stored
+
+    if STORE_KEY.fullmatch(path) and not Path(path).exists():
+        run = load_stored(path)
+        if run is None:
+            print(f"python -m core: error: no watched run in the run store has the key {path} "
+                  f"(`python -m core watched` lists them)", file=sys.stderr)
+        return run
     try:
         return read_run_file(path, kinds={KIND: WatchedRun})
     except RunFileError as err:

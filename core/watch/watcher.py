@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import math
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,7 +74,7 @@ from torch.overrides import TorchFunctionMode
 
 from core import activations
 from core.watch import tables
-from core.watch.result import WatchedConfig, WatchedRun
+from core.watch.result import WatchedConfig, WatchedRun, identified
 from core.watch.tables import ROOT_NAME
 
 # The functions (and the Tensor methods) of each activation, as the function mode sees them.
@@ -244,12 +243,12 @@ class Watch:
         group = self.optimizer.param_groups[0] if self.optimizer is not None else {}
         drops = [m.p for m in self.model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
         return WatchedConfig(
-            run_id=uuid.uuid4().hex, model=type(self.model).__name__,
+            run_id="", model=type(self.model).__name__,   # run_id: set by `identified`
             optimizer=type(self.optimizer).__name__.lower() if self.optimizer else "",
             lr=float(group.get("lr", math.nan)), weight_decay=float(group.get("weight_decay", 0)),
             every=self.every, activation="linear",   # set from the first recorded step
             batch_norm=any(isinstance(m, _NORMS) for m in self.model.modules()),
-            dropout=float(max(drops, default=0.0)))
+            dropout=float(max(drops, default=0.0)), probe=_examples(self.probe))
 
     # --- hooks of a recorded step -----------------------------------------------------------
     def _recording(self) -> bool:
@@ -486,7 +485,7 @@ class Watch:
         seen = self._activation_pairs.most_common(1)
         config = self._config.replace(activation=seen[0][0] if seen else "linear")
         status = "diverged" if divergence else "stopped" if self._failed else "completed"
-        return WatchedRun(
+        return identified(WatchedRun(
             config=config, status=status, device=str(_device(self.params)),
             dataset={"source": "the watched loop's own data"},
             layer_names=[n for n in names if n in present],
@@ -498,7 +497,7 @@ class Watch:
             histograms=pd.DataFrame({c: [] for c in ("epoch", "layer", "kind", "bin", "lo",
                                                      "hi", "count")}),
             boundary=pd.DataFrame({"epoch": [], "x": [], "y": [], "p": []}),
-            points=pd.DataFrame({"x": [], "y": [], "label": [], "split": []}))
+            points=pd.DataFrame({"x": [], "y": [], "label": [], "split": []})))
 
     def _describe_divergence(self, step: int, values: np.ndarray, present: list[int]) -> dict:
         """Where a step's first non-finite value was: a layer's output (the first in forward
@@ -539,3 +538,10 @@ def _lr(optimizer: torch.optim.Optimizer | None) -> float:
 
 def _device(params: list[torch.Tensor]) -> torch.device:
     return params[0].device if params else torch.device("cpu")
+
+
+def _examples(probe: Any) -> int:
+    """Examples in the probe batch: its first tensor's first dimension; 0 without a probe."""
+    first = next((a for a in (probe if isinstance(probe, tuple) else (probe,))
+                  if isinstance(a, torch.Tensor)), None)
+    return int(first.shape[0]) if first is not None and first.dim() else 0

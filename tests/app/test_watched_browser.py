@@ -1,6 +1,6 @@
 """The "Your model" page in Chromium, on a real `streamlit run`: a watched loop's file uploaded
-through the page's file input draws the headline, the doctor and the charts without a JavaScript
-error. Uses test_browser's server, browser and page (skipped with it where Chromium is missing).
+through the page's file input, or its run stored and opened by a link, draws the headline, the
+doctor and the charts without a JavaScript error. Uses test_browser's server, browser and page (skipped with it where Chromium is missing).
 SATLAB_WATCHED_SHOTS=<folder> keeps a screenshot of each stage there."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tests.app.test_browser import (  # noqa: F401 - fixtures, used by name
     _idle, _no_exception, _settle, browser, page, server, server_process)
+from core.store import RunStore
 from tests.app.test_watched_page import watched_run
 
 SHOTS = os.environ.get("SATLAB_WATCHED_SHOTS")
@@ -66,3 +67,16 @@ def test_an_uploaded_watched_run_draws_the_doctor_and_its_charts(server, page, t
     _no_exception(page)
     assert page.locator('[data-testid="stVegaLiteChart"]').count() == 0
     _shot(page, "5_bad_file")
+
+
+def test_a_link_to_a_stored_watched_run_opens_it(server_process, page):
+    url, log, _ = server_process
+    key = watched_run().store(RunStore(Path(log).parent / "runs.sqlite3"))   # the server's store
+    page.goto(f"{url}/watched?run={key}")
+    page.get_by_text("A watched Sequential").wait_for(timeout=60_000)
+    _drawn(page, 1)
+    _idle(page)
+    _no_exception(page)
+    assert page.get_by_text("What may help:").count() >= 1
+    assert f"run={key}" in page.url
+    _shot(page, "6_stored_link")

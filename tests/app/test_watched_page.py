@@ -98,3 +98,35 @@ def test_a_run_file_whose_config_is_not_a_watched_one_gets_one_error(watched_fil
     at = upload(json.dumps(data).encode(), name="bad.json")
     assert not at.exception
     assert len(at.error) == 1 and "This file cannot be opened" in at.error[0].value
+
+
+def page_content(at) -> dict:
+    """What the page shows of a run: its headline, numbers, findings and charts."""
+    return {"subheader": [s.value for s in at.subheader], "caption": [c.value for c in at.caption],
+            "metrics": [(m.label, m.value) for m in at.metric],
+            "boxes": [e.value for e in (*at.error, *at.warning, *at.info)],
+            "charts": charts(at)}
+
+
+def test_a_stored_run_picked_or_linked_shows_what_its_uploaded_file_shows(watched_file):
+    run = WatchedRun.from_dict(json.loads(watched_file))
+    key = run.store()
+    uploaded = upload(watched_file)
+    picked = open_page(PAGE, source="Pick a stored run")
+    clean(picked)
+    choice = picked.selectbox(key="run")
+    assert choice.value == key and picked.query_params["run"] == key   # the newest, linked
+    assert choice.options[0].startswith("Sequential · adam lr 0.001 · sigmoid · 20 steps, "
+                                        "layers every 5 — final loss "), choice.options
+    linked = open_page(PAGE, run=key)
+    clean(linked)
+    assert page_content(picked) == page_content(uploaded) == page_content(linked)
+    assert "A watched Sequential" in page_content(linked)["subheader"]
+
+
+def test_a_link_to_a_key_the_store_lacks_gets_one_clear_message(watched_file):
+    WatchedRun.from_dict(json.loads(watched_file)).store()
+    at = open_page(PAGE, run="watch-nosuchkey")
+    clean(at)
+    said = [w.value for w in at.warning if "run=" in w.value]
+    assert len(said) == 1 and "no watched run in the store has this key" in said[0], said

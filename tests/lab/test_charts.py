@@ -268,6 +268,9 @@ def test_saturation_and_dead_are_percentages(runs, spec):
     assert 0 <= min(g[2] for g in got) and max(g[2] for g in got) <= 100
     assert max(g[2] for g in got) > 1  # percent, not a fraction: this tanh net saturates a bit
     assert "output" not in {g[0] for g in got}  # the output layer has no activation
+    # The probe set is the first 1,024 training examples, here all 400 (max_train).
+    assert "Dead (flat for all 400 probe examples)" in {t.get("title") for t in walk(s)
+                                                         if isinstance(t, dict)}
     assert all(e["scale"]["domain"] == [0, 100] for e in encodings(s, "y")
                if e.get("field") == "value")
 
