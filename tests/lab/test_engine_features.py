@@ -94,10 +94,11 @@ def test_percentile_traces_match_numpy_on_the_same_tensors():
     assert set(r.act_percentiles.step) == set(r.steps.step)   # record_every=1
 
 
-def test_percentiles_of_conv_sized_rows_match_numpy():
-    x = torch.randn(3, 1001, generator=torch.Generator().manual_seed(0))
-    got = percentiles(x, torch.tensor([0.0, 15.0, 50.0, 98.0, 100.0])).numpy()
-    np.testing.assert_allclose(got, np.percentile(x.numpy(), [0, 15, 50, 98, 100], axis=1),
+@pytest.mark.parametrize("n", [1, 2, 1001, 5003])   # sorted whole, and by the tail (topk)
+def test_percentiles_match_numpy(n):
+    x = torch.randn(3, n, generator=torch.Generator().manual_seed(0))
+    ps = (0.0, 2.0, 15.0, 50.0, 85.0, 98.0, 100.0)
+    np.testing.assert_allclose(percentiles(x, ps).numpy(), np.percentile(x.numpy(), ps, axis=1),
                                rtol=1e-6, atol=1e-6)
 
 
