@@ -10,7 +10,10 @@ clip_grad_norm_/clip_grad_value_. The data lives on the device as uint8 and is s
 batch at a time. A run whose values become NaN/inf stops with status "diverged" and keeps what
 was recorded up to the first bad step; one whose caller's `on_epoch` raises StopTraining (a Stop
 button) ends after one more epoch (recording its end state, as a last epoch does) with status
-"stopped", and keeps what it recorded.
+"stopped", and keeps what it recorded. Beside the recorder: percentile traces of a few fixed
+units (core.lab.unit_trace), validation every eval_every steps (core.lab.val_trace), and with
+target_loss set, the step the loss criterion was met (core.lab.criterion), after whose epoch
+the run ends.
 """
 
 from __future__ import annotations
