@@ -309,7 +309,9 @@ def loss_accuracy(result, epoch: int | None = None):
     color = alt.Color("split:N", title="Split",
                       scale=alt.Scale(domain=list(SPLITS), range=list(SPLITS.values())))
     panels, declared = [], False
-    for metric, title in (("loss", "Loss (cross-entropy)"), ("accuracy", "Accuracy (%)")):
+    # The Lab's runs name their loss (RunResult.loss_title); the other families' is cross-entropy.
+    loss_title = getattr(result, "loss_title", "Loss (cross-entropy)")
+    for metric, title in (("loss", loss_title), ("accuracy", "Accuracy (%)")):
         d = df[df["metric"] == metric] if len(df) else df
         if d.empty:
             panels.append(no_data(title))

@@ -141,8 +141,26 @@ def make_optimizer(name: str, params, lr: float, *, momentum: float = MOMENTUM,
     raise ConfigError("optimizer", f"unknown optimizer {name!r}")  # pragma: no cover
 
 
+def loss_of(kind: str, logits: torch.Tensor, y: torch.Tensor,
+            reduction: str = "mean") -> torch.Tensor:
+    """The training loss by name, per example averaged ("mean") or summed ("sum") over the batch.
+
+    "cross_entropy": softmax cross-entropy of the logits. "mse": squared error of the outputs
+    against the one-hot target, averaged over the classes (torch's mse_loss), so an example's
+    loss is (1/C) Σ_c (z_c − [c = y])²; the summed form divides by C for the same per-example
+    loss."""
+    if kind == "cross_entropy":
+        return F.cross_entropy(logits, y, reduction=reduction)
+    if kind == "mse":
+        target = F.one_hot(y, logits.shape[1]).to(logits.dtype)
+        loss = F.mse_loss(logits, target, reduction=reduction)
+        return loss / logits.shape[1] if reduction == "sum" else loss
+    raise ConfigError("loss", f"unknown loss {kind!r}; use cross_entropy or mse")
+
+
 @torch.inference_mode()
-def evaluate(model: nn.Module, data: DeviceData, x: torch.Tensor, y: torch.Tensor):
+def evaluate(model: nn.Module, data: DeviceData, x: torch.Tensor, y: torch.Tensor,
+             loss_kind: str = "cross_entropy"):
     """(summed loss, correct count) as device tensors: no host sync here."""
     was_training = model.training
     model.eval()
@@ -151,7 +169,7 @@ def evaluate(model: nn.Module, data: DeviceData, x: torch.Tensor, y: torch.Tenso
     for start in range(0, len(y), EVAL_BATCH):
         logits = model(data.prepare(x[start:start + EVAL_BATCH]))
         yb = y[start:start + EVAL_BATCH]
-        loss += F.cross_entropy(logits, yb, reduction="sum")
+        loss += loss_of(loss_kind, logits, yb, reduction="sum")
         correct += (logits.argmax(1) == yb).sum()
     model.train(was_training)
     return loss, correct

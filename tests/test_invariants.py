@@ -22,18 +22,20 @@ from core.recurrent.config import RecurrentConfig
 # field and the `pytorch_default` inits enter every key, and results gained content; the links
 # did not change (a link without the new settings opens with their defaults). They changed again
 # on purpose with SCHEMA_VERSION 6 (issue 15): histograms binned per snapshot and a finer decision
-# boundary grid change what a stored result holds; the links did not change.
+# boundary grid change what a stored result holds; the links did not change. And again with
+# SCHEMA_VERSION 7 (issue 17): the new bias, loss, eval_every and target_loss fields enter every
+# key, and results gained percentile and validation traces; the links did not change.
 PINNED = {
-    "run default": (RunConfig(), "a51b856bca1cd9b2e86d", None, {}),
+    "run default": (RunConfig(), "638c77b3c41011af0c38", None, {}),
     "run vanishing": (
         RunConfig(depth=10, activation="sigmoid", optimizer="sgd", lr=0.1, epochs=5),
-        "5f102c849fd83bdf7dcc", None,
+        "c2a4b61f3b787668f6d5", None,
         {"depth": "10", "activation": "sigmoid", "optimizer": "sgd", "lr": "0.1", "epochs": "5"}),
     "run every kind of field": (
         RunConfig(dataset="fashion-mnist", model="cnn", depth=2, width=16, max_train=2000,
                   clip_norm=1.0, record_every=5, patience=3, batch_norm=True,
                   bias_init="normal", bias_value=0.05, init="mean_field", sigma_w2=1.5),
-        "31dff9bb8954a6608f65", None,
+        "a4ed684ed2b86f7537b5", None,
         {"dataset": "fashion-mnist", "max_train": "2000", "model": "cnn", "depth": "2",
          "width": "16", "init": "mean_field", "sigma_w2": "1.5", "bias_init": "normal",
          "bias_value": "0.05", "batch_norm": "true", "patience": "3", "clip_norm": "1.0",
@@ -41,7 +43,7 @@ PINNED = {
     "run PyTorch's init, RMSprop's ε": (
         RunConfig(init="pytorch_default", bias_init="pytorch_default", optimizer="rmsprop",
                   eps=1e-12),
-        "ce916a7f30216c1ca2a9", None,
+        "00626efc73fb8e2dfd96", None,
         {"init": "pytorch_default", "bias_init": "pytorch_default", "optimizer": "rmsprop",
          "eps": "1e-12"}),
     "recurrent default": (RecurrentConfig(), "2aae033dd18f19626cbf",
@@ -94,8 +96,8 @@ def test_sweep_cells_and_link_are_pinned():
     assert SweepSpec.from_params(spec.to_params()) == spec
     assert SWEEP_PREFIX == "sweep-"
     keys = [c.key() for c in spec.cells()]
-    # Changed with RunConfig.SCHEMA_VERSION 5 and 6 (the run keys above say why).
-    assert keys[:3] == ["f8d597336895c3ce4128", "a51b856bca1cd9b2e86d", "08bdcf7110f4c51ee72b"]
+    # Changed with RunConfig.SCHEMA_VERSION 5, 6 and 7 (the run keys above say why).
+    assert keys[:3] == ["c1eef7071c4f70cc1f43", "638c77b3c41011af0c38", "0a49b8f5afdab0d0abf5"]
 
 
 # A bad link opens with the valid settings kept, defaults for the rest, and one warning per

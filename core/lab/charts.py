@@ -75,7 +75,7 @@ def live_training(result):
     x = alt.X("at:Q", title="Epoch", scale=domain, axis=COUNT_AXIS)
     rows = result.epochs[(result.epochs["metric"] == "loss") & (result.epochs["split"] != "test")]
     losses = finite(rows, ["value"]).assign(at=lambda d: d["epoch"])
-    loss = alt.Chart(losses, title="Loss (cross-entropy)", width=PANEL_W, height=PANEL_H
+    loss = alt.Chart(losses, title=result.loss_title, width=PANEL_W, height=PANEL_H
                      ).mark_line(point=True).encode(
         x=x, y=alt.Y("value:Q", title="Loss", scale=alt.Scale(zero=False)),
         # The legend inside the panel: two outside legends would not fit the Lab's width.
@@ -94,7 +94,7 @@ def live_training(result):
         color=layer_color(result),
         tooltip=tips("layer:N", "step:Q", "epoch:Q", alt.Tooltip("value:Q", format=".4g")))
     # Splits and layers are coloured apart: each panel keeps its own legend.
-    return alt.hconcat(loss if len(losses) else no_data("Loss (cross-entropy)"),
+    return alt.hconcat(loss if len(losses) else no_data(result.loss_title),
                        grad if len(grads) else no_data(m.title), title=title
                        ).resolve_scale(color="independent")
 

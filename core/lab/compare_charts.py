@@ -48,7 +48,9 @@ def loss_accuracy(results: dict, epoch: int | None = None):
     df = finite(df[df["split"].isin(["train", "val"])], ["value"])
     sel = legend_pick("run")
     panels = []
-    for metric, title in (("loss", "Loss (cross-entropy)"), ("accuracy", "Accuracy (%)")):
+    titles = {r.loss_title for r in results.values()}
+    loss_title = titles.pop() if len(titles) == 1 else "Loss (each run's own)"
+    for metric, title in (("loss", loss_title), ("accuracy", "Accuracy (%)")):
         d = df[df["metric"] == metric]
         if d.empty:
             panels.append(no_data(title))

@@ -33,6 +33,8 @@ INITS = (
     "pytorch_default",  # U(±1/√fan_in): nn.Linear's and nn.Conv2d's own reset_parameters()
 )
 BIAS_INITS = ("zeros", "constant", "normal", "pytorch_default")
+LOSSES = ("cross_entropy", "mse")   # core.training.loss_of computes each
+LOSS_NAMES = {"cross_entropy": "cross-entropy", "mse": "squared error"}   # in titles
 SCHEDULES = ("constant", "exponential", "cosine", "cyclic")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -42,6 +44,8 @@ MAX_WIDTH = 1024
 MAX_EPOCHS = 200
 MAX_TRAIN = 60_000
 MAX_CNN_DEPTH = 6
+VAL_TRACE_EXAMPLES = 1000   # the fixed validation subset eval_every measures on
+CRITERION_WINDOW = 10       # steps the training loss is averaged over for target_loss
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,9 @@ class RunConfig(Settings):
     # and Adam's ε as settings (every key changes with the new fields anyway) and the lead's new
     # result content (inactive share, dead on a probe set, ‖∂L/∂z‖ depth ratio); 6: histograms
     # binned per snapshot (were clamped into the first snapshot's edges), a finer boundary grid.
-    SCHEMA_VERSION = 6
+    # 7: bias, loss, eval_every, target_loss; per-unit percentile traces and a validation trace
+    # in every result.
+    SCHEMA_VERSION = 7
 
     # data
     dataset: str = setting("digits", "Training data: real images (digits 8×8, MNIST and "
@@ -73,6 +79,10 @@ class RunConfig(Settings):
                          lo=1, hi=MAX_WIDTH, group="architecture")
     activation: str = setting("relu", "Nonlinearity of every hidden layer.", choices=ACTIVATIONS,
                               group="architecture")
+    bias: bool = setting(True, "Each dense/conv layer, the output's included, adds a bias: "
+                         "z = Wx + b. Off: z = Wx, as in the deep linear networks of Saxe et al. "
+                         "2013 (bias_init and bias_value then have nothing to start).",
+                         group="architecture")
     # initialisation
     init: str = setting("he_normal", "How weights start. He suits ReLU, Xavier suits tanh; "
                         "normal_large explodes, normal_small vanishes. pytorch_default: "
@@ -117,6 +127,11 @@ class RunConfig(Settings):
                          "whatever their size; one whose gradients are far below ε gets about "
                          "lr·g/ε, far smaller than lr.", lo=1e-12, hi=1.0, log=True,
                          group="optimisation")
+    loss: str = setting("cross_entropy", "Training loss. cross_entropy: softmax cross-entropy "
+                        "of the outputs. mse: squared error of the outputs against the one-hot "
+                        "target, averaged over the classes, (1/C)·Σ_c (z_c − [c = y])². "
+                        "Accuracy is the argmax of the outputs either way.", choices=LOSSES,
+                        group="optimisation")
     schedule: str = setting("constant", "Learning-rate schedule: exponential decay per epoch, "
                             "cosine to zero, or cyclic (triangular between lr/10 and lr).",
                             choices=SCHEDULES, group="optimisation")
@@ -140,6 +155,16 @@ class RunConfig(Settings):
                                        "rows).", lo=1, hi=10_000,
                                        group="run", none="auto")
 
+    eval_every: int | None = setting(None, "Also measure loss and accuracy on a fixed validation "
+                                     f"subset (its first {VAL_TRACE_EXAMPLES:,} examples) "
+                                     "every this many steps, not only per epoch (empty = off).",
+                                     lo=1, hi=100_000, group="run")
+    target_loss: float | None = setting(None, "Loss criterion: the run reports the first step at "
+                                        "which its training loss, averaged over the last "
+                                        f"{CRITERION_WINDOW} steps, is at or below this, and "
+                                        "stops at the end of that epoch (empty = off).",
+                                        lo=1e-8, hi=100.0, log=True, group="run")
+
     def inert(self) -> dict[str, str]:
         """Settings the trainer never reads with these options (each checked in
         tests/lab/test_config.py: two values of it train identically)."""
@@ -148,7 +173,10 @@ class RunConfig(Settings):
             out["noise"] = f"noise is used only by the 2-D toy sets, not by {self.dataset}"
         if self.init != "mean_field":
             out["sigma_w2"] = f"σ_w² is used only by init=mean_field, not by {self.init}"
-        if self.bias_init not in ("constant", "normal"):
+        if not self.bias:
+            out["bias_init"] = "the layers have no biases (bias is off)"
+            out["bias_value"] = "the layers have no biases (bias is off)"
+        elif self.bias_init not in ("constant", "normal"):
             out["bias_value"] = ("the bias value is used only by bias_init=constant or normal, "
                                  f"not by {self.bias_init}")
         if self.optimizer not in ("momentum", "nesterov"):

@@ -59,7 +59,7 @@ def pytorch_script(cfg: RunConfig) -> str:
         _settings(cfg),
         _data(cfg),
         _model(cfg),
-        _ACCURACY + (_VAL_LOSS if cfg.patience is not None else ""),
+        _ACCURACY + (_val_loss(cfg) if cfg.patience is not None else ""),
         _main(cfg),
         'if __name__ == "__main__":\n    main()',
     ])
@@ -95,12 +95,16 @@ def _call(lhs: str, func: str, args: list[str], indent: int = 4) -> str:
 
 def _unused_fields(cfg: RunConfig) -> dict[str, str]:
     """Fields that this config's script does not use, with the reason (shown in the header)."""
-    unused = {"record_every": "the app's recording interval"}
+    unused = {"record_every": "the app's recording interval",
+              "eval_every": "the app's validation trace",
+              "target_loss": "the app's loss criterion; this trains every epoch"}
     if cfg.dataset in IMAGE_DATASETS:
         unused["noise"] = "only the 2-D toy sets are noisy"
     if cfg.init != "mean_field":
         unused["sigma_w2"] = "only init='mean_field' uses it"
-    if cfg.bias_init in ("zeros", "pytorch_default"):
+    if not cfg.bias:
+        unused["bias_init"] = unused["bias_value"] = "the layers have no biases"
+    elif cfg.bias_init in ("zeros", "pytorch_default"):
         unused["bias_value"] = f"bias_init={cfg.bias_init!r}"
     if cfg.optimizer not in ("momentum", "nesterov"):
         unused["momentum"] = "only momentum and nesterov use it"
@@ -400,7 +404,7 @@ def _layer_summary(cfg: RunConfig, first: str) -> str:
 def _hidden_layer_fn(cfg: RunConfig) -> str:
     residual = cfg.model == "residual_mlp"
     summary = _layer_summary(cfg, "Linear")
-    parts = _layer_parts(cfg, '("linear", nn.Linear(n_in, WIDTH)),', "nn.BatchNorm1d")
+    parts = _layer_parts(cfg, f'("linear", nn.Linear(n_in, WIDTH{_no_bias(cfg)})),', "nn.BatchNorm1d")
     entries = _indent("\n".join(parts), 8)
     if residual:
         return (f"def hidden_layer(n_in, residual=False):\n"
@@ -416,7 +420,7 @@ def _hidden_layer_fn(cfg: RunConfig) -> str:
 
 def _conv_layer_fn(cfg: RunConfig) -> str:
     summary = _layer_summary(cfg, "Conv 3x3")
-    parts = _layer_parts(cfg, '("conv", nn.Conv2d(n_in, WIDTH, kernel_size=3, padding=1)),',
+    parts = _layer_parts(cfg, f'("conv", nn.Conv2d(n_in, WIDTH, kernel_size=3, padding=1{_no_bias(cfg)})),',
                          "nn.BatchNorm2d")
     entries = _indent("\n".join(parts), 8)
     return (f"def conv_layer(n_in, pool):\n"
@@ -427,6 +431,11 @@ def _conv_layer_fn(cfg: RunConfig) -> str:
             "    if pool:\n"
             '        parts["pool"] = nn.MaxPool2d(2)\n'
             "    return nn.Sequential(parts)")
+
+
+def _no_bias(cfg: RunConfig) -> str:
+    """The arguments that leave a layer without its bias (bias=False), else none."""
+    return "" if cfg.bias else ", bias=False"
 
 
 def _build_model_fn(cfg: RunConfig) -> str:
@@ -449,7 +458,8 @@ def _build_model_fn(cfg: RunConfig) -> str:
                 model.add_module("output", nn.Linear(WIDTH, N_CLASSES))  # logits
                 init_weights(model)
                 return model
-        ''')
+        ''').replace("N_CLASSES))  # logits",
+                     "N_CLASSES))  # logits" if cfg.bias else "N_CLASSES, bias=False))")
     lines = [
         "def build_model():",
         '    """DEPTH hidden layers of WIDTH units, then a linear output layer.',
@@ -468,7 +478,8 @@ def _build_model_fn(cfg: RunConfig) -> str:
     else:
         lines.append('        model.add_module(f"hidden{i}", hidden_layer(WIDTH))')
     lines += [
-        '    model.add_module("output", nn.Linear(WIDTH, N_CLASSES))  # logits',
+        f'    model.add_module("output", nn.Linear(WIDTH, N_CLASSES{_no_bias(cfg)}))'
+        + ("  # logits" if cfg.bias else ""),
         "    init_weights(model)",
         "    return model",
     ]
@@ -515,6 +526,8 @@ def _init_fn(cfg: RunConfig) -> str:
                 "normal": "N(0, SIGMA_B2) biases",
                 "pytorch_default": "U(+-1/sqrt(fan_in)) biases (PyTorch's default)"}[cfg.bias_init]
     body = "\n".join([*weight, _INIT_BIAS[cfg.bias_init]])
+    if not cfg.bias:
+        bias_doc, body = "no biases", "\n".join(weight)
     doc = f"Initialise every {layers} layer, output included.\n\n" \
           f"    {cfg.init} weights, {bias_doc}."
     if cfg.batch_norm:
@@ -559,15 +572,34 @@ _ACCURACY = _dedent('''
 _VAL_LOSS = "\n\n\n" + _dedent('''
     @torch.no_grad()
     def mean_loss(model, x, y, batch_size=2048):
-        """Mean cross-entropy over a split (eval mode): what early stopping watches."""
+        """Mean loss over a split (eval mode): what early stopping watches."""
         model.eval()
         total = 0.0
         for start in range(0, len(y), batch_size):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            total += F.cross_entropy(model(xb), yb, reduction="sum").item()
+            LOSS_SUM
         model.train()
         return total / len(y)
 ''')
+
+# The training loss (RunConfig.loss) of a batch; mse against one-hot targets, averaged over the
+# classes, so its summed form divides by them (core.training.loss_of).
+_LOSS_CODE = {
+    "cross_entropy": "F.cross_entropy(model(xb), yb{reduction})",
+    "mse": "F.mse_loss(model(xb), F.one_hot(yb, N_CLASSES).float(){reduction})",
+}
+
+
+def _val_loss(cfg: RunConfig) -> str:
+    """mean_loss(), summing the configured loss over a split."""
+    if cfg.loss == "mse":
+        total = ("target = F.one_hot(yb, N_CLASSES).float()\n"
+                 '        sse = F.mse_loss(model(xb), target, reduction="sum")\n'
+                 "        total += sse.item() / N_CLASSES  # averaged over the classes")
+    else:
+        total = 'total += F.cross_entropy(model(xb), yb, reduction="sum").item()'
+    return _VAL_LOSS.replace("LOSS_SUM", total)
+
 
 _DEVICE = {
     "auto": _dedent('''
@@ -666,7 +698,7 @@ def _main(cfg: RunConfig) -> str:
     )
     # --- one training step, at the loop's indentation (12)
     step = ["optimizer.zero_grad(set_to_none=True)",
-            "loss = F.cross_entropy(model(xb), yb)",
+            f"loss = {_LOSS_CODE[cfg.loss].format(reduction='')}",
             "loss.backward()",
             _grad_norm_hint(cfg)]
     if cfg.clip_norm is not None:

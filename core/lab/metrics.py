@@ -100,7 +100,8 @@ CATALOGUE: dict[str, Metric] = {
                     "How far the weights have moved from their initial values, relative to "
                     "those.", **_NORM),
     # --- per step ---
-    "loss": Metric("Loss", "(cross-entropy)", "The training batch's mean cross-entropy.",
+    "loss": Metric("Loss", "", "The training batch's mean loss: cross-entropy, or squared "
+                   "error with loss=mse.",
                    fmt=".4g", log=False),
     "grad_norm": Metric("Total gradient norm before clipping", "‖∇‖",
                         "Norm of the whole gradient (every parameter), before clipping.", **_NORM),

@@ -78,7 +78,7 @@ def build_model(cfg: RunConfig, input_shape: tuple[int, ...], n_classes: int) ->
     else:
         layers = _mlp_layers(cfg, math.prod(input_shape))
     # Both the MLPs and the CNN (through its dense layer) end in `width` features.
-    layers["output"] = Layer(nn.Linear(cfg.width, n_classes), activation=None)
+    layers["output"] = Layer(nn.Linear(cfg.width, n_classes, bias=cfg.bias), activation=None)
     model = Network(layers)
     initialise(model, cfg)
     return model
@@ -137,7 +137,7 @@ def _mlp_layers(cfg: RunConfig, n_inputs: int) -> "OrderedDict[str, Layer]":
     for i in range(1, cfg.depth + 1):
         # hidden1 maps the input to `width`; only width→width blocks can add a skip connection.
         layers[f"hidden{i}"] = Layer(
-            nn.Linear(n_inputs if i == 1 else cfg.width, cfg.width),
+            nn.Linear(n_inputs if i == 1 else cfg.width, cfg.width, bias=cfg.bias),
             activation=cfg.activation,
             norm=nn.BatchNorm1d(cfg.width) if cfg.batch_norm else None,
             dropout=cfg.dropout,
@@ -153,7 +153,7 @@ def _cnn_layers(cfg: RunConfig, input_shape: tuple[int, ...]) -> "OrderedDict[st
     for i in range(1, cfg.depth + 1):
         pool = size >= 4  # halve the image while it is big enough to keep a 2×2 neighbourhood
         layers[f"conv{i}"] = Layer(
-            nn.Conv2d(channels, cfg.width, kernel_size=3, padding=1),
+            nn.Conv2d(channels, cfg.width, kernel_size=3, padding=1, bias=cfg.bias),
             activation=cfg.activation,
             norm=nn.BatchNorm2d(cfg.width) if cfg.batch_norm else None,
             dropout=cfg.dropout,
@@ -161,7 +161,7 @@ def _cnn_layers(cfg: RunConfig, input_shape: tuple[int, ...]) -> "OrderedDict[st
         )
         channels, size = cfg.width, size // 2 if pool else size
     layers["dense"] = Layer(
-        nn.Linear(channels * size * size, cfg.width),
+        nn.Linear(channels * size * size, cfg.width, bias=cfg.bias),
         activation=cfg.activation,
         norm=nn.BatchNorm1d(cfg.width) if cfg.batch_norm else None,
         dropout=cfg.dropout,
@@ -175,7 +175,8 @@ def initialise(model: Network, cfg: RunConfig) -> None:
     with torch.no_grad():
         for layer in model.layers.values():
             init_weights_(layer.linear.weight, cfg.init, sigma_w2=cfg.sigma_w2)
-            _init_bias(layer.linear.bias, layer.linear.weight, cfg)
+            if layer.linear.bias is not None:   # None: bias off
+                _init_bias(layer.linear.bias, layer.linear.weight, cfg)
 
 
 def _init_bias(b: torch.Tensor, w: torch.Tensor, cfg: RunConfig) -> None:

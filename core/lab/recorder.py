@@ -48,6 +48,7 @@ ReLU net's units dead on digits, the whole training set 11% (4 layers: 8% agains
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 
@@ -186,6 +187,15 @@ class LayerRecorder:
                     self._z[i] = z
                     z.register_hook(_grad_keeper(self._out_grads, i))
         return hook
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Hooks quiet while the trainer evaluates between steps (RunConfig.eval_every)."""
+        was, self._training = self._training, False
+        try:
+            yield
+        finally:
+            self._training = was
 
     def _mark_alive(self, i: int, z: torch.Tensor) -> None:
         """Per unit (a feature, or a conv channel): whether any example or position of this probe
@@ -503,8 +513,12 @@ class LayerRecorder:
         return {"step": step, "epoch": epoch, "layer": layer, "where": where, "message": text}
 
     # --- tidy tables ------------------------------------------------------------------------
+    def step_table(self) -> pd.DataFrame:
+        """The per-step rows recorded so far (the `steps` table)."""
+        return _concat(self._rows["steps"], ["step", "epoch", *STEP_METRICS])
+
     def tables(self) -> dict[str, pd.DataFrame]:
-        steps = _concat(self._rows["steps"], ["step", "epoch", *STEP_METRICS])
+        steps = self.step_table()
         layers = _concat(self._rows["layers"], ["step", "epoch", "layer", "metric", "value"])
         if self.step > 0 and len(steps):
             # The final state, probed after the last update, is drawn at the last step, unless

@@ -10,6 +10,12 @@ Tables (pandas, long format, ready for Altair):
   boundary    epoch, x, y, p: the predicted probability of class 1 on a square grid over the
               data, for 2-D datasets only (empty otherwise); epoch 0 is the initial network
   points      x, y, label, split: the 2-D data itself in raw coordinates (empty for images)
+  val_trace   step, val_loss, val_accuracy: the fixed validation subset every eval_every steps
+              (empty when eval_every is off); step t is the network after t updates
+  unit_preacts  step, layer, unit, percentile, value: the 15th/50th/85th percentiles over the
+              batch of a few fixed units' pre-activations (core.lab.unit_trace), every record
+  act_percentiles  step, layer, percentile, value: the 98th percentile of each hidden layer's
+              activations over the batch and its units, every record
 
 `to_dict()`/`from_dict()` give a JSON-able form (the run store's and the CLI's); non-finite
 floats survive as NaN/Infinity in the store and become null in strict JSON (`to_json()`).
@@ -26,11 +32,21 @@ import numpy as np
 import pandas as pd
 
 from core.activations import flat_region
-from core.lab.config import RunConfig
+from core.lab.config import LOSS_NAMES, RunConfig
 from core.lab.metrics import PROBE_EXAMPLES
 from core.tables import TrainedRun, table_from_dict, table_to_dict
 
-TABLES = ("epochs", "steps", "layers", "histograms", "boundary", "points")
+# Tables a run of another kind (core.watch's) or an older file may lack: empty by default.
+TRACE_COLUMNS = {
+    "val_trace": ["step", "val_loss", "val_accuracy"],
+    "unit_preacts": ["step", "layer", "unit", "percentile", "value"],
+    "act_percentiles": ["step", "layer", "percentile", "value"],
+}
+TABLES = ("epochs", "steps", "layers", "histograms", "boundary", "points", *TRACE_COLUMNS)
+
+
+def _empty(name: str):
+    return field(default_factory=lambda: pd.DataFrame(columns=TRACE_COLUMNS[name]))
 
 
 @dataclass
@@ -52,6 +68,12 @@ class RunResult(TrainedRun):
     # With patience set and the validation loss stalled: {epoch (stopped after), best_epoch,
     # best_val_loss, patience}; None when the run used every epoch (or diverged).
     early_stop: dict[str, Any] | None = None
+    # With target_loss set: the first step whose training loss, averaged over the last
+    # CRITERION_WINDOW steps, is at or below it (core.lab.criterion); None when never reached.
+    steps_to_target: int | None = None
+    val_trace: pd.DataFrame = _empty("val_trace")
+    unit_preacts: pd.DataFrame = _empty("unit_preacts")
+    act_percentiles: pd.DataFrame = _empty("act_percentiles")
     from_store: bool = field(default=False, compare=False)
     # What pure functions derived from this run (layer_metric's pivots, the doctor's findings),
     # made once per run object: every session served this object from memory, on every rerun,
@@ -89,6 +111,12 @@ class RunResult(TrainedRun):
             return math.nan
         with np.errstate(divide="ignore", invalid="ignore"):
             return float(np.float64(g.iloc[0]) / np.float64(g.iloc[-1]))
+
+    @property
+    def loss_title(self) -> str:
+        """The loss chart's title, naming the run's loss (a watched loop's is its own)."""
+        name = LOSS_NAMES.get(getattr(self.config, "loss", None))
+        return f"Loss ({name})" if name else "Loss"
 
     @property
     def flat_metric(self) -> str | None:
@@ -132,6 +160,7 @@ class RunResult(TrainedRun):
             "timing": self.timing,
             "divergence": self.divergence,
             "early_stop": self.early_stop,
+            "steps_to_target": self.steps_to_target,
             **{name: table_to_dict(getattr(self, name)) for name in TABLES},
         }
 
@@ -153,7 +182,8 @@ class RunResult(TrainedRun):
             timing=dict(data["timing"]),
             divergence=data["divergence"],
             early_stop=data.get("early_stop"),
-            **{name: table_from_dict(data[name]) for name in TABLES},
+            steps_to_target=data.get("steps_to_target"),
+            **{name: table_from_dict(data[name]) for name in TABLES if name in data},
         )
 
     def to_json(self, **kwargs: Any) -> str:

@@ -144,7 +144,10 @@ def _num(v: Any) -> float:
 
 # --- grouping ----------------------------------------------------------------------------------
 def can_batch(cfg: RunConfig) -> bool:
-    return cfg.model != "cnn"
+    """Whether the stacked trainer implements everything the config asks: not a CNN, nor
+    bias-free layers, squared error or a loss criterion (those train with core.lab.trainer)."""
+    return (cfg.model != "cnn" and cfg.bias and cfg.loss == "cross_entropy"
+            and cfg.target_loss is None)
 
 
 def shape_key(cfg: RunConfig) -> tuple:

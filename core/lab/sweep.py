@@ -102,7 +102,7 @@ class SweepSpec:
             raise ConfigError("y", f"the two axes must be different settings; both are {self.x}")
         for axis, name in (("x", self.x), ("y", self.y)):
             object.__setattr__(self, f"{axis}_values",
-                               _normalise(name, getattr(self, f"{axis}_values")))
+                               normalise_values(name, getattr(self, f"{axis}_values")))
         n = len(self.x_values) * len(self.y_values)
         if n > MAX_CELLS:
             raise ConfigError("cells", f"{len(self.x_values)} {self.x} values × "
@@ -242,7 +242,7 @@ def _split(text: str) -> list[str]:
     return [t.strip() for t in str(text).split(",") if t.strip()]
 
 
-def _normalise(name: str, values: Any) -> tuple:
+def normalise_values(name: str, values: Any) -> tuple:
     """Each value checked (and int→float normalised) by RunConfig itself; no repeats."""
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         raise ConfigError(name, f"the values must be a list, got {values!r}")

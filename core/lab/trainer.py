@@ -10,7 +10,10 @@ clip_grad_norm_/clip_grad_value_. The data lives on the device as uint8 and is s
 batch at a time. A run whose values become NaN/inf stops with status "diverged" and keeps what
 was recorded up to the first bad step; one whose caller's `on_epoch` raises StopTraining (a Stop
 button) ends after one more epoch (recording its end state, as a last epoch does) with status
-"stopped", and keeps what it recorded.
+"stopped", and keeps what it recorded. Beside the recorder: percentile traces of a few fixed
+units (core.lab.unit_trace), validation every eval_every steps (core.lab.val_trace), and with
+target_loss set, the step the loss criterion was met (core.lab.criterion), after whose epoch
+the run ends.
 """
 
 from __future__ import annotations
@@ -23,19 +26,21 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from core.budget import MAX_LAYER_ROWS
 from core.data.datasets import Splits, load_splits
-from core.lab.config import RunConfig
+from core.lab.config import VAL_TRACE_EXAMPLES, RunConfig
+from core.lab.criterion import steps_to_target
 from core.lab.metrics import LAYER_METRICS, PROBE_EXAMPLES
 from core.lab.models import build_model
 from core.lab.recorder import LayerRecorder
 from core.lab.result import RunResult
+from core.lab.unit_trace import UnitTrace
+from core.lab.val_trace import ValidationTrace
 from core.tables import STOPPED
 from core.training import (EVAL_BATCH, DeviceData, StopTraining, evaluate, flushed_denormals,
-                           make_optimizer, resolve_device, steps_per_epoch)
+                           loss_of, make_optimizer, resolve_device, steps_per_epoch)
 
 RECORDS_PER_EPOCH = 50      # with record_every unset: enough points for smooth charts
 # Decision-boundary resolution for 2-D data: 64×64 points per epoch (40×40 drew visible blocks
@@ -172,6 +177,7 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
     epoch_rows: list[tuple] = []
     status = "completed"
     early_stop: dict | None = None
+    reached: int | None = None   # the step the loss criterion was met at (target_loss)
     best = (float("inf"), 0)  # (validation loss, epoch)
     grid = boundary_grid(data.x_train) if splits.info.input_shape == (2,) else None
     boundary_parts: list = []
@@ -183,7 +189,7 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
     def log_eval(epoch: int, train_sums=None, n_train_seen: int = 0) -> float:
         """Record the epoch's summary; return the validation loss."""
         # One host copy for the whole epoch's summary.
-        sums = [*evaluate(model, data, data.x_val, data.y_val)]
+        sums = [*evaluate(model, data, data.x_val, data.y_val, cfg.loss)]
         if train_sums is not None:
             sums += list(train_sums)
         values = torch.stack(sums).cpu().tolist()
@@ -213,6 +219,9 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
                     "samples_per_sec": seen / train_seconds if train_seconds > 0 else 0.0},
             divergence=rec.divergence,
             early_stop=early_stop,
+            steps_to_target=reached,
+            val_trace=trace.table(),
+            **units.tables(last_step=rec.divergence["step"] if rec.divergence else None),
             epochs=pd.DataFrame(epoch_rows, columns=["epoch", "split", "metric", "value"]),
             boundary=boundary_table(grid, boundary_parts),
             points=points,
@@ -233,7 +242,16 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
             except StopTraining:
                 stop_asked = True
             callback_seconds += time.perf_counter() - t
-    with LayerRecorder(model, record_every=every) as rec:
+    # The fixed validation subset of eval_every, measured with the recorder's hooks quiet.
+    val_x, val_y = data.x_val[:VAL_TRACE_EXAMPLES], data.y_val[:VAL_TRACE_EXAMPLES]
+
+    def measure_val() -> torch.Tensor:
+        with rec.paused():
+            return torch.stack(evaluate(model, data, val_x, val_y, cfg.loss)) / len(val_y)
+    trace = ValidationTrace(cfg.eval_every, measure_val, device)
+    with (LayerRecorder(model, record_every=every) as rec,
+          UnitTrace(model, record_every=every, seed=cfg.seed,
+                    total_steps=n_steps * cfg.epochs) as units):
         log_eval(0)
         report()
         for epoch in range(1, cfg.epochs + 1):
@@ -247,17 +265,22 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
             # epoch, which records it, so a stopped run ends as a full one does.
             stopping = stop_asked
             rec.start_epoch(epoch, n_steps,
-                            final=(epoch == cfg.epochs or cfg.patience is not None or stopping))
+                            final=(epoch == cfg.epochs or cfg.patience is not None or stopping
+                                   or cfg.target_loss is not None))
+            trace.start_epoch(n_steps)
+            if epoch == 1:
+                trace.after_update(0)
             for xb, yb in data.batches(cfg.batch_size, generator, min_size=min_batch):
                 optimizer.zero_grad(set_to_none=True)
                 logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
+                loss = loss_of(cfg.loss, logits, yb)
                 loss.backward()
                 norms = gradient_norms(params)           # before clipping
                 rec.after_backward(loss, norms)
                 rec.after_clip(*clip_gradients(cfg, params, norms))
                 optimizer.step()
                 rec.after_step(optimizer.param_groups[0]["lr"])
+                trace.after_update(rec.step)
                 if sched_every == 1:
                     scheduler.step()
                 loss_sum += loss.detach() * len(yb)
@@ -266,6 +289,7 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
             if sched_every > 1:
                 scheduler.step()
             diverged = rec.end_epoch()
+            trace.end_epoch()
             train_seconds += time.perf_counter() - t_epoch
             epochs_done = epoch
             val_loss = log_eval(epoch, (loss_sum, correct), seen)
@@ -277,15 +301,17 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
                 elif epoch - best[1] >= cfg.patience and epoch < cfg.epochs:
                     early_stop = {"epoch": epoch, "best_epoch": best[1],
                                   "best_val_loss": best[0], "patience": cfg.patience}
+            if cfg.target_loss is not None and not diverged:
+                reached = steps_to_target(rec.step_table(), cfg.target_loss)
             report()
-            if diverged or early_stop:
+            if diverged or early_stop or reached is not None:
                 break
             if stopping and epoch < cfg.epochs:
                 status = STOPPED
                 break
         if status == "completed":
             test_loss, test_correct = (v.item() for v in evaluate(model, data, data.x_test,
-                                                                  data.y_test))
+                                                                  data.y_test, cfg.loss))
             n_test = len(splits.y_test)
             epoch_rows.extend([(epochs_done, "test", "loss", test_loss / n_test),
                                (epochs_done, "test", "accuracy", test_correct / n_test)])

@@ -342,6 +342,10 @@ def _add_sweep_parser(sub) -> None:
     sweep.add_argument("--no-store", action="store_true",
                        help="train every cell even if the run store has it, and store nothing")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.add_argument("--best-lr", metavar="LR1,LR2,...",
+                       help="train every cell at each of these learning rates (full Lab runs, "
+                            "kept in the run store) and print each cell's best, by fewest steps "
+                            "to --target-loss, then the lowest final training loss")
 
 
 def _axis(parser: argparse.ArgumentParser, flag: str, text: str) -> tuple[str, str]:
@@ -359,8 +363,11 @@ def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         spec = SweepSpec(RunConfig(**values), x, parse_values(x, x_text),
                          y, parse_values(y, y_text))
+        lrs = parse_values("lr", args.best_lr) if args.best_lr is not None else None
     except ConfigError as err:
         parser.error(str(err))
+    if lrs is not None:
+        return _lr_search(parser, args, spec, lrs)
 
     from tqdm import tqdm
 
@@ -384,6 +391,29 @@ def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         {"spec": spec.to_params(), "timing": result.timing,
          "cells": json.loads(result.table.to_json(orient="records")),
          "epochs": json.loads(result.epochs.to_json(orient="records"))}, indent=1))
+
+
+def _lr_search(parser: argparse.ArgumentParser, args: argparse.Namespace, spec, lrs) -> int:
+    from core import cache
+    from core.lab.lr_search import BEST_BY, run_lr_search
+
+    if not args.no_store:
+        _train_as_the_app_does()
+    store = None if args.no_store else cache.default_store()
+
+    def on_progress(done: int, total: int, message: str) -> None:
+        if not args.quiet:
+            print(f"[{done}/{total}] {message}", file=sys.stderr)
+    try:
+        search = run_lr_search(spec, lrs, store=store, on_progress=on_progress)
+    except ConfigError as err:
+        parser.error(str(err))
+    table = search.runs[["y", "x", "lr", "status", "steps_to_target", "train_loss",
+                         "val_accuracy", "best"]].rename(columns={"y": spec.y, "x": spec.x})
+    text = (f"best learning rate per cell ({BEST_BY}); base: "
+            f"{spec.base.changed() or 'defaults'}\n{table.to_string(index=False)}")
+    return _print_and_save(text, args.json, lambda: search.runs.to_json(orient="records",
+                                                                         indent=1))
 
 
 def _sweep_text(result) -> str:

@@ -18,6 +18,7 @@ from core.lab.config import BIAS_INITS, DEVICES, FIELDS, INITS, SCHEDULES, RunCo
 from core.lab.export import pytorch_script, script_filename
 from core.lab.models import build_model
 from core.lab.trainer import train
+from core.training import loss_of
 from core.optimizer_choices import OPTIMIZERS
 
 INPUT_SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}
@@ -34,6 +35,8 @@ def _spread() -> list[RunConfig]:
     kws += [dict(device=d) for d in DEVICES]
     kws += [dict(dataset=d) for d in DATASETS]
     kws += [dict(clip_norm=1.0), dict(clip_value=0.5), dict(max_train=100)]
+    kws += [dict(bias=False, bias_init="constant", bias_value=0.2), dict(loss="mse", patience=2),
+            dict(model="cnn", bias=False)]
     for model in ("mlp", "residual_mlp", "cnn"):
         kws += [dict(model=model, batch_norm=True, dropout=0.2, schedule="cyclic"),
                 dict(model=model, activation="linear", init="orthogonal", depth=4)]
@@ -182,6 +185,18 @@ def test_architecture_matches_core_and_forwards(kw):
     assert model(x).shape == core(x).shape == (3, 10)
     if cfg.model == "residual_mlp":
         assert [type(m).__name__ for m in model.children()][2:4] == ["Residual", "Residual"]
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_the_scripts_loss_is_cores(loss):
+    cfg = RunConfig(depth=1, width=8, loss=loss, patience=2)
+    script = _load(cfg)
+    model = script["build_model"]()
+    x = torch.randn(50, 64, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(50) % 10
+    with torch.no_grad():
+        expected = loss_of(loss, model(x), y).item()
+    assert script["mean_loss"](model, x, y) == pytest.approx(expected, rel=1e-5)
 
 
 def test_mean_field_hidden_weights_have_the_configured_std():

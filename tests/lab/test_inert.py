@@ -15,6 +15,7 @@ CASES = [
     ("noise", 0.1, 0.5, {"dataset": "digits"}, {"dataset": "moons"}),
     ("sigma_w2", 0.5, 4.0, {"init": "he_normal"}, {"init": "mean_field"}),
     ("bias_value", 0.0, 0.5, {"bias_init": "pytorch_default"}, {"bias_init": "constant"}),
+    ("bias_init", "zeros", "pytorch_default", {"bias": False}, {"bias": True}),
     ("momentum", 0.5, 0.95, {"optimizer": "adam"}, {"optimizer": "momentum", "lr": 0.05}),
     ("beta1", 0.5, 0.99, {"optimizer": "rmsprop"}, {"optimizer": "adam"}),
     ("beta2", 0.9, 0.999, {"optimizer": "nesterov", "lr": 0.05}, {"optimizer": "rmsprop"}),
