@@ -46,7 +46,7 @@ from core import budget
 from core.budget import Estimate, refuse
 from core.cpus import container_cpus
 from core.settings import ConfigError
-from core.store import RunStore
+from core.store import RunStore, backend_for
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,9 @@ def check_limits() -> None:
     a bad value (ConfigError) where a process starts (the app's router, the CLI)."""
     budget.check_limits()
     max_trainings()
-    default_store()   # SATLAB_STORE: a malformed URL is refused here; a dead server is logged
+    # SATLAB_STORE: a malformed URL is refused here, opening nothing (`train --no-store` never
+    # touches the store); a server that does not answer is logged where the store is first used.
+    backend_for()
 
 
 _admission: Admission | None = None

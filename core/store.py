@@ -147,6 +147,15 @@ def _load_meta(text: object) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
+def backend_for(location: str | os.PathLike[str] | None = None) -> PostgresBackend | SQLiteBackend:
+    """The backend for a location (default: SATLAB_STORE), opening nothing: a malformed
+    postgresql:// URL, or one without psycopg, is refused here (ConfigError)."""
+    named = default_store_location() if location is None else os.fspath(location)
+    if is_database_url(named):
+        return PostgresBackend(named)
+    return SQLiteBackend(pathlib.Path(named).expanduser())
+
+
 class RunStore:
     """A bounded, LRU-evicting, multi-process-safe ``key -> dict`` store.
 
@@ -169,9 +178,7 @@ class RunStore:
     ) -> None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
             raise ValueError(f"max_bytes must be a non-negative int, got {max_bytes!r}")
-        named = default_store_location() if location is None else os.fspath(location)
-        self._backend = (PostgresBackend(named) if is_database_url(named)
-                         else SQLiteBackend(pathlib.Path(named).expanduser()))
+        self._backend = backend_for(location)
         self.location, self.path = self._backend.location, self._backend.path
         self.max_bytes = max_bytes
         # Who holds a lease: host and process (a process of this host that ended holds none),
