@@ -139,6 +139,12 @@ class RunConfig(Settings):
                                        f"long, deep run would record over {MAX_LAYER_ROWS:,} "
                                        "rows).", lo=1, hi=10_000,
                                        group="run", none="auto")
+    sharpness_every: int | None = setting(None, "Every this many steps, the sharpness: the top "
+                                          "eigenvalue of the loss's Hessian on a fixed batch "
+                                          "(the first 1,024 training examples), by 20 "
+                                          "Hessian-vector products, drawn against 2/lr, the "
+                                          "edge of stability of gradient descent (empty = "
+                                          "off).", lo=1, hi=10_000, group="run", none="off")
 
     def inert(self) -> dict[str, str]:
         """Settings the trainer never reads with these options (each checked in

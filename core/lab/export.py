@@ -95,7 +95,8 @@ def _call(lhs: str, func: str, args: list[str], indent: int = 4) -> str:
 
 def _unused_fields(cfg: RunConfig) -> dict[str, str]:
     """Fields that this config's script does not use, with the reason (shown in the header)."""
-    unused = {"record_every": "the app's recording interval"}
+    unused = {"record_every": "the app's recording interval",
+              "sharpness_every": "the app's sharpness instrument"}
     if cfg.dataset in IMAGE_DATASETS:
         unused["noise"] = "only the 2-D toy sets are noisy"
     if cfg.init != "mean_field":

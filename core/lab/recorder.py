@@ -49,6 +49,7 @@ ReLU net's units dead on digits, the whole training set 11% (4 layers: 8% agains
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -193,6 +194,15 @@ class LayerRecorder:
         live = ~activations.flat(self.layers[i].activation, z)
         live = live.any(dim=(0, *range(2, live.dim())))
         self._alive[i] = live if i not in self._alive else self._alive[i] | live
+
+    @contextmanager
+    def quiet(self):
+        """The hooks ignore the forward passes inside (the sharpness estimate's extra one)."""
+        training, self._training = self._training, False
+        try:
+            yield
+        finally:
+            self._training = training
 
     # --- the training loop's calls ----------------------------------------------------------
     def start_epoch(self, epoch: int, n_steps: int, *, final: bool = False) -> None:

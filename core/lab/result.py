@@ -10,6 +10,8 @@ Tables (pandas, long format, ready for Altair):
   boundary    epoch, x, y, p: the predicted probability of class 1 on a square grid over the
               data, for 2-D datasets only (empty otherwise); epoch 0 is the initial network
   points      x, y, label, split: the 2-D data itself in raw coordinates (empty for images)
+  sharpness   step, sharpness: the top Hessian eigenvalue of the loss (core.lab.sharpness), for
+              runs that asked for it (empty otherwise, and in runs stored before it existed)
 
 `to_dict()`/`from_dict()` give a JSON-able form (the run store's and the CLI's); non-finite
 floats survive as NaN/Infinity in the store and become null in strict JSON (`to_json()`).
@@ -29,7 +31,8 @@ from core.activations import flat_region
 from core.lab.config import RunConfig
 from core.tables import TrainedRun, table_from_dict, table_to_dict
 
-TABLES = ("epochs", "steps", "layers", "histograms", "boundary", "points")
+TABLES = ("epochs", "steps", "layers", "histograms", "boundary", "points", "sharpness")
+OPTIONAL_TABLES = {"sharpness": ("step", "sharpness")}   # absent from older files: empty
 
 
 @dataclass
@@ -51,6 +54,8 @@ class RunResult(TrainedRun):
     # With patience set and the validation loss stalled: {epoch (stopped after), best_epoch,
     # best_val_loss, patience}; None when the run used every epoch (or diverged).
     early_stop: dict[str, Any] | None = None
+    sharpness: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=list(OPTIONAL_TABLES["sharpness"])))
     from_store: bool = field(default=False, compare=False)
     # What pure functions derived from this run (layer_metric's pivots, the doctor's findings),
     # made once per run object: every session served this object from memory, on every rerun,
@@ -141,7 +146,8 @@ class RunResult(TrainedRun):
             timing=dict(data["timing"]),
             divergence=data["divergence"],
             early_stop=data.get("early_stop"),
-            **{name: table_from_dict(data[name]) for name in TABLES},
+            **{name: table_from_dict(data[name]) if name in data or name not in OPTIONAL_TABLES
+               else pd.DataFrame(columns=list(OPTIONAL_TABLES[name])) for name in TABLES},
         )
 
     def to_json(self, **kwargs: Any) -> str:

@@ -14,6 +14,7 @@ What differs is its config: a watched model has no RunConfig (no depth, width, d
                (saturated, asymptote, dead) and its words follow it
   optimizer, lr, weight_decay   the optimizer's class (lower case) and its first param group's
                values when the watch began
+  momentum, nesterov   torch SGD's (the sharpness threshold depends on them, core.lab.sharpness)
   batch_norm   whether the model has a normalisation layer (BatchNorm, LayerNorm, GroupNorm, ...)
   dropout      the largest dropout probability among its nn.Dropout modules
   init, clip_norm, clip_value, patience   not observable from the loop: "unknown" and None
@@ -54,6 +55,8 @@ class WatchedConfig:
     clip_norm: float | None = None
     clip_value: float | None = None
     patience: int | None = None
+    momentum: float = 0.0        # torch SGD's momentum and nesterov: the sharpness threshold's
+    nesterov: bool = False
 
     def key(self) -> str:
         return f"watch-{self.run_id}"
