@@ -115,6 +115,8 @@ def panels() -> None:
                 continue
             lesson_notice(lesson, name)
             for chart in tab_charts:
+                if not chart.applies(result):
+                    continue
                 layer = None
                 if chart.needs_layer:
                     layer = st.selectbox("Layer over time",

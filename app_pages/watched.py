@@ -48,7 +48,10 @@ with watch(model, optimizer, every=25) as w:
         loss.backward()
         w.after_backward(loss)      # after backward, before any clipping
         optimizer.step()
-w.result().save("run.json")         # open it here, or: python -m core diagnose run.json""",
+w.result().save("run.json")         # open it here, or: python -m core diagnose run.json
+
+# Sharpness (the loss's top Hessian eigenvalue, against 2/lr) every 100 steps:
+# watch(..., sharpness_every=100) and w.after_backward(loss, lambda: loss_fn(model(x), y))""",
         language="python")
 
 upload = st.file_uploader("Run file (.json)", type="json", max_upload_size=MAX_UPLOAD_MB,
@@ -114,7 +117,7 @@ doctor_box(findings)  # advice, not buttons: nothing here can retrain their mode
 def shown(tab_charts: tuple[TabChart, ...]) -> list[TabChart]:
     """The tab's charts that this run has the records for (see WATCHED_CHARTS)."""
     replaced = [WATCHED_CHARTS.get(c.build, c) if watched else c for c in tab_charts]
-    return [c for c in replaced if c is not None]
+    return [c for c in replaced if c is not None and c.applies(result)]
 
 
 # Every chart at its last state (epoch None): a watched run has no epochs to scrub, and a Lab

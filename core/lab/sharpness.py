@@ -39,9 +39,6 @@ from core.lab.config import RunConfig
 
 ITERATIONS = 20        # Hessian-vector products per estimate (warm-started, see above)
 SHARPNESS_EXAMPLES = 1024   # the Lab's fixed batch: the first training examples
-# The doctor calls the learning rate too large where the sharpness reaches this share of the
-# threshold (at the edge of stability GD hovers just around it, Cohen et al. 2021 fig. 1).
-AT_EDGE = 0.9
 WHERE_NOT = ("the raw sharpness against 2/lr is the stability criterion of (momentum) gradient "
              "descent only; for {optimizer} the step is preconditioned, and it is the "
              "preconditioned sharpness that sits at (2+2β₁)/((1−β₁)·lr) (Cohen et al. 2022), "
@@ -153,3 +150,30 @@ def thresholds(steps: pd.DataFrame, config) -> pd.Series | None:
         return None
     lr = steps.set_index("step")["lr"].astype(float)
     return factor / lr - float(getattr(config, "weight_decay", 0.0))
+
+
+def beyond_edge(result) -> dict | None:
+    """The first estimate at or above the threshold after which, before the next estimate, the
+    training loss rose above its value at the first step (or stopped being finite): {step,
+    sharpness, threshold, label, rise_step, rise_loss, start_loss}; None where none did, or
+    where no threshold applies. A sharpness above the line alone is not reported: SGD on
+    mini-batches trains on above it (measured: 2/lr = 4 on digits, sharpness 5-13, loss falling)."""
+    limit = thresholds(result.steps, result.config)
+    if limit is None or result.sharpness.empty or result.steps.empty:
+        return None
+    loss = result.steps.set_index("step")["loss"].astype(float)
+    start = float(loss.iloc[0])
+    measured = result.sharpness.set_index("step")["sharpness"].astype(float)
+    ends = [*measured.index[1:], math.inf]
+    for (step, value), end in zip(measured.items(), ends):
+        line = float(limit.get(step, math.nan))
+        if not value >= line:
+            continue
+        window = loss[(loss.index > step) & (loss.index <= end)]
+        risen = window[~(window < start)]   # above the start, or NaN/inf
+        if len(risen):
+            _, label = criterion(result.config)
+            return {"step": int(step), "sharpness": float(value), "threshold": line,
+                    "label": label, "rise_step": int(risen.index[0]),
+                    "rise_loss": float(risen.iloc[0]), "start_loss": start}
+    return None
