@@ -22,18 +22,19 @@ from core.recurrent.config import RecurrentConfig
 # field and the `pytorch_default` inits enter every key, and results gained content; the links
 # did not change (a link without the new settings opens with their defaults). They changed again
 # on purpose with SCHEMA_VERSION 6 (issue 15): histograms binned per snapshot and a finer decision
-# boundary grid change what a stored result holds; the links did not change.
+# boundary grid change what a stored result holds; the links did not change. And again with the
+# new `sharpness_every` field (issue 16, off by default), which enters every key; links unchanged.
 PINNED = {
-    "run default": (RunConfig(), "a51b856bca1cd9b2e86d", None, {}),
+    "run default": (RunConfig(), "aa547be1094bf8f37cc4", None, {}),
     "run vanishing": (
         RunConfig(depth=10, activation="sigmoid", optimizer="sgd", lr=0.1, epochs=5),
-        "5f102c849fd83bdf7dcc", None,
+        "7fa7388e6acd17a75d83", None,
         {"depth": "10", "activation": "sigmoid", "optimizer": "sgd", "lr": "0.1", "epochs": "5"}),
     "run every kind of field": (
         RunConfig(dataset="fashion-mnist", model="cnn", depth=2, width=16, max_train=2000,
                   clip_norm=1.0, record_every=5, patience=3, batch_norm=True,
                   bias_init="normal", bias_value=0.05, init="mean_field", sigma_w2=1.5),
-        "31dff9bb8954a6608f65", None,
+        "f9278d9111727a3b4d64", None,
         {"dataset": "fashion-mnist", "max_train": "2000", "model": "cnn", "depth": "2",
          "width": "16", "init": "mean_field", "sigma_w2": "1.5", "bias_init": "normal",
          "bias_value": "0.05", "batch_norm": "true", "patience": "3", "clip_norm": "1.0",
@@ -41,7 +42,7 @@ PINNED = {
     "run PyTorch's init, RMSprop's ε": (
         RunConfig(init="pytorch_default", bias_init="pytorch_default", optimizer="rmsprop",
                   eps=1e-12),
-        "ce916a7f30216c1ca2a9", None,
+        "bb96e53ddc65b4eb1968", None,
         {"init": "pytorch_default", "bias_init": "pytorch_default", "optimizer": "rmsprop",
          "eps": "1e-12"}),
     "recurrent default": (RecurrentConfig(), "2aae033dd18f19626cbf",
@@ -94,8 +95,8 @@ def test_sweep_cells_and_link_are_pinned():
     assert SweepSpec.from_params(spec.to_params()) == spec
     assert SWEEP_PREFIX == "sweep-"
     keys = [c.key() for c in spec.cells()]
-    # Changed with RunConfig.SCHEMA_VERSION 5 and 6 (the run keys above say why).
-    assert keys[:3] == ["f8d597336895c3ce4128", "a51b856bca1cd9b2e86d", "08bdcf7110f4c51ee72b"]
+    # Changed with SCHEMA_VERSION 5, 6 and sharpness_every (the run keys above say why).
+    assert keys[:3] == ["fa6882e380027f81c3dc", "aa547be1094bf8f37cc4", "ed06b558910859043e96"]
 
 
 # A bad link opens with the valid settings kept, defaults for the rest, and one warning per

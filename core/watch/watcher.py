@@ -104,9 +104,10 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, e
     every step). optimizer: its step hooks give update:data (None: no update measured).
     probe: a batch the model is called on (a tensor, or a tuple of its arguments) to measure
     dead units at the start and at the end; the same examples both times.
-    sharpness_every: the top Hessian eigenvalue of the loss every this many steps (None: off),
-    on the step's batch: `after_backward(loss, closure)` recomputes that loss (core.lab.sharpness)."""
-    for name, value in (("every", every), ("sharpness_every", 1 if sharpness_every is None else sharpness_every)):
+    sharpness_every: the loss's top Hessian eigenvalue every this many steps (None: off), on
+    the step's batch, which `after_backward(loss, closure)` recomputes (core.lab.sharpness)."""
+    given = {"every": every, "sharpness_every": 1 if sharpness_every is None else sharpness_every}
+    for name, value in given.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}: a whole number of steps of at least 1, not {value!r}")
     if not isinstance(model, nn.Module):
