@@ -143,8 +143,10 @@ class RunConfig(Settings):
                                           "eigenvalue of the loss's Hessian on a fixed batch "
                                           "(the first 1,024 training examples), by 20 "
                                           "Hessian-vector products, drawn against 2/lr, the "
-                                          "edge of stability of gradient descent (empty = "
-                                          "off).", lo=1, hi=10_000, group="run", none="off")
+                                          "edge of stability of gradient descent. Costly: an "
+                                          "estimate takes about as long as 200 steps of the "
+                                          "default MLP (empty = off).", lo=1, hi=10_000,
+                                          group="run", none="off")
 
     def inert(self) -> dict[str, str]:
         """Settings the trainer never reads with these options (each checked in

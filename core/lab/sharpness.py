@@ -39,10 +39,9 @@ from core.lab.config import RunConfig
 
 ITERATIONS = 20        # Hessian-vector products per estimate (warm-started, see above)
 SHARPNESS_EXAMPLES = 1024   # the Lab's fixed batch: the first training examples
-WHERE_NOT = ("the raw sharpness against 2/lr is the stability criterion of (momentum) gradient "
-             "descent only; for {optimizer} the step is preconditioned, and it is the "
-             "preconditioned sharpness that sits at (2+2β₁)/((1−β₁)·lr) (Cohen et al. 2022), "
-             "so no threshold is drawn")
+WHERE_NOT = ("no threshold for {optimizer}: its step is preconditioned, so the criterion is "
+             "the preconditioned sharpness against (2+2β₁)/((1−β₁)·lr) (Cohen et al. 2022), "
+             "not this raw one")
 
 
 def top_eigenvalue(loss: torch.Tensor, params: list[torch.Tensor], iterations: int = ITERATIONS,

@@ -9,6 +9,8 @@ weight decay). Adaptive optimizers get no line and a subtitle saying why (Cohen 
 
 from __future__ import annotations
 
+import textwrap
+
 import altair as alt
 import pandas as pd
 
@@ -31,9 +33,11 @@ def sharpness(result) -> alt.LayerChart | alt.Chart:
     table = result.sharpness
     points = finite(table, ["sharpness"]).assign(series="sharpness")
     limit = thresholds(result.steps, result.config)
-    factor, label = criterion(result.config)
-    subtitle = ("the loss's sharpness is unstable above the dashed line (Cohen et al. 2021)"
-                if limit is not None else f"no threshold: {label}")
+    _, label = criterion(result.config)
+    says = ("Above the dashed line a full-batch gradient step of this learning rate is unstable "
+            "along the top direction (Cohen et al. 2021); mini-batch SGD can train on above it."
+            if limit is not None else f"{label[0].upper()}{label[1:]}.")
+    subtitle = textwrap.wrap(says, 100)
     color = alt.Color("series:N", title=None, scale=alt.Scale(
         domain=["sharpness", f"threshold {label}"] if limit is not None else ["sharpness"],
         range=[SPLITS["train"], ALERT]), legend=alt.Legend(orient="top"))
