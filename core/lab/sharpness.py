@@ -91,12 +91,14 @@ class Sharpness:
                             "w.after_backward(loss, lambda: loss_fn(model(x), y))")
         buffers = [b.detach().clone() for b in self.model.buffers()]
         device = self.params[0].device
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+        if self._vector is None:   # a fixed start, drawn from a generator of its own
+            draw = torch.Generator(device).manual_seed(0)
+            self._vector = [torch.randn(p.shape, generator=draw, device=device, dtype=p.dtype)
+                            for p in self.params]
+        # Dropout in the closure draws from the global streams: they are put back as they were.
+        on = [] if device.type == "cpu" else [device]
+        with torch.random.fork_rng(on, device_type=device.type if on else "cuda"), \
                 torch.enable_grad():
-            if self._vector is None:   # a fixed start, without drawing from the loop's RNG
-                torch.manual_seed(0)
-                self._vector = [torch.randn(p.shape, device=p.device, dtype=p.dtype)
-                                for p in self.params]
             value, self._vector = top_eigenvalue(closure(), self.params, self.iterations,
                                                  self._vector)
         if buffers:
