@@ -9,16 +9,18 @@ products, and the step size it allows.
 number of Hessian-vector products by double backward (`torch.autograd.grad`), which never touches
 `.grad`: the loop's own gradients, its optimizer state and (restored here) its buffers and random
 state are as they were, so a run trains bit-identically with or without it. Power iteration finds
-the eigenvalue of largest magnitude; in trained networks that is the top positive one (the
-Hessian's outliers are positive, the negative ones small: Sagun et al. 2017, Ghorbani et al. 2019).
-Each estimate starts from the last one's eigenvector, so a few iterations suffice once the
+the eigenvalue of largest magnitude: the top one where the negative eigenvalues are small next
+to the positive outliers, as Sagun et al. 2017 and Ghorbani et al. 2019 measured in trained
+networks (and tests/lab/test_sharpness.py's tiny MLP has); a negative value would be shown as
+measured. Each estimate starts from the last one's eigenvector, so a few iterations suffice once the
 direction is found. No host sync: the values stay device tensors until `take()`.
 
-The criterion (`threshold`): gradient descent with step size η on a quadratic is stable along a
+The criterion (`criterion`, `thresholds`): gradient descent with step size η on a quadratic is stable along a
 direction of curvature λ only while λ < 2/η; full-batch GD drives the sharpness up to 2/η and
 hovers there (the *edge of stability*, Cohen et al. 2021). With heavy-ball momentum β (torch's
-SGD momentum) the limit is (2+2β)/η, with Nesterov (2+2β)/((1+2β)η) (ibid., appendix; checked on
-a quadratic with torch.optim.SGD in tests/lab/test_sharpness.py). SGD's weight decay wd adds wd
+SGD momentum) the limit is (2+2β)/η (ibid.), with torch's Nesterov (2+2β)/((1+2β)η), from the
+same linear recurrence on a quadratic; both checked with torch.optim.SGD on ½λx² in
+tests/lab/test_sharpness.py. SGD's weight decay wd adds wd
 to every curvature, so the loss's own sharpness is held to the limit minus wd. For adaptive
 optimizers (Adam, AdamW, RMSprop, Adagrad) the raw sharpness is not the criterion: their step is
 preconditioned, and it is the preconditioned sharpness that sits at (2+2β₁)/((1−β₁)η) (Cohen et
