@@ -110,6 +110,8 @@ def panels() -> None:
         with tab:
             lesson_notice(lesson, name)
             for chart in TABS[name]:
+                if not chart.applies(result):
+                    continue
                 layer = None
                 if chart.needs_layer:
                     layer = st.selectbox("Layer over time",

@@ -58,7 +58,10 @@ with watch(model, optimizer, every=25) as w:
         w.after_backward(loss)      # after backward, before any clipping
         optimizer.step()
 w.result().save("run.json")         # open it here, or: python -m core diagnose run.json
-w.result().store()                  # or pick it here from the run store (SATLAB_STORE)""",
+w.result().store()                  # or pick it here from the run store (SATLAB_STORE)
+
+# Sharpness (the loss's top Hessian eigenvalue, against 2/lr) every 100 steps:
+# watch(..., sharpness_every=100) and w.after_backward(loss, lambda: loss_fn(model(x), y))""",
         language="python")
 
 link = {key: st.query_params.get(key) for key in (RUN_KEY,)}
@@ -168,7 +171,7 @@ doctor_box(findings)  # advice, not buttons: nothing here can retrain their mode
 def shown(tab_charts: tuple[TabChart, ...]) -> list[TabChart]:
     """The tab's charts that this run has the records for (see WATCHED_CHARTS)."""
     replaced = [WATCHED_CHARTS.get(c.build, c) if watched else c for c in tab_charts]
-    return [c for c in replaced if c is not None]
+    return [c for c in replaced if c is not None and c.applies(result)]
 
 
 # Every chart at its last state (epoch None): a watched run has no epochs to scrub, and a Lab

@@ -23,19 +23,20 @@ from core.recurrent.config import RecurrentConfig
 # did not change (a link without the new settings opens with their defaults). They changed again
 # on purpose with SCHEMA_VERSION 6 (issue 15): histograms binned per snapshot and a finer decision
 # boundary grid change what a stored result holds; the links did not change. And again with
-# SCHEMA_VERSION 7 (issue 17): the new bias, loss, eval_every and target_loss fields enter every
-# key, and results gained percentile and validation traces; the links did not change.
+# SCHEMA_VERSION 7 (issues 16 and 17): the new bias, loss, eval_every, target_loss and
+# sharpness_every fields enter every key, and results gained percentile and validation traces and
+# the sharpness table; the links did not change.
 PINNED = {
-    "run default": (RunConfig(), "638c77b3c41011af0c38", None, {}),
+    "run default": (RunConfig(), "dfda77df46d3e3c12397", None, {}),
     "run vanishing": (
         RunConfig(depth=10, activation="sigmoid", optimizer="sgd", lr=0.1, epochs=5),
-        "c2a4b61f3b787668f6d5", None,
+        "b815b582d763f9e6c479", None,
         {"depth": "10", "activation": "sigmoid", "optimizer": "sgd", "lr": "0.1", "epochs": "5"}),
     "run every kind of field": (
         RunConfig(dataset="fashion-mnist", model="cnn", depth=2, width=16, max_train=2000,
                   clip_norm=1.0, record_every=5, patience=3, batch_norm=True,
                   bias_init="normal", bias_value=0.05, init="mean_field", sigma_w2=1.5),
-        "a4ed684ed2b86f7537b5", None,
+        "c79e4ec466073ff10a9f", None,
         {"dataset": "fashion-mnist", "max_train": "2000", "model": "cnn", "depth": "2",
          "width": "16", "init": "mean_field", "sigma_w2": "1.5", "bias_init": "normal",
          "bias_value": "0.05", "batch_norm": "true", "patience": "3", "clip_norm": "1.0",
@@ -43,7 +44,7 @@ PINNED = {
     "run PyTorch's init, RMSprop's ε": (
         RunConfig(init="pytorch_default", bias_init="pytorch_default", optimizer="rmsprop",
                   eps=1e-12),
-        "00626efc73fb8e2dfd96", None,
+        "3a07554690dd26db5762", None,
         {"init": "pytorch_default", "bias_init": "pytorch_default", "optimizer": "rmsprop",
          "eps": "1e-12"}),
     "recurrent default": (RecurrentConfig(), "2aae033dd18f19626cbf",
@@ -97,7 +98,7 @@ def test_sweep_cells_and_link_are_pinned():
     assert SWEEP_PREFIX == "sweep-"
     keys = [c.key() for c in spec.cells()]
     # Changed with RunConfig.SCHEMA_VERSION 5, 6 and 7 (the run keys above say why).
-    assert keys[:3] == ["c1eef7071c4f70cc1f43", "638c77b3c41011af0c38", "0a49b8f5afdab0d0abf5"]
+    assert keys[:3] == ["8ae2f463febeed040251", "dfda77df46d3e3c12397", "9b2771165b9b023a3bb4"]
 
 
 # A bad link opens with the valid settings kept, defaults for the rest, and one warning per

@@ -126,6 +126,8 @@ GRID = [
              "record_every": "1"}),
     ("lab", {"dataset": FASHION, "depth": "2", "width": "512", "batch_size": "2048",
              "max_train": "4096", "epochs": "1", "dropout": "0.2"}),
+    ("lab", {"depth": "30", "width": "256", "max_train": "1024", "epochs": "1",
+             "batch_norm": "true", "sharpness_every": "20"}),   # the double-backward graph
     ("probe", {"depth": "100", "width": "256", "activation": "tanh"}),
     ("probe", {"depth": "20", "width": "1024"}),
     ("recurrent", {"cell": "lstm", "sequence": "chunks", "chunk": "16", "hidden": "128",

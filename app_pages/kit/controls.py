@@ -226,7 +226,8 @@ LAB = Form(
             "weight_decay": "L2 weight decay", "lr_decay": "Exponential decay per epoch",
             "model": "Model", "patience": "Early stopping patience (epochs)",
             "bias": "Biases", "loss": "Loss", "eval_every": "Validate every (steps)",
-            "target_loss": "Target loss (steps to reach it)"},
+            "target_loss": "Target loss (steps to reach it)",
+            "sharpness_every": "Sharpness every (steps)"},
     grids={
         "lr": _LR,
         "width": [2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024],
@@ -238,6 +239,7 @@ LAB = Form(
         "clip_norm": [None, 0.01, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0],
         "clip_value": [None, 0.001, 0.01, 0.1, 0.5, 1.0, 5.0],
         "record_every": [None, 1, 2, 5, 10, 20, 50, 100],
+        "sharpness_every": [None, 1, 2, 5, 10, 20, 50, 100],
         "patience": [None, 1, 2, 3, 5, 10, 20, 50],
         "eps": [1e-12, 1e-11, 1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0],
         "eval_every": [None, 1, 2, 5, 10, 20, 50, 100, 200, 500],

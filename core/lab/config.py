@@ -56,8 +56,8 @@ class RunConfig(Settings):
     # and Adam's ε as settings (every key changes with the new fields anyway) and the lead's new
     # result content (inactive share, dead on a probe set, ‖∂L/∂z‖ depth ratio); 6: histograms
     # binned per snapshot (were clamped into the first snapshot's edges), a finer boundary grid.
-    # 7: bias, loss, eval_every, target_loss; per-unit percentile traces and a validation trace
-    # in every result.
+    # 7: bias, loss, eval_every, target_loss, sharpness_every; per-unit percentile traces, a
+    # validation trace and the sharpness table in every result.
     SCHEMA_VERSION = 7
 
     # data
@@ -154,6 +154,14 @@ class RunConfig(Settings):
                                        f"long, deep run would record over {MAX_LAYER_ROWS:,} "
                                        "rows).", lo=1, hi=10_000,
                                        group="run", none="auto")
+    sharpness_every: int | None = setting(None, "Every this many steps, the sharpness: the top "
+                                          "eigenvalue of the loss's Hessian on a fixed batch "
+                                          "(the first 1,024 training examples), by 20 "
+                                          "Hessian-vector products, drawn against 2/lr, the "
+                                          "edge of stability of gradient descent. Costly: an "
+                                          "estimate takes about as long as 200 steps of the "
+                                          "default MLP (empty = off).", lo=1, hi=10_000,
+                                          group="run", none="off")
 
     eval_every: int | None = setting(None, "Also measure loss and accuracy on a fixed validation "
                                      f"subset (its first {VAL_TRACE_EXAMPLES:,} examples) "

@@ -20,8 +20,9 @@ import numpy as np
 import pandas as pd
 
 from core.lab.config import ConfigError, RunConfig
-from core.lab.metrics import CATALOGUE, DEPTH_RATIO, FLAT_WHEN, power
+from core.lab.metrics import CATALOGUE, DEPTH_RATIO, FLAT_WHEN, power, readable
 from core.lab.result import RunResult
+from core.lab.sharpness import beyond_edge
 
 VANISHING_RATIO = 1e-3     # depth ratio ‖∂L/∂z₁‖/‖∂L/∂z_out‖ below this: vanishing
 EXPLODING_RATIO = 1e3      # … above this: exploding towards the input
@@ -166,6 +167,33 @@ def _exploding(r: RunResult, found: list[Finding]) -> Finding | None:
     cfg = r.config
     return Finding("exploding", "error", "Exploding gradients", evidence,
                    _fixes(cfg, _init_fix(cfg), _batch_norm(cfg)))
+
+
+def _too_sharp(r: RunResult, found: list[Finding]) -> Finding | None:
+    """The learning rate too large for the loss's curvature (core.lab.sharpness.beyond_edge),
+    told from exploding gradients by the gradient's growth through depth at that step."""
+    edge = beyond_edge(r) if "exploding" not in {f.id for f in found} else None
+    if edge is None:
+        return None
+    g = r.layer_metric("out_grad_norm")
+    g = g[g.index <= edge["step"]]
+    ratio = float(g.iloc[-1, 0] / g.iloc[-1, -1]) if g.shape[0] and g.shape[1] > 1 else math.nan
+    if ratio > EXPLODING_RATIO:
+        return None
+    depth = (f" At step {int(g.index[-1])} the gradient at the first layer's output was "
+             f"{readable(ratio)} times the output layer's ({DEPTH_RATIO.symbol}): it was not "
+             f"growing through depth, as exploding gradients do." if math.isfinite(ratio) else "")
+    risen = (f"rose to {edge['rise_loss']:.3g}" if math.isfinite(edge["rise_loss"])
+             else "stopped being finite")
+    return Finding(
+        "too_sharp", "warning", "Learning rate too large for this curvature",
+        f"At step {edge['step']} the sharpness (top Hessian eigenvalue of the loss) was "
+        f"{edge['sharpness']:.3g}, {edge['sharpness'] / edge['threshold']:.1f}× the threshold "
+        f"{edge['label']} = {edge['threshold']:.3g}, above which gradient descent at this "
+        f"learning rate is unstable along that direction of the loss's quadratic approximation "
+        f"(Cohen et al. 2021); by step {edge['rise_step']} the training loss {risen}, above its "
+        f"{edge['start_loss']:.3g} at the first step.{depth}",
+        _fixes(r.config, _lower_lr(r.config)))
 
 
 def _vanishing(r: RunResult, found: list[Finding]) -> Finding | None:
@@ -398,7 +426,7 @@ def _overfitting(r: RunResult, found: list[Finding]) -> Finding | None:
 
 
 _CHECKS: tuple[Callable[[RunResult, list[Finding]], Finding | None], ...] = (
-    _diverged, _exploding, _vanishing, _tiny_gradients, _saturated, _asymptote, _dead,
+    _diverged, _exploding, _too_sharp, _vanishing, _tiny_gradients, _saturated, _asymptote, _dead,
     _step_size, _instability, _always_clipped, _not_learning, _overfitting)
 
 

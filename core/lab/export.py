@@ -97,7 +97,8 @@ def _unused_fields(cfg: RunConfig) -> dict[str, str]:
     """Fields that this config's script does not use, with the reason (shown in the header)."""
     unused = {"record_every": "the app's recording interval",
               "eval_every": "the app's validation trace",
-              "target_loss": "the app's loss criterion; this trains every epoch"}
+              "target_loss": "the app's loss criterion; this trains every epoch",
+              "sharpness_every": "the app's sharpness instrument"}
     if cfg.dataset in IMAGE_DATASETS:
         unused["noise"] = "only the 2-D toy sets are noisy"
     if cfg.init != "mean_field":

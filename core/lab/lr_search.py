@@ -25,7 +25,6 @@ from typing import Callable
 import pandas as pd
 
 from core.budget import refuse_sweep
-from core.lab.config import RunConfig
 from core.lab.result import RunResult
 from core.lab.runs import get_run, run_estimate
 from core.lab.sweep import MAX_CELLS, SweepSpec, normalise_values

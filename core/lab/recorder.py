@@ -48,8 +48,8 @@ ReLU net's units dead on digits, the whole training set 11% (4 layers: 8% agains
 
 from __future__ import annotations
 
-import contextlib
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -188,21 +188,22 @@ class LayerRecorder:
                     z.register_hook(_grad_keeper(self._out_grads, i))
         return hook
 
-    @contextlib.contextmanager
-    def paused(self):
-        """Hooks quiet while the trainer evaluates between steps (RunConfig.eval_every)."""
-        was, self._training = self._training, False
-        try:
-            yield
-        finally:
-            self._training = was
-
     def _mark_alive(self, i: int, z: torch.Tensor) -> None:
         """Per unit (a feature, or a conv channel): whether any example or position of this probe
         batch is outside the activation's flat region."""
         live = ~activations.flat(self.layers[i].activation, z)
         live = live.any(dim=(0, *range(2, live.dim())))
         self._alive[i] = live if i not in self._alive else self._alive[i] | live
+
+    @contextmanager
+    def quiet(self):
+        """The hooks ignore the forward passes inside: the validation trace's between steps
+        (RunConfig.eval_every) and the sharpness estimate's extra one."""
+        training, self._training = self._training, False
+        try:
+            yield
+        finally:
+            self._training = training
 
     # --- the training loop's calls ----------------------------------------------------------
     def start_epoch(self, epoch: int, n_steps: int, *, final: bool = False) -> None:

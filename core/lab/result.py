@@ -16,6 +16,8 @@ Tables (pandas, long format, ready for Altair):
               batch of a few fixed units' pre-activations (core.lab.unit_trace), every record
   act_percentiles  step, layer, percentile, value: the 98th percentile of each hidden layer's
               activations over the batch and its units, every record
+  sharpness   step, sharpness: the top Hessian eigenvalue of the loss (core.lab.sharpness), for
+              runs that asked for it (empty otherwise, and in runs stored before it existed)
 
 `to_dict()`/`from_dict()` give a JSON-able form (the run store's and the CLI's); non-finite
 floats survive as NaN/Infinity in the store and become null in strict JSON (`to_json()`).
@@ -41,6 +43,7 @@ TRACE_COLUMNS = {
     "val_trace": ["step", "val_loss", "val_accuracy"],
     "unit_preacts": ["step", "layer", "unit", "percentile", "value"],
     "act_percentiles": ["step", "layer", "percentile", "value"],
+    "sharpness": ["step", "sharpness"],
 }
 TABLES = ("epochs", "steps", "layers", "histograms", "boundary", "points", *TRACE_COLUMNS)
 
@@ -74,6 +77,7 @@ class RunResult(TrainedRun):
     val_trace: pd.DataFrame = _empty("val_trace")
     unit_preacts: pd.DataFrame = _empty("unit_preacts")
     act_percentiles: pd.DataFrame = _empty("act_percentiles")
+    sharpness: pd.DataFrame = _empty("sharpness")
     from_store: bool = field(default=False, compare=False)
     # What pure functions derived from this run (layer_metric's pivots, the doctor's findings),
     # made once per run object: every session served this object from memory, on every rerun,

@@ -39,6 +39,8 @@ _COLUMNS: dict[str, dict[str, bool]] = {
     "boundary": {"epoch": False, "x": False, "y": False, "p": False},
     "points": {"x": False, "y": False, "label": False, "split": True},
 }
+# Tables a file written before they existed lacks (RunResult.from_dict reads them as empty).
+_OPTIONAL_COLUMNS = {"sharpness": {"step": False, "sharpness": False}}
 _FIELDS = ("config", "status", "device", "dataset", "layer_names", "n_params", "timing",
            "divergence", *_COLUMNS)
 
@@ -143,6 +145,9 @@ def _check(payload: Any) -> None:
                            "epoch")
     for table, columns in _COLUMNS.items():
         _check_table(table, payload[table], columns)
+    for table, columns in _OPTIONAL_COLUMNS.items():
+        if table in payload:
+            _check_table(table, payload[table], columns)
     # What the doctor and the charts take for granted: a run records its layers from step 0
     # (the network at initialisation) on, and names only layers of its own network.
     if 0 not in payload["layers"]["step"]:

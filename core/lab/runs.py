@@ -26,6 +26,7 @@ from core.lab.config import FIELDS, RunConfig
 from core.lab.metrics import LAYER_METRICS, PROBE_EXAMPLES
 from core.lab.models import network_macs, network_sizes
 from core.lab.result import RunResult
+from core.lab.sharpness import ITERATIONS, SHARPNESS_EXAMPLES
 from core.lab.trainer import BOUNDARY_GRID, record_interval, train
 from core.optimizer_choices import OPTIMIZER_SLOTS
 from core.settings import ConfigError
@@ -46,7 +47,11 @@ def run_work(v: Mapping[str, Any]) -> float:
     # A 2-D toy set's decision boundary is evaluated on the grid every epoch.
     per_epoch_eval = n_val + (0 if v["dataset"] in IMAGE_SHAPES else BOUNDARY_GRID ** 2)
     steps = epochs * math.ceil(n / v["batch_size"])
-    return (macs * (3 * n * epochs + per_epoch_eval * (epochs + 1) + n_test)
+    # A sharpness estimate: a backward keeping its graph, then each Hessian-vector product about
+    # two passes (the default MLP measured 37 passes' time an example, against 43 here).
+    estimates = math.ceil(steps / v["sharpness_every"]) if v["sharpness_every"] else 0
+    sharpness = estimates * min(SHARPNESS_EXAMPLES, n) * (3 + 2 * ITERATIONS)
+    return (macs * (3 * n * epochs + per_epoch_eval * (epochs + 1) + n_test + sharpness)
             + steps * (STEP_COST + LAYER_STEP_COST * layers))
 
 
@@ -55,6 +60,7 @@ FLOAT = 4
 ROW_BYTES = 400             # a layer-table row: its DataFrame, then the stored record's lists
 BOUNDARY_ROW_BYTES = 280    # a boundary row: DataFrame, record, JSON (measured 237 at 200 epochs)
 SLOTS_PER_LAYER = 14        # the recorder's numbers per layer and step (core.lab.recorder._Layout)
+SHARPNESS_KEPT = 12         # floats per unit and example a sharpness estimate holds (measured)
 
 
 def _steps(v: Mapping[str, Any]) -> tuple[int, int]:
@@ -97,12 +103,17 @@ def run_memory(v: Mapping[str, Any]) -> float:
     kept = 4 + 2 * v["batch_norm"] + (v["dropout"] > 0)
     per_example = FLOAT * (sum(outputs) * (kept + 4) + 2 * max(outputs) + 2 * n_in + unfolded)
     training = min(v["batch_size"], n) * per_example
+    # A sharpness estimate (core.lab.sharpness) on its fixed batch: the forward kept for a
+    # backward that keeps its own graph, and the Hessian-vector products' temporaries; and the
+    # gradient with its graph, the eigenvector and a product, the size of the parameters.
+    sharp = (min(SHARPNESS_EXAMPLES, n) * FLOAT * sum(outputs) * (SHARPNESS_KEPT + kept - 4)
+             + params * FLOAT * 3) if v["sharpness_every"] else 0
     chunk = max(min(EVAL_BATCH, max(n_val, n_test)), min(PROBE_EXAMPLES, n))
     evaluation = chunk * FLOAT * (3 * max(outputs) + 2 * n_in + unfolded)
     recorder = n_steps * (SLOTS_PER_LAYER * layers + 5) * (FLOAT + 16)
     data = (n + n_val + n_test) * n_in * FLOAT
     boundary = 0 if v["dataset"] in IMAGE_SHAPES else (v["epochs"] + 1) * BOUNDARY_GRID ** 2
-    return (REQUEST_BASE + state + max(training, evaluation) + recorder + run_rows(v) * ROW_BYTES
+    return (REQUEST_BASE + state + max(training, evaluation, sharp) + recorder + run_rows(v) * ROW_BYTES
             + boundary * BOUNDARY_ROW_BYTES + data)
 
 

@@ -56,7 +56,8 @@ SWEEP_CELL = RunKind("sweep cell", KEY_PREFIX, CellSummary.from_dict, run_estima
 
 # Settings worth putting on an axis: not the run's plumbing (device, record_every), nor the toy
 # sets' noise (sweeps run on images).
-AXES = tuple(name for name in FIELDS if name not in ("noise", "device", "record_every"))
+AXES = tuple(name for name in FIELDS if name not in ("noise", "device", "record_every",
+                                                         "sharpness_every"))
 
 # Values to offer when an axis is chosen (and to fall back on for a bad URL). Settings with
 # choices offer all of them; booleans both; others their default alone unless listed here.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-from core.lab import charts
+from core.lab import charts, sharpness_chart
 from core.lab.network_chart import network_diagram
 
 EPOCH, LAYER = "<epoch>", "<layer>"   # stand for the page's scrubbed epoch and picked layer
@@ -24,6 +24,10 @@ class TabChart(NamedTuple):
     build: Callable                   # a core.lab.charts builder: build(result, *args)
     arguments: tuple = ()             # literal values, EPOCH or LAYER
     side_by_side: bool = True         # Compare's side-by-side layout draws it for each run
+    when: Callable | None = None      # when(result): whether this run has its records (None: all)
+
+    def applies(self, result) -> bool:
+        return self.when is None or self.when(result)
 
     def args(self, epoch: int, layer: str | None = None) -> tuple:
         """The builder's arguments after the result, with the page's epoch and layer filled in."""
@@ -36,7 +40,9 @@ class TabChart(NamedTuple):
 
 TABS: dict[str, tuple[TabChart, ...]] = {
     "Training": (TabChart(charts.loss_accuracy),
-                 TabChart(network_diagram, (EPOCH,), side_by_side=False)),
+                 TabChart(network_diagram, (EPOCH,), side_by_side=False),
+                 TabChart(sharpness_chart.sharpness, side_by_side=False,
+                          when=sharpness_chart.measured)),
     "Gradients": (
         TabChart(charts.grad_norm_heatmap),
         TabChart(charts.grad_norm_lines, ("weight_grad_norm", EPOCH), side_by_side=False),

@@ -6,6 +6,7 @@
 Tags (TensorBoard groups by the part before the first slash):
   epoch/<split>/<metric>      loss, accuracy per split; step = epoch (0 = at initialisation)
   step/<column>               loss, grad_norm, lr, clipped of each training step; step = step
+  step/sharpness              the top Hessian eigenvalue, where it was measured; step = step
   layers/<metric>/<layer>     every per-layer metric of core.lab.metrics.CATALOGUE; step = step
   histograms/<kind>/<layer>   the recorded histograms; step = epoch
 
@@ -36,6 +37,7 @@ def export_tensorboard(result: RunResult, log_dir: str | os.PathLike) -> Path:
             _scalars(writer, f"epoch/{split}/{metric}", rows.epoch, rows.value)
         for column in ("loss", "grad_norm", "lr", "clipped"):
             _scalars(writer, f"step/{column}", result.steps.step, result.steps[column])
+        _scalars(writer, "step/sharpness", result.sharpness.step, result.sharpness.sharpness)
         for (metric, layer), rows in result.layers.groupby(["metric", "layer"], sort=False):
             _scalars(writer, f"layers/{metric}/{layer}", rows.step, rows.value)
         for (kind, layer, epoch), bins in result.histograms.groupby(

@@ -38,6 +38,7 @@ from core.lab.recorder import LayerRecorder
 from core.lab.result import RunResult
 from core.lab.unit_trace import UnitTrace
 from core.lab.val_trace import ValidationTrace
+from core.lab.sharpness import SHARPNESS_EXAMPLES, Sharpness
 from core.tables import STOPPED
 from core.training import (EVAL_BATCH, DeviceData, StopTraining, evaluate, flushed_denormals,
                            loss_of, make_optimizer, resolve_device, steps_per_epoch)
@@ -185,6 +186,10 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
         columns=["x", "y", "label", "split"])
     # The fixed probe set dead units are measured on (the training split is already shuffled).
     probe = data.x_train[:PROBE_EXAMPLES]
+    # Sharpness on one fixed batch, so its curve follows the weights, not the batches.
+    sharp = Sharpness(model, cfg.sharpness_every) if cfg.sharpness_every else None
+    sharp_batch = ((data.prepare(data.x_train[:SHARPNESS_EXAMPLES]),
+                    data.y_train[:SHARPNESS_EXAMPLES]) if sharp else None)
 
     def log_eval(epoch: int, train_sums=None, n_train_seen: int = 0) -> float:
         """Record the epoch's summary; return the validation loss."""
@@ -226,6 +231,8 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
             boundary=boundary_table(grid, boundary_parts),
             points=points,
             **tables,
+            **({"sharpness": sharp.table(rec.divergence["step"] if rec.divergence
+                                         else math.inf)} if sharp else {}),
         )
 
     train_seconds = 0.0
@@ -246,7 +253,7 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
     val_x, val_y = data.x_val[:VAL_TRACE_EXAMPLES], data.y_val[:VAL_TRACE_EXAMPLES]
 
     def measure_val() -> torch.Tensor:
-        with rec.paused():
+        with rec.quiet():
             return torch.stack(evaluate(model, data, val_x, val_y, cfg.loss)) / len(val_y)
     trace = ValidationTrace(cfg.eval_every, measure_val, device)
     with (LayerRecorder(model, record_every=every) as rec,
@@ -271,6 +278,10 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
             if epoch == 1:
                 trace.after_update(0)
             for xb, yb in data.batches(cfg.batch_size, generator, min_size=min_batch):
+                if sharp and sharp.due(rec.step):   # at the weights this step's loss sees
+                    with rec.quiet():
+                        sharp.measure(rec.step, lambda: loss_of(cfg.loss, model(sharp_batch[0]),
+                                                                sharp_batch[1]))
                 optimizer.zero_grad(set_to_none=True)
                 logits = model(xb)
                 loss = loss_of(cfg.loss, logits, yb)
@@ -290,6 +301,8 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
                 scheduler.step()
             diverged = rec.end_epoch()
             trace.end_epoch()
+            if sharp:
+                sharp.take()   # with the recorder's copy: the queue is already drained
             train_seconds += time.perf_counter() - t_epoch
             epochs_done = epoch
             val_loss = log_eval(epoch, (loss_sum, correct), seen)

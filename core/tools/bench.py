@@ -204,7 +204,8 @@ def lab_view(result, *, every_tab: bool = False) -> int:
     from core.lab.tabs import TABS
 
     epoch = int(result.epochs["epoch"].max())
-    shown = [c for tab in TABS.values() for c in tab] if every_tab else next(iter(TABS.values()))
+    shown = [c for tab in (TABS.values() if every_tab else [next(iter(TABS.values()))])
+             for c in tab if c.applies(result)]
     built = [c.build(result, *c.args(epoch, result.layer_names[0])) for c in shown]
     diagnose(result)
     return sum(len(json.dumps(vega_spec(c))) for c in built if c is not None)

@@ -16,6 +16,7 @@ What differs is its config: a watched model has no RunConfig (no depth, width, d
                (saturated, asymptote, dead) and its words follow it
   optimizer, lr, weight_decay   the optimizer's class (lower case) and its first param group's
                values when the watch began
+  momentum, nesterov   torch SGD's (the sharpness threshold depends on them, core.lab.sharpness)
   batch_norm   whether the model has a normalisation layer (BatchNorm, LayerNorm, GroupNorm, ...)
   dropout      the largest dropout probability among its nn.Dropout modules
   probe        how many examples the probe batch that measured dead units held; 0 without one
@@ -73,6 +74,8 @@ class WatchedConfig:
     # Examples in the probe batch; 0 without one; None in a file saved before its size was
     # recorded (such files still open: nothing stored is lost).
     probe: int | None = None
+    momentum: float = 0.0        # torch SGD's momentum and nesterov: the sharpness threshold's
+    nesterov: bool = False
 
     def key(self) -> str:
         return KEY_PREFIX + self.run_id

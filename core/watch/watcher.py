@@ -73,6 +73,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from core import activations
+from core.lab.sharpness import Sharpness
 from core.watch import tables
 from core.watch.result import WatchedConfig, WatchedRun, identified
 from core.watch.tables import ROOT_NAME
@@ -95,15 +96,19 @@ _PARTS = ("stats", "acts", "out_grads", "update")   # a recorded step's device t
 
 
 def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, every: int = 25,
-          probe: Any = None) -> "Watch":
+          probe: Any = None, sharpness_every: int | None = None) -> "Watch":
     """Record `model`'s diagnostics while the loop inside the `with` trains it.
 
     every: per-layer statistics at step 0 and every `every` steps (the loss and gradient norm
     every step). optimizer: its step hooks give update:data (None: no update measured).
     probe: a batch the model is called on (a tensor, or a tuple of its arguments) to measure
-    dead units at the start and at the end; the same examples both times."""
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ValueError(f"every: a whole number of steps of at least 1, not {every!r}")
+    dead units at the start and at the end; the same examples both times.
+    sharpness_every: the loss's top Hessian eigenvalue every this many steps (None: off), on
+    the step's batch, which `after_backward(loss, closure)` recomputes (core.lab.sharpness)."""
+    given = {"every": every, "sharpness_every": 1 if sharpness_every is None else sharpness_every}
+    for name, value in given.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: a whole number of steps of at least 1, not {value!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: a torch.nn.Module, not {type(model).__name__}")
     if not any(p.requires_grad for p in model.parameters()):
@@ -111,7 +116,7 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, e
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer: a torch.optim.Optimizer or None, not "
                         f"{type(optimizer).__name__}")
-    return Watch(model, optimizer, every, probe)
+    return Watch(model, optimizer, every, probe, sharpness_every)
 
 
 @dataclass
@@ -154,8 +159,10 @@ class Watch:
     """The context `watch()` returns; see the module docstring."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, every: int,
-                 probe: Any):
+                 probe: Any, sharpness_every: int | None):
         self.model, self.optimizer, self.every, self.probe = model, optimizer, every, probe
+        self.sharpness = Sharpness(model, sharpness_every) if sharpness_every else None
+        self._quiet = False                  # while the sharpness estimate runs its forward
         self.names: list[str] = []           # layers, in named_modules order (indices below)
         self.modules: list[nn.Module] = []
         weights, owner = [], []
@@ -246,6 +253,7 @@ class Watch:
             run_id="", model=type(self.model).__name__,   # run_id: set by `identified`
             optimizer=type(self.optimizer).__name__.lower() if self.optimizer else "",
             lr=float(group.get("lr", math.nan)), weight_decay=float(group.get("weight_decay", 0)),
+            momentum=float(group.get("momentum", 0.0)), nesterov=bool(group.get("nesterov")),
             every=self.every, activation="linear",   # set from the first recorded step
             batch_norm=any(isinstance(m, _NORMS) for m in self.model.modules()),
             dropout=float(max(drops, default=0.0)), probe=_examples(self.probe))
@@ -321,7 +329,7 @@ class Watch:
 
     def _output_hook(self, i: int):
         def hook(module, args, out):
-            if not torch.is_grad_enabled() or not self.model.training:
+            if self._quiet or not torch.is_grad_enabled() or not self.model.training:
                 return
             y = _first_tensor(out)
             if y is None:
@@ -336,9 +344,10 @@ class Watch:
         return hook
 
     # --- the loop's call --------------------------------------------------------------------
-    def after_backward(self, loss: torch.Tensor) -> None:
+    def after_backward(self, loss: torch.Tensor, closure: Any = None) -> None:
         """This step's loss and gradients (call after backward, before clipping and the
-        optimizer's step); statistics of a recorded step."""
+        optimizer's step); statistics of a recorded step. closure (with sharpness_every):
+        recomputes this step's loss, as for torch.optim's `step(closure)`."""
         if not self._inside:
             raise RuntimeError("after_backward: call it inside `with watch(...) as w:`")
         if not isinstance(loss, torch.Tensor):
@@ -362,6 +371,12 @@ class Watch:
         self._outs = {}
         if self._recording():
             self._record(norms)
+        if self.sharpness is not None and self.sharpness.due(self.step):
+            self._quiet = True   # the estimate's forward is not the step's
+            try:
+                self.sharpness.measure(self.step, closure)   # restores buffers and RNG
+            finally:
+                self._quiet = False
         self.step += 1
         self._arm()
 
@@ -413,6 +428,8 @@ class Watch:
         parts = [c for *_, c in self._pending_checks]
         for rec in self._pending_recorded:
             parts += [t for t in (getattr(rec, name) for name in _PARTS) if t is not None]
+        sharp = self.sharpness.pending() if self.sharpness is not None else []
+        parts += sharp
         if not parts:
             return
         flat = torch.cat([p.reshape(-1).float().to(parts[0].device) for p in parts]).tolist()
@@ -434,6 +451,8 @@ class Watch:
                     at += t.numel()
                 setattr(rec, name, None)   # the device tensors go
             self._host_recorded.append((rec, host))
+        if sharp:
+            self.sharpness.take(flat[at:at + len(sharp)])
         self._pending_checks, self._pending_recorded = [], []
 
     # --- dead units -----------------------------------------------------------------------
@@ -497,7 +516,8 @@ class Watch:
             histograms=pd.DataFrame({c: [] for c in ("epoch", "layer", "kind", "bin", "lo",
                                                      "hi", "count")}),
             boundary=pd.DataFrame({"epoch": [], "x": [], "y": [], "p": []}),
-            points=pd.DataFrame({"x": [], "y": [], "label": [], "split": []})))
+            points=pd.DataFrame({"x": [], "y": [], "label": [], "split": []}),
+            **({"sharpness": self.sharpness.table(last)} if self.sharpness else {})))
 
     def _describe_divergence(self, step: int, values: np.ndarray, present: list[int]) -> dict:
         """Where a step's first non-finite value was: a layer's output (the first in forward

@@ -17,7 +17,7 @@ from core.tools.cli import main
 
 @pytest.fixture(scope="module")
 def run():
-    return train(RunConfig(depth=2, width=16, epochs=2))
+    return train(RunConfig(depth=2, width=16, epochs=2, sharpness_every=10))
 
 
 def _read(log_dir):
@@ -39,11 +39,13 @@ def test_scalars_and_histograms_read_back_as_the_runs_tables(run, tmp_path):
         _same(acc.Scalars(f"epoch/{split}/{metric}"), rows.epoch, rows.value)
     for column in ("loss", "grad_norm", "lr", "clipped"):
         _same(acc.Scalars(f"step/{column}"), run.steps.step, run.steps[column])
+    assert len(run.sharpness) == 4
+    _same(acc.Scalars("step/sharpness"), run.sharpness.step, run.sharpness.sharpness)
     pairs = run.layers.groupby(["metric", "layer"])
     assert len(pairs) > 20
     for (metric, layer), rows in pairs:
         _same(acc.Scalars(f"layers/{metric}/{layer}"), rows.step, rows.value)
-    assert len(tags["scalars"]) == len(pairs) + 4 + run.epochs.groupby(["split", "metric"]).ngroups
+    assert len(tags["scalars"]) == len(pairs) + 5 + run.epochs.groupby(["split", "metric"]).ngroups
 
     snapshots = run.histograms.groupby(["kind", "layer", "epoch"])
     assert len(tags["histograms"]) == run.histograms.groupby(["kind", "layer"]).ngroups

@@ -107,9 +107,11 @@ def _with(files, **changes) -> bytes:
     (lambda f: _with(f, layer_names=["hidden1"]),
      "table 'layers' names layer(s) not in 'layer_names': hidden2, hidden3, hidden4"),
     (lambda f: _with(f, divergence={"step": "soon"}), "'divergence' must be null"),
+    (lambda f: _with(f, sharpness={"step": [0], "sharpness": ["x"]}),
+     "table 'sharpness', column 'sharpness' holds a text; it must hold numbers"),
 ], ids=["binary", "deep", "huge-int", "list", "missing", "status", "config", "config-key",
         "no-layers", "ragged", "cell-type", "table-type", "no-records", "no-columns", "other-layers",
-        "divergence"])
+        "divergence", "sharpness"])
 def test_a_bad_or_hostile_file_is_one_clear_message(files, make, words):
     with pytest.raises(RunFileError) as err:
         parse_run_file(make(files))
@@ -167,7 +169,7 @@ _JSON = st.recursive(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(field=st.sampled_from(["config", "status", "device", "dataset", "layer_names",
                               "n_params", "timing", "divergence", "epochs", "steps", "layers",
-                              "histograms", "boundary", "points"]),
+                              "histograms", "boundary", "points", "sharpness"]),
        value=_JSON, column=st.booleans())
 def test_any_json_in_any_field_is_a_run_or_one_clear_message(field, value, column):
     """A real run with one field (or one column of a table) replaced by arbitrary JSON: read,
