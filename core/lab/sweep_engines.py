@@ -123,6 +123,9 @@ class LocalPool:
 
     def run(self, units: list[Unit], on_fraction: FractionFn,
             on_wait: WaitFn) -> Iterator[tuple[int, Any]]:
+        if len(units) < 2:  # nothing to share out: no workers to start
+            yield from InProcess().run(units, on_fraction, on_wait)
+            return
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
         if ctx.get_start_method() == "forkserver":
@@ -234,8 +237,17 @@ def _check_reachable(address: str) -> None:
                           f"point RAY_ADDRESS at its head") from None
 
 
+def page_engine() -> Engine:
+    """The Sweep page's engine: the Ray cluster RAY_ADDRESS names, else as many local workers
+    as this process may run trainings at once (core.cache.max_trainings: the container's CPUs,
+    or SATLAB_MAX_TRAININGS)."""
+    if os.environ.get("RAY_ADDRESS", "").strip():
+        return make_engine("ray")
+    return make_engine(jobs=min(cache.max_trainings(), MAX_JOBS))
+
+
 # --- choosing ----------------------------------------------------------------------------------
-def make_engine(engine: str = "local", jobs: int = 1, address: str | None = None):
+def make_engine(engine: str = "local", jobs: int = 1, address: str | None = None) -> Engine:
     """The engine a sweep runs on; ConfigError naming the setting for a bad value. For "ray",
     `address` defaults to RAY_ADDRESS."""
     if engine not in ENGINES:

@@ -71,3 +71,16 @@ def test_the_cli_refuses_in_one_line(flags, address, words, capsys, monkeypatch)
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err, err
+
+
+def test_the_page_uses_the_trainings_the_process_may_run(monkeypatch):
+    from core.lab.sweep_engines import InProcess, page_engine
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("SATLAB_MAX_TRAININGS", "3")
+    assert isinstance(page_engine(), LocalPool) and page_engine().workers == 3
+    monkeypatch.setenv("SATLAB_MAX_TRAININGS", "1")
+    assert isinstance(page_engine(), InProcess)
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_closed_port()}")
+    with pytest.raises(ConfigError, match="no Ray cluster answers"):   # the page shows it
+        page_engine()
