@@ -13,6 +13,10 @@ lr × init digits sweep runs about 5–6× faster than its cells one after anoth
 on one CPU thread (benchmarks/sweep_speed.py). A CNN, or a cell alone in its shape, trains with
 the full trainer instead (`get_run`), which also makes it a Training Lab run.
 
+Groups train in this process one after another, or in parallel: in local worker processes
+(`--jobs N`) or as tasks on a Ray cluster (`--engine ray`); see core/lab/sweep_engines.py. This
+process stays the run store's one writer.
+
 Caching, per cell. A stacked cell is not a full recorded run, so it is stored as a small
 summary (`CellSummary`) under "sweep-" + its config key; a full run stored under the config key
 itself (trained in the Lab, or by a sweep) supplies the same summary and takes precedence.

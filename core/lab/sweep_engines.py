@@ -257,6 +257,9 @@ def make_engine(engine: str = "local", jobs: int = 1, address: str | None = None
     if engine not in ENGINES:
         raise ConfigError("engine", f"must be one of {', '.join(ENGINES)}; got {engine!r}")
     if engine == "ray":
+        if jobs != 1:
+            raise ConfigError("jobs", "sets local worker processes; a Ray cluster runs as many "
+                              "tasks at once as it has CPUs")
         address = address or os.environ.get("RAY_ADDRESS", "").strip()
         if not address:
             raise ConfigError("RAY_ADDRESS", "the ray engine joins an existing cluster: set "

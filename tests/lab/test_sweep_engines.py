@@ -44,7 +44,8 @@ def test_two_workers_give_the_same_cells_as_one_process(tmp_path):
 
 
 @pytest.mark.parametrize("args,setting", [(("local", 0), "jobs"), (("local", 257), "jobs"),
-                                          (("local", 2.5), "jobs"), (("spark", 1), "engine")])
+                                          (("local", 2.5), "jobs"), (("spark", 1), "engine"),
+                                          (("ray", 4), "jobs")])
 def test_bad_engine_settings_are_named(args, setting):
     with pytest.raises(ConfigError) as err:
         make_engine(*args)
