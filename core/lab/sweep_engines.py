@@ -119,7 +119,8 @@ def _train_in_worker(i: int, unit: Unit) -> Any:
 class LocalPool:
     """N worker processes on this machine (spawned or forkserver-started: torch and fork do not
     mix), one torch thread each. The sweep holds one of the process's training slots for all of
-    them: the page asks for as many workers as the container has CPUs (core.cpus)."""
+    them, so on a busy server its workers share the CPUs with other sessions' trainings; the
+    page sizes the pool to the trainings the process may run at once (`page_engine`)."""
 
     name = "local"
 
