@@ -8,8 +8,9 @@ from core.data.datasets import IMAGE_DATASETS
 from core.lab import sweep_charts
 from core.lab.config import FIELDS, RunConfig
 from core.lab.metrics import DEPTH_RATIO
-from core.lab.sweep import (AXES, MAX_CELLS, SweepSpec, axis_problems, run_sweep, suggested_values,
-                            values_text)
+from core.lab.sweep import (AXES, MAX_CELLS, SweepFailed, SweepSpec, axis_problems, run_sweep,
+                            suggested_values, values_text)
+from core.lab.sweep_engines import page_engine
 from core.cache import Busy
 from core.settings import ConfigError
 from app_pages.kit.charts import spec_dict
@@ -62,9 +63,10 @@ warn(warnings + axis_problems(asked_axes, {"x": x, "y": y}) + axis_warnings)
 
 progress = st.progress(0.0, text="Looking up the cells in the run store…")
 try:
-    result = run_sweep(spec, on_progress=lambda done, total, message:
+    result = run_sweep(spec, engine=page_engine(), on_progress=lambda done, total, message:
                        progress.progress(done / total, text=message))
-except (ConfigError, ValueError, Busy) as err:  # a combination no cell can take, a busy server
+# A combination no cell can take, a busy server, an unreachable Ray cluster, failed cells.
+except (ConfigError, ValueError, Busy, SweepFailed) as err:
     progress.empty()
     st.error(f"This sweep cannot run: {err}", icon=":material/error:")
     st.stop()

@@ -13,6 +13,10 @@ lr × init digits sweep runs about 5–6× faster than its cells one after anoth
 on one CPU thread (benchmarks/sweep_speed.py). A CNN, or a cell alone in its shape, trains with
 the full trainer instead (`get_run`), which also makes it a Training Lab run.
 
+Groups train in this process one after another, or in parallel: in local worker processes
+(`--jobs N`) or as tasks on a Ray cluster (`--engine ray`); see core/lab/sweep_engines.py. This
+process stays the run store's one writer.
+
 Caching, per cell. A stacked cell is not a full recorded run, so it is stored as a small
 summary (`CellSummary`) under "sweep-" + its config key; a full run stored under the config key
 itself (trained in the Lab, or by a sweep) supplies the same summary and takes precedence.
@@ -38,9 +42,9 @@ from core.cache import RunKind
 from core.lab.config import FIELDS, RunConfig
 from core.lab.metrics import most_flat
 from core.lab.result import RunResult
-from core.lab.runs import cached_run, get_run, run_estimate
-from core.lab.stacked import CellSummary, batch_groups, train_batched
-from core.lab.trainer import train
+from core.lab.runs import LAB_RUN, cached_run, run_estimate
+from core.lab.stacked import CellSummary, batch_groups
+from core.lab.sweep_engines import Engine, InProcess, UnitFailed, split_for_workers
 from core.settings import ConfigError, describe, field_kind, inline, quote
 from core.store import RunStore
 
@@ -312,14 +316,17 @@ ProgressFn = Callable[[float, int, str], None]
 
 def run_sweep(spec: SweepSpec, *, store: RunStore | None = None,
               on_progress: ProgressFn | None = None, batched: bool = True,
-              use_store: bool = True) -> SweepResult:
+              use_store: bool = True, engine: Engine | None = None) -> SweepResult:
     """Every cell's result: from the store when there, else trained (stacked where possible).
 
     `on_progress(done_cells, total_cells, message)`: done_cells is a float, fractional while a
     group trains. `batched=False` trains each cell alone with the full trainer (a Lab run each).
-    `use_store=False` neither reads nor writes the store.
+    `use_store=False` neither reads nor writes the store. `engine` (core.lab.sweep_engines)
+    trains the units: in this process (the default), in local worker processes or on Ray. Cells
+    whose unit failed raise SweepFailed naming them, after the others are stored.
     """
     t0 = time.perf_counter()
+    engine = InProcess() if engine is None else engine
     store = (cache.default_store() if store is None else store) if use_store else None
     cells = spec.cells()
     total = len(cells)
@@ -346,27 +353,37 @@ def run_sweep(spec: SweepSpec, *, store: RunStore | None = None,
             done = float(len(found))
         groups = ([[todo[j] for j in g] for g in batch_groups([cells[i] for i in todo])]
                   if batched else [[i] for i in todo])
-        for group in groups:
-            if len(group) > 1:
-                what = f"training {len(group)} cells together"
-                progress(what)
-                with cache.admission().slot(progress):
-                    summaries = train_batched(
-                        [cells[i] for i in group],
-                        on_epoch=lambda f, what=what, n=len(group): progress(
-                            f"{what} ({f:.0%})", f * n))
-                sizes.append(len(group))
-            else:
-                what = f"training {_label(spec, cells[group[0]])}"
-                progress(what)
-                summaries = [_train_alone(cells[group[0]], store, lambda f, what=what: progress(
-                    f"{what} ({f:.0%})", f), progress)]
-            for i, summary in zip(group, summaries):
+        groups = split_for_workers(groups, engine.workers)
+        units = [tuple(cells[i] for i in group) for group in groups]
+        fractions: dict[int, float] = {}
+        failed: dict[int, str] = {}
+
+        def on_fraction(u: int, fraction: float) -> None:
+            fractions[u] = fraction
+            running = sum(len(units[v]) * f for v, f in fractions.items())
+            progress(f"training {_what(spec, units, fractions, engine)}", running)
+        progress(f"training {len(todo)} cells in {len(units)} group(s)"
+                 + (f" on {engine.workers} {engine.name} workers" if engine.workers > 1 else ""))
+        for u, outcome in engine.run(units, on_fraction, progress):
+            fractions.pop(u, None)
+            if isinstance(outcome, UnitFailed):
+                failed[u] = outcome.error
+                continue
+            if isinstance(outcome, RunResult):  # a cell alone: a full Lab run
+                if store is not None:
+                    cache.put(LAB_RUN, outcome, store)
+                outcome = [CellSummary.from_run(outcome)]
+            elif len(units[u]) > 1:
+                sizes.append(len(units[u]))
+            for i, summary in zip(groups[u], outcome):
                 found[i] = summary
                 if store is not None:
                     cache.put(SWEEP_CELL, summary, store)
-            done += len(group)
+            done += len(units[u])
             progress(f"{int(done)} of {total} cells done")
+    if failed:
+        raise SweepFailed(spec, {u: (units[u], error) for u, error in failed.items()},
+                          len(found))
     return _result(spec, cells, found, time.perf_counter() - t0, sizes)
 
 
@@ -384,16 +401,26 @@ def _label(spec: SweepSpec, cfg: RunConfig) -> str:
             f"{spec.y}={RunConfig.format_setting(spec.y, getattr(cfg, spec.y))}")
 
 
-def _train_alone(cfg: RunConfig, store: RunStore | None, on_fraction, on_wait) -> CellSummary:
-    def on_epoch(partial: RunResult) -> None:
-        done = int(partial.epochs.epoch.max()) if len(partial.epochs) else 0
-        on_fraction(done / cfg.epochs)
-    if store is None:
-        with cache.admission().slot(on_wait):
-            result = train(cfg, on_epoch)
-    else:
-        result = get_run(cfg, store=store, on_epoch=on_epoch, on_wait=on_wait)
-    return CellSummary.from_run(result)
+def _what(spec: SweepSpec, units: list[tuple[RunConfig, ...]], running: dict[int, float],
+          engine: Engine) -> str:
+    """What is training now, for the progress line."""
+    if len(running) > 1:
+        return f"{len(running)} groups at once on {engine.workers} {engine.name} workers"
+    u, fraction = next(iter(running.items()))
+    return (f"{len(units[u])} cells together" if len(units[u]) > 1
+            else _label(spec, units[u][0])) + f" ({fraction:.0%})"
+
+
+class SweepFailed(RuntimeError):
+    """Some cells' units raised or lost their worker; the cells that trained are stored."""
+
+    def __init__(self, spec: SweepSpec, failed: dict[int, tuple[tuple[RunConfig, ...], str]],
+                 n_found: int):
+        self.cells = [_label(spec, cfg) for unit, _ in failed.values() for cfg in unit]
+        errors = sorted({error for _, error in failed.values()})
+        super().__init__(f"{len(self.cells)} cell(s) did not train ({'; '.join(self.cells)}): "
+                         f"{' | '.join(errors)}. The other {n_found} cells are done and stored; "
+                         f"run the sweep again to retry these.")
 
 
 def _lookup(cfg: RunConfig, store: RunStore) -> CellSummary | None:

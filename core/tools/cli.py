@@ -341,6 +341,12 @@ def _add_sweep_parser(sub) -> None:
                             "does) instead of stacking cells of one shape")
     sweep.add_argument("--no-store", action="store_true",
                        help="train every cell even if the run store has it, and store nothing")
+    sweep.add_argument("--jobs", type=_positive_int, default=1, metavar="N",
+                       help="train the stacked groups (or cells) in N local worker processes, "
+                            "one torch thread each (default 1: in this process)")
+    sweep.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="ray: each group a task on the Ray cluster RAY_ADDRESS names "
+                            "(HOST:PORT of its head); needs pip install 'saturation-lab[ray]'")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.add_argument("--best-lr", metavar="LR1,LR2,...",
                        help="train every cell at each of these learning rates (full Lab runs, "
@@ -357,6 +363,7 @@ def _axis(parser: argparse.ArgumentParser, flag: str, text: str) -> tuple[str, s
 
 def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from core.lab.sweep import SweepSpec, parse_values
+    from core.lab.sweep_engines import make_engine
 
     values = {n: getattr(args, n) for n in FIELDS if getattr(args, n, None) is not None}
     (x, x_text), (y, y_text) = _axis(parser, "--x", args.x), _axis(parser, "--y", args.y)
@@ -364,9 +371,13 @@ def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         spec = SweepSpec(RunConfig(**values), x, parse_values(x, x_text),
                          y, parse_values(y, y_text))
         lrs = parse_values("lr", args.best_lr) if args.best_lr is not None else None
+        engine = make_engine(args.engine, args.jobs)
     except ConfigError as err:
         parser.error(str(err))
     if lrs is not None:
+        if args.jobs != 1 or args.engine != "local":
+            parser.error("--best-lr trains its runs one after another in this process: "
+                         "drop --jobs and --engine")
         return _lr_search(parser, args, spec, lrs)
 
     from tqdm import tqdm
@@ -384,7 +395,8 @@ def _sweep(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         bar.set_description(message[:48], refresh=True)
 
     result = _with_bar(parser, bar, lambda: run_sweep(
-        spec, on_progress=on_progress, batched=not args.sequential, use_store=not args.no_store))
+        spec, on_progress=on_progress, batched=not args.sequential, use_store=not args.no_store,
+        engine=engine))
     if result is None:
         return 1
     return _print_and_save(_sweep_text(result), args.json, lambda: json.dumps(

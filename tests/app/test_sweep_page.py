@@ -4,12 +4,20 @@ import json
 import math
 
 import pandas as pd
+import pytest
 from urllib.parse import parse_qsl
 
 from core.lab.config import RunConfig
 
 from core.lab import sweep_charts
 from tests.helpers import charts, clean, open_page
+
+@pytest.fixture(autouse=True)
+def one_process(monkeypatch):
+    """These sweeps take a second: starting worker processes would take longer than they do.
+    The page's workers are tested in tests/lab/test_sweep_engines.py."""
+    monkeypatch.setenv("SATLAB_MAX_TRAININGS", "1")
+
 
 SMALL = dict(x="depth", xv="1,2", y="activation", yv="relu,tanh", epochs="1", width="16",
              max_train="200")

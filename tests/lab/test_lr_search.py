@@ -68,3 +68,12 @@ def test_cli_best_lr_prints_each_run_and_writes_json(tmp_path, capsys):
     assert "best learning rate per cell" in text and "steps_to_target" in text
     rows = json.loads(out.read_text())
     assert [r["lr"] for r in rows] == [0.05, 0.5] and sum(r["best"] for r in rows) == 1
+
+
+def test_cli_best_lr_refuses_other_engines_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", "--x", "depth=1", "--y", "init=orthogonal", "--best-lr", "0.05,0.5",
+              "--jobs", "2", "--no-store", "--quiet"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--best-lr" in err and "--jobs" in err and "Traceback" not in err
