@@ -451,6 +451,7 @@ def cli(monkeypatch):
     monkeypatch.setattr(core.lab.trainer, "train", reach("train"))
     monkeypatch.setattr(sweep, "run_sweep", reach("sweep"))
     monkeypatch.setattr(core.init.probe, "probe", reach("probe"))
+    monkeypatch.setattr(cli_module, "train_classics", reach("classics"))
     monkeypatch.setattr(core.data.datasets, "describe_datasets", lambda: [])
     if "bench" in SUBCOMMANDS:
         import torch
@@ -522,6 +523,7 @@ PAGE_PARSERS = {
     "optimizers": ["link_problems", "RaceConfig.with_fallbacks"],
     "recurrent": ["config_form"], "attention": ["config_controls"],
     "watched": [],  # no settings: the run comes from an uploaded file, checked by its reader
+    "classics": ["labelled_choice"],
 }
 RAW_READ = re.compile(r"\{\w+: st\.query_params\.get\(\w+\) for \w+ in [^}]*\}")
 
@@ -549,6 +551,7 @@ CHEAP = {
     "recurrent": {"dataset": "digits", "max_train": "100", "epochs": "1", "hidden": "8"},
     "attention": {"epochs": "1", "max_train": "100"},
     "watched": {},   # nothing trains: the page waits for a file
+    "classics": {},  # the first classic: Glorot & Bengio's one small run
 }
 JUNK_KEYS = {
     "home": [], "lab": ["depth", "activation", "lr", "optimizer", "batch_norm", "clip_norm"],
@@ -561,6 +564,7 @@ JUNK_KEYS = {
     "recurrent": ["cell", "lr", "chunk", "sequence", "layers"],
     "attention": ["d", "tokens", "logit_scale", "scaled", "lr"],
     "watched": [],
+    "classics": ["classic"],
 }
 # Invalid for every setting of every page (checked below); two try to put a link or an image
 # into the warning that quotes them.
