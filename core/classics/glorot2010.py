@@ -51,16 +51,20 @@ def figure(runs: Mapping[str, RunResult]) -> alt.LayerChart:
                           "layer": list(mean.columns) * len(mean),
                           "mean": mean.to_numpy().ravel(), "std": std.to_numpy().ravel()})
     table["low"], table["high"] = table["mean"] - table["std"], table["mean"] + table["std"]
+    hidden = list(mean.columns)
+    # The Lab's layer colours over the hidden layers alone: the output layer has no activation.
+    scale = alt.Scale(domain=hidden, scheme=chart_parts.LAYER_SCHEME)
     base = alt.Chart(chart_parts.source(table)).encode(
-        x=alt.X("step:Q", title="Training step", axis=chart_parts.COUNT_AXIS),
-        color=chart_parts.layer_color(run))
+        x=alt.X("step:Q", title="Training step", axis=chart_parts.COUNT_AXIS))
     band = base.mark_area(opacity=0.15).encode(
         y=alt.Y("low:Q", title="Activation (sigmoid output)", scale=alt.Scale(domain=[0, 1])),
-        y2="high:Q")
+        y2="high:Q", color=alt.Color("layer:O", sort=hidden, scale=scale, legend=None))
     line = base.mark_line().encode(
-        y="mean:Q", tooltip=["layer", "step", alt.Tooltip("mean:Q", format=".3f"),
-                             alt.Tooltip("std:Q", format=".3f")])
-    return (band + line).properties(height=320)
+        y="mean:Q", color=alt.Color("layer:O", sort=hidden, scale=scale, title="Hidden layer"),
+        tooltip=["layer", "step", alt.Tooltip("mean:Q", format=".3f"),
+                 alt.Tooltip("std:Q", format=".3f")])
+    # The line's legend alone: the band's would show faded symbols.
+    return (band + line).resolve_legend(color="independent").properties(height=320)
 
 
 GLOROT2010 = Classic(
