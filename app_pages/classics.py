@@ -5,9 +5,11 @@ import streamlit as st
 
 from core.budget import RATE, duration
 from core.classics.catalogue import CLASSICS
-from app_pages.kit.charts import runs_chart
+from core.classics.record import cached_classic_run, get_classic_run, refuse_classic
+from core.settings import ConfigError
+from app_pages.kit.charts import chart
 from app_pages.kit.controls import labelled_choice, warn
-from app_pages.kit.runs import notices, obtain_all
+from app_pages.kit.runs import notices, obtain
 
 st.title("Classics")
 st.write("Famous results about how networks train, reproduced on real runs here. Pick a classic: "
@@ -33,15 +35,22 @@ its_runs = "its run" if len(configs) == 1 else f"its {len(configs)} runs"
 st.caption(f"Training {its_runs} takes {duration(classic.seconds() * RATE)} of one CPU core, "
            "once: the run store keeps them (`python -m core classics` trains them ahead).")
 
-results = obtain_all(list(configs.values()))
-if any(r is None for r in results):
+try:
+    refuse_classic(configs.values())   # all of them, before any trains
+except ConfigError as err:
+    st.error(f"These runs could not start: {err}", icon=":material/error:")
     st.stop()
+results = []
+for cfg in configs.values():   # a Lab run or a recurrent one, each with its progress bar
+    results.append(obtain(cfg, cached=cached_classic_run, train=get_classic_run))
+    if results[-1] is None:
+        st.stop()
 runs = dict(zip(configs, results))
 for result in results:
     notices(result)
 
 st.subheader("Figure")
-runs_chart(runs, classic.figure)
+chart(classic.figure(runs))   # runs of any family: runs_chart's cache keys are the Lab's
 st.caption(classic.figure_caption)
 st.subheader("Verdict")
 verdict = classic.verdict(runs)

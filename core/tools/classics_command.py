@@ -28,7 +28,7 @@ def train_classics(args) -> int:
 
     from core.classics.catalogue import CLASSICS
     from core.cpus import configure_for_server
-    from core.lab.runs import get_run
+    from core.classics.record import get_classic_run
 
     unknown = sorted(set(args.only or ()) - set(CLASSICS))
     if unknown:
@@ -50,7 +50,7 @@ def train_classics(args) -> int:
                 done = int(partial.epochs.epoch.max()) if len(partial.epochs) else 0
                 bar.update(done - bar.n)
             try:
-                runs[name] = get_run(cfg, on_epoch=on_epoch)
+                runs[name] = get_classic_run(cfg, on_epoch=on_epoch)
             except Exception as err:   # over the budget, data missing: one line, go on
                 print(f"  {name}: could not train: {err}", file=sys.stderr)
             finally:

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import pytest
 
-from core.budget import RATE, refuse
+from core.budget import RATE
 from core.classics.catalogue import CLASSICS
 from core.classics.glorot2010 import GLOROT2010
 from core.classics.he2015 import HE2015
-from core.lab.runs import run_estimate
+from core.classics.pascanu2013 import PASCANU2013
+from core.classics.record import refuse_classic, run_kind
 from core.lab.stacked import train_batched
 from core.lab.trainer import train
+from core.recurrent.trainer import train_recurrent
 
 SEEDS = range(5)
 GLOROT_SMALL = dict(width=64, max_train=400, epochs=6)
@@ -102,8 +104,37 @@ def test_glorot_figure_is_mean_with_a_band_of_one_standard_deviation(glorot_runs
 def test_every_classic_s_runs_are_within_the_budget_and_it_says_how_long_they_take():
     for classic in CLASSICS.values():
         configs = classic.configs(0)
-        for cfg in configs.values():
-            refuse(run_estimate(cfg))   # raises ConfigError over a budget
+        refuse_classic(configs.values())   # raises ConfigError over a budget
         assert classic.seconds() == pytest.approx(
-            sum(run_estimate(cfg).total() for cfg in configs.values()) / RATE)
+            sum(run_kind(cfg).estimate(cfg).total() for cfg in configs.values()) / RATE)
         assert classic.differs and classic.paper.finding
+
+
+@pytest.fixture(scope="module")
+def pascanu_runs():
+    """Seed 0 of the Recurrent lessons' runs; tests/test_lessons.py holds their claims, which
+    are this verdict's, on seeds 0-4."""
+    return {name: train_recurrent(cfg) for name, cfg in PASCANU2013.configs(0).items()}
+
+
+def test_pascanu_verdict_holds_with_the_measured_numbers(pascanu_runs):
+    verdict = PASCANU2013.verdict(pascanu_runs)
+    assert verdict.reproduced, verdict.sentence
+    vanilla = pascanu_runs["vanilla RNN"]
+    tg = vanilla.time_grads[vanilla.time_grads.step == 0].set_index("t").value
+    assert f"‖∂L/∂h_1‖ is {tg[1] / tg[28]:.0e} of ‖∂L/∂h_28‖" in verdict.sentence
+
+
+def test_pascanu_verdict_fails_when_the_clipped_run_stands_in_for_the_unclipped(pascanu_runs):
+    swapped = {**pascanu_runs, "no clipping": pascanu_runs["clipped at 0.25"]}
+    verdict = PASCANU2013.verdict(swapped)
+    assert not verdict.reproduced and "Not as the lessons claim" in verdict.sentence
+
+
+def test_pascanu_figure_draws_the_decay_through_time_and_both_losses(pascanu_runs):
+    spec = PASCANU2013.figure(pascanu_runs).to_dict()
+    left, right = spec["hconcat"]
+    decay = spec["datasets"][left["data"]["name"]]
+    assert [r["t"] for r in decay] == list(range(1, 29))
+    losses = spec["datasets"][right["data"]["name"]]
+    assert {r["run"] for r in losses} == {"no clipping", "clipped at 0.25"}
