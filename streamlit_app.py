@@ -50,6 +50,8 @@ page = st.navigation([
             url_path="recurrent"),
     st.Page("app_pages/attention.py", title="Attention", icon=":material/center_focus_strong:",
             url_path="attention"),
+    st.Page("app_pages/classics.py", title="Classics", icon=":material/history_edu:",
+            url_path="classics"),
     st.Page("app_pages/watched.py", title="Your model", icon=":material/troubleshoot:",
             url_path="watched"),
 ])

@@ -7,8 +7,9 @@ The folders are the table of contents, and imports run downward only:
 - A family (`core/lab`, `core/init`, `core/recurrent`, `core/attention`, `core/optimizers`,
   `core/watch`) imports the root; only `init/` (the Lab's networks at initialisation), `watch/`
   (a watched model's records are a Lab result, read by the Lab's charts and doctor) and `tools/`
-  (the CLI and benchmark, over every family) may also import `lab/`; lessons never import each
-  other.
+  (the CLI and benchmark, over every family) may also import `lab/`; `classics/` (famous
+  results checked on real runs) may import the families whose runs it reads; lessons never
+  import each other.
 - `core` never imports Streamlit: it is usable from the CLI, notebooks and tests alone.
 - Pages (`app_pages/`, `streamlit_app.py`) never import torch: they build settings and draw
   results; `core` computes.
@@ -22,10 +23,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FAMILIES = ("lab", "init", "recurrent", "attention", "optimizers", "watch", "tools")
+FAMILIES = ("lab", "init", "recurrent", "attention", "optimizers", "watch", "classics", "tools")
 # watch/: a watched model's records are a Lab RunResult, with the Lab's metric names, so the
 # Lab's charts and doctor read them.
-MAY_ALSO_IMPORT = {"init": {"lab"}, "watch": {"lab"}, "tools": set(FAMILIES)}
+# classics/: each classic is checked on runs of the families it reproduces (issue 17).
+MAY_ALSO_IMPORT = {"init": {"lab"}, "watch": {"lab"}, "classics": {"lab", "recurrent", "init"},
+                   "tools": set(FAMILIES)}
 LAUNCHER = ROOT / "core" / "__main__.py"   # `python -m core`: hands over to tools/cli.py
 PAGES = sorted((ROOT / "app_pages").rglob("*.py")) + [ROOT / "streamlit_app.py"]
 CORE = sorted((ROOT / "core").rglob("*.py"))

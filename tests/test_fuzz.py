@@ -451,6 +451,7 @@ def cli(monkeypatch):
     monkeypatch.setattr(core.lab.trainer, "train", reach("train"))
     monkeypatch.setattr(sweep, "run_sweep", reach("sweep"))
     monkeypatch.setattr(core.init.probe, "probe", reach("probe"))
+    monkeypatch.setattr(cli_module, "train_classics", reach("classics"))
     monkeypatch.setattr(core.data.datasets, "describe_datasets", lambda: [])
     if "bench" in SUBCOMMANDS:
         import torch
@@ -525,6 +526,7 @@ PAGE_PARSERS = {
     # No settings: the run comes from an uploaded file, checked by its reader, or from the run
     # store by the link's key, which is only ever compared with the stored keys.
     "watched": [],
+    "classics": ["labelled_choice"],
 }
 RAW_READ = re.compile(r"\{\w+: st\.query_params\.get\(\w+\) for \w+ in [^}]*\}")
 
@@ -552,6 +554,7 @@ CHEAP = {
     "recurrent": {"dataset": "digits", "max_train": "100", "epochs": "1", "hidden": "8"},
     "attention": {"epochs": "1", "max_train": "100"},
     "watched": {},   # nothing trains: the page waits for a file
+    "classics": {},  # the first classic: Glorot & Bengio's one small run
 }
 JUNK_KEYS = {
     "home": [], "lab": ["depth", "activation", "lr", "optimizer", "batch_norm", "clip_norm"],
@@ -564,6 +567,7 @@ JUNK_KEYS = {
     "recurrent": ["cell", "lr", "chunk", "sequence", "layers"],
     "attention": ["d", "tokens", "logit_scale", "scaled", "lr"],
     "watched": ["run"],
+    "classics": ["classic"],
 }
 # Invalid for every setting of every page (checked below); two try to put a link or an image
 # into the warning that quotes them.

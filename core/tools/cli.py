@@ -7,6 +7,7 @@
     python -m core probe --depth 50 --activation tanh --init orthogonal --json probe.json
     python -m core diagnose run.json            # exit 1 when the doctor finds an error
     python -m core export-tensorboard run.json tb/run
+    python -m core classics                     # the Classics page's runs, into the store
 
 Every `RunConfig` field is a kebab-case flag (`--batch-norm/--no-batch-norm`, `--clip-norm 1.0`,
 `--clip-norm off`), generated from the fields, so the CLI never lags the config. A bad flag or
@@ -26,6 +27,7 @@ from core.cache import check_limits
 from core.lab.config import FIELDS, RunConfig
 from core.settings import ConfigError, describe, field_kind
 from core.tables import status_word
+from core.tools.classics_command import add_classics_parser, train_classics
 from core.tools.run_file_commands import (add_run_file_parsers, diagnose, export_tensorboard,
                                          list_watched)
 
@@ -114,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_probe_parser(sub)
     _add_bench_parser(sub)
     add_run_file_parsers(sub)
+    add_classics_parser(sub)
     return parser
 
 
@@ -137,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return export_tensorboard(args)
         if args.command == "watched":
             return list_watched()
+        if args.command == "classics":
+            return train_classics(args)
         return _datasets() if args.command == "datasets" else _train(parser, args)
     except BrokenPipeError:  # output piped into `head`: not an error worth a traceback
         sys.stderr.close()

@@ -1,0 +1,62 @@
+"""Classics: famous findings about training dynamics, checked on real runs, each with a verdict
+computed from its runs."""
+
+import streamlit as st
+
+from core.budget import RATE, duration
+from core.classics.catalogue import CLASSICS
+from core.classics.record import cached_classic_run, get_classic_run, refuse_classic
+from core.settings import ConfigError
+from app_pages.kit.charts import chart
+from app_pages.kit.controls import labelled_choice, warn
+from app_pages.kit.runs import notices, obtain
+
+st.title("Classics")
+st.write("Famous results about how networks train, reproduced on real runs here. Pick a classic: "
+         "read what the paper found, how we set it up, then see the figure in the paper's form "
+         "and whether our run shows the same (the verdict is computed from the run). Every "
+         "classic ends with what differs from the paper.")
+
+picked, warnings = labelled_choice(
+    "Classic", list(CLASSICS), {c.id: c.title for c in CLASSICS.values()}, key="classic",
+    default=next(iter(CLASSICS)), help="Each classic is a paper's finding and the runs that "
+                                       "check it.",
+    why_not="it is not one of the classics here")
+warn(warnings)
+classic = CLASSICS[picked]
+paper = classic.paper
+
+st.subheader("What the paper found")
+st.markdown(f"{paper.authors} ({paper.year}), *{paper.title}*: {paper.finding}")
+st.subheader("Our setup")
+st.write(classic.setup)
+configs = classic.configs(0)
+its_runs = "its run" if len(configs) == 1 else f"its {len(configs)} runs"
+st.caption(f"Training {its_runs} takes {duration(classic.seconds() * RATE)} of one CPU core, "
+           "once: the run store keeps them (`python -m core classics` trains them ahead).")
+
+try:
+    refuse_classic(configs.values())   # all of them, before any trains
+except ConfigError as err:
+    st.error(f"These runs could not start: {err}", icon=":material/error:")
+    st.stop()
+results = []
+for cfg in configs.values():   # a Lab run or a recurrent one, each with its progress bar
+    results.append(obtain(cfg, cached=cached_classic_run, train=get_classic_run))
+    if results[-1] is None:
+        st.stop()
+runs = dict(zip(configs, results))
+for result in results:
+    notices(result)
+
+st.subheader("Figure")
+chart(classic.figure(runs))   # runs of any family: runs_chart's cache keys are the Lab's
+st.caption(classic.figure_caption)
+st.subheader("Verdict")
+verdict = classic.verdict(runs)
+(st.success if verdict.reproduced else st.error)(
+    f"{verdict.mark} {'Reproduced' if verdict.reproduced else 'Not reproduced'}: "
+    f"{verdict.sentence}", icon=":material/check_circle:" if verdict.reproduced
+    else ":material/cancel:")
+st.subheader("What differs from the paper")
+st.markdown("\n".join(f"- {line}" for line in classic.differs))
