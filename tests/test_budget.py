@@ -15,6 +15,7 @@ import core.attention.config
 import core.attention.softmax
 import core.lab.runs
 import core.lab.sweep
+import core.lab.sweep_engines
 import core.recurrent.trainer
 from core.attention.config import AttentionConfig
 from core.attention.softmax import attention_estimate, get_attention
@@ -225,8 +226,8 @@ def test_recurrent_and_attention_requests_over_the_budget_are_refused(tmp_path, 
 def test_a_sweep_over_the_budget_is_refused_before_anything_trains(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("trained")
-    monkeypatch.setattr(core.lab.sweep, "train_batched", fail)
-    monkeypatch.setattr(core.lab.sweep, "_train_alone", fail)
+    monkeypatch.setattr(core.lab.sweep_engines, "train_batched", fail)
+    monkeypatch.setattr(core.lab.sweep_engines, "train", fail)
     # One cell too big: the cell's own refusal.
     spec = SweepSpec(RunConfig(dataset=FASHION), x="epochs", x_values=(10, 100),
                      y="seed", y_values=(0,))

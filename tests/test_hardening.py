@@ -20,6 +20,7 @@ import core.attention.softmax
 import core.cache
 import core.lab.runs
 import core.lab.sweep
+import core.lab.sweep_engines
 import core.recurrent.trainer
 from core.attention.config import AttentionConfig
 from core.attention.softmax import get_attention
@@ -139,13 +140,13 @@ def test_two_sessions_asking_for_one_attention_classifier_train_it_once(tmp_path
 def test_two_sessions_running_one_sweep_train_each_cell_once(tmp_path, monkeypatch):
     store = RunStore(tmp_path / "runs.sqlite3")
     stacked: list = []
-    real = core.lab.sweep.train_batched
+    real = core.lab.sweep_engines.train_batched
 
     def counting_stack(cells, *args, **kwargs):
         stacked.append(cells)
         time.sleep(0.3)
         return real(cells, *args, **kwargs)
-    monkeypatch.setattr(core.lab.sweep, "train_batched", counting_stack)
+    monkeypatch.setattr(core.lab.sweep_engines, "train_batched", counting_stack)
     spec = SweepSpec(RunConfig(epochs=1, width=8, max_train=64), x="lr", x_values=(0.01, 0.1),
                      y="seed", y_values=(0, 1))
     results = in_threads(2, lambda i: run_sweep(spec, store=store))

@@ -19,6 +19,7 @@ import pytest
 
 import core.lab.runs
 import core.lab.sweep
+import core.lab.sweep_engines
 from core import budget
 from core.budget import memory_budget, refuse
 from core.init.probe import probe, probe_estimate
@@ -203,8 +204,8 @@ def test_the_issues_heavy_requests_are_refused_with_what_to_lower(tmp_path, monk
 def test_a_sweep_is_refused_for_its_stacked_members_memory(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("trained")
-    monkeypatch.setattr(core.lab.sweep, "train_batched", fail)
-    monkeypatch.setattr(core.lab.sweep, "_train_alone", fail)
+    monkeypatch.setattr(core.lab.sweep_engines, "train_batched", fail)
+    monkeypatch.setattr(core.lab.sweep_engines, "train", fail)
     # Issue 14's 64-cell grid at depth 4, width 1024 (4.9 GB there): each cell fits alone.
     spec = SweepSpec(RunConfig(depth=4, width=1024, max_train=100, epochs=1), x="seed",
                      x_values=tuple(range(8)), y="lr",
@@ -316,7 +317,7 @@ def test_each_page_shows_a_memory_refusal_and_trains_nothing(page, link, limit, 
                          (core.recurrent.trainer, "RECURRENT_RUN"),
                          (core.attention.softmax, "ATTENTION_RUN")):
         monkeypatch.setattr(module, kind, dataclasses.replace(getattr(module, kind), train=fail))
-    monkeypatch.setattr(core.lab.sweep, "train_batched", fail)
+    monkeypatch.setattr(core.lab.sweep_engines, "train_batched", fail)
     monkeypatch.setattr(core.init.probe, "build_model", fail)
     monkeypatch.setattr(core.optimizers.race, "racer", fail)
     if limit == "playground":   # between one of the pair's runs and both
