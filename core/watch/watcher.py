@@ -42,9 +42,9 @@ Recorded, with core.lab.metrics.CATALOGUE's names:
                           at the end. A unit is a feature (the last dimension) or, for a 4-D or
                           larger activation (a conv feature map), a channel (dimension 1).
 Activations are seen whether modules (nn.ReLU) or functions (F.relu, F.gelu, torch.tanh, as
-inside nn.TransformerEncoderLayer): a `TorchFunctionMode` intercepts them while the model's
-forward runs on recorded steps, and a module pre/post-hook stack attributes each call to the
-innermost module running (the TransformerEncoderLayer for its F.relu). Several calls in one
+inside nn.TransformerEncoderLayer): a `TorchFunctionMode` (core.watch.activation_calls)
+intercepts them while the model's forward runs on recorded steps, and a module pre/post-hook
+stack attributes each call to the innermost module running (the TransformerEncoderLayer for its F.relu). Several calls in one
 module pool their counts. Fused kernels (nn.LSTM's gates, scaled_dot_product_attention) hide
 theirs; a tanh inside a hand-written GELU counts as a tanh.
 
@@ -68,29 +68,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from core import activations
 from core.lab.sharpness import Sharpness
 from core.watch import tables
+from core.watch.activation_calls import ActivationCalls
 from core.watch.result import WatchedConfig, WatchedRun, identified
 from core.watch.tables import ROOT_NAME
 
-# The functions (and the Tensor methods) of each activation, as the function mode sees them.
-_ACTIVATION_OF = {
-    **dict.fromkeys((torch.sigmoid, torch.sigmoid_, F.sigmoid, torch.Tensor.sigmoid,
-                     torch.Tensor.sigmoid_), "sigmoid"),
-    **dict.fromkeys((torch.tanh, torch.tanh_, F.tanh, torch.Tensor.tanh, torch.Tensor.tanh_),
-                    "tanh"),
-    **dict.fromkeys((torch.relu, torch.relu_, F.relu, F.relu_, torch.Tensor.relu,
-                     torch.Tensor.relu_), "relu"),
-    **dict.fromkeys((F.leaky_relu, F.leaky_relu_), "leaky_relu"),
-    **dict.fromkeys((F.elu, F.elu_), "elu"),
-    **dict.fromkeys((F.selu, torch.selu, torch.selu_), "selu"),
-    F.gelu: "gelu", F.silu: "silu", F.softplus: "softplus",
-}
 _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 _PARTS = ("stats", "acts", "out_grads", "update")   # a recorded step's device tensors
 
@@ -134,27 +120,6 @@ class _Recorded:
     update: torch.Tensor | None = None                   # ‖ΔW‖, ‖W − W₀‖ per weight, clipped norm
 
 
-class _Activations(TorchFunctionMode):
-    """Intercepts activation functions while the model's forward runs; passes all else on."""
-
-    def __init__(self, watcher: "Watch"):
-        super().__init__()
-        self.watcher = watcher
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        name = _ACTIVATION_OF.get(func)
-        if name is None or not args or not isinstance(args[0], torch.Tensor):
-            return func(*args, **kwargs)
-        # The input is measured before the call: an in-place one (nn.ReLU(inplace=True))
-        # overwrites it, and .float() of a float32 tensor is that tensor, not a copy.
-        measured = self.watcher._measure_input(name, args[0].detach().float())
-        out = func(*args, **kwargs)
-        if measured is not None:
-            self.watcher._measure_output(measured, out)
-        return out
-
-
 class Watch:
     """The context `watch()` returns; see the module docstring."""
 
@@ -185,7 +150,7 @@ class Watch:
         self.step = 0                        # after_backward calls so far
         self._handles: list = []             # hooks that live for the whole watch
         self._armed: list = []               # hooks of a recorded step
-        self._mode = _Activations(self)
+        self._mode = ActivationCalls(self._measure_input, self._measure_output)
         self._in_mode = False
         self._stack: list[int] = []
         self._first_order: list[int] = []    # layers in the order their forward first ran
