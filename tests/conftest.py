@@ -81,3 +81,18 @@ def new_store(request, tmp_path):
         return RunStore(made[name], **kwargs)
 
     return make
+
+
+# The longest tests (measured with --durations), started first: under pytest-xdist each then runs
+# beside the many short ones instead of alone at the end, which set the suite's wall time.
+LONGEST_FIRST = (
+    "tests/app/test_browser.py::test_every_lesson_opens_right_from_every_entry_point",
+    "tests/test_memory.py::test_the_memory_estimates_bound_the_measured_peaks",
+    "tests/lab/test_doctor.py::test_every_fix_offered_clears_its_finding",
+    "tests/app/test_stop_browser.py",
+    "tests/lab/test_sweep_ray.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_FIRST))   # stable
