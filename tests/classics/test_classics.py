@@ -20,6 +20,7 @@ from core.classics.glorot2010 import GLOROT2010
 from core.classics.he2015 import HE2015
 from core.classics.pascanu2013 import PASCANU2013
 from core.classics.record import refuse_classic, run_kind
+from core.lab.sweep import SWEEP_CELL, SweepSpec
 from core.lab.stacked import train_batched
 from core.lab.trainer import train
 from core.recurrent.trainer import train_recurrent
@@ -106,8 +107,11 @@ def test_every_classic_s_runs_are_within_the_budget_and_it_says_how_long_they_ta
     for classic in CLASSICS.values():
         configs = classic.configs(0)
         refuse_classic(configs.values())   # raises ConfigError over a budget
-        assert classic.seconds() == pytest.approx(
-            sum(run_kind(cfg).estimate(cfg).total() for cfg in configs.values()) / RATE)
+        estimates = [SWEEP_CELL.estimate(cell) for cfg in configs.values()
+                     if isinstance(cfg, SweepSpec) for cell in cfg.cells()]
+        estimates += [run_kind(cfg).estimate(cfg) for cfg in configs.values()
+                      if not isinstance(cfg, SweepSpec)]
+        assert classic.seconds() == pytest.approx(sum(e.total() for e in estimates) / RATE)
         assert classic.differs and classic.paper.finding
 
 
