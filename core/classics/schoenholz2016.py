@@ -80,18 +80,22 @@ def verdict(runs: Mapping[str, SweepResult]) -> Verdict:
     critical = critical_sigma_w2("tanh", sweep.spec.base.bias_value)
     nearest = by_sw.iloc[(by_sw.sigma_w2 - critical).abs().argmin()]
     deepest = int(by_sw.edge.max())
+    at_deepest = by_sw.sigma_w2[by_sw.edge == deepest]
     sharpest = nearest.edge == deepest
     untrained_beyond = len(beyond) > 0 and bool((beyond.val_accuracy < TRAINED).all())
     held = rho >= MIN_RANK_CORRELATION and untrained_beyond and sharpest
     fmt = functools.partial(RunConfig.format_setting, "sigma_w2")
     sentence = (
-        f"Over {len(by_sw)} values of σ_w², the deepest network that trained (validation "
-        f"accuracy at least {TRAINED:.0%}; chance is 10%) has a rank correlation of {rho:.2f} "
-        f"with ξ_c; it is {deepest} layers"
+        f"Over {len(by_sw)} values of σ_w², the depth of the deepest network that trained "
+        f"(validation accuracy at least {TRAINED:.0%}; chance is 10%) has a Spearman rank "
+        f"correlation of {rho:.2f} "
+        f"with ξ_c. The deepest that trained, {deepest} layers"
         + (" (the deepest tried)" if deepest == max(sweep.spec.x_values) else "")
-        + f" at σ_w² = {fmt(float(nearest.sigma_w2))}, the value nearest the critical line "
+        + f", did so at σ_w² = {', '.join(fmt(float(s)) for s in at_deepest)}: "
+        + ("these include" if sharpest else "not at")
+        + f" {fmt(float(nearest.sigma_w2))}, the value nearest the critical line "
           f"({critical:.2f}), where ξ_c is {nearest.xi:.0f} layers"
-        + ("" if sharpest else f", short of the {deepest} layers reached elsewhere")
+        + ("" if sharpest else f" and {int(nearest.edge)} layers trained at most")
         + f". Of the {len(beyond)} networks more than {WELL_BEYOND:g} × 6ξ_c deep, "
         + (f"none trained (the best reached {beyond.val_accuracy.max():.0%})"
            if untrained_beyond else

@@ -65,7 +65,7 @@ def test_trainable_depth_tracks_xi_c_and_nothing_well_beyond_6_xi_c_trains(sweep
     assert ("Of the 2 networks more than 1.5 × 6ξ_c deep, none trained (the best reached "
             in verdict.sentence)
     assert "; of the 1 between 6ξ_c and that, " in verdict.sentence
-    assert "at σ_w² = 1.75, the value nearest the critical line (1.76)" in verdict.sentence
+    assert "these include 1.75, the value nearest the critical line (1.76)" in verdict.sentence
 
 
 def test_the_verdict_fails_when_a_network_well_beyond_6_xi_c_trains(sweeps):
@@ -87,6 +87,7 @@ def test_the_verdict_fails_when_the_edge_runs_against_xi_c(sweeps):
     verdict = SCHOENHOLZ2016.verdict({SWEEP: SweepResult(sweeps[0].spec, table,
                                                          pd.DataFrame(), {}, {})})
     assert not verdict.reproduced
+    assert "not at 1.75, the value nearest the critical line" in verdict.sentence
 
 
 def test_the_figure_draws_each_cell_s_accuracy_and_the_6_xi_c_line(sweeps):
