@@ -43,7 +43,7 @@ except ConfigError as err:
     st.error(f"These runs could not start: {err}", icon=":material/error:")
     st.stop()
 results = []
-for cfg in configs.values():   # a Lab run or a recurrent one, each with its progress bar
+for cfg in configs.values():   # a Lab run, a recurrent one or a sweep, each with its progress bar
     results.append(obtain(cfg, cached=cached_classic_run, train=get_classic_run,
                           progress=progress(cfg)))
     if results[-1] is None:

@@ -8,14 +8,13 @@ from typing import Any, Callable, Iterable, Mapping
 import altair as alt
 
 from core import cache
-from core.budget import RATE, refuse, refuse_sweep, refuse_together
+from core.budget import RATE, Estimate, refuse, refuse_sweep, refuse_together
 from core.cache import RunKind
 from core.lab.config import RunConfig
 from core.lab.runs import LAB_RUN
 from core.lab.sweep import SWEEP_CELL, SweepSpec, run_sweep
 from core.recurrent.config import RecurrentConfig
 from core.recurrent.trainer import RECURRENT_RUN
-from core.tables import EpochRecords
 
 # A classic's "run" is a Lab run, a recurrent one, or a whole sweep (core.lab.sweep), whose
 # cells train stacked and are stored one by one; its result is then a SweepResult.
@@ -51,7 +50,7 @@ def progress(cfg: Config) -> Callable[[Any], tuple[float, str]] | None:
     return (lambda pair: pair) if isinstance(cfg, SweepSpec) else None
 
 
-def _estimates(cfg: Config) -> list:
+def _estimates(cfg: Config) -> list[Estimate]:
     if isinstance(cfg, SweepSpec):
         return [SWEEP_CELL.estimate(cell) for cell in cfg.cells()]
     return [run_kind(cfg).estimate(cfg)]

@@ -14,7 +14,6 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core import chart_parts
 from core.classics.record import Classic, Paper, Verdict
 from core.init.correlation import correlation_depth_scale
 from core.init.meanfield import critical_sigma_w2
@@ -170,8 +169,9 @@ SCHOENHOLZ2016 = Classic(
           f"N(0, {SIGMA_B2}), each trained with plain SGD (lr {BASE.lr:g}, batch "
           f"{BASE.batch_size}, {BASE.epochs} epochs). The cells of one depth train side by "
           "side, as the Sweep page trains them, so the 40 took under 30 s of one core here "
-          "(measured), far less than the cost model's estimate for separate runs. ξ_c = −1/ln χ_c comes from mean-field theory "
-          "at each σ_w² (χ_c: how fast two inputs' correlation settles, layer by layer).",
+          "(measured), far less than the cost model's estimate for separate runs. "
+          "ξ_c = −1/ln χ_c comes from mean-field theory at each σ_w² (χ_c: how fast two "
+          "inputs' correlation settles, layer by layer).",
     differs=("Their grid reaches hundreds of layers, trained on MNIST and CIFAR-10; ours are "
              "32 units wide, at most 48 layers deep, trained on the 8×8 digits for 15 epochs.",
              "With our short training the trainable region ends well inside 6ξ_c on the "

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
+from core.classics.record import cached_classic_run, get_classic_run, progress
 from core.classics.schoenholz2016 import (BASE, SCHOENHOLZ2016, SWEEP, TRAINED, depth_scale,
                                           spec)
 from core.lab.stacked import train_batched
@@ -103,3 +104,17 @@ def test_the_figure_draws_each_cell_s_accuracy_and_the_6_xi_c_line(sweeps):
     top = max(r["d_hi"] for r in cells)
     for r in line[::10]:
         assert r["bound"] == pytest.approx(min(6 * depth_scale(r["sigma_w2"]), top))
+
+
+def test_a_classic_s_sweep_trains_through_the_run_store_with_its_progress():
+    """A classic whose run is a sweep: trained (cells stacked) with (share, text) progress,
+    then served from the store; two cells of 2 layers, one epoch."""
+    small = spec(BASE.replace(epochs=1, max_train=200), (2,), (1.0, 2.0))
+    assert cached_classic_run(small) is None
+    heard = []
+    trained = get_classic_run(small, on_epoch=heard.append)
+    assert [share for share, _ in map(progress(small), heard)][-1] == 1.0
+    assert trained.timing["cells_trained"] == 2
+    again = cached_classic_run(small)
+    assert again.timing["cells_from_store"] == 2
+    assert list(again.table.val_accuracy) == list(trained.table.val_accuracy)
