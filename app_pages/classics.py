@@ -5,7 +5,8 @@ import streamlit as st
 
 from core.budget import RATE, duration
 from core.classics.catalogue import CLASSICS
-from core.classics.record import cached_classic_run, get_classic_run, refuse_classic
+from core.classics.record import cached_classic_run, get_classic_run, progress, refuse_classic
+from core.lab.sweep import SweepResult, SweepSpec
 from core.settings import ConfigError
 from app_pages.kit.charts import chart
 from app_pages.kit.controls import labelled_choice, warn
@@ -31,7 +32,8 @@ st.markdown(f"{paper.authors} ({paper.year}), *{paper.title}*: {paper.finding}")
 st.subheader("Our setup")
 st.write(classic.setup)
 configs = classic.configs(0)
-its_runs = "its run" if len(configs) == 1 else f"its {len(configs)} runs"
+n_runs = sum(len(cfg.cells()) if isinstance(cfg, SweepSpec) else 1 for cfg in configs.values())
+its_runs = "its run" if n_runs == 1 else f"its {n_runs} runs"
 st.caption(f"Training {its_runs} takes {duration(classic.seconds() * RATE)} of one CPU core, "
            "once: the run store keeps them (`python -m core classics` trains them ahead).")
 
@@ -41,13 +43,15 @@ except ConfigError as err:
     st.error(f"These runs could not start: {err}", icon=":material/error:")
     st.stop()
 results = []
-for cfg in configs.values():   # a Lab run or a recurrent one, each with its progress bar
-    results.append(obtain(cfg, cached=cached_classic_run, train=get_classic_run))
+for cfg in configs.values():   # a Lab run, a recurrent one or a sweep, each with its progress bar
+    results.append(obtain(cfg, cached=cached_classic_run, train=get_classic_run,
+                          progress=progress(cfg)))
     if results[-1] is None:
         st.stop()
 runs = dict(zip(configs, results))
 for result in results:
-    notices(result)
+    if not isinstance(result, SweepResult):   # a sweep's cells are summaries, not runs
+        notices(result)
 
 st.subheader("Figure")
 chart(classic.figure(runs))   # runs of any family: runs_chart's cache keys are the Lab's

@@ -3,5 +3,6 @@
 from core.classics.glorot2010 import GLOROT2010
 from core.classics.he2015 import HE2015
 from core.classics.pascanu2013 import PASCANU2013
+from core.classics.schoenholz2016 import SCHOENHOLZ2016
 
-CLASSICS = {c.id: c for c in (GLOROT2010, HE2015, PASCANU2013)}
+CLASSICS = {c.id: c for c in (GLOROT2010, HE2015, PASCANU2013, SCHOENHOLZ2016)}

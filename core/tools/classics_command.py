@@ -28,7 +28,7 @@ def train_classics(args) -> int:
 
     from core.classics.catalogue import CLASSICS
     from core.cpus import configure_for_server
-    from core.classics.record import get_classic_run
+    from core.classics.record import get_classic_run, progress
 
     unknown = sorted(set(args.only or ()) - set(CLASSICS))
     if unknown:
@@ -43,11 +43,15 @@ def train_classics(args) -> int:
         print(f"{classic.title} (about {classic.seconds():.0f} s to train)")
         runs = {}
         for name, cfg in classic.configs(0).items():
-            bar = tqdm(total=cfg.epochs, unit="epoch", disable=args.quiet, file=sys.stderr,
-                       desc=f"  {name}")
+            share = progress(cfg)   # a sweep: its share done, in percent
+            bar = tqdm(total=100 if share else cfg.epochs, unit="%" if share else "epoch",
+                       disable=args.quiet, file=sys.stderr, desc=f"  {name}")
 
-            def on_epoch(partial, bar=bar) -> None:
-                done = int(partial.epochs.epoch.max()) if len(partial.epochs) else 0
+            def on_epoch(partial, bar=bar, share=share) -> None:
+                if share:
+                    done = round(100 * share(partial)[0])
+                else:
+                    done = int(partial.epochs.epoch.max()) if len(partial.epochs) else 0
                 bar.update(done - bar.n)
             try:
                 runs[name] = get_classic_run(cfg, on_epoch=on_epoch)

@@ -20,6 +20,7 @@ from core.classics.glorot2010 import GLOROT2010
 from core.classics.he2015 import HE2015
 from core.classics.pascanu2013 import PASCANU2013
 from core.classics.record import refuse_classic, run_kind
+from core.lab.sweep import SWEEP_CELL, SweepSpec
 from core.lab.stacked import train_batched
 from core.lab.trainer import train
 from core.recurrent.trainer import train_recurrent
@@ -68,13 +69,21 @@ def test_he_figure_draws_each_init_s_validation_error_per_epoch(he_cells):
 
 @pytest.fixture(scope="module")
 def glorot_runs():
-    return {seed: {name: train(cfg.replace(**GLOROT_SMALL))
+    """Xavier's run is read at initialisation only: one epoch of it."""
+    return {seed: {name: train(cfg.replace(**{**GLOROT_SMALL, **({"epochs": 1} if name == "Xavier"
+                                                                 else {})}))
                    for name, cfg in GLOROT2010.configs(seed).items()} for seed in SEEDS}
+
+
+def _hidden_at_init(run, metric: str) -> dict:
+    """From the long table, not the result's pivots: {hidden layer: value at step 0}."""
+    rows = run.layers[(run.layers.metric == metric) & (run.layers.step == 0)]
+    return {r.layer: r.value for r in rows.itertuples() if r.layer.startswith("hidden")}
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_glorot_top_layer_is_driven_towards_zero_on_every_seed(glorot_runs, seed):
-    run = glorot_runs[seed]["sigmoid"]
+    run = glorot_runs[seed]["standard"]
     verdict = GLOROT2010.verdict(glorot_runs[seed])
     assert verdict.reproduced, verdict.sentence
     # An independent reading of the same records: the long table, not the verdict's pivot.
@@ -83,31 +92,65 @@ def test_glorot_top_layer_is_driven_towards_zero_on_every_seed(glorot_runs, seed
     assert top.sort_values("step").value.iloc[-1] < 0.1
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_glorot_xavier_init_keeps_layers_closer_on_every_seed(glorot_runs, seed):
+    """At init the gradient reaching layer 1 is a smaller share of layer 4's with the standard
+    init than with Xavier's (sigmoid′ ≤ 1/4 and a 3× smaller weight variance)."""
+    runs = glorot_runs[seed]
+    verdict = GLOROT2010.verdict(runs)
+    for metric in ("out_grad_norm", "act_std"):
+        standard, xavier = (_hidden_at_init(runs[name], metric) for name in ("standard", "Xavier"))
+        s, x = (max(v.values()) / min(v.values()) for v in (standard, xavier))
+        assert 1 < x < s
+    grads = _hidden_at_init(runs["standard"], "out_grad_norm")
+    assert grads["hidden1"] < grads["hidden2"] < grads["hidden3"] < grads["hidden4"]
+    s = max(grads.values()) / min(grads.values())
+    assert f"differs {s:.0f}-fold across the hidden layers with the standard init" \
+        in verdict.sentence
+
+
+def test_glorot_verdict_fails_when_the_standard_run_stands_in_for_xavier_s(glorot_runs):
+    standard = glorot_runs[0]["standard"]
+    verdict = GLOROT2010.verdict({"standard": standard, "Xavier": standard})
+    assert not verdict.reproduced and verdict.mark == "✗"
+
+
 def test_glorot_verdict_fails_on_a_run_that_does_not_show_the_effect():
     """A small learning rate leaves the top layer near 0.5 in these steps: ✗, with its numbers."""
-    run = train(GLOROT2010.configs(0)["sigmoid"].replace(**{**GLOROT_SMALL, "lr": 0.01,
-                                                                   "epochs": 2}))
-    verdict = GLOROT2010.verdict({"sigmoid": run})
+    runs = {name: train(cfg.replace(**{**GLOROT_SMALL, "lr": 0.01, "epochs": 2}))
+            for name, cfg in GLOROT2010.configs(0).items()}
+    verdict = GLOROT2010.verdict(runs)
     assert not verdict.reproduced
     assert "from 0.50 to 0.4" in verdict.sentence or "from 0.50 to 0.5" in verdict.sentence
 
 
-def test_glorot_figure_is_mean_with_a_band_of_one_standard_deviation(glorot_runs):
-    run = glorot_runs[0]["sigmoid"]
-    spec = GLOROT2010.figure({"sigmoid": run}).to_dict()
-    rows = next(iter(spec["datasets"].values()))
+def test_glorot_figure_is_mean_band_98th_percentile_and_gradients_by_init(glorot_runs):
+    runs = glorot_runs[0]
+    run = runs["standard"]
+    spec = GLOROT2010.figure(runs).to_dict()
+    tables = list(spec["datasets"].values())
+    (rows,) = [t for t in tables if "high" in t[0]]
     assert {r["layer"] for r in rows} == {"hidden1", "hidden2", "hidden3", "hidden4"}
     mean, std = run.layer_metric("act_mean"), run.layer_metric("act_std")
     last = max(rows, key=lambda r: (r["step"], r["layer"]))
     assert last["high"] == pytest.approx(mean.iloc[-1][last["layer"]] + std.iloc[-1][last["layer"]])
+    (p98,) = [t for t in tables if "percentile" in t[0]]
+    assert len(p98) == len(rows) and {r["percentile"] for r in p98} == {98}
+    (grads,) = [t for t in tables if "init" in t[0]]
+    for name in ("standard", "Xavier"):
+        drawn = {r["layer"]: r["value"] for r in grads if r["init"] == name}
+        assert drawn == pytest.approx(_hidden_at_init(runs[name], "out_grad_norm"))
 
 
 def test_every_classic_s_runs_are_within_the_budget_and_it_says_how_long_they_take():
     for classic in CLASSICS.values():
         configs = classic.configs(0)
         refuse_classic(configs.values())   # raises ConfigError over a budget
-        assert classic.seconds() == pytest.approx(
-            sum(run_kind(cfg).estimate(cfg).total() for cfg in configs.values()) / RATE)
+        estimates = [SWEEP_CELL.estimate(cell) for cfg in configs.values()
+                     if isinstance(cfg, SweepSpec) for cell in cfg.cells()]
+        estimates += [run_kind(cfg).estimate(cfg) for cfg in configs.values()
+                      if not isinstance(cfg, SweepSpec)]
+        assert classic.seconds() == pytest.approx(sum(e.total() for e in estimates) / RATE)
         assert classic.differs and classic.paper.finding
 
 

@@ -1,7 +1,8 @@
 """The Classics page in a real browser: /classics?classic=... draws the classic's figure and its
 verdict; screenshots are saved under test-artifacts/shots/ to look at. He et al.'s classic is
 left out here: its two 30-epoch runs take about 35 s (its verdict is tested in
-test_classics.py, its page was checked by hand)."""
+test_classics.py, its page was checked by hand); so is Schoenholz et al.'s sweep of 40 cells
+(16-50 s here; tests/classics/test_schoenholz.py, page checked by hand)."""
 
 from __future__ import annotations
 
