@@ -46,8 +46,10 @@ for cfg in configs.values():   # a Lab run or a recurrent one, each with its pro
     if results[-1] is None:
         st.stop()
 runs = dict(zip(configs, results))
+shown = set()   # runs on one dataset share its notice: shown once
 for result in results:
-    notices(result)
+    notices(result, data_notice=result.dataset.get("notice") not in shown)
+    shown.add(result.dataset.get("notice"))
 
 st.subheader("Figure")
 chart(classic.figure(runs))   # runs of any family: runs_chart's cache keys are the Lab's

@@ -143,11 +143,12 @@ def obtain_all(cfgs: list, **options) -> list:
     return results
 
 
-def notices(result) -> None:
+def notices(result, *, data_notice: bool = True) -> None:
     """What the user must know about the run's data and outcome (a Lab or a recurrent run;
     only the Lab's can stop early): a run its user stopped says so, with a button that trains
-    all its epochs (replacing it in the store)."""
-    if result.dataset.get("notice"):
+    all its epochs (replacing it in the store). data_notice=False: the data's notice was
+    already shown (a page of several runs on one dataset)."""
+    if data_notice and result.dataset.get("notice"):
         st.info(result.dataset["notice"], icon=":material/info:")
     if result.stopped:
         epochs = result.config.epochs

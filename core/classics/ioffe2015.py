@@ -81,7 +81,7 @@ def verdict(runs: Mapping[str, RunResult]) -> Verdict:
                    "from the first tenth of training to the last).")
 
 
-def figure(runs: Mapping[str, RunResult]) -> alt.HConcatChart:
+def figure(runs: Mapping[str, RunResult]) -> alt.VConcatChart:
     """(a) validation accuracy by step, both nets; (b, c) the 15th, 50th and 85th percentiles of
     one last-hidden-layer unit's sigmoid input by step, without and with BN: their Fig. 1."""
     acc = pd.concat([runs[n].val_trace[["step", "val_accuracy"]].assign(net=n) for n in NAMES])
@@ -92,7 +92,8 @@ def figure(runs: Mapping[str, RunResult]) -> alt.HConcatChart:
         # The paper's dashes for the net without BN, a solid line with it.
         color=alt.Color("net:N", title="Network", sort=list(NAMES), scale=alt.Scale(
             domain=list(NAMES), range=[chart_parts.MUTED, chart_parts.SPLITS["train"]])),
-        strokeDash=alt.StrokeDash("net:N", sort=list(NAMES), legend=None, scale=alt.Scale(
+        # Same field and title as the colour: Vega-Lite draws one legend of both.
+        strokeDash=alt.StrokeDash("net:N", title="Network", sort=list(NAMES), scale=alt.Scale(
             domain=list(NAMES), range=[[4, 3], [1, 0]])),
         tooltip=chart_parts.tips("net:N", "step:Q", alt.Tooltip("val_accuracy:Q", format=".1%")),
     ).properties(title="(a) Validation accuracy", width=chart_parts.PANEL_W,
@@ -102,8 +103,10 @@ def figure(runs: Mapping[str, RunResult]) -> alt.HConcatChart:
     high = max(t.to_numpy().max() for t in tables.values())
     panels = [_percentile_panel(tables[n], f"({'bc'[i]}) {n}", (low, high))
               for i, n in enumerate(NAMES)]
-    return alt.hconcat(accuracy, *panels).resolve_scale(color="independent",
-                                                        strokeDash="independent")
+    # (a) above (b, c): three panels side by side are wider than the page. Each row is an
+    # hconcat: a lone chart in a vconcat is stretched past the page's width by Streamlit.
+    return alt.vconcat(alt.hconcat(accuracy), alt.hconcat(*panels)).resolve_scale(
+        color="independent", strokeDash="independent")
 
 
 def _percentile_panel(table: pd.DataFrame, title: str, domain: tuple[float, float]) -> alt.Chart:

@@ -57,8 +57,9 @@ def test_the_verdict_fails_when_both_sides_use_batch_norm(runs):
 def test_the_figure_draws_accuracy_and_each_net_s_percentiles_from_the_runs(runs):
     pair = runs[0]
     spec = IOFFE2015.figure(pair).to_dict()
-    accuracy, plain, bn = spec["hconcat"]
-    acc_rows = spec["datasets"][accuracy["data"]["name"]]
+    top, bottom = spec["vconcat"]
+    plain, bn = bottom["hconcat"]
+    acc_rows = spec["datasets"][top["data"]["name"]]   # Altair lifts a lone panel's data
     for name, run in pair.items():
         drawn = [r["val_accuracy"] for r in acc_rows if r["net"] == name]
         assert drawn == pytest.approx(run.val_trace.val_accuracy.tolist())
