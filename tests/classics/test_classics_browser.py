@@ -16,8 +16,9 @@ SHOTS = ARTIFACTS / "shots"
 @pytest.mark.parametrize("classic,verdict", [
     ("glorot2010", "✓ Reproduced: From step 0 to step 499"),
     ("ioffe2015", "✓ Reproduced: With batch norm the validation accuracy reached 80% at step"),
+    ("saxe2013", "✓ Reproduced: Steps to a training loss of 0.05 at depths 2, 4, 8, 16"),
     ("pascanu2013", "✓ Reproduced: At initialisation the vanilla RNN's ‖∂L/∂h_1‖ is")],
-    ids=["glorot2010", "ioffe2015", "pascanu2013"])
+    ids=["glorot2010", "ioffe2015", "saxe2013", "pascanu2013"])
 def test_a_classic_s_link_draws_its_figure_and_verdict(server, page, classic, verdict):
     page.goto(f"{server}/classics?classic={classic}")
     page.get_by_text("What differs from the paper").wait_for(timeout=180_000)
