@@ -49,9 +49,18 @@ for cfg in configs.values():   # a Lab run, a recurrent one or a sweep, each wit
     if results[-1] is None:
         st.stop()
 runs = dict(zip(configs, results))
+shown = set()   # runs on one dataset share its notice: shown once
 for result in results:
-    if not isinstance(result, SweepResult):   # a sweep's cells are summaries, not runs
-        notices(result)
+    if isinstance(result, SweepResult):   # a sweep's cells are summaries, not runs
+        continue
+    notices(result, data_notice=result.dataset.get("notice") not in shown,
+            divergence=len(results) == 1)
+    shown.add(result.dataset.get("notice"))
+diverged = [name for name, result in runs.items()
+            if not isinstance(result, SweepResult) and result.diverged]
+if len(results) > 1 and diverged:   # in a learning-rate search, the rates too high to train
+    st.info(f"{len(diverged)} of the {len(results)} runs diverged (non-finite values), and the "
+            f"verdict counts them so: {'; '.join(diverged)}.", icon=":material/info:")
 
 st.subheader("Figure")
 chart(classic.figure(runs))   # runs of any family: runs_chart's cache keys are the Lab's

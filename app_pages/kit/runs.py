@@ -143,11 +143,13 @@ def obtain_all(cfgs: list, **options) -> list:
     return results
 
 
-def notices(result) -> None:
+def notices(result, *, data_notice: bool = True, divergence: bool = True) -> None:
     """What the user must know about the run's data and outcome (a Lab or a recurrent run;
     only the Lab's can stop early): a run its user stopped says so, with a button that trains
-    all its epochs (replacing it in the store)."""
-    if result.dataset.get("notice"):
+    all its epochs (replacing it in the store). data_notice=False: the data's notice was
+    already shown (a page of several runs on one dataset); divergence=False: the page says
+    which of its runs diverged itself."""
+    if data_notice and result.dataset.get("notice"):
         st.info(result.dataset["notice"], icon=":material/info:")
     if result.stopped:
         epochs = result.config.epochs
@@ -166,7 +168,7 @@ def notices(result) -> None:
                 f"validation loss was lowest at epoch {stop['best_epoch']} "
                 f"({stop['best_val_loss']:.3f}) and did not improve for {stop['patience']} "
                 "epochs.", icon=":material/front_hand:")
-    if result.diverged:
+    if divergence and result.diverged:
         st.error(f"The run diverged: {result.divergence['message']}. Everything up to that "
                  f"step is shown below.", icon=":material/error:")
 

@@ -1,8 +1,9 @@
 """The Classics page in a real browser: /classics?classic=... draws the classic's figure and its
 verdict; screenshots are saved under test-artifacts/shots/ to look at. He et al.'s classic is
 left out here: its two 30-epoch runs take about 35 s (its verdict is tested in
-test_classics.py, its page was checked by hand); so is Schoenholz et al.'s sweep of 40 cells
-(16-50 s here; tests/classics/test_schoenholz.py, page checked by hand)."""
+test_classics.py, its page was checked by hand); so are Schoenholz et al.'s sweep of 40 cells
+(16-50 s here; tests/classics/test_schoenholz.py) and Saxe et al.'s 40-run learning-rate
+search (10-45 s; tests/classics/test_saxe2013.py), their pages checked by hand."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ SHOTS = ARTIFACTS / "shots"
 
 @pytest.mark.parametrize("classic,verdict", [
     ("glorot2010", "✓ Reproduced: From step 0 to step 499"),
+    ("ioffe2015", "✓ Reproduced: With batch norm the validation accuracy reached 80% at step"),
     ("pascanu2013", "✓ Reproduced: At initialisation the vanilla RNN's ‖∂L/∂h_1‖ is")],
-    ids=["glorot2010", "pascanu2013"])
+    ids=["glorot2010", "ioffe2015", "pascanu2013"])
 def test_a_classic_s_link_draws_its_figure_and_verdict(server, page, classic, verdict):
     page.goto(f"{server}/classics?classic={classic}")
     page.get_by_text("What differs from the paper").wait_for(timeout=180_000)

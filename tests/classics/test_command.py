@@ -18,4 +18,4 @@ def test_an_unknown_classic_is_one_line_naming_the_choices(capsys):
     assert main(["classics", "--only", "nope"]) == 2
     err = capsys.readouterr().err
     assert err == ("python -m core classics: error: --only 'nope' is not a classic; choose one "
-                   "of: glorot2010, he2015, pascanu2013, schoenholz2016\n")
+                   "of: glorot2010, he2015, ioffe2015, saxe2013, pascanu2013, schoenholz2016\n")
