@@ -24,19 +24,19 @@ from core.recurrent.config import RecurrentConfig
 # on purpose with SCHEMA_VERSION 6 (issue 15): histograms binned per snapshot and a finer decision
 # boundary grid change what a stored result holds; the links did not change. And again with
 # SCHEMA_VERSION 7 (issues 16 and 17): the new bias, loss, eval_every, target_loss and
-# sharpness_every fields enter every key, and results gained percentile and validation traces and
+# sharpness_every and percentile_traces fields enter every key, and results gained percentile and validation traces and
 # the sharpness table; the links did not change.
 PINNED = {
-    "run default": (RunConfig(), "dfda77df46d3e3c12397", None, {}),
+    "run default": (RunConfig(), "385e523ba9ad459239a6", None, {}),
     "run vanishing": (
         RunConfig(depth=10, activation="sigmoid", optimizer="sgd", lr=0.1, epochs=5),
-        "b815b582d763f9e6c479", None,
+        "16d272bc330ac4d886ad", None,
         {"depth": "10", "activation": "sigmoid", "optimizer": "sgd", "lr": "0.1", "epochs": "5"}),
     "run every kind of field": (
         RunConfig(dataset="fashion-mnist", model="cnn", depth=2, width=16, max_train=2000,
                   clip_norm=1.0, record_every=5, patience=3, batch_norm=True,
                   bias_init="normal", bias_value=0.05, init="mean_field", sigma_w2=1.5),
-        "c79e4ec466073ff10a9f", None,
+        "d4aab17d25479379c408", None,
         {"dataset": "fashion-mnist", "max_train": "2000", "model": "cnn", "depth": "2",
          "width": "16", "init": "mean_field", "sigma_w2": "1.5", "bias_init": "normal",
          "bias_value": "0.05", "batch_norm": "true", "patience": "3", "clip_norm": "1.0",
@@ -44,7 +44,7 @@ PINNED = {
     "run PyTorch's init, RMSprop's ε": (
         RunConfig(init="pytorch_default", bias_init="pytorch_default", optimizer="rmsprop",
                   eps=1e-12),
-        "3a07554690dd26db5762", None,
+        "4a13a25cb2bd39a80032", None,
         {"init": "pytorch_default", "bias_init": "pytorch_default", "optimizer": "rmsprop",
          "eps": "1e-12"}),
     "recurrent default": (RecurrentConfig(), "2aae033dd18f19626cbf",
@@ -98,7 +98,7 @@ def test_sweep_cells_and_link_are_pinned():
     assert SWEEP_PREFIX == "sweep-"
     keys = [c.key() for c in spec.cells()]
     # Changed with RunConfig.SCHEMA_VERSION 5, 6 and 7 (the run keys above say why).
-    assert keys[:3] == ["8ae2f463febeed040251", "dfda77df46d3e3c12397", "9b2771165b9b023a3bb4"]
+    assert keys[:3] == ["542af2c52b57197fe23b", "385e523ba9ad459239a6", "55eb332f974ac7f30d81"]
 
 
 # A bad link opens with the valid settings kept, defaults for the rest, and one warning per

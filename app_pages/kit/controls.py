@@ -227,7 +227,8 @@ LAB = Form(
             "model": "Model", "patience": "Early stopping patience (epochs)",
             "bias": "Biases", "loss": "Loss", "eval_every": "Validate every (steps)",
             "target_loss": "Target loss (steps to reach it)",
-            "sharpness_every": "Sharpness every (steps)"},
+            "sharpness_every": "Sharpness every (steps)",
+            "percentile_traces": "Percentile traces"},
     grids={
         "lr": _LR,
         "width": [2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024],

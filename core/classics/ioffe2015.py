@@ -21,7 +21,7 @@ from core.lab.result import RunResult
 # MNIST is present, so the run costs alike everywhere (10 epochs = 590 steps).
 BASE = RunConfig(dataset="mnist", max_train=3500, depth=3, width=100, activation="sigmoid",
                  init="xavier_normal", optimizer="sgd", lr=0.5, batch_size=60, epochs=10,
-                 eval_every=25)
+                 eval_every=25, percentile_traces=True)
 TARGET_ACCURACY = 0.8   # "faster": fewer steps to this validation accuracy ...
 SPEEDUP = 2.0           # ... at most half as many with BN (or only BN reaches it)
 DRIFT_RATIO = 0.5       # "stable": BN's drift (`drift`) at most half of the drift without it

@@ -56,8 +56,8 @@ class RunConfig(Settings):
     # and Adam's ε as settings (every key changes with the new fields anyway) and the lead's new
     # result content (inactive share, dead on a probe set, ‖∂L/∂z‖ depth ratio); 6: histograms
     # binned per snapshot (were clamped into the first snapshot's edges), a finer boundary grid.
-    # 7: bias, loss, eval_every, target_loss, sharpness_every; per-unit percentile traces, a
-    # validation trace and the sharpness table in every result.
+    # 7: bias, loss, eval_every, target_loss, sharpness_every, percentile_traces; per-unit
+    # percentile traces, a validation trace and the sharpness table in results that ask.
     SCHEMA_VERSION = 7
 
     # data
@@ -163,6 +163,11 @@ class RunConfig(Settings):
                                           "default MLP (empty = off).", lo=1, hi=10_000,
                                           group="run", none="off")
 
+    percentile_traces: bool = setting(False, "Also record, at every record, the 15th, 50th and "
+                                      "85th percentiles of a few fixed units' pre-activations "
+                                      "and each hidden layer's 98th activation percentile (as "
+                                      "Ioffe & Szegedy's and Glorot & Bengio's figures show). "
+                                      "Costs a few ms a recorded step.", group="run")
     eval_every: int | None = setting(None, "Also measure loss and accuracy on a fixed validation "
                                      f"subset (its first {VAL_TRACE_EXAMPLES:,} examples) "
                                      "every this many steps, not only per epoch (empty = off).",

@@ -98,7 +98,8 @@ def _unused_fields(cfg: RunConfig) -> dict[str, str]:
     unused = {"record_every": "the app's recording interval",
               "eval_every": "the app's validation trace",
               "target_loss": "the app's loss criterion; this trains every epoch",
-              "sharpness_every": "the app's sharpness instrument"}
+              "sharpness_every": "the app's sharpness instrument",
+              "percentile_traces": "the app's percentile traces"}
     if cfg.dataset in IMAGE_DATASETS:
         unused["noise"] = "only the 2-D toy sets are noisy"
     if cfg.init != "mean_field":

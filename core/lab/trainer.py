@@ -18,6 +18,7 @@ the run ends.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict
@@ -226,7 +227,8 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
             early_stop=early_stop,
             steps_to_target=reached,
             val_trace=trace.table(),
-            **units.tables(last_step=rec.divergence["step"] if rec.divergence else None),
+            **(units.tables(last_step=rec.divergence["step"] if rec.divergence else None)
+               if units else {}),
             epochs=pd.DataFrame(epoch_rows, columns=["epoch", "split", "metric", "value"]),
             boundary=boundary_table(grid, boundary_parts),
             points=points,
@@ -256,9 +258,11 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
         with rec.quiet():
             return torch.stack(evaluate(model, data, val_x, val_y, cfg.loss)) / len(val_y)
     trace = ValidationTrace(cfg.eval_every, measure_val, device)
-    with (LayerRecorder(model, record_every=every) as rec,
-          UnitTrace(model, record_every=every, seed=cfg.seed,
-                    total_steps=n_steps * cfg.epochs) as units):
+    # Opt-in: its percentiles (a top-k per layer) cost 2-3 ms a recorded step of the seed
+    # model, the largest single recording cost (issue 19's profile).
+    units = (UnitTrace(model, record_every=every, seed=cfg.seed, total_steps=n_steps * cfg.epochs)
+             if cfg.percentile_traces else None)
+    with LayerRecorder(model, record_every=every) as rec, units or contextlib.nullcontext():
         log_eval(0)
         report()
         for epoch in range(1, cfg.epochs + 1):

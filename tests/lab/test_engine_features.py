@@ -77,7 +77,7 @@ def test_validation_every_n_steps_matches_the_epoch_evaluation_and_changes_no_tr
 
 
 def test_percentile_traces_match_numpy_on_the_same_tensors():
-    cfg = RunConfig(**FULL_BATCH, activation="sigmoid")
+    cfg = RunConfig(**FULL_BATCH, activation="sigmoid", percentile_traces=True)
     _, hidden, _, _ = _initial_forward(cfg)
     r = train(cfg)
     units = traced_units([16, 16], cfg.seed)
@@ -92,6 +92,9 @@ def test_percentile_traces_match_numpy_on_the_same_tensors():
         p98 = r.act_percentiles.query("step == 0 and layer == @name").value.iloc[0]
         assert p98 == pytest.approx(np.percentile(a, 98), rel=1e-5)
     assert set(r.act_percentiles.step) == set(r.steps.step)   # record_every=1
+    off = train(cfg.replace(percentile_traces=False))   # opt-in: the default records none
+    assert off.unit_preacts.empty and off.act_percentiles.empty
+    pd.testing.assert_frame_equal(off.layers, r.layers)  # and records the rest alike
 
 
 @pytest.mark.parametrize("n", [1, 2, 1001, 5003])   # sorted whole, and by the tail (topk)
