@@ -42,7 +42,7 @@ def val_trace(result) -> alt.HConcatChart | alt.Chart:
     panels = []
     for column, panel_title in (("val_loss", f"Validation {result.loss_title.lower()}"),
                                 ("val_accuracy", "Validation accuracy (%)")):
-        rows = thin(finite(result.val_trace, [column]))
+        rows = thin(finite(result.val_trace[["step", column]], [column]))
         if rows.empty:
             panels.append(no_data(panel_title))
             continue
