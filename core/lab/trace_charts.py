@@ -53,8 +53,10 @@ def val_trace(result) -> alt.HConcatChart | alt.Chart:
             v = rows[column]
             log = (v > 0).all() and v.max() > 100 * v.min()
             scale = alt.Scale(type="log") if log else alt.Scale(zero=False)
-        few = len(rows) <= 40   # points too: a line through a single step is invisible
-        line = alt.Chart(rows).mark_line(point=few, color=SPLITS["val"], strokeWidth=1.5).encode(
+        # Points too when they are few: a line through a single step is invisible.
+        points = alt.OverlayMarkDef(color=SPLITS["val"]) if len(rows) <= 40 else False
+        line = alt.Chart(rows).mark_line(point=points, color=SPLITS["val"],
+                                         strokeWidth=1.5).encode(
             x=x, y=alt.Y(f"{column}:Q", title=panel_title, scale=scale, axis=LOG_AXIS),
             tooltip=tips("step:Q", alt.Tooltip(f"{column}:Q", title=panel_title,
                                                format=".4g")))
