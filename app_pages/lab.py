@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.data.datasets import IMAGE_DATASETS
 from core.lab import charts
-from core.lab.config import FIELDS
+from core.lab.config import CRITERION_WINDOW, FIELDS
 from core.lab.doctor import diagnose
 from core.lab.metrics import DEPTH_RATIO, readable
 from core.lab.presets import PRESETS
@@ -43,7 +43,9 @@ lesson = lesson_box(PRESETS.values(), cfg, result)
 open_evidence_tab(lesson, TAB_KEY)
 notices(result)
 
-cols = st.columns([1.1, 1.2, 1.3, 1.2, 1.0, 1.1])
+# A seventh column when the run has a loss criterion.
+target = cfg.target_loss
+cols = st.columns([1.1, 1.2, 1.3, 1.2, 1.0, 1.1] + ([1.2] if target is not None else []))
 cols[0].metric("Val accuracy", f"{result.final('val', 'accuracy'):.1%}",
                help="Share of the validation images classified correctly after the last epoch.")
 gap = result.final("train", "accuracy") - result.final("val", "accuracy")
@@ -70,6 +72,16 @@ cols[4].metric("Time", f"{result.timing['seconds']:.2f} s",
                delta_color="off", help="Wall time of the training run on "
                                        f"{result.device} ({result.timing['samples_per_sec']:,.0f} "
                                        "samples/s).")
+if target is not None:
+    reached = result.steps_to_target
+    cols[6].metric(f"Steps to loss {target:g}",
+                   f"{reached:,}" if reached is not None else "not reached",
+                   delta=None if reached is not None else f"in {len(result.steps):,} steps",
+                   delta_color="off",
+                   help=f"The first training step at which the training loss (each step's "
+                        f"batch loss) averaged over the last {CRITERION_WINDOW} steps is at or "
+                        f"below {target:g}: one lucky batch does not count. The run stops at "
+                        "the end of that epoch.")
 
 
 def fix_buttons(finding) -> None:
@@ -109,16 +121,16 @@ def panels() -> None:
     for name, tab in built_tabs(list(TABS), key=TAB_KEY, view=(result.key, epoch)):
         with tab:
             lesson_notice(lesson, name)
+            layer = None   # one picker a tab, above the first chart that follows a layer
             for chart in TABS[name]:
                 if not chart.applies(result):
                     continue
-                layer = None
-                if chart.needs_layer:
+                if chart.needs_layer and layer is None:
                     layer = st.selectbox("Layer over time",
                                          result.layer_names[:-1] or result.layer_names,
                                          key="layer", bind="query-params",
-                                         help="Whose activation histogram to follow across "
-                                              "epochs.")
+                                         help="The hidden layer whose activation histogram "
+                                              "and traced units the charts below follow.")
                 run_chart(result, chart.build, *chart.args(epoch, layer))
 
 panels()

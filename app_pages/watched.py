@@ -180,9 +180,10 @@ drawn = {name: shown(tab_charts) for name, tab_charts in TABS.items()}
 drawn = {name: tab_charts for name, tab_charts in drawn.items() if tab_charts}
 for name, tab in built_tabs(list(drawn), key="tab", view=result.key):
     with tab:
+        layer = None   # one picker a tab, above the first chart that follows a layer
         for chart in drawn[name]:
-            layer = None
-            if chart.needs_layer:
+            if chart.needs_layer and layer is None:
                 layer = st.selectbox("Layer over time", result.layer_names, key="layer",
-                                     help="Whose activation histogram to follow across epochs.")
+                                     help="The layer whose activation histogram and traced "
+                                          "units the charts below follow.")
             run_chart(result, chart.build, *chart.args(None, layer))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-from core.lab import charts, sharpness_chart
+from core.lab import charts, sharpness_chart, trace_charts
 from core.lab.network_chart import network_diagram
 
 EPOCH, LAYER = "<epoch>", "<layer>"   # stand for the page's scrubbed epoch and picked layer
@@ -42,7 +42,9 @@ TABS: dict[str, tuple[TabChart, ...]] = {
     "Training": (TabChart(charts.loss_accuracy),
                  TabChart(network_diagram, (EPOCH,), side_by_side=False),
                  TabChart(sharpness_chart.sharpness, side_by_side=False,
-                          when=sharpness_chart.measured)),
+                          when=sharpness_chart.measured),
+                 TabChart(trace_charts.val_trace, side_by_side=False,
+                          when=trace_charts.has_val_trace)),
     "Gradients": (
         TabChart(charts.grad_norm_heatmap),
         TabChart(charts.grad_norm_lines, ("weight_grad_norm", EPOCH), side_by_side=False),
@@ -52,7 +54,9 @@ TABS: dict[str, tuple[TabChart, ...]] = {
     "Activations": (
         TabChart(charts.flat_dead, (EPOCH,)),
         TabChart(charts.histograms, ("activation", EPOCH)),
-        TabChart(charts.histogram_over_time, ("activation", LAYER), side_by_side=False)),
+        TabChart(charts.histogram_over_time, ("activation", LAYER), side_by_side=False),
+        TabChart(trace_charts.unit_percentiles, (LAYER,), side_by_side=False,
+                 when=trace_charts.has_unit_traces)),
     "Weights & ratios": (
         TabChart(charts.ratios, (EPOCH,)),
         TabChart(charts.histograms, ("weight", EPOCH)),
