@@ -6,7 +6,6 @@ from core.lab.config import RunConfig
 from core.lab.presets import PRESETS
 from core.lab.runs import cached_run
 from core.lab.tabs import TABS
-from core.lab.trace_charts import has_unit_traces
 from core.lab.trainer import train
 from tests.helpers import charts, clean, open_page
 
@@ -18,10 +17,8 @@ def test_home_offers_every_preset_as_a_link():
         assert preset.title in text
 
 
-# The charts every run has (a chart with `when` is drawn only for runs with its records; every
-# Lab run records its traced units).
-TAB_CHARTS = {name: sum(c.when in (None, has_unit_traces) for c in tab)
-              for name, tab in TABS.items()}
+# The charts every run has (a chart with `when` is drawn only for runs with its records).
+TAB_CHARTS = {name: sum(c.when is None for c in tab) for name, tab in TABS.items()}
 
 
 def test_lab_default_run_draws_every_chart():

@@ -15,7 +15,7 @@ from core.lab.trainer import train
 from tests.helpers import walk
 
 TRACED = RunConfig(depth=2, width=16, epochs=3, max_train=500, batch_size=32, lr=0.01, eval_every=5,
-                   target_loss=1.0)
+                   target_loss=1.0, percentile_traces=True)
 
 
 @pytest.fixture(scope="module")
