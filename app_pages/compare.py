@@ -14,7 +14,7 @@ from core.lab.config import FIELDS, RunConfig
 from core.lab.metrics import DEPTH_RATIO, MOST_FLAT
 from core.lab.runs import load_run, run_label, stored_runs
 from core.lab.tabs import TABS
-from app_pages.kit.charts import built_tabs, runs_chart
+from app_pages.kit.charts import open_tab, runs_chart
 from app_pages.kit.controls import (LAB, apply_settings, config_controls, epoch_slider,
                                     labelled_choice, warn)
 from app_pages.kit.runs import notices, obtain_all
@@ -146,8 +146,7 @@ def panels() -> None:
                                   help="Overlay draws A and B on the same axes where the chart "
                                        "allows it; side by side draws each run's own charts, "
                                        "next to each other on the same scales.")
-    view = (tuple(r.key for r in results.values()), epoch, layout)
-    for name, tab in built_tabs(list(TABS), key="tab", view=view):
+    for name, tab in open_tab(list(TABS), key="tab"):
         with tab:
             if layout == "Overlay" and name in OVERLAYS:
                 for overlay in OVERLAYS[name]:

@@ -11,7 +11,7 @@ from core.lab.doctor import diagnose
 from core.lab.metrics import DEPTH_RATIO, readable
 from core.lab.presets import PRESETS
 from core.lab.tabs import TABS
-from app_pages.kit.charts import built_tabs, run_chart
+from app_pages.kit.charts import open_tab, run_chart
 from app_pages.kit.diagnosis import doctor_box, flat_share_metric
 from app_pages.kit.controls import (EPOCH_KEY, LAB, apply_settings, classroom_editor,
                                     config_form, epoch_slider, warn)
@@ -116,9 +116,9 @@ def panels() -> None:
                          help="Where every per-epoch chart starts (0 is the network at "
                               "initialisation). Each chart's own slider, under it, scrubs "
                               "at once in the browser.")
-    # The open tab and those opened before at this epoch (built_tabs); a switch reruns this
-    # fragment, which reuses the specs cached per run (run_chart).
-    for name, tab in built_tabs(list(TABS), key=TAB_KEY, view=(result.key, epoch)):
+    # The open tab only (open_tab); a switch reruns this fragment, which reuses the specs cached
+    # per run (run_chart).
+    for name, tab in open_tab(list(TABS), key=TAB_KEY):
         with tab:
             lesson_notice(lesson, name)
             layer = None   # one picker a tab, above the first chart that follows a layer

@@ -17,7 +17,7 @@ from core.tables import status_word
 # Only the result class, but importing it loads torch: core/watch/__init__.py imports the
 # watcher. The page itself imports no torch (tests/test_architecture.py).
 from core.watch.result import KIND, WatchedRun, load_stored, stored_watched, watched_label
-from app_pages.kit.charts import built_tabs, run_chart
+from app_pages.kit.charts import open_tab, run_chart
 from app_pages.kit.controls import labelled_choice, warn
 from app_pages.kit.diagnosis import doctor_box, flat_share_metric
 
@@ -178,7 +178,7 @@ def shown(tab_charts: tuple[TabChart, ...]) -> list[TabChart]:
 # run's per-epoch charts carry their own sliders.
 drawn = {name: shown(tab_charts) for name, tab_charts in TABS.items()}
 drawn = {name: tab_charts for name, tab_charts in drawn.items() if tab_charts}
-for name, tab in built_tabs(list(drawn), key="tab", view=result.key):
+for name, tab in open_tab(list(drawn), key="tab"):
     with tab:
         layer = None   # one picker a tab, above the first chart that follows a layer
         for chart in drawn[name]:

@@ -9,7 +9,7 @@ script running, the charts drawn):
   new tab     a stored run's Lab page opened in a new tab of the browser that
               visited before (its HTTP cache holds Streamlit's static files)  target < 1.5 s
   tab switch  each Lab tab clicked in turn                                      target < 0.2 s
-  tab switch back   each clicked again (the tabs opened before stay built)
+  tab switch back   each clicked again (its specs cached on the server by then)
   scrub       one epoch step: the in-chart epoch slider where the page has one (client-side,
               to the chart's next frame), else the Streamlit epoch slider (a server rerun)
                                                                                 target < 0.2 s
@@ -96,8 +96,7 @@ def measure(url: str, repeats: int) -> dict[str, list[float]]:
             times["new tab"].append(time.perf_counter() - start)
             tabs = page.get_by_role("tab")
             names = [tabs.nth(i).inner_text() for i in range(tabs.count())]
-            # First each tab in turn (its charts are built and drawn), then each again (kept
-            # built since: the browser keeps the drawn charts).
+            # First each tab in turn (its chart specs built and cached), then each again.
             for action in ("tab switch", "tab switch back"):
                 for name in names[1:] + names[:1]:
                     start = time.perf_counter()

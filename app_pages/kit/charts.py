@@ -59,24 +59,15 @@ def _run_spec(run_id: tuple, module: str, name: str, args: tuple, kwargs: tuple,
     return spec_dict(_build())
 
 
-def built_tabs(names: list[str], *, key: str, view: object):
-    """Draw `st.tabs(names)` (bound to the link as ?{key}=) and yield `(name, tab)` for the
-    tabs whose charts to build: the open one, and those this session has opened before on the
-    same `view` (the run or runs shown, the epoch).
+def open_tab(names: list[str], *, key: str):
+    """Draw `st.tabs(names)` (bound to the link as ?{key}=) and yield `(name, tab)` for the open
+    one only, whose charts the page then builds.
 
-    Building every tab with the page makes a new browser tab draw ~1.5 MB of specs (6.1 s
-    against ~2 s for one tab, measured on the Lab); building only the open tab makes every
-    switch draw its charts again (0.2–0.6 s). Keeping the opened ones built makes a switch back
-    a rerun whose elements are unchanged, which the browser does not draw again."""
-    seen_key = f"_built_tabs_{key}"
-    seen_view, seen = st.session_state.get(seen_key, (None, set()))
-    if seen_view != view:
-        seen = set()
-    tabs = st.tabs(names, key=key, bind="query-params")
-    for name, tab in zip(names, tabs):
+    Building every tab makes a new browser tab draw ~1.5 MB of specs (6.1 s against ~2 s for one
+    tab, measured on the Lab). Keeping the tabs opened before built made a switch slower, not
+    faster (median 0.49 s against 0.38 s in Chromium, benchmarks/page_speed.py): every rerun
+    sends their specs again. So a switch reruns the page's fragment and builds the open tab from
+    the specs cached per run (run_chart)."""
+    for name, tab in zip(names, st.tabs(names, key=key, bind="query-params")):
         if tab.open:
-            seen = seen | {name}
-    st.session_state[seen_key] = (view, seen)
-    for name, tab in zip(names, tabs):
-        if name in seen:
             yield name, tab
