@@ -4,6 +4,7 @@ family's result answers the same way from them (its last value of a metric, its 
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import pandas as pd
@@ -16,6 +17,18 @@ def status_word(status: str) -> str:
     """A run's status as people read it, on every page and in the terminal: 'done' for a run
     that used every epoch ("completed" stays the stored value and the JSON's)."""
     return {"completed": "done"}.get(status, status)
+
+
+def stored_label(what: str, figure: str, entry: dict[str, Any], when: str) -> str:
+    """A stored run's one-line description, for picking it from the run store: what it is — its
+    headline figure ("" when it has none), its status unless it completed, and `when` ("trained",
+    "stored") with the entry's date."""
+    status = entry.get("meta", {}).get("status", "completed")
+    outcome = [figure, "" if status == "completed" else str(status)]
+    if "created" in entry:
+        outcome.append(f"{when} " + time.strftime("%Y-%m-%d %H:%M",
+                                                 time.localtime(entry["created"])))
+    return what + " — " + ", ".join(part for part in outcome if part)
 
 
 def table_to_dict(df: pd.DataFrame) -> dict[str, list]:

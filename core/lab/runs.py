@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from typing import Any, Callable, Mapping
 
 from core import cache
@@ -30,7 +29,7 @@ from core.lab.sharpness import ITERATIONS, SHARPNESS_EXAMPLES
 from core.lab.trainer import BOUNDARY_GRID, record_interval, train
 from core.optimizer_choices import OPTIMIZER_SLOTS
 from core.settings import ConfigError
-from core.tables import STOPPED
+from core.tables import STOPPED, stored_label
 from core.training import EVAL_BATCH
 from core.store import RunStore
 
@@ -218,12 +217,8 @@ def run_label(entry: Mapping[str, Any]) -> str:
         f"seed {cfg.seed}",
         *others])
     accuracy = meta.get("val_accuracy")
-    outcome = [f"{accuracy:.1%} val" if isinstance(accuracy, float) and math.isfinite(accuracy)
-               else "", "" if meta.get("status", "completed") == "completed" else meta["status"]]
-    if "created" in entry:
-        outcome.append("trained " + time.strftime("%Y-%m-%d %H:%M",
-                                                  time.localtime(entry["created"])))
-    return what + " — " + ", ".join(part for part in outcome if part)
+    return stored_label(what, f"{accuracy:.1%} val" if isinstance(accuracy, float)
+                        and math.isfinite(accuracy) else "", entry, "trained")
 
 
 def load_run(key: str, store: RunStore | None = None) -> RunResult | None:

@@ -42,7 +42,6 @@ import hashlib
 import json
 import math
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ from typing import Any
 from core import cache
 from core.lab.result import RunResult
 from core.store import RunStore
+from core.tables import stored_label
 
 KIND = "watched"   # a saved run's "kind": tells a watched run's file from a Lab run's
 KEY_PREFIX = "watch-"
@@ -173,12 +173,8 @@ def watched_label(entry: dict[str, Any]) -> str:
     except (KeyError, TypeError, ValueError):
         return f"watched run {entry['key']}"
     loss = meta.get("final_loss")
-    outcome = [f"final loss {loss:.4g}" if isinstance(loss, float) and math.isfinite(loss)
-               else "", "" if meta.get("status") == "completed" else str(meta.get("status"))]
-    if "created" in entry:
-        outcome.append("stored " + time.strftime("%Y-%m-%d %H:%M",
-                                                 time.localtime(entry["created"])))
-    return what + " — " + ", ".join(part for part in outcome if part)
+    return stored_label(what, f"final loss {loss:.4g}" if isinstance(loss, float)
+                        and math.isfinite(loss) else "", entry, "stored")
 
 
 def load_stored(key: str, store: RunStore | None = None) -> WatchedRun | None:
