@@ -115,15 +115,16 @@ def figure(runs: Mapping[str, RunResult]) -> alt.VConcatChart:
     activations = (band + line + points).resolve_legend(color="independent").properties(
         title="Standard init: activations over training", width=chart_parts.PANEL_W,
         height=chart_parts.PANEL_H)
+    inits = {name: runs[name] for name in ("standard", "Xavier")}
     grads = pd.concat([r.at_step("out_grad_norm", 0).drop("output").rename("value")
                        .rename_axis("layer").reset_index().assign(init=name)
-                       for name, r in runs.items()])
+                       for name, r in inits.items()])
     gradients = alt.Chart(grads).mark_line(point=True).encode(
         x=alt.X("layer:O", sort=hidden, title="Hidden layer"),
         y=alt.Y("value:Q", title="‖∂L/∂z‖ at initialisation (log)", scale=alt.Scale(type="log"),
                 axis=chart_parts.LOG_AXIS),
         color=alt.Color("init:N", title="Init", scale=alt.Scale(
-            domain=list(runs), range=[chart_parts.ALERT, chart_parts.SPLITS["train"]])),
+            domain=list(inits), range=[chart_parts.ALERT, chart_parts.SPLITS["train"]])),
         tooltip=["init", "layer", alt.Tooltip("value:Q", format=".2e")],
     ).properties(title="Back-propagated gradient by layer", width=chart_parts.PANEL_W,
                  height=chart_parts.PANEL_H)
@@ -139,8 +140,10 @@ def saturation_panel(run: RunResult) -> alt.LayerChart:
         x=alt.X("step:Q", title="Training step", axis=chart_parts.COUNT_AXIS),
         y=alt.Y("share:Q", title="Saturated share (|tanh| > 0.97)",
                 scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        # The legend above the plot: this panel spans the page, where one at its side is cut off.
         color=alt.Color("layer:O", sort=hidden, title="Hidden layer",
-                        scale=alt.Scale(domain=hidden, scheme=chart_parts.LAYER_SCHEME)),
+                        scale=alt.Scale(domain=hidden, scheme=chart_parts.LAYER_SCHEME),
+                        legend=alt.Legend(orient="top")),
         tooltip=["layer", "step", alt.Tooltip("share:Q", format=".1%")])
     onset = chart_parts.rule("y", "share", SATURATED, f"onset: {SATURATED:.0%} saturated")
     return alt.layer(line, *onset).properties(

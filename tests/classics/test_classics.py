@@ -161,6 +161,7 @@ def test_glorot_figure_is_mean_band_98th_percentile_and_gradients_by_init(glorot
     (p98,) = [t for t in tables if "percentile" in t[0]]
     assert len(p98) == len(rows) and {r["percentile"] for r in p98} == {98}
     (grads,) = [t for t in tables if "init" in t[0]]
+    assert {r["init"] for r in grads} == {"standard", "Xavier"}
     for name in ("standard", "Xavier"):
         drawn = {r["layer"]: r["value"] for r in grads if r["init"] == name}
         assert drawn == pytest.approx(_hidden_at_init(runs[name], "out_grad_norm"))
