@@ -1,6 +1,7 @@
 """Classics: famous findings about training dynamics, checked on real runs, each with a verdict
 computed from its runs."""
 
+import altair as alt
 import streamlit as st
 
 from core.budget import RATE, duration
@@ -63,7 +64,11 @@ if len(results) > 1 and diverged:   # in a learning-rate search, the rates too h
             f"verdict counts them so: {'; '.join(diverged)}.", icon=":material/info:")
 
 st.subheader("Figure")
-chart(classic.figure(runs))   # runs of any family: runs_chart's cache keys are the Lab's
+figure = classic.figure(runs)
+# A figure of several panels keeps their own sizes ("content"): stretched to the page, Vega-Lite
+# widened some panels past its edge (seen in Chromium); a single panel takes the page's width.
+chart(figure, width="content" if isinstance(figure, (alt.VConcatChart, alt.HConcatChart))
+      else "stretch")
 st.caption(classic.figure_caption)
 st.subheader("Verdict")
 verdict = classic.verdict(runs)

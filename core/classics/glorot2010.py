@@ -21,6 +21,9 @@ from core.lab.result import RunResult
 BASE = RunConfig(dataset="digits", max_train=1000, depth=4, width=256, activation="sigmoid",
                  init="pytorch_default", bias_init="zeros", optimizer="sgd", lr=0.5,
                  batch_size=10, epochs=5, percentile_traces=True)
+# Two panels and their legends side by side fit the page's column at 1,400 px (chart_parts'
+# 320 px panels ran past it, seen in Chromium); the tanh panel below spans both.
+PANEL_W = 270
 TOP_DRIVEN = 0.1            # the top layer's mean activation ends below this ...
 LOWER_BAND = (0.4, 0.9)     # ... while every lower layer's ends inside this band
 # Their normalised init, U(±√6/√(fan_in + fan_out)): PyTorch's xavier_uniform_.
@@ -113,7 +116,7 @@ def figure(runs: Mapping[str, RunResult]) -> alt.VConcatChart:
                                               format=".3f")])
     # The line's legend alone: the band's and the points' would show faded symbols.
     activations = (band + line + points).resolve_legend(color="independent").properties(
-        title="Standard init: activations over training", width=chart_parts.PANEL_W,
+        title="Standard init: activations over training", width=PANEL_W,
         height=chart_parts.PANEL_H)
     inits = {name: runs[name] for name in ("standard", "Xavier")}
     grads = pd.concat([r.at_step("out_grad_norm", 0).drop("output").rename("value")
@@ -126,10 +129,10 @@ def figure(runs: Mapping[str, RunResult]) -> alt.VConcatChart:
         color=alt.Color("init:N", title="Init", scale=alt.Scale(
             domain=list(inits), range=[chart_parts.ALERT, chart_parts.SPLITS["train"]])),
         tooltip=["init", "layer", alt.Tooltip("value:Q", format=".2e")],
-    ).properties(title="Back-propagated gradient by layer", width=chart_parts.PANEL_W,
+    ).properties(title="Back-propagated gradient by layer", width=PANEL_W,
                  height=chart_parts.PANEL_H)
     return alt.vconcat(alt.hconcat(activations, gradients).resolve_scale(color="independent"),
-                       saturation_panel(runs["tanh"]))
+                       saturation_panel(runs["tanh"])).resolve_legend(color="independent")
 
 
 def saturation_panel(run: RunResult) -> alt.LayerChart:
@@ -140,15 +143,16 @@ def saturation_panel(run: RunResult) -> alt.LayerChart:
         x=alt.X("step:Q", title="Training step", axis=chart_parts.COUNT_AXIS),
         y=alt.Y("share:Q", title="Saturated share (|tanh| > 0.97)",
                 scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-        # The legend above the plot: this panel spans the page, where one at its side is cut off.
+        # No legend of its own: the same layers in the same colours as the panel above, whose
+        # legend reads for both (a second one spread the figure past the page's width).
         color=alt.Color("layer:O", sort=hidden, title="Hidden layer",
                         scale=alt.Scale(domain=hidden, scheme=chart_parts.LAYER_SCHEME),
-                        legend=alt.Legend(orient="top")),
+                        legend=None),
         tooltip=["layer", "step", alt.Tooltip("share:Q", format=".1%")])
     onset = chart_parts.rule("y", "share", SATURATED, f"onset: {SATURATED:.0%} saturated")
     return alt.layer(line, *onset).properties(
-        title="tanh: saturated share per layer over training", width=chart_parts.PANEL_W,
-        height=chart_parts.PANEL_H)
+        title="tanh: saturated share per layer over training",
+        width=2 * PANEL_W + 150, height=chart_parts.PANEL_H)   # under both panels above
 
 
 GLOROT2010 = Classic(
