@@ -89,7 +89,6 @@ LONGEST_FIRST = (
     "tests/app/test_browser.py::test_every_lesson_opens_right_from_every_entry_point",
     "tests/test_memory.py::test_the_memory_estimates_bound_the_measured_peaks",
     "tests/lab/test_doctor.py::test_every_fix_offered_clears_its_finding",
-    "tests/app/test_stop_browser.py",
     "tests/lab/test_sweep_ray.py",
 )
 
