@@ -59,14 +59,17 @@ cols[1].metric(DEPTH_RATIO.label, readable(ratio),
 flat_share_metric(cols[2], result, "A linear network has no flat region.")
 # "stopped" and who stopped it under it: "stopped early" does not fit the column (seen in
 # Chromium), and early stopping and the Stop button must read apart.
-status = "stopped" if result.early_stop else status_word(result.status)
+status = "stopped" if result.early_stop else status_word(result.status, result.steps_to_target)
 stopped_by = (f"early, at epoch {result.early_stop['epoch']}" if result.early_stop
               else f"by you, at epoch {result.epochs_done}" if result.stopped
+              else f"at step {result.steps_to_target:,}" if result.steps_to_target is not None
               else None)
 cols[3].metric("Status", status, delta=stopped_by, delta_color="off",
                help="'done': every epoch ran; 'diverged': values became NaN or infinite and "
-                    "the run stopped there; 'stopped' early: early stopping ended it; "
-                    "'stopped' by you: the Stop button ended it.")
+                    "the run stopped there; 'reached target': the training loss reached the "
+                    "loss criterion at that step and the run ended with its epoch; 'stopped' "
+                    "early: early stopping ended it; 'stopped' by you: the Stop button ended "
+                    "it.")
 cols[4].metric("Time", f"{result.timing['seconds']:.2f} s",
                delta="from the store" if result.from_store else "trained now",
                delta_color="off", help="Wall time of the training run on "
