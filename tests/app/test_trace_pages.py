@@ -17,7 +17,7 @@ def test_the_lab_shows_steps_to_the_loss_criterion_and_the_validation_trace():
     assert metric.value == f"{reached:,}" and "averaged over the last 10 steps" in metric.help
     # Its status says why it ended: not "done" (every epoch) nor "stopped" (the Stop button).
     status = next(m for m in at.metric if m.label == "Status")
-    assert (status.value, status.delta) == ("reached target", f"at step {reached:,}")
+    assert (status.value, status.delta) == ("reached", f"target, at step {reached:,}")
     assert sum(VAL_TITLE.format(every=TRACED.eval_every) in c for c in charts(at)) == 1
 
     missed = TRACED.replace(target_loss=0.001, epochs=1)
