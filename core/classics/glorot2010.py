@@ -26,7 +26,7 @@ BASE = RunConfig(dataset="digits", max_train=1000, depth=4, width=256, activatio
                  init="pytorch_default", bias_init="zeros", optimizer="sgd", lr=0.5,
                  batch_size=10, epochs=5, percentile_traces=True)
 # Two panels and their legends side by side fit the page's column at 1,400 px (chart_parts'
-# 320 px panels ran past it, seen in Chromium); the tanh panel below spans both.
+# 320 px panels ran past it, seen in Chromium); so do the tanh run's two panels below.
 PANEL_W = 270
 TOP_DRIVEN = 0.1            # the top layer's mean activation ends below this ...
 LOWER_BAND = (0.4, 0.9)     # ... while every lower layer's ends inside this band
@@ -116,8 +116,10 @@ def figure(runs: Mapping[str, RunResult]) -> alt.VConcatChart:
     deviation and its 98th percentile as points: the paper's Fig. 2 (mean, with the standard
     deviation as bars) with the percentile their Fig. 3 adds. Top right: the back-propagated
     gradient of each hidden layer at initialisation under both inits (log), as their Fig. 7
-    compares the inits' gradients layer by layer. Below: the tanh run's saturated share per
-    layer over training, the onset their Fig. 3 (top) shows with 98th percentiles."""
+    compares the inits' gradients layer by layer. Below left: the tanh run's saturated share per
+    layer over training, the onset their Fig. 3 (top) shows with 98th percentiles. Below right:
+    the tanh run's back-propagated and weight gradients by layer at initialisation (log), the
+    comparison of their Figs. 7-8."""
     run = runs["standard"]
     mean, std = run.layer_metric("act_mean"), run.layer_metric("act_std")
     table = pd.DataFrame({"step": mean.index.repeat(mean.shape[1]),
@@ -158,8 +160,28 @@ def figure(runs: Mapping[str, RunResult]) -> alt.VConcatChart:
         tooltip=["init", "layer", alt.Tooltip("value:Q", format=".2e")],
     ).properties(title="Back-propagated gradient by layer", width=PANEL_W,
                  height=chart_parts.PANEL_H)
+    below = alt.hconcat(saturation_panel(runs["tanh"]), tanh_gradients(runs["tanh"]))
     return alt.vconcat(alt.hconcat(activations, gradients).resolve_scale(color="independent"),
-                       saturation_panel(runs["tanh"])).resolve_legend(color="independent")
+                       below.resolve_scale(color="independent")
+                       ).resolve_legend(color="independent")
+
+
+def tanh_gradients(run: RunResult) -> alt.Chart:
+    grads = {"‖∂L/∂z‖": run.at_step("out_grad_norm", 0).drop("output"),
+             "‖∇W‖/√n": weight_grad_rms(run)}
+    table = pd.concat([values.rename("value").rename_axis("layer").reset_index()
+                       .assign(gradient=name) for name, values in grads.items()])
+    hidden = list(grads["‖∇W‖/√n"].index)
+    return alt.Chart(table).mark_line(point=True).encode(
+        x=alt.X("layer:O", sort=hidden, title="Hidden layer"),
+        y=alt.Y("value:Q", title="Gradient at initialisation (log)",
+                scale=alt.Scale(type="log"), axis=chart_parts.LOG_AXIS),
+        # Not the init panel's red and blue: these are two gradients of one run.
+        color=alt.Color("gradient:N", title="Gradient", sort=list(grads),
+                        scale=alt.Scale(domain=list(grads), scheme="dark2")),
+        tooltip=["gradient", "layer", alt.Tooltip("value:Q", format=".2e")],
+    ).properties(title="tanh: gradients by layer at initialisation", width=PANEL_W,
+                 height=chart_parts.PANEL_H)
 
 
 def saturation_panel(run: RunResult) -> alt.LayerChart:
@@ -178,8 +200,8 @@ def saturation_panel(run: RunResult) -> alt.LayerChart:
         tooltip=["layer", "step", alt.Tooltip("share:Q", format=".1%")])
     onset = chart_parts.rule("y", "share", SATURATED, f"onset: {SATURATED:.0%} saturated")
     return alt.layer(line, *onset).properties(
-        title="tanh: saturated share per layer over training",
-        width=2 * PANEL_W + 150, height=chart_parts.PANEL_H)   # under both panels above
+        title="tanh: saturated share per layer over training", width=PANEL_W,
+        height=chart_parts.PANEL_H)
 
 
 GLOROT2010 = Classic(
@@ -241,6 +263,8 @@ GLOROT2010 = Classic(
                    "activations, the points their 98th percentile. Right: each hidden layer's "
                    "back-propagated gradient ‖∂L/∂z‖ on the first training batch, under both "
                    "inits (log scale). Below, the tanh run: the share of each hidden layer's "
-                   "activations that are saturated (|tanh| > 0.97) at each recorded step; the "
-                   "dashed line is the 10% onset.",
+                   "activations that are saturated (|tanh| > 0.97) at each recorded step, the "
+                   "dashed line the 10% onset; beside it, the tanh run's gradients by hidden "
+                   "layer on the first training batch (log scale): the back-propagated "
+                   "‖∂L/∂z‖ and the weight gradient's root-mean-square entry ‖∇W‖/√n.",
 )

@@ -178,7 +178,7 @@ def test_glorot_verdict_fails_on_a_run_that_does_not_show_the_effect():
     assert "from 0.50 to 0.4" in verdict.sentence or "from 0.50 to 0.5" in verdict.sentence
 
 
-def test_glorot_figure_is_mean_band_98th_percentile_and_gradients_by_init(glorot_runs):
+def test_glorot_figure_is_mean_band_98th_percentile_gradients_by_init_and_tanh_s(glorot_runs):
     runs = glorot_runs[0]
     run = runs["standard"]
     spec = GLOROT2010.figure(runs).to_dict()
@@ -199,6 +199,15 @@ def test_glorot_figure_is_mean_band_98th_percentile_and_gradients_by_init(glorot
     share = runs["tanh"].layer_metric("saturation")
     assert {(r["step"], r["layer"]): r["share"] for r in saturated} == pytest.approx(
         {(step, layer): v for (step, layer), v in share.stack().items()})
+    # The tanh run's two gradients by layer, read from the long table and the layer sizes by hand.
+    (tanh,) = [t for t in tables if "gradient" in t[0]]
+    drawn = {(r["gradient"].split(" ")[0], r["layer"]): r["value"] for r in tanh}
+    weights = {"hidden1": 784 * 64, "hidden2": 64 * 64, "hidden3": 64 * 64, "hidden4": 64 * 64}
+    norms = _hidden_at_init(runs["tanh"], "weight_grad_norm")
+    expected = {**{("‖∇W‖/√n", k): v / weights[k] ** 0.5 for k, v in norms.items()},
+                **{("‖∂L/∂z‖", k): v for k, v in _hidden_at_init(runs["tanh"],
+                                                                  "out_grad_norm").items()}}
+    assert drawn == pytest.approx(expected)
 
 
 def test_every_classic_s_runs_are_within_the_budget_and_it_says_how_long_they_take():
