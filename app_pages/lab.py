@@ -58,15 +58,20 @@ cols[1].metric(DEPTH_RATIO.label, readable(ratio),
                help=f"{DEPTH_RATIO.symbol}: {DEPTH_RATIO.help}")
 flat_share_metric(cols[2], result, "A linear network has no flat region.")
 # "stopped" and who stopped it under it: "stopped early" does not fit the column (seen in
-# Chromium), and early stopping and the Stop button must read apart.
-status = "stopped" if result.early_stop else status_word(result.status)
+# Chromium), and early stopping and the Stop button must read apart. "reached target" is cut to
+# "reach…" there too (seen in Chromium): its second word runs on under it, with the step.
+status = "stopped" if result.early_stop else status_word(result.status, result.steps_to_target)
+status, _, target_word = status.partition(" ")
 stopped_by = (f"early, at epoch {result.early_stop['epoch']}" if result.early_stop
               else f"by you, at epoch {result.epochs_done}" if result.stopped
+              else f"{target_word}, at step {result.steps_to_target:,}" if target_word
               else None)
 cols[3].metric("Status", status, delta=stopped_by, delta_color="off",
                help="'done': every epoch ran; 'diverged': values became NaN or infinite and "
-                    "the run stopped there; 'stopped' early: early stopping ended it; "
-                    "'stopped' by you: the Stop button ended it.")
+                    "the run stopped there; 'reached' target: the training loss met the loss "
+                    "criterion at that step and the run ended with its epoch; 'stopped' "
+                    "early: early stopping ended it; 'stopped' by you: the Stop button ended "
+                    "it.")
 cols[4].metric("Time", f"{result.timing['seconds']:.2f} s",
                delta="from the store" if result.from_store else "trained now",
                delta_color="off", help="Wall time of the training run on "

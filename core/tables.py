@@ -11,11 +11,16 @@ import pandas as pd
 
 TEXT_COLUMNS = ("split", "metric", "layer", "kind")
 STOPPED = "stopped"   # the status of a run its user stopped (early stopping completes a run)
+REACHED_TARGET = "reached target"
 
 
-def status_word(status: str) -> str:
+def status_word(status: str, steps_to_target: int | None = None) -> str:
     """A run's status as people read it, on every page and in the terminal: 'done' for a run
-    that used every epoch ("completed" stays the stored value and the JSON's)."""
+    that used every epoch, 'reached target' for one its loss criterion (target_loss) ended, given
+    the step it was met at ("completed" stays the stored value and the JSON's, with that step as
+    steps_to_target)."""
+    if status == "completed" and steps_to_target is not None:
+        return REACHED_TARGET
     return {"completed": "done"}.get(status, status)
 
 

@@ -56,7 +56,9 @@ TABS: dict[str, tuple[TabChart, ...]] = {
         TabChart(charts.histograms, ("activation", EPOCH)),
         TabChart(charts.histogram_over_time, ("activation", LAYER), side_by_side=False),
         TabChart(trace_charts.unit_percentiles, (LAYER,), side_by_side=False,
-                 when=trace_charts.has_unit_traces)),
+                 when=trace_charts.has_unit_traces),
+        TabChart(trace_charts.act_percentile, side_by_side=False,
+                 when=trace_charts.has_act_percentiles)),
     "Weights & ratios": (
         TabChart(charts.ratios, (EPOCH,)),
         TabChart(charts.histograms, ("weight", EPOCH)),

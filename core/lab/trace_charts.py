@@ -1,12 +1,14 @@
-"""The Lab's charts of two optional records, each drawn only for a run that has it:
+"""The Lab's charts of three optional records, each drawn only for a run that has it:
 
     val_trace(result)              validation loss and accuracy every eval_every steps
     unit_percentiles(result, "hidden2")   15th/50th/85th percentiles of a layer's traced units'
                                    pre-activations over steps (core.lab.unit_trace), the form of
                                    Ioffe & Szegedy 2015's Fig. 1(b, c)
+    act_percentile(result)         each hidden layer's 98th activation percentile over steps,
+                                   as Glorot & Bengio 2010's Figs. 2-3 follow it
 
-`has_val_trace(result)` and `has_unit_traces(result)` say whether a run has them
-(core.lab.tabs shows each chart only then).
+`has_val_trace(result)`, `has_unit_traces(result)` and `has_act_percentiles(result)` say whether
+a run has them (core.lab.tabs shows each chart only then).
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from core.chart_parts import (COUNT_AXIS, LOG_AXIS, PANEL_H, SPLITS, finite, no_data, source,
-                              step_panel, thin, tips)
+from core.chart_parts import (COUNT_AXIS, LOG_AXIS, PANEL_H, SPLITS, finite, layer_color,
+                              no_data, source, step_panel, thin, tips)
 from core.lab.config import VAL_TRACE_EXAMPLES
 
 VAL_TITLE = "Validation loss and accuracy every {every} steps"
 UNIT_TITLE = "Traced units of {layer}: percentiles of the pre-activation over each batch"
 UNIT_PANEL_W = 200   # three units' panels side by side fit the Lab's page (two of PANEL_W do)
 PERCENTILE_ORDER = ["85th", "50th", "15th"]   # top to bottom, as the lines lie
+ACT_TITLE = "98th percentile of each hidden layer's activations"
 
 
 def has_val_trace(result) -> bool:
@@ -30,6 +33,10 @@ def has_val_trace(result) -> bool:
 
 def has_unit_traces(result) -> bool:
     return not result.unit_preacts.empty
+
+
+def has_act_percentiles(result) -> bool:
+    return not result.act_percentiles.empty
 
 
 def val_trace(result) -> alt.HConcatChart | alt.Chart:
@@ -101,3 +108,21 @@ def unit_percentiles(result, layer: str | None) -> alt.HConcatChart | alt.Chart:
                 "the activation (after batch norm, where there is one), its percentiles over "
                 "the recorded step's training batch.")
     return alt.hconcat(*panels, title=alt.TitleParams(title, subtitle=subtitle))
+
+
+def act_percentile(result) -> alt.LayerChart | alt.Chart:
+    """One line a hidden layer over steps: the 98th percentile of its activations over the
+    recorded step's batch and all its units, where the upper tail of a saturating layer shows
+    (Glorot & Bengio's sigmoid top layer: its 98th percentile falls towards 0 with the mean)."""
+    if not has_act_percentiles(result):
+        return no_data(ACT_TITLE, "not measured (percentile_traces is off)")
+    rows = thin(finite(result.act_percentiles, ["value"]))
+    if rows.empty:
+        return no_data(ACT_TITLE)
+    line = alt.Chart(source(rows)).mark_line(strokeWidth=1.5).encode(
+        x=alt.X("step:Q", title="Training step", axis=COUNT_AXIS),
+        y=alt.Y("value:Q", title="Activation, 98th percentile", scale=alt.Scale(zero=False)),
+        color=layer_color(result),
+        tooltip=tips("layer:N", "step:Q", alt.Tooltip("value:Q", title="98th percentile",
+                                                      format=".3f")))
+    return step_panel(line, result, None, ACT_TITLE)

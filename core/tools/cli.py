@@ -238,8 +238,9 @@ def _summary(result) -> str:
     lines = [
         f"run {result.key}  ({'from the run store' if result.from_store else 'trained'})",
         f"settings   {result.config.changed() or 'defaults'}",
-        f"status     {status_word(result.status)}" + (f": {result.divergence['message']}"
-                                         if result.divergence else ""),
+        f"status     {status_word(result.status, result.steps_to_target)}"
+        + (f": {result.divergence['message']}" if result.divergence else "")
+        + (f" at step {result.steps_to_target:,}" if result.steps_to_target is not None else ""),
         f"device     {result.device}   {result.timing['seconds']:.2f} s, "
         f"{result.timing['samples_per_sec']:,.0f} samples/s",
         f"data       {result.dataset['name']}: {result.dataset['source']}",

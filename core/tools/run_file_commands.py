@@ -112,7 +112,8 @@ def _findings_text(path: str, result, findings) -> str:
     what = (f"settings {cfg.changed() or 'defaults'}" if isinstance(cfg, RunConfig) else
             f"a watched {cfg.model} ({cfg.optimizer or 'no optimizer'}, lr {cfg.lr:g}; layers "
             f"recorded every {cfg.every} steps)")
-    lines = [f"{path}: run {result.key} ({status_word(result.status)}), {what}"]
+    reached = result.steps_to_target if isinstance(cfg, RunConfig) else None
+    lines = [f"{path}: run {result.key} ({status_word(result.status, reached)}), {what}"]
     if not findings:
         return "\n".join(lines + ["No findings: nothing in this run's records looks wrong."])
     wrap = textwrap.TextWrapper(width=100, initial_indent="    ", subsequent_indent="    ")

@@ -1,10 +1,11 @@
 """The Lab in Chromium for a run with eval_every and target_loss: the "Steps to loss" headline,
-the validation trace in the Training tab and the traced units in the Activations tab, each drawn
+its status "reached target", the validation trace in the Training tab, the traced units and the
+98th activation percentiles in the Activations tab, each drawn
 (screenshots under test-artifacts/shots/, to look at)."""
 
 from __future__ import annotations
 
-from core.lab.trace_charts import UNIT_TITLE, VAL_TITLE
+from core.lab.trace_charts import ACT_TITLE, UNIT_TITLE, VAL_TITLE
 from tests.app.test_browser import (_idle, _no_exception, _settle, browser, page,  # noqa: F401
                                     server, server_process)
 from tests.app.test_polish_browser import _shot
@@ -18,6 +19,8 @@ def test_the_lab_draws_its_traces_and_the_steps_to_the_loss_criterion(server, pa
     _no_exception(page)
     headline = page.locator('[data-testid="stMetric"]').filter(has_text="Steps to loss 1")
     assert headline.count() == 1 and "not reached" not in headline.inner_text()
+    status = page.locator('[data-testid="stMetric"]').filter(has_text="Status").inner_text()
+    assert "reached" in status and "target, at step" in status
     _shot(page, "lab_steps_to_loss")
     trace = page.locator('[data-testid="stVegaLiteChart"]:visible').filter(
         has_text=VAL_TITLE.format(every=TRACED.eval_every))
@@ -32,3 +35,8 @@ def test_the_lab_draws_its_traces_and_the_steps_to_the_loss_criterion(server, pa
     _no_exception(page)
     units.scroll_into_view_if_needed()
     _shot(page, "lab_unit_traces")
+    act = page.locator('[data-testid="stVegaLiteChart"]:visible').filter(has_text=ACT_TITLE)
+    act.wait_for(timeout=60_000)
+    act.scroll_into_view_if_needed()
+    _idle(page)
+    _shot(page, "lab_act_percentile")

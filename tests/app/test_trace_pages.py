@@ -15,6 +15,9 @@ def test_the_lab_shows_steps_to_the_loss_criterion_and_the_validation_trace():
     assert reached is not None   # this run reaches its criterion (else the case below)
     metric = next(m for m in at.metric if m.label == f"Steps to loss {TRACED.target_loss:g}")
     assert metric.value == f"{reached:,}" and "averaged over the last 10 steps" in metric.help
+    # Its status says why it ended: not "done" (every epoch) nor "stopped" (the Stop button).
+    status = next(m for m in at.metric if m.label == "Status")
+    assert (status.value, status.delta) == ("reached", f"target, at step {reached:,}")
     assert sum(VAL_TITLE.format(every=TRACED.eval_every) in c for c in charts(at)) == 1
 
     missed = TRACED.replace(target_loss=0.001, epochs=1)
@@ -22,6 +25,7 @@ def test_the_lab_shows_steps_to_the_loss_criterion_and_the_validation_trace():
     clean(at)
     metric = next(m for m in at.metric if m.label == "Steps to loss 0.001")
     assert metric.value == "not reached"
+    assert next(m for m in at.metric if m.label == "Status").value == "done"
     # One layer picker drives the histogram over time and the traced units.
     assert [s.label for s in at.selectbox if s.key == "layer"] == ["Layer over time"]
     layer = at.selectbox(key="layer").value

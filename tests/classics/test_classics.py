@@ -16,7 +16,7 @@ import pytest
 
 from core.budget import RATE
 from core.classics.catalogue import CLASSICS
-from core.classics.glorot2010 import GLOROT2010
+from core.classics.glorot2010 import GLOROT2010, weight_grad_rms
 from core.classics.he2015 import HE2015
 from core.classics.pascanu2013 import PASCANU2013
 from core.classics.record import refuse_classic, run_kind
@@ -132,11 +132,41 @@ def test_glorot_tanh_layers_saturate_from_layer_1_upwards_on_every_seed(glorot_r
         in verdict.sentence
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_glorot_tanh_weight_gradients_keep_one_size_while_back_propagated_ones_shrink(
+        glorot_runs, seed):
+    """Their Fig. 8 at initialisation: per weight (layer 1 has 784 inputs, the others 64), the
+    gradient is about alike across layers though ‖∂L/∂z‖ shrinks downwards (measured: 1.04-1.16-
+    fold against 6.0-7.1-fold, seeds 0-4)."""
+    runs = glorot_runs[seed]
+    norms = _hidden_at_init(runs["tanh"], "weight_grad_norm")
+    weights = {"hidden1": 784 * 64, "hidden2": 64 * 64, "hidden3": 64 * 64, "hidden4": 64 * 64}
+    rms = {layer: norm / weights[layer] ** 0.5 for layer, norm in norms.items()}
+    grads = _hidden_at_init(runs["tanh"], "out_grad_norm")
+    w, g = (max(v.values()) / min(v.values()) for v in (rms, grads))
+    assert w < 1.5 < g
+    assert grads["hidden1"] < grads["hidden2"] < grads["hidden3"] < grads["hidden4"]
+    verdict = GLOROT2010.verdict(runs)
+    assert verdict.reproduced, verdict.sentence
+    assert (f"differs {g:.1f}-fold across the hidden layers and the weight gradient's "
+            f"root-mean-square entry {w:.2f}-fold") in verdict.sentence
+
+
 def test_glorot_verdict_fails_when_no_tanh_layer_saturates(glorot_runs):
     """The sigmoid run as the tanh one: none of its layers reaches 10% saturated here."""
     verdict = GLOROT2010.verdict({**glorot_runs[0], "tanh": glorot_runs[0]["standard"]})
     assert not verdict.reproduced
     assert "was never, never, never, never for layers 1–4" in verdict.sentence
+
+
+def test_glorot_verdict_fails_when_the_weight_gradients_differ_across_layers(glorot_runs):
+    """The sigmoid run's weight gradients shrink downwards with the back-propagated ones: in
+    the tanh run's place, the verdict reports their spread and does not hold."""
+    standard = glorot_runs[0]["standard"]
+    verdict = GLOROT2010.verdict({**glorot_runs[0], "tanh": standard})
+    rms = weight_grad_rms(standard)
+    assert rms.max() / rms.min() > 10
+    assert f"root-mean-square entry {rms.max() / rms.min():.2f}-fold" in verdict.sentence
 
 
 def test_glorot_verdict_fails_on_a_run_that_does_not_show_the_effect():
@@ -148,7 +178,7 @@ def test_glorot_verdict_fails_on_a_run_that_does_not_show_the_effect():
     assert "from 0.50 to 0.4" in verdict.sentence or "from 0.50 to 0.5" in verdict.sentence
 
 
-def test_glorot_figure_is_mean_band_98th_percentile_and_gradients_by_init(glorot_runs):
+def test_glorot_figure_is_mean_band_98th_percentile_gradients_by_init_and_tanh_s(glorot_runs):
     runs = glorot_runs[0]
     run = runs["standard"]
     spec = GLOROT2010.figure(runs).to_dict()
@@ -169,6 +199,15 @@ def test_glorot_figure_is_mean_band_98th_percentile_and_gradients_by_init(glorot
     share = runs["tanh"].layer_metric("saturation")
     assert {(r["step"], r["layer"]): r["share"] for r in saturated} == pytest.approx(
         {(step, layer): v for (step, layer), v in share.stack().items()})
+    # The tanh run's two gradients by layer, read from the long table and the layer sizes by hand.
+    (tanh,) = [t for t in tables if "gradient" in t[0]]
+    drawn = {(r["gradient"].split(" ")[0], r["layer"]): r["value"] for r in tanh}
+    weights = {"hidden1": 784 * 64, "hidden2": 64 * 64, "hidden3": 64 * 64, "hidden4": 64 * 64}
+    norms = _hidden_at_init(runs["tanh"], "weight_grad_norm")
+    expected = {**{("‖∇W‖/√n", k): v / weights[k] ** 0.5 for k, v in norms.items()},
+                **{("‖∂L/∂z‖", k): v for k, v in _hidden_at_init(runs["tanh"],
+                                                                  "out_grad_norm").items()}}
+    assert drawn == pytest.approx(expected)
 
 
 def test_every_classic_s_runs_are_within_the_budget_and_it_says_how_long_they_take():

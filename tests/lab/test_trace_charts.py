@@ -10,7 +10,7 @@ import pytest
 
 from core.lab.config import RunConfig
 from core.lab.tabs import TABS
-from core.lab.trace_charts import unit_percentiles, val_trace
+from core.lab.trace_charts import ACT_TITLE, act_percentile, unit_percentiles, val_trace
 from core.lab.trainer import train
 from tests.helpers import walk
 
@@ -61,13 +61,32 @@ def test_the_unit_chart_draws_each_traced_unit_of_the_picked_layer(traced):
     assert domains[0] == pytest.approx([table.value.min(), table.value.max()])
 
 
-def test_neither_chart_is_shown_for_a_run_without_its_record(traced):
+def test_the_activation_percentile_chart_draws_each_hidden_layer_s_98th(traced):
+    spec = act_percentile(traced).to_dict()
+    assert spec["title"] == ACT_TITLE
+    drawn = pd.DataFrame([r for r in _rows(spec) if "percentile" in r])
+    # The independent reading: the run's table filtered by hand, every hidden layer once a step.
+    table = traced.act_percentiles
+    assert set(table.percentile) == {98.0} and set(drawn.layer) == set(traced.layer_names[:-1])
+    merged = drawn.merge(table, on=["layer", "step"], suffixes=("_drawn", "_run"))
+    assert len(merged) == len(drawn) == len(table) == 2 * table.step.nunique()
+    assert merged.value_drawn.to_numpy() == pytest.approx(merged.value_run.to_numpy())
+    (encoding,) = [v["encoding"] for v in walk(spec) if isinstance(v, dict)
+                   and v.get("encoding", {}).get("y", {}).get("field") == "value"]
+    assert (encoding["x"]["title"], encoding["y"]["title"]) == ("Training step",
+                                                                "Activation, 98th percentile")
+
+
+def test_no_trace_chart_is_shown_for_a_run_without_its_record(traced):
+    traces = {"val_trace", "unit_percentiles", "act_percentile"}
     shown = {c.build.__name__ for tab in TABS.values() for c in tab if c.applies(traced)}
-    assert {"val_trace", "unit_percentiles"} <= shown
+    assert traces <= shown
     bare = dataclasses.replace(traced, val_trace=traced.val_trace.iloc[:0],
-                               unit_preacts=traced.unit_preacts.iloc[:0])
+                               unit_preacts=traced.unit_preacts.iloc[:0],
+                               act_percentiles=traced.act_percentiles.iloc[:0])
     shown = {c.build.__name__ for tab in TABS.values() for c in tab if c.applies(bare)}
-    assert not {"val_trace", "unit_percentiles"} & shown
+    assert not traces & shown
+    assert "not measured (percentile_traces is off)" in str(act_percentile(bare).to_dict())
     plain = train(TRACED.replace(eval_every=None, epochs=1))   # eval_every off: no trace
     assert plain.val_trace.empty
     assert "val_trace" not in {c.build.__name__ for c in TABS["Training"] if c.applies(plain)}

@@ -92,6 +92,21 @@ def test_a_diverging_run_is_reported_not_raised(capsys):
     assert "status     diverged: non-finite values first appeared at step" in out
 
 
+def test_a_run_its_loss_criterion_ended_reads_reached_target_with_its_step(tmp_path, capsys):
+    """Not 'done': the run ended with the epoch its training loss met target_loss."""
+    from core.lab.config import RunConfig
+    from tests.lab.test_trace_charts import TRACED
+    args = [f"--{k.replace('_', '-')}={RunConfig.format_setting(k, getattr(TRACED, k))}"
+            for k in ("depth", "width", "epochs", "max_train", "batch_size", "lr", "target_loss")]
+    path = tmp_path / "run.json"
+    assert main(["train", *args, "--quiet", "--no-store", "--json", str(path)]) == 0
+    saved = json.loads(path.read_text())
+    assert saved["status"] == "completed" and saved["steps_to_target"] is not None
+    assert max(saved["epochs"]["epoch"]) < TRACED.epochs   # it ended before its last epoch
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("status"))
+    assert line == f"status     reached target at step {saved['steps_to_target']:,}"
+
+
 def test_json_into_a_missing_folder_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
     import core.lab.trainer
     monkeypatch.setattr(core.lab.trainer, "train", lambda *a, **k: pytest.fail("trained anyway"))
