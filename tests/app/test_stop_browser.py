@@ -79,7 +79,8 @@ def test_stop_keeps_the_run_so_far_and_train_all_epochs_trains_it_in_full(server
     _idle(page)
     # What the page said it stopped at is what the store kept and the link reopens.
     expect(_stopped_at(page)).to_have_text(f"by you, at epoch {stopped_at}", timeout=30_000)
-    expect(page.get_by_text(f"Stopped by you after epoch {stopped_at} of 40")).to_have_count(1, timeout=30_000)
+    expect(page.get_by_text(f"Stopped by you after epoch {stopped_at} of 40")).to_have_count(
+        1, timeout=30_000)
     full.click()
     page.get_by_role("button", name="Stop training").wait_for(timeout=60_000)   # it trains again
     _idle(page)
