@@ -9,6 +9,8 @@ import os
 import re
 from pathlib import Path
 
+from playwright.sync_api import expect
+
 from tests.app.test_browser import (  # noqa: F401 - fixtures, used by name
     _idle, _no_exception, browser, page, server, server_process)
 
@@ -21,6 +23,15 @@ def _shot(page, name: str) -> None:
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(SHOTS) / f"{name}.png"))
+
+
+def _stopped_at(page):
+    """The Status metric's line under "stopped" ("by you, at epoch N"), checked with `expect`:
+    it waits for the line (a count taken at once, right after the button above it showed,
+    found none once in CI), and if the line never reads as expected it says what it read, so
+    a reopened run at another epoch fails and names that epoch."""
+    status = page.locator('[data-testid="stMetric"]', has_text="Status")
+    return status.locator('[data-testid="stMetricDelta"]')
 
 
 def _charts(page) -> int:
@@ -51,7 +62,7 @@ def test_stop_keeps_the_run_so_far_and_train_all_epochs_trains_it_in_full(server
     notice = page.get_by_text(re.compile(r"Stopped by you after epoch \d+ of 40")).inner_text()
     stopped_at = int(re.search(r"epoch (\d+) of 40", notice).group(1))
     assert 1 <= stopped_at < 40
-    assert page.get_by_text(f"by you, at epoch {stopped_at}", exact=True).count() == 1
+    expect(_stopped_at(page)).to_have_text(f"by you, at epoch {stopped_at}", timeout=30_000)
     assert page.get_by_role("button", name="Stop training").count() == 0
     assert _charts(page) >= 1          # drawn like any run: the Training tab's chart
     _shot(page, "2_stopped")
@@ -66,7 +77,10 @@ def test_stop_keeps_the_run_so_far_and_train_all_epochs_trains_it_in_full(server
     full = page.get_by_role("button", name="Train all 40 epochs")
     full.wait_for(timeout=120_000)
     _idle(page)
-    assert page.get_by_text(f"by you, at epoch {stopped_at}", exact=True).count() == 1
+    # What the page said it stopped at is what the store kept and the link reopens.
+    expect(_stopped_at(page)).to_have_text(f"by you, at epoch {stopped_at}", timeout=30_000)
+    expect(page.get_by_text(f"Stopped by you after epoch {stopped_at} of 40")).to_have_count(
+        1, timeout=30_000)
     full.click()
     page.get_by_role("button", name="Stop training").wait_for(timeout=60_000)   # it trains again
     _idle(page)
