@@ -1,72 +1,65 @@
 """Saturation Lab: `streamlit run streamlit_app.py`.
 
-Streamlit uses this file twice over. `streamlit run` imports it once to find `app` (an st.App),
-the server, whose middleware starts the warm-up when the first visitor asks for a page that
-computes with torch (core.tools.warmup: it imports torch while their browser is still loading
-Streamlit's scripts). Then it runs it as `__main__` for every page request: the router. Page
-titles, icons and URL paths live here; each page is a thin script in app_pages/ (not `pages/`:
-that name switches on Streamlit's legacy multipage mode until `st.navigation` has run once, so a
-first request to `/lab` would skip this router).
+The router: page titles, icons and URL paths live here; each page is a thin script in
+app_pages/ (not `pages/`: that name switches on Streamlit's legacy multipage mode until
+`st.navigation` has run once, so a first request to `/lab` would skip this router).
 """
 
 import os
 
 import streamlit as st
-from starlette.middleware import Middleware
 
 from core.cache import check_limits
 from core.cpus import configure_for_server
 from core.settings import ConfigError
-from core.tools import warmup
+from core.tools.warmup import warm_in_background
 from app_pages.kit.controls import enter_page
 
-# (script in app_pages/, title, icon, URL path); Home, the default page, at the bare address.
-PAGES = (
-    ("home", "Home", ":material/home:", ""),
-    ("lab", "Training Lab", ":material/model_training:", "lab"),
-    ("compare", "Compare", ":material/compare_arrows:", "compare"),
-    ("sweep", "Sweep", ":material/grid_on:", "sweep"),
-    ("initialization", "Initialization", ":material/tune:", "initialization"),
-    ("activations", "Activations", ":material/show_chart:", "activations"),
-    ("playground", "2-D Playground", ":material/scatter_plot:", "playground"),
-    ("optimizers", "Optimizers", ":material/route:", "optimizers"),
-    ("recurrent", "Recurrent", ":material/repeat:", "recurrent"),
-    ("attention", "Attention", ":material/center_focus_strong:", "attention"),
-    ("classics", "Classics", ":material/history_edu:", "classics"),
-    ("watched", "Your model", ":material/troubleshoot:", "watched"),
-)
+st.set_page_config(page_title="Saturation Lab", page_icon=":material/show_chart:", layout="wide")
+# Every page computes with torch, not only those that train through the run store: one thread
+# per run and pools sized to the container before any page runs (cheap to repeat each rerun).
+configure_for_server()
+# A deployment's run store may come from Streamlit secrets (.streamlit/secrets.toml, or the host's
+# secrets box): a managed PostgreSQL's URL with its password. core reads SATLAB_STORE from the
+# environment alone; an environment variable set by the host wins.
+if "SATLAB_STORE" not in os.environ and st.secrets.load_if_toml_exists() \
+        and "SATLAB_STORE" in st.secrets:
+    os.environ["SATLAB_STORE"] = str(st.secrets["SATLAB_STORE"])
+try:
+    check_limits()
+except ConfigError as err:   # a misconfigured server: say so on every page, run nothing
+    st.error(f"This server is misconfigured: {err}", icon=":material/error:")
+    st.stop()
 
-
-def route() -> None:
-    st.set_page_config(page_title="Saturation Lab", page_icon=":material/show_chart:",
-                       layout="wide")
-    # Every page computes with torch, not only those that train through the run store: one thread
-    # per run and pools sized to the container before any page runs (cheap to repeat each rerun).
-    configure_for_server()
-    # A deployment's run store may come from Streamlit secrets (.streamlit/secrets.toml, or the
-    # host's secrets box): a managed PostgreSQL's URL with its password. core reads SATLAB_STORE
-    # from the environment alone; an environment variable set by the host wins.
-    if "SATLAB_STORE" not in os.environ and st.secrets.load_if_toml_exists() \
-            and "SATLAB_STORE" in st.secrets:
-        os.environ["SATLAB_STORE"] = str(st.secrets["SATLAB_STORE"])
-    try:
-        check_limits()
-    except ConfigError as err:   # a misconfigured server: say so on every page, run nothing
-        st.error(f"This server is misconfigured: {err}", icon=":material/error:")
-        st.stop()
-
-    page = st.navigation([st.Page(f"app_pages/{script}.py", title=title, icon=icon,
-                                  url_path=path or None, default=not path)
-                          for script, title, icon, path in PAGES])
-    enter_page(page.url_path)
-    # The one-time warm-up (core.tools.warmup) waits for the first page to draw before importing on.
-    with warmup.page_run():
-        page.run()
-
-
-if __name__ == "__main__":   # a page request: Streamlit runs this file as __main__
-    route()
-else:                        # `streamlit run` importing the file to serve it
-    # Every page but Home computes with torch: a first request for one starts the warm-up.
-    app = st.App(__file__, middleware=[Middleware(
-        warmup.OnPageRequest, paths={f"/{path}" for *_, path in PAGES if path})])
+page = st.navigation([
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("app_pages/lab.py", title="Training Lab", icon=":material/model_training:",
+            url_path="lab"),
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare_arrows:",
+            url_path="compare"),
+    st.Page("app_pages/sweep.py", title="Sweep", icon=":material/grid_on:", url_path="sweep"),
+    st.Page("app_pages/initialization.py", title="Initialization", icon=":material/tune:",
+            url_path="initialization"),
+    st.Page("app_pages/activations.py", title="Activations", icon=":material/show_chart:",
+            url_path="activations"),
+    st.Page("app_pages/playground.py", title="2-D Playground", icon=":material/scatter_plot:",
+            url_path="playground"),
+    st.Page("app_pages/optimizers.py", title="Optimizers", icon=":material/route:",
+            url_path="optimizers"),
+    st.Page("app_pages/recurrent.py", title="Recurrent", icon=":material/repeat:",
+            url_path="recurrent"),
+    st.Page("app_pages/attention.py", title="Attention", icon=":material/center_focus_strong:",
+            url_path="attention"),
+    st.Page("app_pages/classics.py", title="Classics", icon=":material/history_edu:",
+            url_path="classics"),
+    st.Page("app_pages/watched.py", title="Your model", icon=":material/troubleshoot:",
+            url_path="watched"),
+])
+enter_page(page.url_path)
+try:
+    page.run()
+finally:
+    # Once per process, after the first page has drawn (its imports would compete with the
+    # warm-up's for the GIL): in the background, the imports a first training waits for, then
+    # the heap frozen out of the collection Streamlit runs after every rerun (core.tools.warmup).
+    warm_in_background()
