@@ -4,6 +4,8 @@ run, and "Train all N epochs", which trains it in full and replaces it in the st
 
 from __future__ import annotations
 
+import pytest
+
 from core import cache
 from core.lab.config import RunConfig
 from core.lab.presets import PRESETS
@@ -13,9 +15,20 @@ from core.training import StopTraining
 from tests.helpers import open_page
 
 
+@pytest.fixture(autouse=True)
+def own_store(tmp_path, monkeypatch):
+    """The stopped runs go to a store of this module's own: in the process's store a stopped
+    lesson run was served to the next page test of its link (seen: test_app's vanishing link
+    drew epoch 1 of 10 after this module ran in the same process)."""
+    from core.store import RunStore
+    monkeypatch.setattr(cache, "_default_store", RunStore(tmp_path / "runs.sqlite3"))
+    cache.forget_recent()
+    yield
+    cache.forget_recent()
+
+
 def _store_stopped(cfg: RunConfig, epochs_done: int) -> None:
-    """Put cfg's run, stopped once `epochs_done` epochs were heard of, in the app's store (over
-    whatever another test stored for it)."""
+    """Put cfg's run, stopped once `epochs_done` epochs were heard of, in the app's store."""
     def on_epoch(partial) -> None:
         if partial.epochs_done >= epochs_done:
             raise StopTraining
