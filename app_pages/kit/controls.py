@@ -40,6 +40,9 @@ EPOCH_RUN_KEY = "_kit_epoch_run"   # the run (or runs) the epoch scrubber last s
 PAGE_KEY = "_kit_page"   # the page the session ran last (its URL path)
 LINK_ASKED_KEY = "_kit_link_asked"   # the link as the page was opened: key → its texts
 LINK_RERUN_KEY = "_kit_link_rerun"   # `tidy_link` reran the page with the link rewritten
+# An event a training script run leaves (app_pages.kit.runs.obtain): set when the session's next
+# script run reaches the router, its widget callbacks (the Stop button's among them) run.
+NEXT_RUN_KEY = "_kit_next_run"
 
 
 def enter_page(path: str) -> None:
@@ -49,6 +52,9 @@ def enter_page(path: str) -> None:
     their defaults would keep that visit's values (measured: the vanishing lesson's sigmoid in
     the overfitting card's run). Without settings in the link (the sidebar's menu) the earlier
     visit's settings stay."""
+    next_run = st.session_state.pop(NEXT_RUN_KEY, None)
+    if next_run is not None:
+        next_run.set()
     if st.session_state.get(PAGE_KEY, path) != path and len(st.query_params):
         for key in list(st.session_state):
             del st.session_state[key]

@@ -9,7 +9,9 @@ How Stop works: a click while the script runs asks Streamlit for a rerun. With
 the running script and starts the next run at once, in a new thread; the old script gets
 StopException at its next Streamlit call, here the progress bar's update after an epoch, which
 used to end the training with nothing stored. The next run's first act is the Stop button's
-`on_click`, which sets an event the training run shares: seeing it, `on_epoch` raises
+`on_click`, which sets an event the training run shares; the old run waits until the next run
+reaches the router (`enter_page`, after every callback), however long a loaded server takes, and
+then reads that event. Seeing it set, `on_epoch` raises
 core.training.StopTraining instead (the trainer ends after one more epoch, the cache stores the
 run as "stopped"), making no Streamlit call until the run is stored. The new run waits for the
 run's lock meanwhile (core.cache), then draws the stopped run. Any other cause (another widget
@@ -39,10 +41,15 @@ from core.lab.runs import cached_run, get_run, refuse_runs
 from core.settings import ConfigError
 from core.training import StopTraining
 from app_pages.kit.charts import chart
+from app_pages.kit.controls import NEXT_RUN_KEY
 
 STOP_KEY = "stop_run"             # the Stop button's key
 FULL_RUN_KEY = "_kit_full_run"    # the key of the stopped run "Train all N epochs" replaces
-CLICK_HEARD = 1.0   # seconds a stopped script run waits to learn whether Stop was the cause
+# Seconds a stopped script run waits for the session's next run to reach the router, to learn
+# whether Stop was the cause. A closed tab starts none: its training ends after this long. (A
+# fixed second to hear the click, as before, lost the Stop on a loaded server: the old run gave
+# up before the click's callback ran, and the next run trained the run again from epoch 0.)
+NEXT_RUN_WAIT = 15.0
 
 
 def epoch_progress(epochs: int) -> Callable[[Any], tuple[float, str]]:
@@ -84,7 +91,9 @@ def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
     bar = st.progress(0.0, text=starting)
     stop_slot = st.empty()
     stop_clicked = threading.Event()
+    next_run = threading.Event()
     if stoppable:
+        st.session_state[NEXT_RUN_KEY] = next_run
         stop_slot.button("Stop training", key=STOP_KEY, icon=":material/stop_circle:",
                          on_click=stop_clicked.set,
                          help="End the run after the next epoch, keeping everything recorded; "
@@ -107,9 +116,9 @@ def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
                 chart(live_chart(partial), live)
                 last_drawn[0] = time.perf_counter()
         except StopException:
-            # The page's next run has started: the Stop click's (its callback is among the
-            # first things that run does), or another widget's, or the tab closed.
-            if stoppable and stop_clicked.wait(CLICK_HEARD):
+            # The page's next run has started: the Stop click's, or another widget's, or the
+            # tab closed. Its callbacks have run once it reaches the router.
+            if stoppable and next_run.wait(NEXT_RUN_WAIT) and stop_clicked.is_set():
                 raise StopTraining from None
             raise
 

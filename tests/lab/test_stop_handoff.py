@@ -101,8 +101,9 @@ def test_the_successor_is_handed_the_stopped_run_the_store_keeps(store, second_r
 
 
 def test_a_training_abandoned_before_the_click_is_heard_leaves_the_successor_its_own_run(store):
-    """The old script run ends without the click (its CLICK_HEARD wait ran out): nothing of it
-    is stored, and the successor trains the run itself; what it shows is what is stored."""
+    """The old script run ends without the click (another widget's rerun, or its wait for the
+    next run ran out: app_pages.kit.runs.NEXT_RUN_WAIT): nothing of it is stored, and the
+    successor trains the run itself; what it shows is what is stored."""
     at_epoch, queued = threading.Event(), threading.Event()
 
     def on_epoch(partial) -> None:
