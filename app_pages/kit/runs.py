@@ -33,6 +33,8 @@ import zipfile
 from typing import Any, Callable
 
 import streamlit as st
+from streamlit import runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
 from core.lab.export import pytorch_script, script_filename
@@ -45,10 +47,10 @@ from app_pages.kit.controls import NEXT_RUN_KEY
 
 STOP_KEY = "stop_run"             # the Stop button's key
 FULL_RUN_KEY = "_kit_full_run"    # the key of the stopped run "Train all N epochs" replaces
-# Seconds a stopped script run waits for the session's next run to reach the router, to learn
-# whether Stop was the cause. A closed tab starts none: its training ends after this long. (A
-# fixed second to hear the click, as before, lost the Stop on a loaded server: the old run gave
-# up before the click's callback ran, and the next run trained the run again from epoch 0.)
+# Seconds a stopped script run waits at most for the session's next run to reach the router, to
+# learn whether Stop was the cause; a closed session (its tab closed: no next run comes) ends the
+# wait at once. (A fixed second to hear the click, as before, lost the Stop on a loaded server:
+# the old run gave up before the click's callback ran, and the next run trained from epoch 0.)
 NEXT_RUN_WAIT = 15.0
 
 
@@ -118,7 +120,7 @@ def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
         except StopException:
             # The page's next run has started: the Stop click's, or another widget's, or the
             # tab closed. Its callbacks have run once it reaches the router.
-            if stoppable and next_run.wait(NEXT_RUN_WAIT) and stop_clicked.is_set():
+            if stoppable and _next_run_reached(next_run) and stop_clicked.is_set():
                 raise StopTraining from None
             raise
 
@@ -135,6 +137,21 @@ def obtain(cfg, *, cached: Callable = cached_run, train: Callable = get_run,
     stop_slot.empty()
     live.empty()
     return result
+
+
+def _next_run_reached(next_run: threading.Event) -> bool:
+    """Wait for the session's next script run to reach the router (`enter_page` sets
+    `next_run`): True once it has; False when the session has closed or NEXT_RUN_WAIT ran out.
+    The training holds its slot meanwhile, so a closed tab must not keep it."""
+    ctx = get_script_run_ctx()
+    deadline = time.monotonic() + NEXT_RUN_WAIT
+    while not next_run.wait(0.1):
+        if time.monotonic() > deadline:
+            return False
+        if ctx is not None and runtime.exists() \
+                and not runtime.get_instance().is_active_session(ctx.session_id):
+            return False
+    return True
 
 
 def obtain_all(cfgs: list, **options) -> list:
