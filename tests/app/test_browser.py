@@ -1,8 +1,8 @@
 """A real browser against `streamlit run`: Playwright driving Debian's Chromium on localhost.
 
 Skipped when Chromium or Playwright is missing, unless SATLAB_REQUIRE_BROWSER=1 (CI sets it),
-where a missing browser is a failure. The tests share one server (started once, with an empty
-run store), but for the every-lesson test's, which opens the lessons' stored runs. When a test fails, test-artifacts/ gets a screenshot and the HTML of each page it had
+where a missing browser is a failure. All tests share one server (started once, with an empty
+run store). When a test fails, test-artifacts/ gets a screenshot and the HTML of each page it had
 open, and the server's log.
 """
 
