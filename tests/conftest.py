@@ -86,8 +86,6 @@ def new_store(request, tmp_path):
 # The longest tests (measured with --durations), started first: under pytest-xdist each then runs
 # beside the many short ones instead of alone at the end, which set the suite's wall time.
 LONGEST_FIRST = (
-    # One xdist group, in this order: the browser test opens the runs the lessons' test stored.
-    "tests/test_lessons.py",
     "tests/app/test_browser.py::test_every_lesson_opens_right_from_every_entry_point",
     "tests/test_memory.py::test_the_memory_estimates_bound_the_measured_peaks",
     "tests/lab/test_doctor.py::test_every_fix_offered_clears_its_finding",
@@ -96,5 +94,4 @@ LONGEST_FIRST = (
 
 
 def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: next((i for i, first in enumerate(LONGEST_FIRST)
-                                      if item.nodeid.startswith(first)), len(LONGEST_FIRST)))
+    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_FIRST))   # stable

@@ -24,9 +24,6 @@ from core.recurrent.presets import RECURRENT_PRESETS
 from core.recurrent.trainer import get_recurrent_run
 
 SEEDS = (0, 1, 2, 3, 4)
-# One worker runs these, then tests/app/test_browser.py's every-lesson test (tests/conftest.py's
-# order), whose server opens the seed-0 runs this module stored instead of training them again.
-pytestmark = pytest.mark.xdist_group("lessons")
 
 
 def _attention_evidence(preset, cfg):

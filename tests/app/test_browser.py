@@ -61,20 +61,8 @@ def browser():
         b.close()
 
 
-@pytest.fixture(scope="module")
-def lessons_server_process(tmp_path_factory):
-    """(url, log file, pid) of a `streamlit run` on this test process's own run store
-    (tests/conftest.py's SATLAB_STORE), where tests/test_lessons.py, run before the test that
-    uses it (one xdist group, tests/conftest.py's order), stored every lesson's seed-0 run: the
-    lessons open from the store instead of training each a second time."""
-    with streamlit_server(tmp_path_factory.mktemp("lessons"),
-                          SATLAB_STORE=os.environ["SATLAB_STORE"]) as url_and_log:
-        yield url_and_log
-
-
-def _browser_page(browser, server_process, request):
-    """A page in a new browser context; its screenshots, HTML and the server's log are saved
-    when the test fails."""
+@pytest.fixture
+def page(browser, server_process, request):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = _watched(context.new_page())
     yield pg
@@ -82,16 +70,6 @@ def _browser_page(browser, server_process, request):
     if report is not None and report.failed:
         _save_artifacts(request.node.name, context, server_process[1])
     context.close()
-
-
-@pytest.fixture
-def page(browser, server_process, request):
-    yield from _browser_page(browser, server_process, request)
-
-
-@pytest.fixture
-def lessons_page(browser, lessons_server_process, request):
-    yield from _browser_page(browser, lessons_server_process, request)
 
 
 def _watched(pg):
@@ -410,8 +388,7 @@ def _lesson_problems(page, path: str, preset, where: str) -> list[str]:
     return out
 
 
-@pytest.mark.xdist_group("lessons")
-def test_every_lesson_opens_right_from_every_entry_point(lessons_server_process, lessons_page):
+def test_every_lesson_opens_right_from_every_entry_point(server, page):
     """Every Home card (every page's lessons, on the path), every preset button of every page
     (from a classroom link) and every doctor fix offered on a Lab preset's run: the lesson box
     is there (for a preset), every claim holds, nothing warns, the lesson's tab is open and
@@ -420,8 +397,7 @@ def test_every_lesson_opens_right_from_every_entry_point(lessons_server_process,
     The Home cards are opened one after another in one session, through the sidebar's Home
     link: a card used to inherit the previous lesson's settings where it leaves one at its
     default. ~155 s on an empty run store (two cores, beside the rest of the suite), most of it
-    training every lesson; with the lessons' runs in the store, ~45 s less."""
-    server, page = lessons_server_process[0], lessons_page
+    training every lesson."""
     problems: list[str] = []
     page.goto(server)
     for stage in PATH:
