@@ -28,9 +28,6 @@ from core.recurrent.trainer import train_recurrent
 SEEDS = range(5)
 GLOROT_SMALL = dict(width=64, max_train=400, epochs=8)
 HE_EPOCHS = 8
-# One worker runs this module (pyproject's --dist loadgroup): its module fixtures train every
-# seed's runs (Glorot's alone ~8 s), and each worker that ran one of their tests trained them.
-pytestmark = pytest.mark.xdist_group("classics")
 
 
 @pytest.fixture(scope="module")

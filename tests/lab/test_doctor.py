@@ -13,10 +13,6 @@ from core.lab.presets import PRESETS
 from core.lab.runs import get_run
 from core.lab.trainer import train
 
-# One worker runs this module (pyproject's --dist loadgroup): the module's runs fixture trains
-# every lesson and hard case, ~14 s, and each worker that ran one of its tests trained it again.
-pytestmark = pytest.mark.xdist_group("doctor")
-
 # Hard cases, each measured (seed 0, one torch thread):
 HARD = {
     # 30 ReLU layers under Xavier init: every grad:data at init <= 1.5e-5, accuracy crawls.
