@@ -35,8 +35,14 @@ st.write(classic.setup)
 configs = classic.configs(0)
 n_runs = sum(len(cfg.cells()) if isinstance(cfg, SweepSpec) else 1 for cfg in configs.values())
 its_runs = "its run" if n_runs == 1 else f"its {n_runs} runs"
-st.caption(f"Training {its_runs} takes {duration(classic.seconds() * RATE)} of one CPU core, "
-           "once: the run store keeps them (`python -m core classics` trains them ahead).")
+# The cost model prices each run alone; a sweep's cells train side by side, well under that.
+stacked = any(isinstance(cfg, SweepSpec) for cfg in configs.values())
+estimate = duration(classic.seconds() * RATE)
+st.caption(f"Training {its_runs} takes "
+           + (f"at most {estimate} of one CPU core (the cost model's estimate for runs trained "
+              "one by one; a sweep trains its cells side by side)" if stacked
+              else f"{estimate} of one CPU core")
+           + ", once: the run store keeps them (`python -m core classics` trains them ahead).")
 
 try:
     refuse_classic(configs.values())   # all of them, before any trains
