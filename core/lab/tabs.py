@@ -4,10 +4,10 @@
         for chart in charts:
             chart.build(result, *chart.args(epoch, layer))
 
-The Lab draws every chart of every tab (switching tabs then shows what is built); a chart
-given EPOCH carries every epoch and scrubs in the browser from there; Compare's side-by-side layout draws those marked
-`side_by_side` for each run (its overlays are its own, under the same tab names); the benchmark
-builds them all; the page tests count them.
+The Lab draws the open tab's charts (app_pages.kit.charts.open_tab); a chart given EPOCH
+carries every epoch and scrubs in the browser from there; Compare's side-by-side layout draws
+those marked `side_by_side` for each run (its overlays are its own, under the same tab names);
+the benchmark builds them all; the page tests count them.
 """
 
 from __future__ import annotations
