@@ -81,13 +81,17 @@ def no_data(title: str, message: str = "no data") -> alt.Chart:
             .mark_text(size=14, color=MUTED).encode(text=alt.Text("text:N")))
 
 
-def layer_color(result, *, legend: bool = True) -> alt.Color:
+def layer_color(result, *, legend: bool = True, listed=None) -> alt.Color:
+    """`listed`: the layers the legend names, where a chart draws only some (a legend entry
+    without a line reads as a layer with nothing to show); by default all."""
     # The domain is the whole network, so a layer keeps its colour across charts (even where
     # the output layer has no rows, as for saturation).
     names = list(result.layer_names)
+    listed = names if listed is None else [n for n in names if n in set(listed)]
     # Every layer in the legend (Vega-Lite stops at 50 symbols, and cut a 21-layer net's legend
     # at hidden9, the rest below the panel's height): in columns of at most LEGEND_ROWS.
-    shown = alt.Legend(symbolLimit=0, columns=-(-len(names) // LEGEND_ROWS)) if legend else None
+    shown = (alt.Legend(symbolLimit=0, columns=-(-len(listed) // LEGEND_ROWS), values=listed)
+             if legend else None)
     return alt.Color("layer:O", sort=names, scale=alt.Scale(domain=names, scheme=LAYER_SCHEME),
                      title="Layer (input → output)", legend=shown)
 

@@ -122,7 +122,7 @@ def act_percentile(result) -> alt.LayerChart | alt.Chart:
     line = alt.Chart(source(rows)).mark_line(strokeWidth=1.5).encode(
         x=alt.X("step:Q", title="Training step", axis=COUNT_AXIS),
         y=alt.Y("value:Q", title="Activation, 98th percentile", scale=alt.Scale(zero=False)),
-        color=layer_color(result),
+        color=layer_color(result, listed=rows["layer"].unique()),
         tooltip=tips("layer:N", "step:Q", alt.Tooltip("value:Q", title="98th percentile",
                                                       format=".3f")))
     return step_panel(line, result, None, ACT_TITLE)

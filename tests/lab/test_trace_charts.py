@@ -75,6 +75,10 @@ def test_the_activation_percentile_chart_draws_each_hidden_layer_s_98th(traced):
                    and v.get("encoding", {}).get("y", {}).get("field") == "value"]
     assert (encoding["x"]["title"], encoding["y"]["title"]) == ("Training step",
                                                                 "Activation, 98th percentile")
+    # The legend names the hidden layers it draws, not the output layer (no line), while the
+    # colours keep the whole network's domain, as every chart of the run.
+    assert encoding["color"]["legend"]["values"] == traced.layer_names[:-1]
+    assert encoding["color"]["scale"]["domain"] == traced.layer_names
 
 
 def test_no_trace_chart_is_shown_for_a_run_without_its_record(traced):
