@@ -64,3 +64,24 @@ def test_a_lessons_claims_wait_for_the_full_run():
     assert any("its claims are checked on the full run" in c.value for c in at.caption)
     assert not [m for m in at.markdown if ":material/check_circle:" in m.value
                 or ":material/cancel:" in m.value]
+
+
+def test_a_stopped_script_run_waits_for_the_next_run_to_reach_the_router(monkeypatch):
+    """`obtain`'s wait after a rerun stopped its script: it returns once the next run's
+    `enter_page` has set the event, however late (a loaded server), and gives up at its cap
+    when no next run comes."""
+    import threading
+
+    from app_pages.kit import runs
+    from app_pages.kit.controls import NEXT_RUN_KEY
+    next_run = threading.Event()
+    threading.Timer(1.5, next_run.set).start()     # later than the old fixed second
+    assert runs._next_run_reached(next_run)
+    monkeypatch.setattr(runs, "NEXT_RUN_WAIT", 0.3)
+    assert not runs._next_run_reached(threading.Event())
+    # The router's side: entering a page sets the event the stopped run left.
+    at = open_page("app_pages/home.py")
+    left = threading.Event()
+    at.session_state[NEXT_RUN_KEY] = left
+    at.run()
+    assert left.is_set() and NEXT_RUN_KEY not in at.session_state
