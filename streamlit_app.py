@@ -13,7 +13,7 @@ from core.cache import check_limits
 from core.cpus import configure_for_server
 from core.settings import ConfigError
 from core.tools.warmup import warm_in_background
-from app_pages.kit.controls import enter_page
+from app_pages.kit.links import enter_page
 
 st.set_page_config(page_title="Saturation Lab", page_icon=":material/show_chart:", layout="wide")
 # Every page computes with torch, not only those that train through the run store: one thread

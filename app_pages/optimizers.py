@@ -11,8 +11,8 @@ from core.optimizers.race import LABELS, LR_GRID, PRESETS, RACERS, RaceConfig, \
 from core.optimizers.surfaces import SURFACES
 from core.settings import ConfigError, format_value
 from app_pages.kit.charts import chart
-from app_pages.kit.controls import (Form, apply_settings, just_set, link_problems, link_texts,
-                                     repeated_warnings, tidy_link, warn)
+from app_pages.kit.controls import Form, apply_settings, just_set, warn
+from app_pages.kit.links import link_problems, link_texts, repeated_warnings, tidy_link
 from app_pages.kit.lessons import lesson_box, preset_buttons
 
 

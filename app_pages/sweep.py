@@ -14,7 +14,8 @@ from core.lab.sweep_engines import page_engine
 from core.cache import Busy
 from core.settings import ConfigError
 from app_pages.kit.charts import spec_dict
-from app_pages.kit.controls import LAB, config_controls, link_texts, warn
+from app_pages.kit.controls import LAB, config_controls, warn
+from app_pages.kit.links import link_texts
 
 
 FIELDS_HERE = [name for name in FIELDS if name != "noise"]

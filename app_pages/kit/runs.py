@@ -43,7 +43,7 @@ from core.lab.runs import cached_run, get_run, refuse_runs
 from core.settings import ConfigError
 from core.training import StopTraining
 from app_pages.kit.charts import chart
-from app_pages.kit.controls import NEXT_RUN_KEY
+from app_pages.kit.links import NEXT_RUN_KEY
 
 STOP_KEY = "stop_run"             # the Stop button's key
 FULL_RUN_KEY = "_kit_full_run"    # the key of the stopped run "Train all N epochs" replaces

@@ -73,7 +73,7 @@ def test_a_stopped_script_run_waits_for_the_next_run_to_reach_the_router(monkeyp
     import threading
 
     from app_pages.kit import runs
-    from app_pages.kit.controls import NEXT_RUN_KEY
+    from app_pages.kit.links import NEXT_RUN_KEY
     next_run = threading.Event()
     threading.Timer(1.5, next_run.set).start()     # later than the old fixed second
     assert runs._next_run_reached(next_run)
