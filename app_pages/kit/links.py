@@ -6,7 +6,8 @@ widget offers is rewritten as its option's text (``lr=1e1`` → ``10.0``), any o
 dropped and what is used instead; a repeated setting's last value counts.
 
 Entering a page (`enter_page`, the router's call before every page) also drops what the session
-held from another page when a link brings settings of its own.
+held from another page when a link brings settings of its own, and tells a training script run
+that this session's rerun stopped that its successor has begun (app_pages.kit.runs: Stop).
 """
 
 from __future__ import annotations
