@@ -6,7 +6,7 @@ from typing import Callable
 
 import streamlit as st
 
-from core.lab import charts
+from core.lab import charts, histogram_charts
 from core.lab.doctor import diagnose
 from core.lab.metrics import DEPTH_RATIO, readable
 from core.lab.network_chart import network_diagram
@@ -36,8 +36,8 @@ RUN_KEY = "run"   # the link's parameter naming a stored run by its key
 # (gradient flow) are left out; so is the clipping chart, whose title states the Lab's clipping
 # setting, unknown for a loop (the total gradient norm is in the loss-per-step chart).
 WATCHED_CHARTS = {charts.loss_accuracy: TabChart(charts.loss_steps), network_diagram: None,
-                  charts.histograms: None, charts.histogram_over_time: None,
-                  charts.gradient_flow: None, charts.batch_norm_shift: None,
+                  histogram_charts.histograms: None, histogram_charts.histogram_over_time: None,
+                  charts.gradient_flow: None, histogram_charts.batch_norm_shift: None,
                   charts.clipping: None}
 
 st.title("Your model")

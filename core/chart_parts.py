@@ -103,6 +103,12 @@ COUNT_FIELDS = {"step", "epoch", "iteration", "t", "d", "row", "col", "query", "
 TIP_FORMAT = ".3~g"
 
 
+# A histogram bin's tooltip: its edges and how many values fell in it.
+BIN_TIPS = [alt.Tooltip("lo:Q", title="from", format=".3~g"),
+            alt.Tooltip("hi:Q", title="to", format=".3~g"),
+            alt.Tooltip("count:Q", title="values", format=",d")]
+
+
 def tips(*fields) -> list[alt.Tooltip]:
     """Tooltip channels, every quantitative one formatted (COUNT_FIELDS as ",d", the rest as
     TIP_FORMAT) unless it brings its own format.

@@ -5,7 +5,7 @@
     layer_profile(results, "weight_grad_norm", epoch)   one value per layer at a state, per run
     over_training(results, "weight_grad_norm")    first hidden and last layer over the steps
     total_grad_norm(results)                      pre-clip gradient norm over steps, thresholds
-    side_by_side(results, charts.histograms, "weight", epoch)   a single-run chart per run,
+    side_by_side(results, histograms, "weight", epoch)   a single-run chart per run,
                                                   next to each other on shared scales
 
 Same conventions as `core.lab.charts` (non-finite values dropped, log axes drop values ≤ 0, an

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-from core.lab import charts, sharpness_chart, trace_charts
+from core.lab import charts, histogram_charts, sharpness_chart, trace_charts
 from core.lab.network_chart import network_diagram
 
 EPOCH, LAYER = "<epoch>", "<layer>"   # stand for the page's scrubbed epoch and picked layer
@@ -53,16 +53,17 @@ TABS: dict[str, tuple[TabChart, ...]] = {
         TabChart(charts.layer_norms)),
     "Activations": (
         TabChart(charts.flat_dead, (EPOCH,)),
-        TabChart(charts.histograms, ("activation", EPOCH)),
-        TabChart(charts.histogram_over_time, ("activation", LAYER), side_by_side=False),
+        TabChart(histogram_charts.histograms, ("activation", EPOCH)),
+        TabChart(histogram_charts.histogram_over_time, ("activation", LAYER),
+                 side_by_side=False),
         TabChart(trace_charts.unit_percentiles, (LAYER,), side_by_side=False,
                  when=trace_charts.has_unit_traces),
         TabChart(trace_charts.act_percentile, side_by_side=False,
                  when=trace_charts.has_act_percentiles)),
     "Weights & ratios": (
         TabChart(charts.ratios, (EPOCH,)),
-        TabChart(charts.histograms, ("weight", EPOCH)),
-        TabChart(charts.histograms, ("weight_grad", EPOCH), side_by_side=False)),
+        TabChart(histogram_charts.histograms, ("weight", EPOCH)),
+        TabChart(histogram_charts.histograms, ("weight_grad", EPOCH), side_by_side=False)),
     "Clipping": (TabChart(charts.clipping),),
-    "Batch norm": (TabChart(charts.batch_norm_shift, (EPOCH,)),),
+    "Batch norm": (TabChart(histogram_charts.batch_norm_shift, (EPOCH,)),),
 }

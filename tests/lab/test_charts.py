@@ -17,7 +17,7 @@ import pytest
 
 from core import chart_parts
 
-from core.lab import charts
+from core.lab import charts, histogram_charts
 from core.lab.metrics import CATALOGUE
 from core.lab.config import RunConfig
 from core.lab.result import RunResult
@@ -34,6 +34,8 @@ CONFIGS = {
     "moons": RunConfig(dataset="moons", depth=3, width=16, epochs=3, lr=0.01),
     "sigmoid": RunConfig(depth=3, width=16, epochs=2, activation="sigmoid", max_train=400),
 }
+# Every builder by name: core.lab.charts's and the histograms'.
+BUILDERS = {**vars(charts), **vars(histogram_charts)}
 STEP_BUILDERS = ("grad_norm_heatmap", "grad_norm_lines", "flat_dead", "ratios", "clipping",
                  "loss_steps")
 
@@ -57,7 +59,7 @@ def spec(runs):
 
     def get(run: str, builder: str, *args) -> dict:
         if (run, builder, args) not in cache:
-            cache[run, builder, args] = getattr(charts, builder)(runs[run], *args).to_dict()
+            cache[run, builder, args] = BUILDERS[builder](runs[run], *args).to_dict()
         return cache[run, builder, args]
     return get
 
@@ -113,7 +115,7 @@ def test_empty_tables_say_no_data(runs, spec):
         assert "no data" in texts(spec("initial", builder, *args))
 
 
-@pytest.mark.parametrize("module", [charts, chart_parts])
+@pytest.mark.parametrize("module", [charts, histogram_charts, chart_parts])
 def test_charts_do_not_import_streamlit(module):
     tree = ast.parse(Path(module.__file__).read_text())
     names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
@@ -476,7 +478,8 @@ def test_long_deep_runs_are_thinned_and_still_serialise(runs):
     assert len(lines) == len(cells)
     norm = rows_with(charts.clipping(long).to_dict(), "step", "grad_norm")
     assert len(norm) <= chart_parts.MAX_STEPS
-    bins = rows_with(charts.histogram_over_time(long, "activation", "hidden1").to_dict(), "lo")
+    bins = rows_with(histogram_charts.histogram_over_time(long, "activation", "hidden1").to_dict(),
+                     "lo")
     assert len(bins) == 150 * 40
 
 

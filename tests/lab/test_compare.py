@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from core.lab import charts as lab_charts, compare_charts
+from core.lab import charts as lab_charts, compare_charts, histogram_charts
 from core.lab.compare import differences, layer_order, outcomes
 from core.lab.config import RunConfig
 from core.lab.runs import get_run
@@ -79,7 +79,7 @@ def test_overlay_charts_carry_both_runs(results, build):
 
 @pytest.mark.parametrize("build, args", [
     (lab_charts.grad_norm_heatmap, ()), (lab_charts.gradient_flow, (1,)),
-    (lab_charts.layer_norms, ()), (lab_charts.histograms, ("weight", 1)),
+    (lab_charts.layer_norms, ()), (histogram_charts.histograms, ("weight", 1)),
     (lab_charts.loss_accuracy, (1,)), (lab_charts.ratios, (1,)),
 ])
 def test_side_by_side_shares_scales_across_the_runs(results, build, args):

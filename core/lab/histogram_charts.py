@@ -1,0 +1,117 @@
+"""Histogram charts: how a run's values are distributed in each layer, epoch by epoch.
+
+    histograms(result, "activation", epoch)      one small multiple a layer, scrubbed by epoch
+    histogram_over_time(result, "activation", "hidden2")   one layer's bins × every epoch
+    batch_norm_shift(result, epoch)              each layer before and after batch norm
+
+Built from the run's histogram table: each snapshot has its own equal bins from its smallest to
+its largest value (core.lab.recorder), so no value is clamped into another epoch's range. The
+conventions of core.lab.charts hold here too (network order, no non-finite rows, "no data").
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from core.chart_parts import (
+    BIN_TIPS, PANEL_W, SHOWN, SPLITS, ZERO, epoch_param, epoch_title, finite, layer_color,
+    no_data, source, tips,
+)
+
+KIND_LABELS = {
+    "pre_norm": "Linear output, before batch norm",
+    "pre_activation": "Pre-activation z",
+    "activation": "Activation f(z)",
+    "weight": "Weight W",
+    "weight_grad": "Weight gradient ∇W",
+}
+
+
+def _hist_rows(result, kinds, layer=None) -> pd.DataFrame:
+    h = result.histograms
+    mask = h["kind"].isin(kinds)
+    if layer is not None:
+        mask &= h["layer"] == layer
+    return finite(h[mask], ["lo", "hi", "count"])
+
+
+def _facet(chart: alt.Chart, result, title: str | dict):
+    """Small multiples, one per layer in network order; each layer keeps its own value range.
+    Three a row: four, each with its own axes, ran past a laptop's page (820 px)."""
+    return chart.properties(width=170, height=100).facet(
+        facet=alt.Facet("layer:O", sort=list(result.layer_names), title=None), columns=3,
+        title=title).resolve_scale(x="independent", y="independent")
+
+
+def _bins_say(df: pd.DataFrame) -> str:
+    """What a histogram's bins are (core.lab.recorder._hist): each snapshot's own, so no value
+    is clamped into another epoch's range."""
+    return f"{df['bin'].nunique()} equal bins from each snapshot's smallest to largest value"
+
+
+def _scrubbed(df: pd.DataFrame, value: str) -> alt.Chart:
+    """Histogram rows of every epoch, the scrubbed epoch's at full height and the others' at
+    zero: unlike a filter this keeps each panel's value axis spanning every epoch's bins, so a
+    distribution's drift and spread show as motion (counts rescale per epoch)."""
+    return alt.Chart(source(df)).transform_calculate(
+        shown=f"{SHOWN} ? datum.{value} : 0")
+
+
+def histograms(result, kind: str, epoch: int | None = None):
+    """Per-layer histograms of `kind` (activation, weight, weight_grad, …) after each epoch,
+    scrubbed from `epoch`."""
+    label = KIND_LABELS.get(kind, kind)
+    df = _hist_rows(result, [kind])
+    if df.empty:
+        return no_data(f"{label}: distribution per layer")
+    bars = _scrubbed(df, "count").mark_rect().encode(
+        x=alt.X("lo:Q", title=label), x2=alt.X2("hi:Q"), y=alt.Y("shown:Q", title="Count"),
+        y2=ZERO, color=layer_color(result, legend=False),
+        tooltip=tips("layer:N", "epoch:Q", *BIN_TIPS))
+    title = {**epoch_title(f"{label}: distribution per layer after epoch "),
+             "subtitle": _bins_say(df)}
+    return _facet(bars, result, title).add_params(epoch_param(result, epoch))
+
+
+def histogram_over_time(result, kind: str, layer: str):
+    """One layer's histogram of `kind` for every epoch: value bins × epoch, colour = count."""
+    label = KIND_LABELS.get(kind, kind)
+    title = f"{label} of {layer}, epoch by epoch (log colour; blank = empty bin)"
+    df = _hist_rows(result, [kind], layer=layer)
+    if len(df):
+        title, df = [title, _bins_say(df)], df[df["count"] > 0]
+    if df.empty:
+        return no_data(title)
+    return alt.Chart(source(df)).mark_rect().encode(
+        x=alt.X("lo:Q", title=label), x2=alt.X2("hi:Q"),
+        y=alt.Y("epoch:O", title="Epoch (0 = at initialisation)"),
+        color=alt.Color("count:Q", title="Count", scale=alt.Scale(type="log", scheme="viridis")),
+        tooltip=tips("epoch:Q", *BIN_TIPS),
+    ).properties(title=title, width=2 * PANEL_W,
+                 height=min(400, max(120, 14 * df["epoch"].nunique())))
+
+
+def batch_norm_shift(result, epoch: int | None = None):
+    """Per layer, its values before and after batch norm after each epoch, overlaid as
+    densities, scrubbed from `epoch`."""
+    if not result.config.batch_norm:
+        return no_data("Batch norm", "Batch norm is off in this run: nothing to compare.")
+    title = "Batch norm: each layer's values before and after normalising"
+    df = _hist_rows(result, ["pre_norm", "pre_activation"])
+    df = df[df["layer"].isin(set(df["layer"][df["kind"] == "pre_norm"]))] if len(df) else df
+    if df.empty:
+        return no_data(title)
+    # Densities, not counts: the two histograms have different bin widths.
+    total = df.groupby(["layer", "kind", "epoch"])["count"].transform("sum")
+    stages = {"pre_norm": "before batch norm", "pre_activation": "after batch norm"}
+    df = df.assign(density=(df["count"] / (total * (df["hi"] - df["lo"]))).where(total > 0, 0.0),
+                   stage=df["kind"].map(stages))
+    bars = _scrubbed(df, "density").mark_rect(opacity=0.55).encode(
+        x=alt.X("lo:Q", title="Value"), x2=alt.X2("hi:Q"),
+        y=alt.Y("shown:Q", title="Density"), y2=ZERO,
+        color=alt.Color("stage:N", title=None, scale=alt.Scale(
+            domain=list(stages.values()), range=[SPLITS["val"], SPLITS["train"]])),
+        tooltip=tips("layer:N", "stage:N", "epoch:Q", *BIN_TIPS))
+    return _facet(bars, result, epoch_title(f"{title}, after epoch ")).add_params(
+        epoch_param(result, epoch))
