@@ -65,3 +65,19 @@ def test_the_diagram_scrubs_in_the_browser_and_play_steps_the_epoch(page, server
         f"start => ({thumbs})() !== start", arg=start, timeout=20_000)
     page.get_by_text("Play", exact=True).click()
     _no_exception(page)
+
+
+def test_a_deep_networks_diagram_stays_in_its_column_on_a_laptop(page, server):
+    """A 15-layer net's two panels ran 1,800 px wide, the second off the page: now its layers
+    close up and the panels stand one above the other, each whole within the page's column."""
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{server}/lab?depth=15&width=16&epochs=1&max_train=300")
+    _settle(page, "lab", charts=2)
+    _no_exception(page)
+    box = page.locator('[data-testid="stVegaLiteChart"]').nth(_diagram(page))
+    box.scroll_into_view_if_needed()
+    main = page.locator('[data-testid="stMainBlockContainer"]').bounding_box()
+    drawn = box.locator("canvas, svg.marks").first.bounding_box()
+    assert main["x"] <= drawn["x"] and drawn["x"] + drawn["width"] <= main["x"] + main["width"]
+    assert drawn["height"] > 2 * 220   # two panels, one above the other
+    box.screenshot(path=str(ARTIFACTS.mkdir(exist_ok=True) or ARTIFACTS / "deep_diagram.png"))
