@@ -355,6 +355,15 @@ def test_histograms_follow_the_epoch_and_the_network_order(runs, spec):
     assert [x["count"] for x in first] != [x["count"] for x in last]
     facet = spec("plain", "histograms", "activation", 0)["facet"]
     assert facet["sort"] == r.layer_names
+    # Only the scrubbed epoch's bars are drawn, over an invisible rule per layer from its
+    # smallest to its largest bin edge of any epoch: each panel's value axis spans them all.
+    bars, extent = s["spec"]["layer"]
+    assert {"filter": f"datum.epoch == {chart_parts.EPOCH}"} in bars["transform"]
+    assert extent["transform"] == [{"aggregate": [
+        {"op": "min", "field": "lo", "as": "lo"}, {"op": "max", "field": "hi", "as": "hi"}],
+        "groupby": ["layer"]}]
+    assert extent["mark"]["opacity"] == 0
+    assert (extent["encoding"]["x"]["field"], extent["encoding"]["x2"]["field"]) == ("lo", "hi")
 
 
 def test_histogram_over_time_has_every_epoch_of_one_layer(runs, spec):
