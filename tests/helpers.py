@@ -233,3 +233,15 @@ def postgres_server(scratch: Path):
     finally:
         subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate",
                         "stop"], capture_output=True)
+
+
+def scrubbed_from(s: dict, epoch: int, last: int) -> None:
+    """The spec shows one epoch through a parameter bound to a 0…last slider starting at
+    `epoch`."""
+    from core.chart_parts import EPOCH
+    params = [p for n in walk(s) if isinstance(n, dict) for p in n.get("params", [])
+              if p.get("name") == EPOCH]
+    assert len(params) == 1
+    assert params[0]["value"] == epoch
+    assert {k: params[0]["bind"][k] for k in ("input", "min", "max", "step")} == {
+        "input": "range", "min": 0, "max": last, "step": 1}

@@ -1,68 +1,26 @@
-"""Chart builders, checked through the Vega-Lite spec they produce and the data it carries.
-
-Small real runs (built once per module): a batch-norm run with norm clipping, a plain tanh run,
-a run that diverges at its second step, and a 2-D moons run for the decision boundary.
+"""Chart builders (core.lab.charts, and every builder's spec at once), checked through the
+Vega-Lite spec they produce and the data it carries, on the small real runs of
+tests/lab/conftest.py. The histograms and the network diagram have test modules of their own.
 """
 
 import ast
 import dataclasses
-import itertools
 import json
 import math
 from pathlib import Path
-from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from core import chart_parts
-
 from core.lab import charts, histogram_charts
 from core.lab.metrics import CATALOGUE
-from core.lab.config import RunConfig
-from core.lab.result import RunResult
-from core.lab.trainer import train
 from core.chart_parts import LEGEND_ROWS
-from tests.helpers import assert_clean, encodings, rows_with, texts, walk
+from tests.helpers import assert_clean, encodings, rows_with, scrubbed_from, texts, walk
 
-CONFIGS = {
-    "bn": RunConfig(depth=3, width=16, epochs=2, batch_norm=True, clip_norm=1.0, max_train=400),
-    "plain": RunConfig(depth=2, width=16, epochs=3, activation="tanh", init="xavier_normal",
-                       max_train=400),
-    "diverged": RunConfig(depth=10, activation="linear", init="normal_large", optimizer="sgd",
-                          lr=0.1, epochs=3),
-    "moons": RunConfig(dataset="moons", depth=3, width=16, epochs=3, lr=0.01),
-    "sigmoid": RunConfig(depth=3, width=16, epochs=2, activation="sigmoid", max_train=400),
-}
-# Every builder by name: core.lab.charts's and the histograms'.
-BUILDERS = {**vars(charts), **vars(histogram_charts)}
 STEP_BUILDERS = ("grad_norm_heatmap", "grad_norm_lines", "flat_dead", "ratios", "clipping",
                  "loss_steps")
-
-
-@pytest.fixture(scope="module")
-def runs():
-    first: list[RunResult] = []
-    out = {name: train(cfg, on_epoch=(first.append if name == "bn" else None))
-           for name, cfg in CONFIGS.items()}
-    out["initial"] = first[0]  # a live run's first snapshot: steps and layers still empty
-    # Through the store's strict JSON: NaN → null → NaN.
-    out["stored"] = RunResult.from_dict(json.loads(out["diverged"].to_json()))
-    return out
-
-
-@pytest.fixture(scope="module")
-def spec(runs):
-    """spec(run, builder, *args): a builder's spec, computed once per module (schema validation
-    is not free)."""
-    cache: dict = {}
-
-    def get(run: str, builder: str, *args) -> dict:
-        if (run, builder, args) not in cache:
-            cache[run, builder, args] = BUILDERS[builder](runs[run], *args).to_dict()
-        return cache[run, builder, args]
-    return get
 
 
 def all_specs(runs, spec, name):
@@ -159,17 +117,6 @@ def test_epoch_rule_sits_at_the_first_step_after_that_epoch(runs, spec):
     for epoch in (0, 1):
         first = int(r.steps.step[r.steps.epoch == epoch + 1].min())
         assert [x["step"] for x in rules if x["label"] == f"after epoch {epoch}"] == [first]
-
-
-def scrubbed_from(s: dict, epoch: int, last: int) -> None:
-    """The spec shows one epoch through a parameter bound to a 0…last slider starting at
-    `epoch`."""
-    params = [p for n in walk(s) if isinstance(n, dict) for p in n.get("params", [])
-              if p.get("name") == chart_parts.EPOCH]
-    assert len(params) == 1
-    assert params[0]["value"] == epoch
-    assert {k: params[0]["bind"][k] for k in ("input", "min", "max", "step")} == {
-        "input": "range", "min": 0, "max": last, "step": 1}
 
 
 def test_gradient_flow_carries_the_state_after_every_epoch(runs, spec):
@@ -340,55 +287,6 @@ def test_diverged_loss_drops_the_nan_epochs(runs, spec):
     assert losses and all(math.isfinite(x["value"]) for x in losses)
 
 
-# --- distributions ----------------------------------------------------------------------------
-def test_histograms_follow_the_epoch_and_the_network_order(runs, spec):
-    r = runs["plain"]
-    s = spec("plain", "histograms", "activation", 0)
-    scrubbed_from(s, 0, 3)
-    bins = rows_with(s, "lo", "hi", "count")
-    assert {x["epoch"] for x in bins} == {0, 1, 2, 3}
-    h = r.histograms
-    assert len(bins) == len(h[h.kind == "activation"])
-    first = [x for x in bins if x["epoch"] == 0]
-    last = [x for x in bins if x["epoch"] == 3]
-    assert {x["kind"] for x in first} == {"activation"}
-    assert [x["count"] for x in first] != [x["count"] for x in last]
-    facet = spec("plain", "histograms", "activation", 0)["facet"]
-    assert facet["sort"] == r.layer_names
-    # Only the scrubbed epoch's bars are drawn, over an invisible rule per layer from its
-    # smallest to its largest bin edge of any epoch: each panel's value axis spans them all.
-    bars, extent = s["spec"]["layer"]
-    assert {"filter": f"datum.epoch == {chart_parts.EPOCH}"} in bars["transform"]
-    assert extent["transform"] == [{"aggregate": [
-        {"op": "min", "field": "lo", "as": "lo"}, {"op": "max", "field": "hi", "as": "hi"}],
-        "groupby": ["layer"]}]
-    assert extent["mark"]["opacity"] == 0
-    assert (extent["encoding"]["x"]["field"], extent["encoding"]["x2"]["field"]) == ("lo", "hi")
-
-
-def test_histogram_over_time_has_every_epoch_of_one_layer(runs, spec):
-    s = spec("plain", "histogram_over_time", "pre_activation", "hidden2")
-    bins = rows_with(s, "lo", "hi", "count")
-    assert {x["layer"] for x in bins} == {"hidden2"}
-    assert {x["epoch"] for x in bins} == {0, 1, 2, 3}
-    assert all(x["count"] > 0 for x in bins)  # empty bins left blank on the log colour scale
-
-
-def test_batch_norm_shift(runs, spec):
-    assert "Batch norm is off" in texts(spec("plain", "batch_norm_shift", 0))
-    s = spec("bn", "batch_norm_shift", 0)
-    scrubbed_from(s, 0, 2)
-    bins = rows_with(s, "stage", "density")
-    assert {x["stage"] for x in bins} == {"before batch norm", "after batch norm"}
-    assert {x["layer"] for x in bins} == {"hidden1", "hidden2", "hidden3"}
-    assert {x["epoch"] for x in bins} == {0, 1, 2}
-    for layer, stage, epoch in itertools.product(
-            ("hidden1", "hidden3"), ("before batch norm", "after batch norm"), (0, 2)):
-        area = sum(x["density"] * (x["hi"] - x["lo"]) for x in bins
-                   if x["layer"] == layer and x["stage"] == stage and x["epoch"] == epoch)
-        assert area == pytest.approx(1.0)
-
-
 # --- activations and the playground -----------------------------------------------------------
 def _regions(s):
     return sorted({(x["z0"], x["z1"]) for x in rows_with(s, "z0", "z1")})  # text repeats one
@@ -491,77 +389,6 @@ def test_long_deep_runs_are_thinned_and_still_serialise(runs):
     bins = rows_with(histogram_charts.histogram_over_time(long, "activation", "hidden1").to_dict(),
                      "lo")
     assert len(bins) == 150 * 40
-
-
-# --- the network diagram ----------------------------------------------------------------------
-def test_network_diagram_draws_the_layers_to_scale_coloured_at_every_epoch(runs):
-    from core.lab.network_chart import SHOWN_KEY, network_diagram
-    r = runs["plain"]   # digits (8 × 8 inputs, 10 classes), 2 tanh layers of 16
-    s = network_diagram(r, 1).to_dict()
-    scrubbed_from(s, 1, 3)
-    labels = {x["layer"]: x["label"] for x in rows_with(s, "label", "x")}
-    assert labels == {"input": "64 inputs", "hidden1": "16 units", "hidden2": "16 units",
-                      "output": "10 units"}
-    dots = rows_with(s, "units", "y")
-    # One dot = ceil(64 / 12) = 6 units: 11 dots for the input, 3 per hidden layer, 2 output.
-    per_layer = {layer: len({d["y"] for d in dots if d["layer"] == layer})
-                 for layer in labels}
-    assert per_layer == {"input": 11, "hidden1": 3, "hidden2": 3, "output": 2}
-    # Each drawn unit looks its colour up at the scrubbed epoch: key "layer|epoch".
-    lookups = [t for t in walk(s) if isinstance(t, dict) and "lookup" in t]
-    assert lookups and all(t["lookup"] == "key" for t in lookups)
-    keyed = [t for t in walk(s) if isinstance(t, dict) and t.get("calculate") == SHOWN_KEY]
-    assert len(keyed) == len(lookups) == 2   # the gradient panel and the saturation panel
-    values = rows_with(s, "key", "value")
-    assert {v["metric"] for v in values} == {"out_grad_norm", "saturation"}
-    assert all(v["key"] == f"{v['layer']}|{v['epoch']}" for v in values)
-    # Coloured by ‖∂L/∂z‖ at each epoch's state, straight from the records, for every dot of
-    # every layer that has the measure.
-    grads = {v["key"]: v for v in values if v["metric"] == "out_grad_norm"}
-    for epoch in range(4):
-        step = chart_parts.state_step(r.layers, epoch)
-        want = r.layers[(r.layers.step == step) & (r.layers.metric == "out_grad_norm")]
-        for layer, value in zip(want.layer, want.value):
-            got = grads[f"{layer}|{epoch}"]
-            assert got["step"] == step and got["value"] == pytest.approx(value, rel=1e-6)
-    # The lines between layers: one image, a line from every dot to every dot of the next layer.
-    (image,) = [x for x in rows_with(s, "url")]
-    svg = unquote(image["url"].split(",", 1)[1])
-    assert svg.count("<line") == 11 * 3 + 3 * 3 + 3 * 2
-    assert image["x"] == 0 and image["y"] == max(d["y"] for d in dots)
-    assert "no data" in texts(network_diagram(runs["initial"]).to_dict())
-
-
-def test_a_deep_networks_diagram_closes_up_its_layers_and_stacks_its_panels(runs):
-    """Past MAX_PANEL_W the layers close up and the two panels stand one above the other (side
-    by side, a 15-layer net's ran 1,800 px wide, off the page); the layers' labels give way to
-    one line in the title. A shallow net keeps both panels side by side, labelled."""
-    from core.lab import network_chart as nc
-    plain = runs["plain"]
-    shallow = nc.network_diagram(plain, 1).to_dict()
-    assert shallow["columns"] == 2 and len(shallow["concat"]) == 2
-    assert rows_with(shallow, "label", "x")
-    names = [f"hidden{i}" for i in range(1, 16)] + ["output"]
-    hist = plain.histograms
-    first = hist[(hist.kind == "weight") & (hist.epoch == 0)]
-    # Weight histograms of a 15-layer net of 16 units on digits: fan_in × fan_out weights each.
-    weights = pd.DataFrame([{**first.iloc[0].to_dict(), "layer": n, "bin": 0,
-                             "count": float(64 * 16 if i == 0 else 16 * (10 if n == "output"
-                                                                          else 16))}
-                            for i, n in enumerate(names)])
-    deep = dataclasses.replace(plain, layer_names=names, histograms=weights,
-                               config=dataclasses.replace(plain.config, depth=15))
-    s = nc.network_diagram(deep, 1).to_dict()
-    assert s["columns"] == 1
-    widths = [p["width"] for p in s["concat"]]
-    assert widths == [nc.MAX_PANEL_W] * 2
-    assert not rows_with(s, "label", "x")
-    after = json.loads(s["title"]["text"]["expr"].rsplit(" + ", 1)[1])   # after the epoch
-    assert after == "; one dot = 6 units: 64 inputs → 15 × 16 units → 10 units"
-    # The lines' image spans the first to the last layer at the closed-up gap.
-    (image,) = rows_with(s, "url")
-    svg = unquote(image["url"].split(",", 1)[1])
-    assert 'width="%.1f"' % (nc.MAX_PANEL_W * 16 / 17) in svg
 
 
 def test_the_live_chart_grows_on_an_axis_of_the_whole_run(runs, spec):
