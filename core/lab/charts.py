@@ -279,11 +279,13 @@ def ratios(result, epoch: int | None = None):
     """grad:data and update:data per layer over steps (log), with the usual healthy band."""
     (low, high), target = UPDATE_DATA.healthy, UPDATE_DATA.target
     band = alt.Chart(pd.DataFrame({"value": [low], "high": [high], "label": [
-        f"usual healthy range of update:data ({power(low)} … {power(high)})"]}))
+        f"usual healthy range ({power(low)} … {power(high)})"]}))
+    # The band's label at the plot's left edge, as the rule's: anchored at the right edge
+    # (PANEL_W) it stuck out of the narrower panels of Compare's side-by-side layout.
     extras = (band.mark_rect(color=SPLITS["test"], opacity=0.13).encode(
                   y=alt.Y("value:Q"), y2=alt.Y2("high:Q"), tooltip=tips("label:N")),
-              band.mark_text(color=MUTED, align="right", baseline="bottom", dx=-3, dy=-3,
-                             fontSize=11).encode(y=alt.Y("value:Q"), x=alt.XValue(PANEL_W),
+              band.mark_text(color=MUTED, align="left", baseline="bottom", dx=3, dy=-3,
+                             fontSize=11).encode(y=alt.Y("value:Q"), x=alt.XValue(0),
                                                  text=alt.Text("label:N")),
               *rule("y", "value", target, f"{power(target)}: Karpathy's rule of thumb"))
     return layer_panels(result, [metric_panel("grad_data_ratio"),

@@ -180,8 +180,12 @@ def update_ratio_profile(results: dict, epoch: int):
 
 # Side by side, each panel is narrowed until its plot is at most this wide, so a pair of
 # panels fits a laptop's page beside the sidebar: 820 px at 1280 px wide, less two y axes and a
-# legend (~220 px); and a panel title longer than TITLE_CHARS is wrapped to that plot's width.
-PAIR_PLOT = 245
+# legend (~250 px with update:data's wide ticks; at 245 px its legend ran 17 px past); and a
+# panel title longer than TITLE_CHARS is wrapped to that plot's width.
+PAIR_PLOT = 230
+# Each small multiple has its own axes: three a row for each run drew the pair 975 px wide,
+# past a 940 px column (seen in Chromium: the histograms of Weights & ratios).
+PAIR_COLUMNS = 2
 TITLE_CHARS = 40
 
 
@@ -265,8 +269,11 @@ def _width(view) -> float:
 
 
 def _narrow(panel):
-    """The panel at most PAIR_PLOT wide (its views' widths scaled alike) and its title wrapped,
-    in place (a freshly built chart)."""
+    """The panel at most PAIR_PLOT wide (its views' widths scaled alike), small multiples at
+    most PAIR_COLUMNS a row, and its title wrapped, in place (a freshly built chart)."""
+    columns = getattr(panel, "columns", alt.Undefined)
+    if _views(panel)[1] == "facet" and isinstance(columns, int) and columns > PAIR_COLUMNS:
+        panel.columns = PAIR_COLUMNS
     title = getattr(panel, "title", alt.Undefined)
     if isinstance(title, str) and len(title) > TITLE_CHARS:
         panel.title = textwrap.wrap(title, TITLE_CHARS)

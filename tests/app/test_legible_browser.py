@@ -22,6 +22,10 @@ SMALL = "depth=2&epochs=2&width=16&max_train=300"
 PAGES = {
     "compare_side_by_side": ("compare?" + SMALL + "&b_depth=3&b_epochs=2&b_width=16"
                              "&b_max_train=300&layout=Side+by+side&tab=Gradients", 3),
+    # Each run's histograms as small multiples: six panels across ran past the column.
+    "compare_side_by_side_histograms": ("compare?" + SMALL + "&b_depth=3&b_epochs=2&b_width=16"
+                                        "&b_max_train=300&layout=Side+by+side"
+                                        "&tab=Weights+%26+ratios", 2),
     "sweep": (SMALL_SWEEP, 3),
     "playground_side_by_side": ("playground?compare=true&epochs=5", 3),
     "activations": ("activations?epochs=1&depth=2&width=16", 11),
