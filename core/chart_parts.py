@@ -214,11 +214,14 @@ def epoch_rule(result) -> list[alt.Chart]:
     x = alt.X("step:Q")
     line = base.mark_rule(color=MUTED, strokeDash=[4, 3], strokeWidth=1.5).encode(
         x=x, tooltip=tips("label:N", "step:Q"))
-    labels = [base.transform_filter(f"{'' if right else '!'}datum.right").mark_text(
-        color=MUTED, fontSize=11, baseline="top", align="right" if right else "left",
-        dx=-3 if right else 3).encode(x=x, y=alt.YValue(2), text=alt.Text("label:N"))
-        for right in (False, True)]
-    return [line, *labels]
+    # One label mark, its side read from each row: a mark a side left one of them with no row
+    # at every epoch, and Vega warned of an infinite extent for its empty data.
+    label = base.mark_text(
+        color=MUTED, fontSize=11, baseline="top",
+        align=alt.ExprRef("datum.right ? 'right' : 'left'"),
+        dx=alt.ExprRef("datum.right ? -3 : 3")).encode(
+        x=x, y=alt.YValue(2), text=alt.Text("label:N"))
+    return [line, label]
 
 
 def step_panel(chart, result, epoch: int | None, title: str, extras=(), *,

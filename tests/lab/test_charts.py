@@ -119,6 +119,22 @@ def test_epoch_rule_sits_at_the_first_step_after_that_epoch(runs, spec):
         assert [x["step"] for x in rules if x["label"] == f"after epoch {epoch}"] == [first]
 
 
+def test_the_epoch_rules_label_is_one_mark_whose_side_each_row_says(runs, spec):
+    """One label mark, aligned by its row's `right`: a mark a side left one with no row at
+    every epoch, and Vega warned of an infinite extent (seen in Chromium's console)."""
+    r = runs["plain"]
+    s = spec("plain", "grad_norm_lines", "weight_grad_norm", 0)
+    labels = [n for n in walk(s) if isinstance(n, dict) and isinstance(n.get("mark"), dict)
+              and n["mark"]["type"] == "text" and "label" in json.dumps(n.get("encoding"))
+              and n["mark"].get("baseline") == "top"]
+    assert len(labels) == 1
+    assert labels[0]["mark"]["align"] == {"expr": "datum.right ? 'right' : 'left'"}
+    rows = rows_with(s, "step", "label", "right")
+    half = r.steps["step"].max() / 2
+    assert rows and all(x["right"] == (x["step"] > half) for x in rows)
+    assert {x["right"] for x in rows} == {False, True}   # this run has labels on both sides
+
+
 def test_gradient_flow_carries_the_state_after_every_epoch(runs, spec):
     r = runs["bn"]
     recorded = r.layers.drop_duplicates("step")
