@@ -9,7 +9,7 @@ from core.lab import charts
 
 from core.data.datasets import IMAGE_DATASETS
 from core.lab import compare_charts
-from core.lab.compare import differences, outcomes
+from core.lab.compare import differences, outcome_rows, outcomes
 from core.lab.config import FIELDS, RunConfig
 from core.lab.metrics import DEPTH_RATIO, MOST_FLAT
 from core.lab.runs import load_run, run_label, stored_runs
@@ -112,24 +112,12 @@ with left:
         st.caption("None: A and B are the same configuration (the same run).")
     else:
         st.dataframe(diff.assign(setting=diff["setting"].map(LAB.label)), hide_index=True,
-                     width="stretch")
+                     width="stretch", column_config={"setting": st.column_config.TextColumn("")})
 with right:
-    st.markdown("**Outcomes**")
-    st.dataframe(
-        table, hide_index=True, width="stretch",
-        column_config={
-            "run": st.column_config.TextColumn("Run"),
-            "val_accuracy": st.column_config.NumberColumn("Val accuracy", format="percent"),
-            "test_accuracy": st.column_config.NumberColumn("Test accuracy", format="percent"),
-            "depth_ratio": st.column_config.NumberColumn(
-                DEPTH_RATIO.label, format="%.2g", help=f"{DEPTH_RATIO.symbol}: {DEPTH_RATIO.help}"),
-            **{f"max_{kind}": st.column_config.NumberColumn(m.label, format="percent",
-                                                            help=m.help)
-               for kind, m in MOST_FLAT.items()},
-            "diverged": st.column_config.CheckboxColumn("Diverged?"),
-            "diverged_at_step": st.column_config.NumberColumn("Diverged at step"),
-            "seconds": st.column_config.NumberColumn("Seconds", format="%.2f"),
-        })
+    st.markdown("**Outcomes**", help="\n\n".join(
+        f"**{m.label}**: {m.help}" for m in (DEPTH_RATIO, *MOST_FLAT.values())))
+    st.dataframe(outcome_rows(table), hide_index=True, width="stretch",
+                 column_config={"outcome": st.column_config.TextColumn("")})
 for name, result in results.items():
     if result.dataset.get("notice") or result.diverged:
         st.caption(f"Run {name}:")

@@ -3,6 +3,7 @@
     from core.lab.compare import differences, outcomes
     differences(cfg_a, cfg_b)          # setting, A, B — only the settings that differ
     outcomes({"A": run_a, "B": run_b}) # one row per run: accuracy, gradient ratio, saturation, …
+    outcome_rows(outcomes(...))        # the same, one row per outcome, as the page shows it
 
 Pure tables for the Compare page, the CLI and notebooks; the overlay charts are in
 `core.lab.compare_charts`.
@@ -15,7 +16,7 @@ import math
 import pandas as pd
 
 from core.lab.config import FIELDS, RunConfig
-from core.lab.metrics import MOST_FLAT, most_flat
+from core.lab.metrics import DEPTH_RATIO, MOST_FLAT, most_flat, readable
 from core.lab.result import RunResult
 
 
@@ -64,3 +65,26 @@ def layer_order(results: dict[str, RunResult]) -> list[str]:
                 names.append(name)
     # The output layer goes last even when a deeper run listed more hidden layers before it.
     return [n for n in names if n != "output"] + (["output"] if "output" in names else [])
+
+
+def outcome_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """`outcomes` turned for reading: one row per outcome, one column per run, each value in
+    words. Beside "Settings that differ" (setting, A, B) it reads the same way, and it fits half
+    a page: one column per outcome ran past it and hid the last ones (seen in Chromium). A
+    share no run has (inactive units of two sigmoid runs) is left out; "–" where one run lacks
+    it (its activation has the other kind, or it diverged)."""
+    def share(v: float) -> str:
+        return f"{v:.0%}" if math.isfinite(v) else "–"
+
+    rows = {"Val accuracy": [f"{v:.2%}" for v in table.val_accuracy],
+            "Test accuracy": [f"{v:.2%}" for v in table.test_accuracy],
+            f"{DEPTH_RATIO.label} ({DEPTH_RATIO.symbol})": [readable(v) for v in table.depth_ratio]}
+    for kind, metric in MOST_FLAT.items():
+        values = table[f"max_{kind}"]
+        if values.notna().any():
+            rows[metric.label] = [share(v) for v in values]
+    rows["Diverged"] = [f"at step {int(step):,}" if diverged else "no"
+                        for diverged, step in zip(table.diverged, table.diverged_at_step)]
+    rows["Training time"] = [f"{s:.2f} s" for s in table.seconds]
+    return pd.DataFrame([[name, *values] for name, values in rows.items()],
+                        columns=["outcome", *table.run])

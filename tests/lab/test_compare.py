@@ -6,7 +6,7 @@ import math
 import pytest
 
 from core.lab import charts as lab_charts, compare_charts, histogram_charts
-from core.lab.compare import differences, layer_order, outcomes
+from core.lab.compare import differences, layer_order, outcome_rows, outcomes
 from core.lab.config import RunConfig
 from core.lab.runs import get_run
 from core.lab.tabs import TABS
@@ -48,6 +48,25 @@ def test_outcomes_are_the_runs_own_numbers(results):
         share[share.step == share.step.max()].value.max())
     assert math.isnan(table.loc["A", f"max_{other}"])   # the column its activation lacks
     assert math.isnan(table.loc["X", f"max_{kind}"])
+
+
+def test_outcome_rows_read_each_runs_numbers_side_by_side(results):
+    pair = {"A": results["A"], "X": results["diverged"]}
+    rows = outcome_rows(outcomes(pair)).set_index("outcome")
+    assert list(rows.columns) == ["A", "X"]
+    a, x = results["A"], results["diverged"]
+    assert rows.loc["Val accuracy", "A"] == f"{100 * a.final('val', 'accuracy'):.2f}%"
+    assert rows.loc["Diverged", "A"] == "no"
+    assert rows.loc["Diverged", "X"] == f"at step {x.divergence['step']:,}"
+    assert rows.loc["Training time", "A"] == f"{a.timing['seconds']:.2f} s"
+    # A's units are ReLU (inactive), X's linear (neither kind): the saturation row is left out,
+    # and X, diverged, has no inactive share to show.
+    assert "Max saturation (end)" not in rows.index
+    assert rows.loc["Max inactive (end)", "X"] == "–"
+    assert rows.loc["Max inactive (end)", "A"] == f"{round(100 * outcomes(pair).max_inactive[0])}%"
+    # Two sigmoid-family runs: the saturation row, never an inactive one.
+    tanh = outcome_rows(outcomes({"B": results["B"]})).set_index("outcome")
+    assert "Max saturation (end)" in tanh.index and "Max inactive (end)" not in tanh.index
 
 
 def test_layer_order_merges_depths_with_output_last(results):
@@ -156,7 +175,8 @@ def test_page_shows_differences_outcomes_and_overlays():
     clean(at)
     diff, table = at.dataframe[0].value, at.dataframe[1].value
     assert set(diff.setting) == {"Activation", "Batch norm"}  # B = A with BN toggled, + tanh
-    assert list(table.run) == ["A", "B"]
+    assert list(table.columns) == ["outcome", "A", "B"]
+    assert table.outcome[0] == "Val accuracy"
     assert "● changed" in at.sidebar.selectbox(key="b_activation").label
     assert len(charts(at)) == 1
     for tab, n in {"Gradients": 3, "Activations": 3, "Weights & ratios": 3, "Clipping": 1,
