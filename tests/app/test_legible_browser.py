@@ -1,6 +1,6 @@
 """Charts that read at a glance (issue 15 §2), checked in Chromium at a desktop's 1400 px and a
-laptop's 1280×800: no chart overlaps another or leaves its column, and a sweep heatmap's title
-fits its chart. Each page is screenshotted (into SATLAB_SHOTS when set, else the test's tmp
+laptop's 1280×800: no chart overlaps another or leaves its column, no table scrolls sideways,
+and a sweep heatmap's title fits its chart. Each page is screenshotted (into SATLAB_SHOTS when set, else the test's tmp
 folder) to be looked at.
 
 Runs on one `streamlit run` of its own (the server fixtures and waits of test_browser).
@@ -48,6 +48,14 @@ BOXES = """() => [...document.querySelectorAll('.vega-embed > canvas, .vega-embe
   })"""
 
 
+# Per shown table (st.dataframe): how wide its rows are, and how wide its box is. A table wider
+# than its box scrolls sideways, hiding its last columns until one scrolls.
+TABLES = """() => [...document.querySelectorAll('[data-testid="stDataFrame"]')]
+  .filter(e => e.checkVisibility())
+  .map(e => { const s = e.querySelector('.dvn-scroller');
+              return s && {rows: s.scrollWidth, box: s.clientWidth}; })"""
+
+
 @pytest.fixture(params=list(VIEWPORTS))
 def sized_page(browser, request):  # noqa: F811 - the imported fixture
     width, height = VIEWPORTS[request.param]
@@ -89,6 +97,10 @@ def test_charts_stay_in_their_columns_and_apart(server, sized_page, name, tmp_pa
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
             assert _overlap(a["chart"], b["chart"]) < 1, (a, b)
+    # A table's grid is drawn after its box: wait until every shown one has its rows.
+    page.wait_for_function(f"({TABLES})().every(t => t)", timeout=30_000)
+    for table in page.evaluate(TABLES):   # no table hides a column off its side
+        assert table["rows"] <= table["box"] + 1, table
 
 
 def _screenshot(page, path: Path) -> None:
