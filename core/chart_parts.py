@@ -149,13 +149,18 @@ def state_step(table: pd.DataFrame, epoch: int | None) -> int | None:
     return int(table["step"].max()) if epoch >= table["epoch"].max() else None
 
 
-def rule(channel: str, field: str, value: float, label: str, color: str = MUTED,
-         **text) -> list[alt.Chart]:
+def rule(channel: str, field: str, value: float, label: str, color: str = MUTED, *,
+         upto: float | None = None, **text) -> list[alt.Chart]:
     """A dashed reference rule (x: vertical, y: horizontal) and its label at the plot's edge.
+
+    A vertical rule's label goes on its right; given `upto`, the x axis's largest value, on the
+    side with room: right of a rule past the middle it ran off the plot, over its last points.
 
     Returned as layers to splice into a flat `alt.layer(...)`: nested layer charts cost Altair
     a deep copy per level, which made building a panel several times slower.
     """
+    if channel == "x" and upto is not None and value > upto / 2:
+        text = {"align": "right", "dx": -3, **text}
     base = alt.Chart(pd.DataFrame({field: [value], "label": [label]}))
     pos = {channel: alt.X(f"{field}:Q") if channel == "x" else alt.Y(f"{field}:Q")}
     line = base.mark_rule(color=color, strokeDash=[4, 3], strokeWidth=1.5).encode(
@@ -234,9 +239,8 @@ def step_panel(chart, result, epoch: int | None, title: str, extras=(), *,
     if scrubbed:
         layers += epoch_rule(result)
     elif (step := state_step(result.steps, epoch)) is not None:
-        # The label goes on the side with room.
-        side = dict(align="right", dx=-3) if step > result.steps["step"].max() / 2 else {}
-        layers += rule("x", "step", step, f"after epoch {epoch}", **side)
+        layers += rule("x", "step", step, f"after epoch {epoch}",
+                       upto=result.steps["step"].max())
     layers += divergence_layers(result)
     # Sizes and title as arguments: `.properties()` validates them, a copy, ~15 ms a call.
     return alt.layer(*layers, title=title, width=PANEL_W, height=PANEL_H)
@@ -345,7 +349,7 @@ def loss_accuracy(result, epoch: int | None = None):
             lines, declared = lines.add_params(sel), True
         test = base.transform_filter(alt.datum.split == "test").mark_point(
             shape="diamond", size=90, filled=True)
-        layers = [lines, test, *(rule("x", "epoch", epoch, f"epoch {epoch}")
-                                 if epoch is not None else [])]
+        layers = [lines, test, *(rule("x", "epoch", epoch, f"epoch {epoch}",
+                                      upto=d["epoch"].max()) if epoch is not None else [])]
         panels.append(alt.layer(*layers, title=title, width=PANEL_W, height=PANEL_H))
     return alt.hconcat(*panels, title="Loss and accuracy per epoch (test: after the last epoch)")

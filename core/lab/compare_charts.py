@@ -73,7 +73,8 @@ def loss_accuracy(results: dict, epoch: int | None = None):
                          alt.Tooltip("value:Q", title=metric, format=".4g")))
         if not panels:
             lines = lines.add_params(sel)
-        extra = rule("x", "epoch", epoch, f"epoch {epoch}") if epoch is not None else []
+        extra = (rule("x", "epoch", epoch, f"epoch {epoch}", upto=d["epoch"].max())
+                 if epoch is not None else [])
         # 40 px narrower than the Lab's: the pair and its axes fit a laptop's page (820 px).
         panels.append(alt.layer(lines, *extra, title=title, width=PANEL_W - 40,
                                 height=PANEL_H))

@@ -177,7 +177,7 @@ def loss_curves(table: pd.DataFrame, iteration: int | None = None, *,
             x=alt.X("iteration:Q"), y=alt.Y("shown:Q"),
             tooltip=tips("label:N", "note:N", alt.Tooltip("loss:Q", format=".4g"))))
     if iteration is not None:
-        side = dict(align="right", dx=-3) if iteration > d["iteration"].max() / 2 else {}
-        layers += rule("x", "iteration", iteration, f"iteration {iteration}", **side)
+        layers += rule("x", "iteration", iteration, f"iteration {iteration}",
+                       upto=d["iteration"].max())
     # Legend below, as on the contour: beside it, it takes a third of a half-width column.
     return alt.layer(*layers, title=title, width=SIZE + 60, height=SIZE)

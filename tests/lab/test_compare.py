@@ -69,6 +69,18 @@ def test_outcome_rows_read_each_runs_numbers_side_by_side(results):
     assert "Max saturation (end)" in tanh.index and "Max inactive (end)" not in tanh.index
 
 
+@pytest.mark.parametrize("epoch, align", [(0, "left"), (2, "right")])
+def test_the_epoch_rules_label_stays_on_the_plot_side_with_room(results, epoch, align):
+    """At the last epoch, the right edge, the label goes left of its rule: right of it, it ran
+    off the plot and over the last points (seen in Chromium)."""
+    spec = compare_charts.loss_accuracy({"A": results["A"]}, epoch).to_dict()
+    labels = [n["mark"] for n in walk(spec) if isinstance(n, dict)
+              and isinstance(n.get("mark"), dict) and n["mark"]["type"] == "text"]
+    assert len(labels) == 2   # one a panel
+    assert {m.get("align") for m in labels} == {align}
+    assert {m.get("dx") for m in labels} == {3 if align == "left" else -3}
+
+
 def test_layer_order_merges_depths_with_output_last(results):
     assert layer_order({"A": results["A"], "B": results["B"]}) == [
         "hidden1", "hidden2", "hidden3", "output"]
