@@ -30,6 +30,8 @@ Conventions every builder keeps:
 
 from __future__ import annotations
 
+import math
+
 import altair as alt
 import numpy as np
 import pandas as pd
@@ -144,16 +146,19 @@ def gradient_flow(result, epoch: int | None = None):
     df = df.assign(statistic=df["metric"].map(stats),
                    front=(df["metric"] == "weight_grad_mean_abs").astype(int))
     labels = list(stats.values())
+    # A bar on a log axis rises from the axis's bottom: at the smallest value it had no height
+    # (a layer's mean bar vanished, seen in Chromium). The axis starts at the power of ten below.
+    bottom = 10 ** math.floor(math.log10(float(df["value"].min())))
     return alt.Chart(df).mark_bar().encode(
         x=alt.X("layer:O", sort=list(result.layer_names), title="Layer (input → output)"),
         # Overlaid, not stacked: the faint max bar behind, the solid mean bar in front.
         y=alt.Y("value:Q", stack=None, axis=LOG_AXIS, title="|∇W| of the layer's weights (log)",
-                scale=alt.Scale(type="log", domain=[float(df["value"].min()),
-                                                    float(df["value"].max())])),
+                scale=alt.Scale(type="log", domain=[bottom, float(df["value"].max())])),
+        # Colour and opacity of one field make one legend, each entry as its bars are drawn;
+        # `legend=None` on either removed that legend altogether.
         color=alt.Color("statistic:N", title="Statistic",
                         scale=alt.Scale(domain=labels, range=["#4c9f9f", "#3b5ba5"])),
-        opacity=alt.Opacity("statistic:N", legend=None,
-                            scale=alt.Scale(domain=labels, range=[0.45, 1.0])),
+        opacity=alt.Opacity("statistic:N", scale=alt.Scale(domain=labels, range=[0.45, 1.0])),
         order=alt.Order("front:Q"),
         tooltip=tips("layer:N", "statistic:N", alt.Tooltip("value:Q", format=".4g"), "step:Q"),
     ).transform_filter(SHOWN).add_params(epoch_param(result, epoch)).properties(

@@ -154,10 +154,18 @@ def test_gradient_flow_carries_the_state_after_every_epoch(runs, spec):
             assert np.allclose([got[n] for n in want.layer], want.value, rtol=1e-6)
         seen.append(sorted(b["value"] for b in bars if b["epoch"] == epoch))
     assert seen[0] != seen[1] != seen[2]
-    # The log axis spans every epoch's bars: scrubbing moves the bars, not the axis.
+    # The log axis spans every epoch's bars: scrubbing moves the bars, not the axis. It starts
+    # at the power of ten below the smallest, so that bar has a height (it had none).
     y = [e for e in encodings(s, "y") if e.get("field") == "value"][0]
     values = [b["value"] for b in bars]
-    assert y["scale"]["domain"] == [min(values), max(values)]
+    bottom, top = y["scale"]["domain"]
+    assert top == max(values) and bottom < min(values) <= 10 * bottom
+    assert math.log10(bottom) == round(math.log10(bottom))
+    # One legend says which bar is which: colour and opacity of one field, neither hidden.
+    legend = {k: e for k, e in s["encoding"].items()
+              if isinstance(e, dict) and e.get("field") == "statistic"}
+    assert set(legend) == {"color", "opacity"}
+    assert all(e.get("legend", {}) is not None for e in legend.values())
 
 
 def test_gradient_flow_of_a_diverged_run_shows_its_last_finite_step(runs, spec):
