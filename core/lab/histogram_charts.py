@@ -19,6 +19,12 @@ from core.chart_parts import (
     no_data, source, tips,
 )
 
+# Kinds whose histogram's value axis follows the scrubbed epoch instead of spanning them all: a
+# layer's weight gradients shrink over training (the default run's hidden2: ±0.4 at
+# initialisation, ±0.02 after epoch 10), and on an axis held for every epoch a late epoch's
+# histogram was a single needle. Weights and activations keep theirs: their drift is the story.
+AXIS_FOLLOWS_EPOCH = {"weight_grad"}
+
 KIND_LABELS = {
     "pre_norm": "Linear output, before batch norm",
     "pre_activation": "Pre-activation z",
@@ -36,7 +42,8 @@ def _hist_rows(result, kinds, layer=None) -> pd.DataFrame:
     return finite(h[mask], ["lo", "hi", "count"])
 
 
-def _facet(df: pd.DataFrame, bars: alt.Chart, result, title: str | dict):
+def _facet(df: pd.DataFrame, bars: alt.Chart, result, title: str | dict, *,
+           hold_axis: bool = True):
     """Small multiples of `bars` drawn from `df`, one per layer in network order; each layer
     keeps its own value range. Three a row: four, each with its own axes, ran past a laptop's
     page (820 px).
@@ -45,19 +52,23 @@ def _facet(df: pd.DataFrame, bars: alt.Chart, result, title: str | dict):
     as motion as the epoch is scrubbed (counts rescale per epoch): an invisible rule per layer
     from its smallest to its largest bin edge holds the axis, and only the scrubbed epoch's
     bars are drawn. Drawing every epoch's bars, the others at zero height, held the axis too
-    but made ten times the marks (2,200 for five layers, 11 epochs and 40 bins)."""
+    but made ten times the marks (2,200 for five layers, 11 epochs and 40 bins).
+
+    `hold_axis=False`: the axis spans the scrubbed epoch's bins only (AXIS_FOLLOWS_EPOCH)."""
     extent = alt.Chart().transform_aggregate(
         lo="min(lo)", hi="max(hi)", groupby=["layer"]).mark_rule(opacity=0).encode(
         x=alt.X("lo:Q"), x2=alt.X2("hi:Q"))
-    return alt.layer(bars, extent, data=source(df)).properties(width=170, height=100).facet(
+    return alt.layer(bars, *([extent] if hold_axis else []), data=source(df)).properties(width=170, height=100).facet(
         facet=alt.Facet("layer:O", sort=list(result.layer_names), title=None), columns=3,
         title=title).resolve_scale(x="independent", y="independent")
 
 
-def _bins_say(df: pd.DataFrame) -> str:
+def _bins_say(df: pd.DataFrame, follows: bool = False) -> str:
     """What a histogram's bins are (core.lab.recorder._hist): each snapshot's own, so no value
-    is clamped into another epoch's range."""
-    return f"{df['bin'].nunique()} equal bins from each snapshot's smallest to largest value"
+    is clamped into another epoch's range; `follows`: and its axis is the shown epoch's."""
+    bins = f"{df['bin'].nunique()} equal bins from each snapshot's smallest to largest value"
+    return bins + ("; the axis fits the epoch shown (gradients shrink as training goes on)"
+                   if follows else "")
 
 
 def _scrubbed(value: str) -> alt.Chart:
@@ -76,9 +87,11 @@ def histograms(result, kind: str, epoch: int | None = None):
         x=alt.X("lo:Q", title=label), x2=alt.X2("hi:Q"), y=alt.Y("shown:Q", title="Count"),
         y2=ZERO, color=layer_color(result, legend=False),
         tooltip=tips("layer:N", "epoch:Q", *BIN_TIPS))
+    follows = kind in AXIS_FOLLOWS_EPOCH
     title = {**epoch_title(f"{label}: distribution per layer after epoch "),
-             "subtitle": _bins_say(df)}
-    return _facet(df, bars, result, title).add_params(epoch_param(result, epoch))
+             "subtitle": _bins_say(df, follows)}
+    return _facet(df, bars, result, title, hold_axis=not follows).add_params(
+        epoch_param(result, epoch))
 
 
 def histogram_over_time(result, kind: str, layer: str):

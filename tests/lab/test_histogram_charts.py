@@ -34,6 +34,17 @@ def test_histograms_follow_the_epoch_and_the_network_order(runs, spec):
     assert (extent["encoding"]["x"]["field"], extent["encoding"]["x2"]["field"]) == ("lo", "hi")
 
 
+def test_a_gradient_histograms_axis_fits_the_epoch_shown(runs, spec):
+    """Weight gradients shrink as a run trains: on an axis held for every epoch, a late epoch's
+    histogram was a needle. Their panels draw the scrubbed epoch's bars alone, and say so."""
+    s = spec("plain", "histograms", "weight_grad", 3)
+    scrubbed_from(s, 3, 3)
+    (bars,) = s["spec"]["layer"]
+    assert {"filter": f"datum.epoch == {chart_parts.EPOCH}"} in bars["transform"]
+    assert "the axis fits the epoch shown" in s["title"]["subtitle"]
+    assert "axis" not in spec("plain", "histograms", "weight", 3)["title"]["subtitle"]
+
+
 def test_histogram_over_time_has_every_epoch_of_one_layer(runs, spec):
     s = spec("plain", "histogram_over_time", "pre_activation", "hidden2")
     bins = rows_with(s, "lo", "hi", "count")
