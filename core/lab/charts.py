@@ -155,8 +155,9 @@ def gradient_flow(result, epoch: int | None = None):
         y=alt.Y("value:Q", stack=None, axis=LOG_AXIS, title="|∇W| of the layer's weights (log)",
                 scale=alt.Scale(type="log", domain=[bottom, float(df["value"].max())])),
         # Colour and opacity of one field make one legend, each entry as its bars are drawn;
-        # `legend=None` on either removed that legend altogether.
-        color=alt.Color("statistic:N", title="Statistic",
+        # `legend=None` on either removed that legend altogether. Below the bars: beside them,
+        # Compare's side-by-side pair ran past a laptop's column.
+        color=alt.Color("statistic:N", title="Statistic", legend=alt.Legend(orient="bottom"),
                         scale=alt.Scale(domain=labels, range=["#4c9f9f", "#3b5ba5"])),
         opacity=alt.Opacity("statistic:N", scale=alt.Scale(domain=labels, range=[0.45, 1.0])),
         order=alt.Order("front:Q"),
