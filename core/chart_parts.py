@@ -64,6 +64,11 @@ def source(df: pd.DataFrame) -> pd.DataFrame | dict:
 # Steps and epochs are counts: integer ticks only (Vega-Lite would write 0.5 on a short run).
 COUNT_AXIS = alt.Axis(format="d", tickMinStep=1)
 LEGEND_ROWS = 8   # a layer legend's rows per column: what fits beside a panel (measured)
+# A row of two panels is about 750 px wide: with a legend beside it, past a laptop's page
+# column (820 px at a 1280 px window, beside the sidebar; measured in Chromium). Such rows put
+# their legend below, LEGEND_COLUMNS entries a row.
+LEGEND_BELOW = dict(orient="bottom", direction="horizontal")
+LEGEND_COLUMNS = 6
 
 
 def thin(df: pd.DataFrame, limit: int = MAX_STEPS) -> pd.DataFrame:
@@ -81,17 +86,23 @@ def no_data(title: str, message: str = "no data") -> alt.Chart:
             .mark_text(size=14, color=MUTED).encode(text=alt.Text("text:N")))
 
 
-def layer_color(result, *, legend: bool = True, listed=None) -> alt.Color:
+def layer_color(result, *, legend: bool = True, listed=None, below: bool = False) -> alt.Color:
     """`listed`: the layers the legend names, where a chart draws only some (a legend entry
-    without a line reads as a layer with nothing to show); by default all."""
+    without a line reads as a layer with nothing to show); by default all. `below`: the legend
+    under the panels, in rows (see LEGEND_BELOW)."""
     # The domain is the whole network, so a layer keeps its colour across charts (even where
     # the output layer has no rows, as for saturation).
     names = list(result.layer_names)
     listed = names if listed is None else [n for n in names if n in set(listed)]
     # Every layer in the legend (Vega-Lite stops at 50 symbols, and cut a 21-layer net's legend
-    # at hidden9, the rest below the panel's height): in columns of at most LEGEND_ROWS.
-    shown = (alt.Legend(symbolLimit=0, columns=-(-len(listed) // LEGEND_ROWS), values=listed)
-             if legend else None)
+    # at hidden9, the rest below the panel's height): in columns of at most LEGEND_ROWS beside
+    # a panel, in rows of LEGEND_COLUMNS below.
+    shown = None
+    if legend and below:
+        shown = alt.Legend(symbolLimit=0, values=listed, **LEGEND_BELOW,
+                           columns=min(len(listed), LEGEND_COLUMNS))
+    elif legend:
+        shown = alt.Legend(symbolLimit=0, columns=-(-len(listed) // LEGEND_ROWS), values=listed)
     return alt.Color("layer:O", sort=names, scale=alt.Scale(domain=names, scheme=LAYER_SCHEME),
                      title="Layer (input → output)", legend=shown)
 
@@ -282,7 +293,7 @@ def layer_panels(result, panels: list[Panel], epoch: int | None, title: str, col
         chart = alt.Chart(source(df)).mark_line(strokeWidth=1.5, point=few).encode(
             x=alt.X("step:Q", title="Training step", axis=COUNT_AXIS),
             y=alt.Y("value:Q", title=p.y_title, scale=scale, axis=LOG_AXIS),
-            color=layer_color(result), opacity=fade(sel),
+            color=layer_color(result, below=len(panels) > 1), opacity=fade(sel),
             tooltip=tips("layer:N", "step:Q", "epoch:Q", alt.Tooltip("value:Q", format=".4g")))
         if not declared:
             # Declared on one panel and referred to by the others: one legend drives them all,
@@ -323,7 +334,7 @@ def loss_accuracy(result, epoch: int | None = None):
     """Loss and accuracy per epoch of any family's result (its tidy `epochs` table): train and val lines, test as a point; a rule at `epoch`."""
     df = finite(result.epochs, ["value"])
     sel = legend_pick("split")
-    color = alt.Color("split:N", title="Split",
+    color = alt.Color("split:N", title="Split", legend=alt.Legend(**LEGEND_BELOW),
                       scale=alt.Scale(domain=list(SPLITS), range=list(SPLITS.values())))
     panels, declared = [], False
     # The Lab's runs name their loss (RunResult.loss_title); the other families' is cross-entropy.

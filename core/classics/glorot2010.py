@@ -135,7 +135,10 @@ def figure(runs: Mapping[str, RunResult]) -> alt.VConcatChart:
         y=alt.Y("low:Q", title="Activation (sigmoid output)", scale=alt.Scale(domain=[0, 1])),
         y2="high:Q", color=alt.Color("layer:O", sort=hidden, scale=scale, legend=None))
     line = base.mark_line().encode(
-        y="mean:Q", color=alt.Color("layer:O", sort=hidden, scale=scale, title="Hidden layer"),
+        # Legends below the panels: beside them, the two panels ran 105 px past a laptop's page
+        # column (820 px at a 1280 px window; seen in Chromium).
+        y="mean:Q", color=alt.Color("layer:O", sort=hidden, scale=scale, title="Hidden layer",
+                                    legend=alt.Legend(**chart_parts.LEGEND_BELOW)),
         tooltip=["layer", "step", alt.Tooltip("mean:Q", format=".3f"),
                  alt.Tooltip("std:Q", format=".3f")])
     p98 = run.act_percentiles[run.act_percentiles.percentile == 98]
@@ -155,7 +158,8 @@ def figure(runs: Mapping[str, RunResult]) -> alt.VConcatChart:
         x=alt.X("layer:O", sort=hidden, title="Hidden layer"),
         y=alt.Y("value:Q", title="‖∂L/∂z‖ at initialisation (log)", scale=alt.Scale(type="log"),
                 axis=chart_parts.LOG_AXIS),
-        color=alt.Color("init:N", title="Init", scale=alt.Scale(
+        color=alt.Color("init:N", title="Init", legend=alt.Legend(**chart_parts.LEGEND_BELOW),
+                        scale=alt.Scale(
             domain=list(inits), range=[chart_parts.ALERT, chart_parts.SPLITS["train"]])),
         tooltip=["init", "layer", alt.Tooltip("value:Q", format=".2e")],
     ).properties(title="Back-propagated gradient by layer", width=PANEL_W,
@@ -178,6 +182,7 @@ def tanh_gradients(run: RunResult) -> alt.Chart:
                 scale=alt.Scale(type="log"), axis=chart_parts.LOG_AXIS),
         # Not the init panel's red and blue: these are two gradients of one run.
         color=alt.Color("gradient:N", title="Gradient", sort=list(grads),
+                        legend=alt.Legend(**chart_parts.LEGEND_BELOW),
                         scale=alt.Scale(domain=list(grads), scheme="dark2")),
         tooltip=["gradient", "layer", alt.Tooltip("value:Q", format=".2e")],
     ).properties(title="tanh: gradients by layer at initialisation", width=PANEL_W,

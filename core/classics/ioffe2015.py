@@ -117,7 +117,9 @@ def _percentile_panel(table: pd.DataFrame, title: str, domain: tuple[float, floa
         x=alt.X("step:Q", title="Training step", axis=chart_parts.COUNT_AXIS),
         y=alt.Y("value:Q", title="Input to the sigmoid (one unit)",
                 scale=alt.Scale(domain=list(domain))),
+        # The legend below the pair: beside it, they ran 67 px past a laptop's page column.
         color=alt.Color("percentile:N", title="Percentile", sort=order,
+                        legend=alt.Legend(**chart_parts.LEGEND_BELOW),
                         scale=alt.Scale(domain=order, scheme="viridis")),
         tooltip=chart_parts.tips("percentile:N", "step:Q", alt.Tooltip("value:Q", format=".3f")),
     ).properties(title=title, width=chart_parts.PANEL_W, height=chart_parts.PANEL_H)

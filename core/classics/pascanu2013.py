@@ -69,7 +69,9 @@ def figure(runs: Mapping[str, RecurrentResult]) -> alt.HConcatChart:
         x=alt.X("step:Q", title="Training step", axis=chart_parts.COUNT_AXIS),
         y=alt.Y("loss:Q", title="Training loss (batch, log)", scale=alt.Scale(type="log"),
                 axis=chart_parts.LOG_AXIS),
-        color=alt.Color("run:N", title="Momentum SGD, lr 1", scale=alt.Scale(
+        # The legend below: beside it, the pair ran 136 px past a laptop's page column.
+        color=alt.Color("run:N", title="Momentum SGD, lr 1",
+                        legend=alt.Legend(**chart_parts.LEGEND_BELOW), scale=alt.Scale(
             domain=["no clipping", "clipped at 0.25"],
             range=[chart_parts.ALERT, chart_parts.SPLITS["train"]])),
         tooltip=chart_parts.tips("run:N", "step:Q", alt.Tooltip("loss:Q", format=".4g")),

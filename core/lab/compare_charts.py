@@ -22,8 +22,8 @@ import altair as alt
 import pandas as pd
 
 from core.chart_parts import (
-    COUNT_AXIS, LOG_AXIS, PANEL_H, PANEL_W, finite, legend_pick, no_data, rule, state_step, thin,
-    tips,
+    COUNT_AXIS, LEGEND_BELOW, LOG_AXIS, PANEL_H, PANEL_W, finite, legend_pick, no_data, rule,
+    state_step, thin, tips,
 )
 from core.lab.compare import layer_order
 from core.lab.metrics import CATALOGUE, power
@@ -37,9 +37,7 @@ def _run_color(results: dict, legend: alt.Legend | None = None) -> alt.Color:
                      scale=alt.Scale(domain=names, range=RUN_COLORS[:len(names)]))
 
 
-# Below the panels: two 320 px panels and their legends at the right were wider than a
-# laptop's page (820 px beside the sidebar).
-BELOW = alt.Legend(orient="bottom")
+BELOW = alt.Legend(**LEGEND_BELOW)   # as every row of panels (core.chart_parts)
 
 
 def loss_accuracy(results: dict, epoch: int | None = None):

@@ -15,8 +15,8 @@ import altair as alt
 import pandas as pd
 
 from core.chart_parts import (
-    BIN_TIPS, PANEL_W, SHOWN, SPLITS, ZERO, epoch_param, epoch_title, finite, layer_color,
-    no_data, source, tips,
+    BIN_TIPS, LEGEND_BELOW, PANEL_W, SHOWN, SPLITS, ZERO, epoch_param, epoch_title, finite,
+    layer_color, no_data, source, tips,
 )
 
 # Kinds whose histogram's value axis follows the scrubbed epoch instead of spanning them all: a
@@ -130,8 +130,11 @@ def batch_norm_shift(result, epoch: int | None = None):
     bars = _scrubbed("density").mark_rect(opacity=0.55).encode(
         x=alt.X("lo:Q", title="Value"), x2=alt.X2("hi:Q"),
         y=alt.Y("shown:Q", title="Density"), y2=ZERO,
-        color=alt.Color("stage:N", title=None, scale=alt.Scale(
-            domain=list(stages.values()), range=[SPLITS["val"], SPLITS["train"]])),
+        # The legend below the panels: beside three of them it ran 76 px past a laptop's page
+        # column (seen in Chromium).
+        color=alt.Color("stage:N", title=None, legend=alt.Legend(**LEGEND_BELOW),
+                        scale=alt.Scale(domain=list(stages.values()),
+                                        range=[SPLITS["val"], SPLITS["train"]])),
         tooltip=tips("layer:N", "stage:N", "epoch:Q", *BIN_TIPS))
     return _facet(df, bars, result, epoch_title(f"{title}, after epoch ")).add_params(
         epoch_param(result, epoch))

@@ -28,7 +28,9 @@ from core.optimizers.surfaces import Surface, grid
 # d3's category10 without its grey (lost on the grey surface) and olive (too faint on white).
 COLOURS = dict(zip(RACERS, ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                                 "#8c564b", "#e377c2", "#17becf"]))
-SIZE = 360                       # px: the contour's plot is square, as every window is
+# px: the contour's plot is square, as every window is. With its legend, the contour fits the
+# page's left column on a laptop (463 px at a 1280 px window); at 360 px it ran 45 px past it.
+SIZE = 310
 # Streamlit fits a whole chart, legends and axes included, into its width and height: these
 # leave the contour's plot about SIZE × SIZE beside the surface's legend, with the title above
 # and the optimizers' legend below.
@@ -162,7 +164,8 @@ def loss_curves(table: pd.DataFrame, iteration: int | None = None, *,
     base = alt.Chart(source(d[["label", "iteration", "loss", "shown", "lr"]])).encode(
         x=alt.X("iteration:Q", title="Iteration", axis=COUNT_AXIS),
         y=alt.Y("shown:Q", title=y_title, scale=alt.Scale(type="log"), axis=LOG_AXIS),
-        color=_optimizer_color(d, alt.Legend(orient="bottom", columns=3)), opacity=fade(sel),
+        # Two a row: three ran past the chart's right edge on a laptop, cut off (seen in Chromium).
+        color=_optimizer_color(d, alt.Legend(orient="bottom", columns=2)), opacity=fade(sel),
         tooltip=tips("label:N", "iteration:Q", alt.Tooltip("loss:Q", format=".4g"),
                      alt.Tooltip("lr:Q", title="learning rate", format=".3g")))
     layers = [base.mark_line(strokeWidth=1.8).add_params(sel)]

@@ -131,6 +131,33 @@ def _no_exception(page) -> None:
     assert all(h > 0 for h in heights), heights  # hidden ones (a closed tab) are left out
 
 
+# Per drawn chart (the canvas or svg Vega drew): its box, and the content box of the column
+# that holds it (the main block, less its padding, when it is not in a column).
+CHART_BOXES = """() => [...document.querySelectorAll('.vega-embed > canvas, .vega-embed > svg')]
+  .filter(e => e.checkVisibility())
+  .map(e => {
+    const holder = e.closest('[data-testid="stColumn"]')
+      || e.closest('[data-testid="stMainBlockContainer"]');
+    const r = holder.getBoundingClientRect(), style = getComputedStyle(holder);
+    const c = e.getBoundingClientRect();
+    return {chart: {left: c.left, right: c.right, top: c.top, bottom: c.bottom},
+            column: {left: r.left + parseFloat(style.paddingLeft),
+                     right: r.right - parseFloat(style.paddingRight)}};
+  })"""
+
+
+
+
+def _charts_in_their_columns(page) -> list[dict]:
+    """Every drawn chart's box (CHART_BOXES), each checked to lie inside its column (1 px for
+    rounding): a chart wider than its column is cut off or runs past the page."""
+    boxes = page.evaluate(CHART_BOXES)
+    for b in boxes:
+        chart, column = b["chart"], b["column"]
+        assert column["left"] - 1 <= chart["left"] and chart["right"] <= column["right"] + 1, b
+    return boxes
+
+
 # /lab first: a deep link as the very first request to a fresh server is the hard case.
 SMALL_SWEEP = "sweep?x=depth&xv=1,2&y=activation&yv=relu,tanh&epochs=1&width=16&max_train=200"
 
@@ -141,11 +168,15 @@ SMALL_SWEEP = "sweep?x=depth&xv=1,2&y=activation&yv=relu,tanh&epochs=1&width=16&
     (SMALL_SWEEP, 3), ("initialization?depth=12&width=64", 4), ("attention", 5),
     ("recurrent?max_train=200&epochs=1", 5), ("optimizers", 2), ("watched", 0)])
 def test_every_page_opens_without_an_error(server, page, path, charts):
-    """Each page as the first request of a fresh browser, straight from its link."""
+    """Each page as the first request of a fresh browser, straight from its link, in a laptop's
+    1280×800 window, where every chart fits its column (rows of panels with a legend beside
+    them ran up to 157 px past it)."""
+    page.set_viewport_size({"width": 1280, "height": 800})
     page.goto(f"{server}/{path}")
     _settle(page, path, charts=charts)
     _no_exception(page)
     assert page.locator("h1").first.inner_text()
+    _charts_in_their_columns(page)
 
 
 def test_lab_trains_the_default_config_and_draws_charts(server, page):

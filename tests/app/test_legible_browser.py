@@ -16,7 +16,8 @@ import pytest
 
 from core.lab import sweep_charts
 from tests.app.test_browser import (  # noqa: F401 - fixtures, used by name
-    LAST, SMALL_SWEEP, _no_exception, _settle, browser, server, server_process)
+    CHART_BOXES, LAST, SMALL_SWEEP, _charts_in_their_columns, _no_exception, _settle, browser,
+    server, server_process)
 
 SMALL = "depth=2&epochs=2&width=16&max_train=300"
 PAGES = {
@@ -30,23 +31,12 @@ PAGES = {
     "playground_side_by_side": ("playground?compare=true&epochs=5", 3),
     "activations": ("activations?epochs=1&depth=2&width=16", 11),
     "initialization": ("initialization?depth=12&width=64", 4),
+    # Two panels and a layer legend: beside them the legend ran 133 px past a laptop's column.
+    "lab_activations": ("lab?epochs=2&max_train=300&tab=Activations", 3),
+    "lab_batch_norm": ("lab?depth=3&width=16&epochs=2&max_train=300&batch_norm=true"
+                       "&tab=Batch+norm", 1),
 }
 VIEWPORTS = {"desktop": (1400, 1000), "laptop": (1280, 800)}
-
-# Per drawn chart (the canvas or svg Vega drew): its box, and the content box of the column
-# that holds it (the main block, less its padding, when it is not in a column).
-BOXES = """() => [...document.querySelectorAll('.vega-embed > canvas, .vega-embed > svg')]
-  .filter(e => e.checkVisibility())
-  .map(e => {
-    const holder = e.closest('[data-testid="stColumn"]')
-      || e.closest('[data-testid="stMainBlockContainer"]');
-    const r = holder.getBoundingClientRect(), style = getComputedStyle(holder);
-    const c = e.getBoundingClientRect();
-    return {chart: {left: c.left, right: c.right, top: c.top, bottom: c.bottom},
-            column: {left: r.left + parseFloat(style.paddingLeft),
-                     right: r.right - parseFloat(style.paddingRight)}};
-  })"""
-
 
 # Per shown table (st.dataframe): how wide its rows are, and how wide its box is. A table wider
 # than its box scrolls sideways, hiding its last columns until one scrolls.
@@ -89,11 +79,8 @@ def test_charts_stay_in_their_columns_and_apart(server, sized_page, name, tmp_pa
     _no_exception(page)
     shot = _shots(tmp_path) / f"{name}_{page.viewport_name}.png"
     _screenshot(page, shot)   # first, so a failure has its picture too
-    boxes = page.evaluate(BOXES)
+    boxes = _charts_in_their_columns(page)
     assert len(boxes) >= charts, boxes
-    for b in boxes:  # inside its column (1 px for rounding)
-        chart, column = b["chart"], b["column"]
-        assert column["left"] - 1 <= chart["left"] and chart["right"] <= column["right"] + 1, b
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
             assert _overlap(a["chart"], b["chart"]) < 1, (a, b)
@@ -115,18 +102,15 @@ def _screenshot(page, path: Path) -> None:
 
 
 def test_lab_histograms_stay_in_the_page(server, sized_page, tmp_path):  # noqa: F811
-    """The Weights & ratios tab: after its ratios chart (the layer panels, not this test's
-    subject), the weight and weight-gradient histograms, three layers a row."""
+    """The Weights & ratios tab: its ratios chart (two panels and the layers' legend: 157 px
+    past a laptop's column with the legend beside them), then the weight and weight-gradient
+    histograms, three layers a row."""
     path = "lab?epochs=2&max_train=300&tab=Weights+%26+ratios"
     page = sized_page
     page.goto(f"{server}/{path}")
     _settle(page, path, charts=3, timeout=180_000)
     _screenshot(page, _shots(tmp_path) / f"lab_histograms_{page.viewport_name}.png")
-    boxes = page.evaluate(BOXES)
-    assert len(boxes) == 3, boxes
-    for b in boxes[1:]:
-        assert b["column"]["left"] - 1 <= b["chart"]["left"], b
-        assert b["chart"]["right"] <= b["column"]["right"] + 1, b
+    assert len(_charts_in_their_columns(page)) == 3
 
 
 def test_sweep_heatmap_titles_fit_their_charts(server, sized_page):  # noqa: F811
@@ -135,7 +119,7 @@ def test_sweep_heatmap_titles_fit_their_charts(server, sized_page):  # noqa: F81
     page = sized_page
     page.goto(f"{server}/{SMALL_SWEEP}")
     _settle(page, SMALL_SWEEP, charts=3, timeout=180_000)
-    widths = page.evaluate(BOXES)
+    widths = page.evaluate(CHART_BOXES)
     assert len(widths) == 3
     # The titles as the page's sweep has them (relu and tanh: both flat-region words).
     table = pd.DataFrame({"x": ["1", "2", "1", "2"], "y": ["relu", "relu", "tanh", "tanh"],

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.app.test_browser import (ARTIFACTS, _idle, _no_exception, _watched,  # noqa: F401
-                                    browser, page, server, server_process)
+from tests.app.test_browser import (ARTIFACTS, _charts_in_their_columns, _idle,  # noqa: F401
+                                    _no_exception, _watched, browser, page, server,
+                                    server_process)
 
 SHOTS = ARTIFACTS / "shots"
 
@@ -21,6 +22,9 @@ SHOTS = ARTIFACTS / "shots"
     ("pascanu2013", "✓ Reproduced: At initialisation the vanilla RNN's ‖∂L/∂h_1‖ is")],
     ids=["glorot2010", "ioffe2015", "pascanu2013"])
 def test_a_classic_s_link_draws_its_figure_and_verdict(server, page, classic, verdict):
+    """In a laptop's window, where the figure fits the page's column (legends beside the
+    panels ran 67-136 px past it)."""
+    page.set_viewport_size({"width": 1280, "height": 800})
     page.goto(f"{server}/classics?classic={classic}")
     page.get_by_text("What differs from the paper").wait_for(timeout=180_000)
     page.wait_for_function("document.querySelectorAll('.vega-embed canvas, .vega-embed svg')"
@@ -28,6 +32,7 @@ def test_a_classic_s_link_draws_its_figure_and_verdict(server, page, classic, ve
     _idle(page)
     _no_exception(page)
     assert page.get_by_text(verdict).count() == 1
+    _charts_in_their_columns(page)
     page.set_viewport_size({"width": 1400, "height": 2000})
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"classics_{classic}.png"), full_page=True)
