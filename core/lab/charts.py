@@ -38,8 +38,8 @@ import pandas as pd
 
 from core.activations import curve
 from core.chart_parts import (
-    ALERT, BIN_TIPS, COUNT_AXIS, LOG_AXIS, LOG_LABELS, MAX_POINTS, MUTED, PANEL_H, PANEL_W, SHOWN,
-    SPLITS, ZERO, Panel, divergence_layers, epoch_param, epoch_title, finite, last_epoch,
+    ALERT, BIN_TIPS, COUNT_AXIS, LEGEND_BELOW, LOG_AXIS, LOG_LABELS, MAX_POINTS, MUTED, PANEL_H,
+    PANEL_W, SHOWN, SPLITS, ZERO, Panel, divergence_layers, epoch_param, epoch_title, finite, last_epoch,
     layer_color, layer_panels, metric_rows, no_data, rule, source, state_step, step_panel, thin,
     tips,
 )
@@ -157,9 +157,11 @@ def gradient_flow(result, epoch: int | None = None):
         # Colour and opacity of one field make one legend, each entry as its bars are drawn;
         # `legend=None` on either removed that legend altogether. Below the bars: beside them,
         # Compare's side-by-side pair ran past a laptop's column.
-        color=alt.Color("statistic:N", title="Statistic", legend=alt.Legend(orient="bottom"),
+        # Sorted as the colour: unsorted, Vega-Lite warned against opacity on a discrete field.
+        color=alt.Color("statistic:N", title="Statistic", legend=alt.Legend(**LEGEND_BELOW),
                         scale=alt.Scale(domain=labels, range=["#4c9f9f", "#3b5ba5"])),
-        opacity=alt.Opacity("statistic:N", scale=alt.Scale(domain=labels, range=[0.45, 1.0])),
+        opacity=alt.Opacity("statistic:N", sort=labels,
+                            scale=alt.Scale(domain=labels, range=[0.45, 1.0])),
         order=alt.Order("front:Q"),
         tooltip=tips("layer:N", "statistic:N", alt.Tooltip("value:Q", format=".4g"), "step:Q"),
     ).transform_filter(SHOWN).add_params(epoch_param(result, epoch)).properties(

@@ -166,6 +166,7 @@ def test_gradient_flow_carries_the_state_after_every_epoch(runs, spec):
               if isinstance(e, dict) and e.get("field") == "statistic"}
     assert set(legend) == {"color", "opacity"}
     assert all(e.get("legend", {}) is not None for e in legend.values())
+    assert legend["opacity"]["sort"] == legend["color"]["scale"]["domain"]   # else Vega-Lite warns
 
 
 def test_gradient_flow_of_a_diverged_run_shows_its_last_finite_step(runs, spec):
