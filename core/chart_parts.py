@@ -358,9 +358,11 @@ def loss_accuracy(result, epoch: int | None = None):
         lines = base.transform_filter(alt.datum.split != "test").mark_line(point=True)
         if not declared:
             lines, declared = lines.add_params(sel), True
-        test = base.transform_filter(alt.datum.split == "test").mark_point(
-            shape="diamond", size=90, filled=True)
-        layers = [lines, test, *(rule("x", "epoch", epoch, f"epoch {epoch}",
-                                      upto=d["epoch"].max()) if epoch is not None else [])]
+        # The test point once there is one (after the last epoch): while a run trains, an empty
+        # layer made Vega warn of an infinite extent in the browser's console.
+        test = ([base.transform_filter(alt.datum.split == "test").mark_point(
+            shape="diamond", size=90, filled=True)] if (d["split"] == "test").any() else [])
+        layers = [lines, *test, *(rule("x", "epoch", epoch, f"epoch {epoch}",
+                                       upto=d["epoch"].max()) if epoch is not None else [])]
         panels.append(alt.layer(*layers, title=title, width=PANEL_W, height=PANEL_H))
     return alt.hconcat(*panels, title="Loss and accuracy per epoch (test: after the last epoch)")

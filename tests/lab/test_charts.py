@@ -385,6 +385,17 @@ def test_loss_accuracy(runs, spec):
     assert not rows_with(spec("bn", "loss_accuracy"), "epoch", "label")
 
 
+def test_a_training_runs_loss_chart_has_no_empty_test_layer(runs):
+    """While a run trains it has no test row yet (test: after the last epoch). A layer for it,
+    empty, made Vega warn of an infinite extent in Chromium's console."""
+    def test_layers(result) -> int:
+        return sum(1 for n in walk(charts.loss_accuracy(result).to_dict()) if isinstance(n, dict)
+                   and {"filter": "(datum.split === 'test')"} in n.get("transform", []))
+    r = runs["bn"]
+    training = dataclasses.replace(r, epochs=r.epochs[r.epochs.split != "test"])
+    assert test_layers(r) == 2 and test_layers(training) == 0   # one a panel, or none
+
+
 def test_long_deep_runs_are_thinned_and_still_serialise(runs):
     # 3,000 steps × 12 layers and 150 epochs of histograms: past Altair's 5,000-row limit for
     # frames (MaxRowsError) and past what a browser draws smoothly. Synthetic, so it is quick.
