@@ -103,7 +103,9 @@ def time_grad_lines(result, epoch: int | None = None):
         color=alt.Color("moment:O", title="State", sort=labels,
                         scale=alt.Scale(domain=labels, scheme={"name": "viridis",
                                                                "extent": [0.1, 0.9]})),
-        strokeWidth=alt.StrokeWidth("chosen:N", legend=None,
+        # Sorted: unsorted, Vega-Lite warned in the browser's console against a stroke width
+        # on a discrete field.
+        strokeWidth=alt.StrokeWidth("chosen:N", legend=None, sort=["yes", "no"],
                                     scale=alt.Scale(domain=["yes", "no"], range=[3.5, 1.5])),
         tooltip=tips("moment:N", "t:Q", alt.Tooltip("value:Q", title=GRAD_LABEL, format=".3g")),
     ).properties(title=title, width=2 * PANEL_W, height=PANEL_H + 40, autosize=FIT_WIDTH)

@@ -262,8 +262,12 @@ def test_chart_builders(presets):
     tamed = presets["clipping_tames"]
     spec = json.dumps(recurrent_charts.step_curves(tamed).to_dict())
     assert "clip threshold 0.25" in spec and "Clipped steps per epoch" in spec
-    lines = json.dumps(recurrent_charts.time_grad_lines(tamed, 2).to_dict())
+    lines_spec = recurrent_charts.time_grad_lines(tamed, 2).to_dict()
+    lines = json.dumps(lines_spec)
     assert "at initialisation (step 0)" in lines and "after epoch 3" in lines
+    # The chosen epoch's thicker line: a width on a discrete field, sorted (else Vega-Lite
+    # warns in the browser's console).
+    assert lines_spec["encoding"]["strokeWidth"]["sort"] == ["yes", "no"]
     heat = recurrent_charts.time_grad_heatmap(_long(tamed, 1500)).to_dict()
     rows = next(v for v in heat["datasets"].values() if v and "t0" in v[0])
     assert len({r["step"] for r in rows}) <= MAX_STEPS and len(rows) <= 20_000
