@@ -20,8 +20,8 @@ import pandas as pd
 
 from core.attention.config import D_GRID
 from core.attention.softmax import SATURATED, VARIANTS, AttentionResult
-from core.chart_parts import (COUNT_AXIS, LOG_AXIS, MUTED, PANEL_H, PANEL_W, finite, no_data,
-                              rule, source, tips)
+from core.chart_parts import (COUNT_AXIS, LEGEND_BELOW, LOG_AXIS, MUTED, PANEL_H, PANEL_W,
+                              finite, no_data, rule, source, tips)
 
 COLORS = {"scaled": "#4c78a8", "unscaled": "#e45756"}
 LABELS = {"scaled": "scaled by 1/√d", "unscaled": "unscaled"}
@@ -236,6 +236,5 @@ def gradient_charts(result: AttentionResult, selected: str = "scaled") -> alt.HC
 
 def _row(panels: list, title: str) -> alt.HConcatChart:
     """Panels side by side with their legends below, so the row fits beside the sidebar."""
-    return alt.hconcat(*panels, title=title).configure_legend(orient="bottom",
-                                                               direction="horizontal")
+    return alt.hconcat(*panels, title=title).configure_legend(**LEGEND_BELOW)
 

@@ -39,9 +39,9 @@ import pandas as pd
 from core.activations import curve
 from core.chart_parts import (
     ALERT, BIN_TIPS, COUNT_AXIS, LEGEND_BELOW, LOG_AXIS, LOG_LABELS, MAX_POINTS, MUTED, PANEL_H,
-    PANEL_W, SHOWN, SPLITS, ZERO, Panel, divergence_layers, epoch_param, epoch_title, finite, last_epoch,
-    layer_color, layer_panels, metric_rows, no_data, rule, source, state_step, step_panel, thin,
-    tips,
+    PANEL_W, SHOWN, SPLITS, ZERO, Panel, divergence_layers, epoch_param, epoch_title, finite,
+    last_epoch, layer_color, layer_panels, metric_rows, no_data, rule, source, state_step,
+    step_panel, thin, tips,
 )
 from core.chart_parts import loss_accuracy  # noqa: F401 - the Lab's first chart, shared
 from core.activations import flat_region
@@ -154,10 +154,10 @@ def gradient_flow(result, epoch: int | None = None):
         # Overlaid, not stacked: the faint max bar behind, the solid mean bar in front.
         y=alt.Y("value:Q", stack=None, axis=LOG_AXIS, title="|∇W| of the layer's weights (log)",
                 scale=alt.Scale(type="log", domain=[bottom, float(df["value"].max())])),
-        # Colour and opacity of one field make one legend, each entry as its bars are drawn;
-        # `legend=None` on either removed that legend altogether. Below the bars: beside them,
-        # Compare's side-by-side pair ran past a laptop's column.
-        # Sorted as the colour: unsorted, Vega-Lite warned against opacity on a discrete field.
+        # Colour and opacity of one field make one legend, each entry as its bars are drawn
+        # (`legend=None` on either removed it), below the bars (beside them, Compare's pair ran
+        # past a laptop's column). The opacity is sorted as the colour: unsorted, Vega-Lite
+        # warned against opacity on a discrete field.
         color=alt.Color("statistic:N", title="Statistic", legend=alt.Legend(**LEGEND_BELOW),
                         scale=alt.Scale(domain=labels, range=["#4c9f9f", "#3b5ba5"])),
         opacity=alt.Opacity("statistic:N", sort=labels,

@@ -83,7 +83,8 @@ def outcome_rows(table: pd.DataFrame) -> pd.DataFrame:
         values = table[f"max_{kind}"]
         if values.notna().any():
             rows[metric.label] = [share(v) for v in values]
-    rows["Diverged"] = [f"at step {int(step):,}" if diverged else "no"
+    rows["Diverged"] = ["no" if not diverged else "yes" if pd.isna(step)
+                        else f"at step {int(step):,}"
                         for diverged, step in zip(table.diverged, table.diverged_at_step)]
     rows["Training time"] = [f"{s:.2f} s" for s in table.seconds]
     return pd.DataFrame([[name, *values] for name, values in rows.items()],

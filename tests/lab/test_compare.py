@@ -58,6 +58,9 @@ def test_outcome_rows_read_each_runs_numbers_side_by_side(results):
     assert rows.loc["Val accuracy", "A"] == f"{100 * a.final('val', 'accuracy'):.2f}%"
     assert rows.loc["Diverged", "A"] == "no"
     assert rows.loc["Diverged", "X"] == f"at step {x.divergence['step']:,}"
+    # A diverged run whose record has no step (an older run file) still reads as diverged.
+    unknown = outcomes(pair).assign(diverged_at_step=None)
+    assert outcome_rows(unknown).set_index("outcome").loc["Diverged", "X"] == "yes"
     assert rows.loc["Training time", "A"] == f"{a.timing['seconds']:.2f} s"
     # A's units are ReLU (inactive), X's linear (neither kind): the saturation row is left out,
     # and X, diverged, has no inactive share to show.
