@@ -23,8 +23,9 @@ runs' worth in all, each cell within the budget of one; its cells train stacked,
 adds up within one request's (`refuse_together`, as for Compare's two runs).
 
 Memory: the estimate is the peak a request adds to a warm server process (torch imported, the
-datasets loaded), measured as VmHWM on a grid of runs, probes and lessons' runs of every family
-(tests/test_memory.py: each estimate is between 1 and 3 times the measured peak). The limit,
+datasets loaded), measured as VmHWM less the library pages it maps in, on a grid of runs,
+probes and lessons' runs of every family (tests/test_memory.py: each estimate is at least the
+measured peak and at most 3 times it plus REQUEST_BASE). The limit,
 MAX_MEMORY, is sized for a 2.7 GB container whose server holds ~0.5 GB and that several sessions
 share; SATLAB_MAX_MEMORY sets another. Recorded layer-table rows are capped (MAX_LAYER_ROWS) so a
 run's download stays small: the Lab's automatic record_every records less often in a long, deep
@@ -75,10 +76,12 @@ CONV_COST = 2.0             # a convolution's multiply-add takes about twice a d
 # server process holds ~0.5 GB itself (torch, the datasets, the cache).
 MAX_MEMORY = 800 * 2 ** 20
 # What any training or probe adds besides its tensors (allocator arenas, tables, the stored
-# record): the Lab's default run measured 45-50 MB over a warm process (tests/test_memory.py).
-# Since a finished training hands its freed memory back to the system (core.cache), the next
-# one maps its pages afresh instead of reusing the allocator's: a 10-layer residual net of 512
-# measured 133 MB before that and 204 MB after, so the base is 96 MB, not 64.
+# record). Since a finished training hands its freed memory back to the system (core.cache), the
+# next one maps its pages afresh instead of reusing the allocator's: a 10-layer residual net of
+# 512 measured 133 MB before that and 204 MB after, so the base is 96 MB, not 64. Those figures
+# counted ~45 MB of shared libraries' code that a request maps in (the Lab's default run then
+# measured 45-50 MB); tests/test_memory.py now leaves such file pages out (the kernel reclaims
+# them, and how many were mapped depended on the page cache), and the base keeps that margin.
 REQUEST_BASE = 96 * 2 ** 20
 # Layer-table rows a run may record: the download of a run (JSON, ~60 bytes a row) stays under
 # ~20 MB and the stored result small; a run that asks for more is refused (record_every).

@@ -54,7 +54,8 @@ def run_work(v: Mapping[str, Any]) -> float:
             + steps * (STEP_COST + LAYER_STEP_COST * layers))
 
 
-# Bytes, for the memory budget, measured against VmHWM on a grid of runs (tests/test_memory.py).
+# Bytes, for the memory budget, measured against VmHWM (less library pages) on a grid of runs
+# (tests/test_memory.py).
 FLOAT = 4
 ROW_BYTES = 400             # a layer-table row: its DataFrame, then the stored record's lists
 BOUNDARY_ROW_BYTES = 280    # a boundary row: DataFrame, record, JSON (measured 237 at 200 epochs)
