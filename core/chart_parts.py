@@ -281,8 +281,12 @@ def layer_panels(result, panels: list[Panel], epoch: int | None, title: str, col
     epoch's state, on a slider starting there."""
     sel = legend_pick("layer")
     out, declared = [], False
-    for p in panels:
-        df = metric_rows(result, p.metric, positive=p.log, factor=p.factor)
+    rows = [metric_rows(result, p.metric, positive=p.log, factor=p.factor) for p in panels]
+    # The legend names the layers some panel draws (saturation has no output layer); the
+    # colours stay the whole network's.
+    color = layer_color(result, below=len(panels) > 1,
+                        listed=set().union(*(set(df["layer"]) for df in rows)))
+    for p, df in zip(panels, rows):
         if df.empty:
             out.append(no_data(p.title))
             continue
@@ -293,7 +297,7 @@ def layer_panels(result, panels: list[Panel], epoch: int | None, title: str, col
         chart = alt.Chart(source(df)).mark_line(strokeWidth=1.5, point=few).encode(
             x=alt.X("step:Q", title="Training step", axis=COUNT_AXIS),
             y=alt.Y("value:Q", title=p.y_title, scale=scale, axis=LOG_AXIS),
-            color=layer_color(result, below=len(panels) > 1), opacity=fade(sel),
+            color=color, opacity=fade(sel),
             tooltip=tips("layer:N", "step:Q", "epoch:Q", alt.Tooltip("value:Q", format=".4g")))
         if not declared:
             # Declared on one panel and referred to by the others: one legend drives them all,

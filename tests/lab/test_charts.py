@@ -231,6 +231,22 @@ def test_a_sigmoid_run_draws_each_layers_mean_activation(runs, spec):
     assert "0.5 = σ(0)" not in {v["label"] for v in rows_with(plain, "label")}
 
 
+def test_a_layer_legend_names_only_the_layers_drawn(runs, spec):
+    """Saturation and dead units have no output layer: the legend named "output" beside panels
+    with no output line. The colours keep the whole network's domain, so a layer's colour is
+    the same as in the charts that draw the output layer (the ratios do)."""
+    r = runs["plain"]
+    for builder in ("flat_dead", "ratios"):
+        s = spec("plain", builder, 1)
+        drawn = {v["layer"] for v in rows_with(s, "layer", "step", "value")}
+        colors = [c for c in encodings(s, "color") if c.get("field") == "layer"]
+        assert colors, builder
+        for c in colors:
+            assert c["scale"]["domain"] == r.layer_names
+            assert c["legend"]["values"] == [n for n in r.layer_names if n in drawn], builder
+        assert ("output" in drawn) == (builder == "ratios")
+
+
 def test_saturation_and_dead_are_percentages(runs, spec):
     r = runs["plain"]
     s = spec("plain", "flat_dead", 1)
