@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import datetime
 import os
 import socket
 import statistics
@@ -33,11 +34,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+from core.cpus import container_cpus, cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("SATLAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 # The last element each page draws (as in tests/test_browser.py): once visible, the run is over.
 LAST = {"": "Open in the Training Lab", "lab": "PyTorch script"}
+# Issue 15's targets for `complete`, in seconds: Home drawn, /lab trained and drawn.
+TARGETS = {"": 3.0, "lab": 6.0}
 
 
 def free_port() -> int:
@@ -141,8 +146,10 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"{cpus} CPUs, load average {os.getloadavg()[0]:.1f}, server Python: {args.python}")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    print(f"Cold start, {now:%Y-%m-%d %H:%M} UTC")
+    print(f"{cpu_model()}, {container_cpus()} CPUs available, load average "
+          f"{os.getloadavg()[0]:.1f} at the start; server Python: {args.python}")
     modules = app_modules()
     imports = [import_seconds(args.python, modules) for _ in range(args.repeats)]
     print(f"imports alone ({len(modules)} modules: {', '.join(m for m in modules if '.' not in m)}"
@@ -160,14 +167,17 @@ def main() -> None:
                       f"  title {r['title']:5.2f} s"
                       f"  complete {r['complete']:5.2f} s  train {r['train']:4.2f} s"
                       f"  memory {r['rss']:.0f} MB (peak {r['peak']:.0f} MB)", flush=True)
+        print(f"Chromium {browser.version} ({CHROMIUM})")
         browser.close()
 
     print(f"\nmedian of {args.repeats}, seconds from `streamlit run` (memory: the server, MB)")
-    print(f"{'first request':<14} {'ready':>6} {'title':>6} {'complete':>9} {'train':>6}"
-          f" {'memory':>7} {'peak':>6}")
+    print(f"{'first request':<14} {'ready':>6} {'title':>6} {'complete':>9} {'target':>8}"
+          f"          {'train':>6} {'memory':>7} {'peak':>6}")
     for path, rs in results.items():
         med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+        goal = TARGETS[path]
         print(f"/{path:<13} {med['ready']:6.2f} {med['title']:6.2f} {med['complete']:9.2f}"
+              f" {'< ' + format(goal, 'g'):>8} {'met' if med['complete'] < goal else 'not met':<8}"
               f" {med['train']:6.2f} {med['rss']:7.0f} {med['peak']:6.0f}")
 
 

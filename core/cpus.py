@@ -31,6 +31,21 @@ PROC_CGROUP = Path("/proc/self/cgroup")
 _V1_CPU_DIRS = ("cpu", "cpu,cpuacct", "cpuacct,cpu")
 
 
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The processor's model name, for a benchmark's header ("Intel(R) Xeon(R) …"): Linux's
+    /proc/cpuinfo, else what `platform` knows ("x86_64")."""
+    import platform
+
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def affinity_cpus() -> int:
     """The CPUs the scheduler may run this process on (all of the host's, without a cpuset)."""
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.cpus import affinity_cpus, available_cpus, cgroup_cpu_limit
+from core.cpus import affinity_cpus, available_cpus, cgroup_cpu_limit, cpu_model
 
 
 def _write(path: Path, text: str) -> None:
@@ -169,3 +169,17 @@ def test_every_page_runs_with_the_servers_threads():
         assert threads_in_a_new_thread() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_cpu_model_reads_the_model_name_or_falls_back_to_platform(tmp_path):
+    """Benchmarks name the machine by its processor (issue 15: "with the machine named")."""
+    import platform
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\n"
+                    "model name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\nprocessor\t: 1\n"
+                    "model name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\n")
+    assert cpu_model(info) == "Intel(R) Xeon(R) CPU @ 2.20GHz"
+    assert cpu_model(tmp_path / "missing") == (platform.processor() or platform.machine())
+    info.write_text("processor\t: 0\nCPU part\t: 0xd0c\n")   # an ARM board names no model
+    assert cpu_model(info) == (platform.processor() or platform.machine())

@@ -59,16 +59,9 @@ class Row:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)
-    except OSError:
-        pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    from core.cpus import container_cpus  # the container's share, not the host's count
-    return (f"{cpu}, {container_cpus()} CPUs available, torch {torch.__version__} using "
+    from core.cpus import container_cpus, cpu_model  # the container's share, not the host's
+    return (f"{cpu_model()}, {container_cpus()} CPUs available, torch {torch.__version__} using "
             f"{torch.get_num_threads()} threads, {gpu}, Python {platform.python_version()}")
 
 
