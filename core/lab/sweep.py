@@ -187,7 +187,9 @@ class SweepSpec:
 def axis_problems(asked: Mapping[str, str | None], used: Mapping[str, str]) -> list[str]:
     """The axes a link asked for (`x`, `y`: None if absent) that a page with `used` axes could
     not take, as warnings: a selectbox over AXES drops any other name."""
-    return [f"`{axis}={inline(str(asked[axis]))}` is not a setting one can sweep "
+    # A setting's name is at most 17 characters: 20 quote any of them whole, and keep the
+    # message, which lists every axis, short (a 40-character one made it 402 characters).
+    return [f"`{axis}={inline(str(asked[axis]), 20)}` is not a setting one can sweep "
             f"({', '.join(AXES)}); using {used[axis]}."
             for axis in ("x", "y") if asked.get(axis) is not None and asked[axis] != used[axis]]
 

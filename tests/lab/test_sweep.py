@@ -285,3 +285,13 @@ def test_cli_sweep_bad_input_from_a_shell():
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("python -m core: error: depth: 400 is out of range: must be "
                                    "an integer from 1 to 100")
+
+
+def test_an_axis_a_link_cannot_sweep_gets_one_short_message():
+    """The message lists every axis one can sweep; quoting 40 characters of what the link asked
+    made it 402 characters with the longest axis in use (the fuzz test's limit is 400)."""
+    from core.lab.sweep import AXES, axis_problems
+    longest = max(AXES, key=len)
+    problems = axis_problems({"x": "9" * 60, "y": "depth"}, {"x": longest, "y": "depth"})
+    assert len(problems) == 1 and len(problems[0]) < 400, problems
+    assert problems[0].startswith("`x=" + "9" * 20 + "…`") and ", ".join(AXES) in problems[0]
