@@ -208,7 +208,9 @@ def megabytes(n: float) -> str:
 def _nearest(values: Mapping[str, Any], knob: tuple[str, str], fits_all: Callable[[dict], bool],
              fields: Mapping[str, Any]) -> tuple[str, int, str] | None:
     """(field, value, "lower"/"raise"): the value nearest the request that fits the budgets with
-    everything else as in `values`, rounded to two digits; None if none in the field's range."""
+    everything else as in `values`, rounded to two digits, or the nearest of the field's stops
+    (the values its control offers: "lower width to 19" was no value the page's slider or link
+    takes); None if none in the field's range."""
     name, way = knob
     lo, hi = int(fields[name].metadata["lo"]), int(fields[name].metadata["hi"])
     current = values[name]
@@ -217,6 +219,11 @@ def _nearest(values: Mapping[str, Any], knob: tuple[str, str], fits_all: Callabl
 
     def fits(x: int) -> bool:
         return fits_all({**values, name: x})
+    stops = _stops(fields[name])
+    if stops:
+        ahead = [s for s in stops if s < current][::-1] if way == "lower" else \
+            [s for s in stops if s > current]
+        return next(((name, s, way) for s in ahead if fits(s)), None)
     if way == "lower" and current > lo:
         best = _largest(lo, current - 1, fits)
     elif way == "raise" and current < hi:
@@ -232,7 +239,8 @@ def _pair(values: Mapping[str, Any], fits_all: Callable[[dict], bool],
     second is found, then the first eased back as far as the second allows."""
     for i, (a, way_a) in enumerate(knobs):
         meta = fields[a].metadata
-        cheapest = int(meta["lo"]) if way_a == "lower" else int(meta["hi"])
+        span = _stops(fields[a]) or [int(meta["lo"]), int(meta["hi"])]
+        cheapest = span[0] if way_a == "lower" else span[-1]
         if values[a] is None or cheapest == values[a]:
             continue
         for b in knobs[i + 1:]:
@@ -242,6 +250,13 @@ def _pair(values: Mapping[str, Any], fits_all: Callable[[dict], bool],
             first = _nearest({**values, b[0]: second[1]}, (a, way_a), fits_all, fields)
             return [first or (a, cheapest, way_a), second]
     return []
+
+
+def _stops(field: Any) -> list[int]:
+    """A field's stops within its range, in order (None, the automatic value, is not one)."""
+    meta = field.metadata
+    return sorted(s for s in meta.get("stops") or () if s is not None
+                  and meta["lo"] <= s <= meta["hi"])
 
 
 def sci(x: float) -> str:

@@ -49,14 +49,17 @@ class ConfigError(ValueError):
 
 def setting(default: Any, help: str, *, choices: tuple | None = None, lo: float | None = None,
             hi: float | None = None, log: bool = False, group: str = "",
-            none: str = "off") -> Any:
+            none: str = "off", stops: tuple | None = None) -> Any:
     """A dataclass field whose metadata drives validation, links, CLI flags and widgets.
 
     `none` is how an optional field's None reads in links, widgets and the CLI: "off" for a
     clip threshold, "all" for a cap on examples, "auto" for a value the run picks itself.
+    `stops`: the values the app's control offers (a select slider), where it offers only some,
+    for a setting the compute and memory budgets may ask to change (core.budget names one of
+    them, not a value the page would not take). Any value in lo…hi stays valid in a link.
     """
     meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "log": log, "group": group,
-            "none": none}
+            "none": none, "stops": stops}
     return dataclasses.field(default=default, metadata=meta)
 
 

@@ -223,6 +223,43 @@ def test_recurrent_and_attention_requests_over_the_budget_are_refused(tmp_path, 
     assert calls == []
 
 
+def test_a_refusal_names_values_the_pages_controls_offer():
+    """A CNN on 1,000 Fashion-MNIST images for 2 epochs was told "lower width to 19": the
+    width slider offers 16 and 24, and a link's 19 is snapped to one of them. Every value a
+    refusal names for a setting with stops is one its page's select slider offers, and fits."""
+    from app_pages.kit.controls import ATTENTION, LAB, RECURRENT
+    cases = [
+        (RunConfig(dataset=FASHION, model="cnn", max_train=1000, epochs=2), LAB, check_run),
+        (RunConfig(dataset=FASHION, epochs=100), LAB, check_run),
+        (RunConfig(dataset=FASHION, batch_size=1, epochs=5), LAB, check_run),
+        (RunConfig(dataset=FASHION, model="cnn", depth=6, width=256), LAB, check_run),
+        (RecurrentConfig(cell="lstm", hidden=512, layers=2, sequence="chunks", chunk=4,
+                         max_train=None, epochs=50), RECURRENT, check_recurrent),
+        (AttentionConfig(d=512, tokens="patch2", batch_size=1, epochs=50), ATTENTION,
+         check_attention),
+    ]
+    named = 0
+    for cfg, form, check in cases:
+        with pytest.raises(ConfigError) as err:
+            check(cfg)
+        message = str(err.value)
+        together = "neither is enough alone" in message
+        changes = {}
+        for name in form.grids:
+            if re.search(rf"\b{name} to [\d,]+", message):
+                changes[name] = suggestion(message, name)
+                assert changes[name] in form.spec(name, getattr(cfg, name)).options, message
+                named += 1
+                if not together:
+                    check(cfg.replace(**{name: changes[name]}))
+        if together:
+            check(cfg.replace(**{n: suggestion(message, n) for n in ("epochs", *changes)
+                                 if re.search(rf"\b{n} to", message)}))
+    assert named >= 5
+    with pytest.raises(ConfigError, match=r"lower width to 16$"):
+        check_run(cases[0][0])
+
+
 def test_a_sweep_over_the_budget_is_refused_before_anything_trains(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("trained")

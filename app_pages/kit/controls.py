@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import streamlit as st
 
-from core.attention.config import D_GRID, SCALE_GRID, AttentionConfig
+from core.attention.config import SCALE_GRID, AttentionConfig
 from core.lab.config import RunConfig
 from core.recurrent.config import RecurrentConfig, chunk_sizes
 from core.settings import ConfigError, fallback_warning, inline, settings_named
@@ -49,7 +49,10 @@ class WidgetSpec:
 
 @dataclass(frozen=True)
 class Form:
-    """How one settings class shows as widgets: what its field metadata does not say."""
+    """How one settings class shows as widgets: what its field metadata does not say.
+
+    A field's own `stops` (core.settings.setting: the budgets' knobs, whose refusals name a
+    value to change to) are its select slider's values; `grids` gives the other sliders'."""
     settings: type                                   # RunConfig, RecurrentConfig, …
     groups: Mapping[str, str] = field(default_factory=dict)   # metadata group → expander title
     expanded: tuple[str, ...] = ()                   # groups open from the start
@@ -57,6 +60,11 @@ class Form:
     grids: Mapping[str, Sequence] = field(default_factory=dict)   # select sliders' values
     # name → (lo, hi, step), hi None: the field's own upper bound
     sliders: Mapping[str, tuple] = field(default_factory=dict)
+
+    def __post_init__(self):
+        stops = {name: list(f.metadata["stops"]) for name, f in self.fields.items()
+                 if f.metadata.get("stops")}
+        object.__setattr__(self, "grids", {**stops, **self.grids})
 
     @property
     def fields(self) -> dict[str, dataclasses.Field]:
@@ -130,15 +138,9 @@ LAB = Form(
             "percentile_traces": "Percentile traces"},
     grids={
         "lr": _LR,
-        "width": [2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024],
-        "batch_size": [8, 16, 32, 64, 128, 256, 512, 1024, 2048],
-        # 300 examples: the overfitting lessons' (a preset's value must be a
-        # stop, or its button would set the nearest one and lose the lesson)
-        "max_train": [None, 100, 200, 300, 500, 1000, 2000, 5000, 10000, 20000, 55000],
         "weight_decay": [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0],
         "clip_norm": [None, 0.01, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0],
         "clip_value": [None, 0.001, 0.01, 0.1, 0.5, 1.0, 5.0],
-        "record_every": [None, 1, 2, 5, 10, 20, 50, 100],
         "sharpness_every": [None, 1, 2, 5, 10, 20, 50, 100],
         "patience": [None, 1, 2, 3, 5, 10, 20, 50],
         "eps": [1e-12, 1e-11, 1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0],
@@ -164,12 +166,8 @@ RECURRENT = Form(
     # Select sliders over these values; a link holds the value as the slider shows it.
     grids={
         "chunk": sorted(set(chunk_sizes("digits")) | set(chunk_sizes("mnist"))),
-        "max_train": [100, 200, 500, 1000, 2000, 5000, 10000, 20000, None],
-        "hidden": [4, 8, 16, 32, 64, 128, 256, 512],
-        "layers": [1, 2],
         "forget_bias": [None, -1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 5.0],
         "lr": [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0],
-        "batch_size": [8, 16, 32, 64, 128, 256, 512, 1024],
         "clip_norm": [None, 0.01, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0],
         "record_every": [None, 1, 2, 5, 10, 20, 50, 100],
     },
@@ -183,10 +181,8 @@ ATTENTION = Form(
             "logit_scale": "Logit scale", "seed": "Seed", "epochs": "Epochs",
             "lr": "Learning rate", "optimizer": "Optimizer", "batch_size": "Batch size",
             "max_train": "Training digits"},
-    grids={"d": D_GRID, "logit_scale": SCALE_GRID,
-           "lr": (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0),
-           "batch_size": (8, 16, 32, 64, 128, 256, 512, 1024),
-           "max_train": (None, 100, 200, 500, 1000)},
+    grids={"logit_scale": SCALE_GRID,
+           "lr": (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)},
     sliders={"epochs": (1, None, 1)},
 )
 

@@ -28,7 +28,8 @@ class AttentionConfig(Settings):
                           "of 8 pixels), 2×2 patches (16 tokens of 4) or 4×4 patches (4 tokens "
                           "of 16).", choices=TOKENS, group="attention")
     d: int = setting(64, "Query/key width d. The logit q·k sums d products, so its spread grows "
-                     "like √d unless divided by √d.", lo=1, hi=512, group="attention")
+                     "like √d unless divided by √d.", lo=1, hi=512, group="attention",
+                     stops=D_GRID)
     scaled: bool = setting(True, "Divide the logits by √d (as in Transformers). The page draws "
                            "both variants; this one is highlighted.", group="attention")
     logit_scale: float = setting(1.0, "Extra factor on every logit (an inverse softmax "
@@ -42,9 +43,11 @@ class AttentionConfig(Settings):
                         group="classifier")
     optimizer: str = setting("adam", "Update rule (torch.optim); momentum is SGD with momentum "
                              "0.9.", choices=OPTIMIZERS, group="classifier")
-    batch_size: int = setting(64, "Examples per step.", lo=1, hi=1024, group="classifier")
+    batch_size: int = setting(64, "Examples per step.", lo=1, hi=1024, group="classifier",
+                              stops=(8, 16, 32, 64, 128, 256, 512, 1024))
     max_train: int | None = setting(None, "Cap on training digits (empty = all 1,079).", lo=10,
-                                    hi=2000, group="classifier", none="all")
+                                    hi=2000, group="classifier", none="all",
+                                    stops=(None, 100, 200, 500, 1000))
 
     def store_key(self) -> str:
         """The classifier's run-store key. `scaled` only picks which variant the page

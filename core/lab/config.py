@@ -64,9 +64,13 @@ class RunConfig(Settings):
     dataset: str = setting("digits", "Training data: real images (digits 8×8, MNIST and "
                            "Fashion-MNIST 28×28) or a 2-D toy set.", choices=DATASETS,
                            group="data")
+    # 300 examples: the overfitting lessons' (a preset's value must be a stop, or its button
+    # would set the nearest one and lose the lesson)
     max_train: int | None = setting(None, "Cap on training examples (empty = the whole "
                                     "training split). Smaller is faster.", lo=1, hi=MAX_TRAIN,
-                                    group="data", none="all")
+                                    group="data", none="all",
+                                    stops=(None, 100, 200, 300, 500, 1000, 2000, 5000, 10000,
+                                           20000, 55000))
     noise: float = setting(0.1, "Noise of the 2-D toy sets (ignored for images).", lo=0.0, hi=1.0,
                            group="data")
     # architecture
@@ -76,7 +80,9 @@ class RunConfig(Settings):
     depth: int = setting(4, "Hidden layers (conv layers for the CNN). Deep sigmoid nets vanish.",
                          lo=1, hi=MAX_DEPTH, group="architecture")
     width: int = setting(64, "Units per hidden layer (channels per conv layer for the CNN).",
-                         lo=1, hi=MAX_WIDTH, group="architecture")
+                         lo=1, hi=MAX_WIDTH, group="architecture",
+                         stops=(2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768,
+                                1024))
     activation: str = setting("relu", "Nonlinearity of every hidden layer.", choices=ACTIVATIONS,
                               group="architecture")
     bias: bool = setting(True, "Each dense/conv layer, the output's included, adds a bias: "
@@ -137,7 +143,8 @@ class RunConfig(Settings):
                             choices=SCHEDULES, group="optimisation")
     lr_decay: float = setting(0.9, "Per-epoch factor of the exponential schedule.", lo=0.01, hi=1.0,
                               group="optimisation")
-    batch_size: int = setting(64, "Examples per step.", lo=1, hi=4096, group="optimisation")
+    batch_size: int = setting(64, "Examples per step.", lo=1, hi=4096, group="optimisation",
+                              stops=(8, 16, 32, 64, 128, 256, 512, 1024, 2048))
     epochs: int = setting(10, "Passes over the training set.", lo=1, hi=MAX_EPOCHS,
                           group="optimisation")
     # clipping
@@ -153,7 +160,8 @@ class RunConfig(Settings):
                                        "(empty = about 50 records per epoch, fewer where a "
                                        f"long, deep run would record over {MAX_LAYER_ROWS:,} "
                                        "rows).", lo=1, hi=10_000,
-                                       group="run", none="auto")
+                                       group="run", none="auto",
+                                       stops=(None, 1, 2, 5, 10, 20, 50, 100))
     sharpness_every: int | None = setting(None, "Every this many steps, the sharpness: the top "
                                           "eigenvalue of the loss's Hessian on a fixed batch "
                                           "(the first 1,024 training examples), by 20 "

@@ -51,15 +51,17 @@ class RecurrentConfig(Settings):
                          "steps; digits: 4 → 16 steps).", lo=1, hi=784, group="data")
     max_train: int | None = setting(1000, "Cap on training images (empty = the whole training "
                                     "split, slow). Smaller is faster.", lo=1, hi=60_000,
-                                    group="data", none="all")
+                                    group="data", none="all",
+                                    stops=(100, 200, 500, 1000, 2000, 5000, 10000, 20000, None))
     # architecture
     cell: str = setting("rnn", "rnn: the vanilla tanh RNN (nn.RNN); lstm: nn.LSTM with its "
                         "additive cell state; gru: nn.GRU with its update gate.", choices=CELLS,
                         group="architecture")
     hidden: int = setting(64, "Hidden units per layer.", lo=1, hi=MAX_HIDDEN,
-                          group="architecture")
+                          group="architecture", stops=(4, 8, 16, 32, 64, 128, 256, 512))
     layers: int = setting(1, "Stacked recurrent layers; the classifier reads the top layer's "
-                          "last hidden state.", lo=1, hi=2, group="architecture")
+                          "last hidden state.", lo=1, hi=2, group="architecture",
+                          stops=(1, 2))
     # initialisation
     recurrent_init: str = setting(
         "default", "How the hidden-to-hidden weights start (the input weights keep PyTorch's "
@@ -75,7 +77,8 @@ class RecurrentConfig(Settings):
     optimizer: str = setting("adam", "Update rule (torch.optim); momentum/nesterov are SGD with "
                              "momentum 0.9.", choices=OPTIMIZERS, group="optimisation")
     lr: float = setting(1e-3, "Learning rate.", lo=1e-5, hi=10.0, log=True, group="optimisation")
-    batch_size: int = setting(64, "Sequences per step.", lo=1, hi=1024, group="optimisation")
+    batch_size: int = setting(64, "Sequences per step.", lo=1, hi=1024, group="optimisation",
+                              stops=(8, 16, 32, 64, 128, 256, 512, 1024))
     epochs: int = setting(3, "Passes over the training images.", lo=1, hi=MAX_EPOCHS,
                           group="optimisation")
     # clipping
