@@ -98,7 +98,7 @@ def fix_buttons(finding) -> None:
                         "and trains again.")
 
 
-doctor_box(diagnose(result), fix_buttons)
+doctor_box(result, diagnose(result), fix_buttons)
 
 
 PLAY_KEY = "play"

@@ -165,7 +165,7 @@ cols[4].metric("Layers recorded", len(result.layer_names),
                     f"parameters in all." if watched else
                     f"The network's layers; {result.n_params:,} parameters in all.")
 
-doctor_box(findings)  # advice, not buttons: nothing here can retrain their model
+doctor_box(result, findings)  # advice, not buttons: nothing here can retrain their model
 
 
 def shown(tab_charts: tuple[TabChart, ...]) -> list[TabChart]:

@@ -8,7 +8,7 @@ from typing import Callable
 
 import streamlit as st
 
-from core.lab.doctor import Finding
+from core.lab.doctor import Finding, all_clear
 from core.lab.metrics import MOST_FLAT, most_flat
 from core.lab.result import RunResult
 
@@ -26,17 +26,16 @@ def flat_share_metric(container, result: RunResult, linear_help: str) -> None:
                      else "–", help=headline.help)
 
 
-def doctor_box(findings: list[Finding],
+def doctor_box(result: RunResult, findings: list[Finding],
                fixes: Callable[[Finding], None] | None = None) -> None:
-    """The doctor's findings, most serious first, each with its evidence. `fixes(finding)` draws
-    what the page offers for a finding's fixes (the Lab's retraining buttons); without it they
-    are advice in words, for a run nothing here can retrain (a watched loop's)."""
+    """The doctor's findings on `result`, most serious first, each with its evidence (or what
+    none means for it). `fixes(finding)` draws what the page offers for a finding's fixes (the
+    Lab's retraining buttons); without it they are advice in words, for a run nothing here can
+    retrain (a watched loop's)."""
     with st.container(border=True, key="doctor"):
         st.subheader("Gradient doctor", anchor=False)
         if not findings:
-            st.success("Nothing looks wrong: gradients reach every layer at a healthy scale, no "
-                       "layer is mostly saturated or dead, and the steps are a healthy size.",
-                       icon=":material/check:")
+            st.success(all_clear(result), icon=":material/check:")
         for finding in findings:
             advice = "; ".join(fix.advice() for fix in finding.fixes) if fixes is None else ""
             SHOW[finding.severity](f"**{finding.title}.** {finding.evidence}"

@@ -79,6 +79,25 @@ def diagnose(result: RunResult) -> list[Finding]:
     return list(result.derived("doctor", _diagnose))
 
 
+def all_clear(result: RunResult) -> str:
+    """What no findings mean for this run, in the checks' own terms and with its numbers.
+
+    The saturation and dead-unit checks read means over the hidden layers, while the headline
+    beside the doctor shows the most saturated (or inactive) layer: "no layer is mostly
+    saturated or dead" claimed what no check had measured, and could contradict that headline.
+    """
+    measured = [(f"{share:.0%} of their {what}", f"{limit:.0%}")
+                for share, what, limit in ((_last_mean(result, "saturation"), "outputs saturated",
+                                            SATURATED_SHARE),
+                                           (_last_mean(result, "dead"), "units dead", DEAD_SHARE))
+                if share is not None]
+    layers = (f", the hidden layers end with {' and '.join(m for m, _ in measured)} on average "
+              f"(more than {' and '.join(t for _, t in measured)} would be flagged)"
+              if measured else "")
+    return (f"Nothing looks wrong: gradients reach every layer at a healthy scale{layers}, and "
+            "the steps are a healthy size.")
+
+
 def _diagnose(result: RunResult) -> tuple[Finding, ...]:
     found: list[Finding] = []
     for check in _CHECKS:

@@ -185,3 +185,42 @@ def test_every_fix_on_a_lesson_run_sets_values_the_labs_widgets_offer(runs, name
         for fix in finding.fixes:
             changed = {k: getattr(fix.apply(runs[name].config), k) for k in fix.changes}
             assert LAB.widget_values(changed) == changed, (name, fix.label)
+
+
+def test_nothing_wrong_says_the_means_the_checks_read(runs):
+    """With no findings the doctor said "no layer is mostly saturated or dead", which no check
+    measured (they read means over the hidden layers) and which the headline beside it (the
+    most flat layer) could contradict. It now gives those means, computed here from the table."""
+    from core.lab.doctor import all_clear
+    clear = [r for r in runs.values() if not diagnose(r)]
+    assert len(clear) >= 3
+    for r in clear:
+        text = all_clear(r)
+        hidden = r.layers[(r.layers.layer != "output") & np.isfinite(r.layers.value)]
+        for metric, words in (("saturation", "outputs saturated"), ("dead", "units dead")):
+            rows = hidden[hidden.metric == metric]
+            if rows.empty:
+                assert words not in text
+                continue
+            mean = rows[rows.step == rows.step.max()].value.mean()
+            assert f"{mean:.0%} of their {words}" in text, (text, mean)
+        assert "no layer" not in text and text.startswith("Nothing looks wrong")
+
+
+def test_one_mostly_dead_layer_under_the_mean_threshold_is_not_called_healthy(runs):
+    """A 4-layer ReLU net whose last hidden layer is 80% dead and the others not at all: a mean
+    of 20%, under the warning's 25%. The all-clear sentence says 20% on average, not that no
+    layer is mostly dead."""
+    import dataclasses
+
+    from core.lab.doctor import all_clear
+    r = runs["default"] if "default" in runs else next(iter(runs.values()))
+    layers = r.layers.copy()
+    dead = layers.metric == "dead"
+    last_hidden = [n for n in r.layer_names if n != "output"][-1]
+    layers.loc[dead, "value"] = np.where(layers.loc[dead, "layer"] == last_hidden, 0.8, 0.0)
+    edited = dataclasses.replace(r, layers=layers)
+    n_hidden = len([n for n in r.layer_names if n != "output"])
+    text = all_clear(edited)
+    assert f"{0.8 / n_hidden:.0%} of their units dead on average" in text, text
+    assert "dead" not in _ids(edited)
