@@ -13,6 +13,7 @@ from core.attention.softmax import (VARIANTS,
                                     example_weights,
                                     get_attention,
                                     softmax_saturation)
+from core.lab.metrics import readable
 from app_pages.kit.charts import chart
 from app_pages.kit.controls import ATTENTION, config_controls, warn
 from app_pages.kit.lessons import lesson_box, preset_buttons
@@ -60,11 +61,14 @@ for col, (metric, title, fmt, help_) in zip(cols, [
                                               f"{round(math.exp(log_n))} tokens has "
                                               f"log n = {log_n:.2f}."),
         ("max_weight", "Largest weight", "{:.2f}", "Mean over queries of the largest weight."),
-        ("jacobian_norm", "Softmax Jacobian", "{:.2e}", "Mean Frobenius norm of diag(p) − ppᵀ."),
+        # A decimal where one reads (0.352, not 3.52e-01), a power of ten once it is tiny.
+        ("jacobian_norm", "Softmax Jacobian", lambda v: readable(v, 3),
+         "Mean Frobenius norm of diag(p) − ppᵀ."),
         ("saturated", "Saturated queries", "{:.0%}", "Share of queries whose largest weight "
                                                       "exceeds 0.99.")]):
-    col.metric(title, fmt.format(sweep_value(sat, mine, metric, d=cfg.d)),
-               delta=f"{other}: {fmt.format(sweep_value(sat, other, metric, d=cfg.d))}",
+    show = fmt.format if isinstance(fmt, str) else fmt
+    col.metric(title, show(sweep_value(sat, mine, metric, d=cfg.d)),
+               delta=f"{other}: {show(sweep_value(sat, other, metric, d=cfg.d))}",
                delta_color="off", delta_arrow="off", help=help_)
 
 chart(attention_charts.saturation_curves(sat, cfg.d, mine))

@@ -1,10 +1,9 @@
 """Recurrent: a vanilla RNN, an LSTM and a GRU read real images row by row; the gradient through
 time shows what each of them can still learn from the first rows."""
 
-import math
-
 import streamlit as st
 
+from core.lab.metrics import readable
 from core.recurrent import charts as recurrent_charts
 from core.recurrent.presets import RECURRENT_PRESETS
 from core.recurrent.trainer import cached_recurrent_run, get_recurrent_run
@@ -47,7 +46,7 @@ cols[0].metric("Validation accuracy", f"{result.final('val', 'accuracy'):.1%}",
 for col, title, value, text in (
         (cols[1], "First/last at init", result.ratio_at_init(), "at initialisation"),
         (cols[2], "First/last, median", result.median_ratio(), "in the median over training")):
-    col.metric(title, f"{value:.1e}" if math.isfinite(value) else "–",
+    col.metric(title, readable(value),   # 0.31 for an LSTM, not 3.1e-01; 2.4e-9 for an RNN
                help=f"‖∂L/∂h_1‖ / ‖∂L/∂h_{T}‖ {text}: how much of the gradient at the last of "
                     f"the {T} time steps reaches the first. Far below 1: vanishing through "
                     "time; far above: exploding.")

@@ -160,7 +160,7 @@ def _diverged(r: RunResult, found: list[Finding]) -> Finding | None:
         "diverged", "error", "The run diverged",
         f"Loss or activations became NaN/inf at step {d['step']} (epoch {d['epoch']})"
         + (f", first in the {d['where']} of {d['layer']}" if d.get("layer") else "")
-        + f". The largest gradient norm before that was {_max_grad(r):.2e}.",
+        + f". The largest gradient norm before that was {readable(_max_grad(r), 3)}.",
         _fixes(cfg, _clip(cfg), _batch_norm(cfg) if scale else _lower_lr(cfg)))
 
 

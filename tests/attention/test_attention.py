@@ -15,7 +15,7 @@ import torch
 
 from core.attention import charts as ac
 from core.attention.config import D_GRID, KEY_PREFIX, AttentionConfig
-from core.attention.presets import ATTENTION_PRESETS
+from core.attention.presets import ATTENTION_PRESETS, sweep_value
 from core.attention.softmax import (attention_stats,
                                     build_classifier,
                                     cached_attention,
@@ -301,6 +301,11 @@ def test_page_renders_the_sweep_and_the_classifier():
     assert len(charts(at)) == 5
     assert [m.label for m in at.metric] == ["Entropy", "Largest weight", "Softmax Jacobian",
                                             "Saturated queries"]
+    # The Jacobian's norm as a decimal (it read "3.52e-01"), the table's own number.
+    jacobian = at.metric[2].value
+    assert "e-0" not in jacobian and float(jacobian) == pytest.approx(
+        sweep_value(softmax_saturation(AttentionConfig()), "scaled", "jacobian_norm", d=64),
+        rel=2e-3)
     assert any("At d = 64, logits scaled by 1/√d" in c.value for c in at.caption)
     assert any("Validation accuracy after 10 epochs" in c.value for c in at.caption)
     drawn = " ".join(charts(at))

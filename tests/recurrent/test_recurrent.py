@@ -22,6 +22,7 @@ from core.recurrent.config import RecurrentConfig, chunk_sizes
 from core.recurrent.model import build_recurrent
 from core.recurrent.presets import RECURRENT_PRESETS
 from core.recurrent.result import RecurrentResult
+from core.lab.metrics import readable
 from core.recurrent.trainer import cached_recurrent_run, get_recurrent_run, train_recurrent
 from core.store import RunStore
 from tests.helpers import charts, clean, open_page
@@ -288,6 +289,11 @@ def test_page_renders_a_preset_from_its_link_and_claims_hold(presets):
     assert any("h_28" in c for c in charts(at))
     assert [m.label for m in at.metric][:3] == ["Validation accuracy", "First/last at init",
                                                 "First/last, median"]
+    # Ratios as decimals where one reads (an LSTM's: it read "3.1e-01"), from the run's numbers.
+    result = get_recurrent_run(preset.config)
+    assert [m.value for m in at.metric][1:3] == [readable(result.ratio_at_init()),
+                                                 readable(result.median_ratio())]
+    assert not any("e-0" in m.value for m in at.metric)
 
 
 def test_page_preset_button_sets_the_controls(presets):
