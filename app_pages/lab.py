@@ -33,7 +33,7 @@ cfg, warnings = config_form(LAB, LAB_FIELDS, options={"dataset": sorted(IMAGE_DA
 classroom_editor(LAB, LAB_FIELDS)
 warn(warnings)
 
-preset_buttons(PRESETS, LAB, columns=4)
+preset_buttons(PRESETS, LAB)
 
 result = obtain(cfg, live_chart=charts.live_training, stoppable=True)
 if result is None:

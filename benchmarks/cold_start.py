@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("SATLAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 # The last element each page draws (as in tests/test_browser.py): once visible, the run is over.
-LAST = {"": "Open in the Training Lab", "lab": "PyTorch script"}
+LAST = {"": "Open in the Lab", "lab": "PyTorch script"}
 # Issue 15's targets for `complete`, in seconds: Home drawn, /lab trained and drawn.
 TARGETS = {"": 3.0, "lab": 6.0}
 

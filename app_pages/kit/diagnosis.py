@@ -19,7 +19,7 @@ def flat_share_metric(container, result: RunResult, linear_help: str) -> None:
     """The largest saturated or inactive share of a hidden layer at the end; "–" and
     `linear_help` for a network without a flat region."""
     if result.flat_metric is None:
-        container.metric("Max saturation (end)", "–", help=linear_help)
+        container.metric("Max saturated (end)", "–", help=linear_help)
         return
     headline, share = MOST_FLAT[result.flat_metric], most_flat(result.end_flat())
     container.metric(headline.label, format(share, headline.fmt) if math.isfinite(share)

@@ -20,20 +20,22 @@ LESSON_KEY = "_kit_lesson"   # the preset whose lesson the page showed last (Non
 
 
 def preset_buttons(presets: Mapping[str, Preset], form: Form, *, title: str = "Lesson presets",
-                   caption: str | None = None, columns: int | None = None,
+                   caption: str | None = None,
                    widgets: Callable[[Any], dict] = lambda config: config.to_dict()) -> None:
     """One button per preset, in an expander; a click sets the widgets to `widgets(config)`
-    (the preset's settings, by default) and the rerun shows its lesson."""
+    (the preset's settings, by default) and the rerun shows its lesson.
+
+    The buttons flow in rows, each as wide as its title: in equal columns a laptop's page (820
+    px beside the sidebar) cut titles short ("Fix: residual connect…", all four of
+    Attention's)."""
     with st.expander(title, expanded=False, icon=":material/school:"):
         if caption:
             st.caption(caption)
-        n = columns or len(presets)
-        cols = st.columns(n)
-        for i, p in enumerate(presets.values()):
-            cols[i % n].button(p.title, icon=p.icon, help=p.hint, width="stretch",
-                               on_click=apply_settings,
-                               args=(form, widgets(p.config)),
-                               key=f"preset_{p.id}")
+        with st.container(horizontal=True):
+            for p in presets.values():
+                st.button(p.title, icon=p.icon, help=p.hint, width="content",
+                          on_click=apply_settings, args=(form, widgets(p.config)),
+                          key=f"preset_{p.id}")
 
 
 def lesson_box(presets: Iterable[Preset], config: Any, evidence: Any,
@@ -87,7 +89,8 @@ class Stage:
     title: str
     why: str                      # one line: what this stretch teaches
     page: str                     # the page script the lessons open
-    opens: str                    # the link's words: "Open in the Training Lab"
+    opens: str                    # the link's words ("Open in the Lab"): a laptop's page
+    #                               fits ~120 px of them in a card ("Open in the Training…")
     presets: tuple[Preset, ...]
 
     def link(self, preset: Preset) -> dict[str, str]:
@@ -108,14 +111,14 @@ def _lab(*ids: str) -> tuple[Preset, ...]:
 
 PATH = (
     Stage("Gradients through depth", "Why deep networks stop learning, and the fixes that "
-          "let the gradient through.", "app_pages/lab.py", "Open in the Training Lab",
+          "let the gradient through.", "app_pages/lab.py", "Open in the Lab",
           _lab("vanishing", "exploding", "relu_he", "batch_norm", "clipping", "residual", "cnn")),
     Stage("Step size", "One optimizer on a 2-D valley: what the learning rate does to each "
           "step.", "app_pages/optimizers.py", "Open in Optimizers", tuple(RACE_PRESETS.values())),
     Stage("Adaptive steps", "Adam rescales every weight's step, until its gradients fall below "
-          "ε.", "app_pages/lab.py", "Open in the Training Lab", _lab("adam", "adam_eps")),
+          "ε.", "app_pages/lab.py", "Open in the Lab", _lab("adam", "adam_eps")),
     Stage("Fitting and generalising", "A network that memorises its training images, and three "
-          "ways to stop it.", "app_pages/lab.py", "Open in the Training Lab",
+          "ways to stop it.", "app_pages/lab.py", "Open in the Lab",
           _lab("overfitting", "dropout", "weight_decay", "early_stopping")),
     Stage("Through time", "Recurrent networks: the gradient through many time steps.",
           "app_pages/recurrent.py", "Open in Recurrent", tuple(RECURRENT_PRESETS.values())),

@@ -120,7 +120,7 @@ STEP_METRICS = ("loss", "grad_norm", "clipped", "lr")
 # The per-layer chart beside each ends at its value in its highest line, or starts at it.
 MOST_FLAT = {
     "saturation": Metric(
-        "Max saturation (end)", f"({FLAT_WHEN})",
+        "Max saturated (end)", f"({FLAT_WHEN})",
         f"Sigmoid and tanh networks: the largest share of saturated (example, unit) pairs "
         f"({FLAT_WHEN}) of any hidden layer at the last recorded step; none when the run "
         "diverged.", **_SHARE),

@@ -158,25 +158,43 @@ def _charts_in_their_columns(page) -> list[dict]:
     return boxes
 
 
-# /lab first: a deep link as the very first request to a fresh server is the hard case.
+# Text cut with an ellipsis (a metric's label, a button, a link) that does not fit its box, in the
+# page and its sidebar: each as "text [needed > had]" px.
+CUT_SHORT = """() => [...document.querySelectorAll('[data-testid="stMain"] *, [data-testid="stSidebar"] *')]
+  .filter(e => getComputedStyle(e).textOverflow === 'ellipsis' && e.scrollWidth > e.clientWidth
+               && e.textContent.trim() && e.getClientRects().length)
+  .map(e => `${e.textContent.trim().slice(0, 60)} [${e.scrollWidth} > ${e.clientWidth}]`)"""
+
+
+def _nothing_cut_short(page) -> None:
+    """No text on the page cut short: on a laptop Home's card links read "Open in the
+    Training…", the Lab's and Attention's lesson buttons "Fix: residual connect…", and a tanh
+    run's headline "Max saturation (e…"."""
+    cut = page.evaluate(CUT_SHORT)
+    assert not cut, cut
+
+
+# /lab first: a deep link as the very first request to a fresh server is the hard case (a tanh
+# run: its headline's label is the longer one).
 SMALL_SWEEP = "sweep?x=depth&xv=1,2&y=activation&yv=relu,tanh&epochs=1&width=16&max_train=200"
 
 
 @pytest.mark.parametrize("path,charts", [
-    ("lab", 1), ("", 0), ("activations", 11), ("playground", 2),
+    ("lab?activation=tanh", 1), ("", 0), ("activations", 11), ("playground", 2),
     ("compare?depth=2&epochs=2&width=16&b_depth=3&b_epochs=2&b_width=16", 1),
     (SMALL_SWEEP, 3), ("initialization?depth=12&width=64", 4), ("attention", 5),
     ("recurrent?max_train=200&epochs=1", 5), ("optimizers", 2), ("watched", 0)])
 def test_every_page_opens_without_an_error(server, page, path, charts):
     """Each page as the first request of a fresh browser, straight from its link, in a laptop's
     1280×800 window, where every chart fits its column (rows of panels with a legend beside
-    them ran up to 157 px past it)."""
+    them ran up to 157 px past it) and no text is cut short."""
     page.set_viewport_size({"width": 1280, "height": 800})
     page.goto(f"{server}/{path}")
     _settle(page, path, charts=charts)
     _no_exception(page)
     assert page.locator("h1").first.inner_text()
     _charts_in_their_columns(page)
+    _nothing_cut_short(page)
 
 
 def test_lab_trains_the_default_config_and_draws_charts(server, page):
@@ -228,7 +246,7 @@ def test_a_diverged_run_draws_its_charts_in_the_browser(server, page):
 def test_preset_from_home_and_its_shared_link_reproduce_its_settings(server, page):
     page.goto(server)
     _settle(page, "")
-    page.get_by_role("link", name="Open in the Training Lab").first.click()
+    page.get_by_role("link", name="Open in the Lab").first.click()
     _settle(page, "lab", charts=1)
     _no_exception(page)
     assert "depth=10" in page.url and "activation=sigmoid" in page.url

@@ -64,12 +64,12 @@ def test_outcome_rows_read_each_runs_numbers_side_by_side(results):
     assert rows.loc["Training time", "A"] == f"{a.timing['seconds']:.2f} s"
     # A's units are ReLU (inactive), X's linear (neither kind): the saturation row is left out,
     # and X, diverged, has no inactive share to show.
-    assert "Max saturation (end)" not in rows.index
+    assert "Max saturated (end)" not in rows.index
     assert rows.loc["Max inactive (end)", "X"] == "–"
     assert rows.loc["Max inactive (end)", "A"] == f"{round(100 * outcomes(pair).max_inactive[0])}%"
     # Two sigmoid-family runs: the saturation row, never an inactive one.
     tanh = outcome_rows(outcomes({"B": results["B"]})).set_index("outcome")
-    assert "Max saturation (end)" in tanh.index and "Max inactive (end)" not in tanh.index
+    assert "Max saturated (end)" in tanh.index and "Max inactive (end)" not in tanh.index
 
 
 @pytest.mark.parametrize("epoch, align", [(0, "left"), (2, "right")])
