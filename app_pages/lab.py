@@ -49,7 +49,10 @@ cols = st.columns([1.1, 1.2, 1.3, 1.2, 1.0, 1.1] + ([1.2] if target is not None 
 cols[0].metric("Val accuracy", f"{result.final('val', 'accuracy'):.1%}",
                help="Share of the validation images classified correctly after the last epoch.")
 gap = result.final("train", "accuracy") - result.final("val", "accuracy")
-cols[5].metric("Train − val gap", f"{gap * 100:+.1f} pts" if math.isfinite(gap) else "–",
+# Whole points from 10 on, as the time's decimals shrink with its size: a laptop's column holds
+# about 8 characters of a headline ("-16.3 pts" was cut short there, seen in Chromium).
+cols[5].metric("Train − val gap", f"{gap * 100:+.{1 if abs(gap) < 0.1 else 0}f} pts"
+               if math.isfinite(gap) else "–",
                help="Training accuracy (measured during the last epoch, dropout on) minus "
                     "validation accuracy. Large and positive: the network memorises its "
                     "training set (overfitting).")
@@ -72,7 +75,8 @@ cols[3].metric("Status", status, delta=stopped_by, delta_color="off",
                     "criterion at that step and the run ended with its epoch; 'stopped' "
                     "early: early stopping ended it; 'stopped' by you: the Stop button ended "
                     "it.")
-cols[4].metric("Time", f"{result.timing['seconds']:.2f} s",
+seconds = result.timing["seconds"]
+cols[4].metric("Time", f"{seconds:.{2 if seconds < 10 else 1 if seconds < 100 else 0}f} s",
                delta="from the store" if result.from_store else "trained now",
                delta_color="off", help="Wall time of the training run on "
                                        f"{result.device} ({result.timing['samples_per_sec']:,.0f} "

@@ -1,6 +1,6 @@
 """The app through Streamlit's AppTest: pages render, widgets change what is drawn, links work."""
 
-
+import pytest
 
 from core.lab.config import RunConfig
 from core.lab.presets import PRESETS
@@ -95,6 +95,22 @@ def test_preset_link_reproduces_the_lesson_and_its_claims_hold():
     assert at.selectbox(key="activation").value == "sigmoid"
     doctor = " ".join(e.value for e in at.error)
     assert "Vanishing gradients" in doctor
+
+
+def test_the_headline_numbers_fit_a_laptops_columns():
+    """A one-epoch CNN's train − val gap read "-16.3 pts", cut short in a laptop's column (seen
+    in Chromium): from 10 points on it is whole, from the run's own accuracies; the time keeps
+    three digits."""
+    cfg = RunConfig(model="cnn", epochs=1)
+    at = open_page("app_pages/lab.py", **cfg.to_params())
+    clean(at)
+    r = cached_run(cfg)
+    gap = 100 * (r.final("train", "accuracy") - r.final("val", "accuracy"))
+    shown = {m.label: m.value for m in at.metric}
+    assert abs(gap) >= 10 and shown["Train − val gap"] == f"{gap:+.0f} pts"
+    seconds = r.timing["seconds"]
+    assert float(shown["Time"].removesuffix(" s")) == pytest.approx(seconds, rel=0.01, abs=0.006)
+    assert all(len(v) <= 8 for v in shown.values()), shown
 
 
 def test_the_new_settings_show_where_the_lessons_say():
