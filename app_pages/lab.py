@@ -43,23 +43,16 @@ lesson = lesson_box(PRESETS.values(), cfg, result)
 open_evidence_tab(lesson, TAB_KEY)
 notices(result)
 
-# A seventh column when the run has a loss criterion.
-target = cfg.target_loss
-cols = st.columns([1.1, 1.2, 1.3, 1.2, 1.0, 1.1] + ([1.2] if target is not None else []))
-cols[0].metric("Val accuracy", f"{result.final('val', 'accuracy'):.1%}",
-               help="Share of the validation images classified correctly after the last epoch.")
-gap = result.final("train", "accuracy") - result.final("val", "accuracy")
-# Whole points from 10 on, as the time's decimals shrink with its size: a laptop's column holds
-# about 8 characters of a headline ("-16.3 pts" was cut short there, seen in Chromium).
-cols[5].metric("Train − val gap", f"{gap * 100:+.{1 if abs(gap) < 0.1 else 0}f} pts"
-               if math.isfinite(gap) else "–",
-               help="Training accuracy (measured during the last epoch, dropout on) minus "
-                    "validation accuracy. Large and positive: the network memorises its "
-                    "training set (overfitting).")
+# The headline numbers in one row that wraps, each as wide as it needs: in equal columns a
+# laptop's page cut them short, and a seventh (a loss criterion) cut most of them (seen in
+# Chromium).
+head = st.container(horizontal=True, horizontal_alignment="distribute", gap="medium")
+head.metric("Val accuracy", f"{result.final('val', 'accuracy'):.1%}", width="content",
+            help="Share of the validation images classified correctly after the last epoch.")
 ratio = result.depth_ratio(0)
-cols[1].metric(DEPTH_RATIO.label, readable(ratio),
-               help=f"{DEPTH_RATIO.symbol}: {DEPTH_RATIO.help}")
-flat_share_metric(cols[2], result, "A linear network has no flat region.")
+head.metric(DEPTH_RATIO.label, readable(ratio), width="content",
+            help=f"{DEPTH_RATIO.symbol}: {DEPTH_RATIO.help}")
+flat_share_metric(head, result, "A linear network has no flat region.", width="content")
 # "stopped" and who stopped it under it: "stopped early" does not fit the column (seen in
 # Chromium), and early stopping and the Stop button must read apart. "reached target" is cut to
 # "reach…" there too (seen in Chromium): its second word runs on under it, with the step.
@@ -69,28 +62,35 @@ stopped_by = (f"early, at epoch {result.early_stop['epoch']}" if result.early_st
               else f"by you, at epoch {result.epochs_done}" if result.stopped
               else f"{target_word}, at step {result.steps_to_target:,}" if target_word
               else None)
-cols[3].metric("Status", status, delta=stopped_by, delta_color="off",
-               help="'done': every epoch ran; 'diverged': values became NaN or infinite and "
-                    "the run stopped there; 'reached' target: the training loss met the loss "
-                    "criterion at that step and the run ended with its epoch; 'stopped' "
-                    "early: early stopping ended it; 'stopped' by you: the Stop button ended "
-                    "it.")
+head.metric("Status", status, delta=stopped_by, delta_color="off", width="content",
+            help="'done': every epoch ran; 'diverged': values became NaN or infinite and "
+                 "the run stopped there; 'reached' target: the training loss met the loss "
+                 "criterion at that step and the run ended with its epoch; 'stopped' "
+                 "early: early stopping ended it; 'stopped' by you: the Stop button ended "
+                 "it.")
 seconds = result.timing["seconds"]
-cols[4].metric("Time", f"{seconds:.{2 if seconds < 10 else 1 if seconds < 100 else 0}f} s",
-               delta="from the store" if result.from_store else "trained now",
-               delta_color="off", help="Wall time of the training run on "
-                                       f"{result.device} ({result.timing['samples_per_sec']:,.0f} "
-                                       "samples/s).")
+head.metric("Time", f"{seconds:.{2 if seconds < 10 else 1 if seconds < 100 else 0}f} s",
+            delta="from the store" if result.from_store else "trained now",
+            delta_color="off", width="content",
+            help=f"Wall time of the training run on {result.device} "
+                 f"({result.timing['samples_per_sec']:,.0f} samples/s).")
+gap = result.final("train", "accuracy") - result.final("val", "accuracy")
+head.metric("Train − val gap", f"{gap * 100:+.{1 if abs(gap) < 0.1 else 0}f} pts"
+            if math.isfinite(gap) else "–", width="content",
+            help="Training accuracy (measured during the last epoch, dropout on) minus "
+                 "validation accuracy. Large and positive: the network memorises its "
+                 "training set (overfitting).")
+target = cfg.target_loss
 if target is not None:
     reached = result.steps_to_target
-    cols[6].metric(f"Steps to loss {target:g}",
-                   f"{reached:,}" if reached is not None else "not reached",
-                   delta=None if reached is not None else f"in {len(result.steps):,} steps",
-                   delta_color="off",
-                   help=f"The first training step at which the training loss (each step's "
-                        f"batch loss) averaged over the last {CRITERION_WINDOW} steps is at or "
-                        f"below {target:g}: one lucky batch does not count. The run stops at "
-                        "the end of that epoch.")
+    head.metric(f"Steps to loss {target:g}",
+                f"{reached:,}" if reached is not None else "not reached",
+                delta=None if reached is not None else f"in {len(result.steps):,} steps",
+                delta_color="off", width="content",
+                help=f"The first training step at which the training loss (each step's "
+                     f"batch loss) averaged over the last {CRITERION_WINDOW} steps is at or "
+                     f"below {target:g}: one lucky batch does not count. The run stops at "
+                     "the end of that epoch.")
 
 
 def fix_buttons(finding) -> None:

@@ -15,15 +15,16 @@ from core.lab.result import RunResult
 SHOW = {"error": st.error, "warning": st.warning, "info": st.info}
 
 
-def flat_share_metric(container, result: RunResult, linear_help: str) -> None:
+def flat_share_metric(container, result: RunResult, linear_help: str,
+                      width: str = "stretch") -> None:
     """The largest saturated or inactive share of a hidden layer at the end; "–" and
-    `linear_help` for a network without a flat region."""
+    `linear_help` for a network without a flat region. `width` as st.metric's."""
     if result.flat_metric is None:
-        container.metric("Max saturated (end)", "–", help=linear_help)
+        container.metric("Max saturated (end)", "–", help=linear_help, width=width)
         return
     headline, share = MOST_FLAT[result.flat_metric], most_flat(result.end_flat())
     container.metric(headline.label, format(share, headline.fmt) if math.isfinite(share)
-                     else "–", help=headline.help)
+                     else "–", help=headline.help, width=width)
 
 
 def doctor_box(result: RunResult, findings: list[Finding],

@@ -6,8 +6,8 @@ its status "reached target", the validation trace in the Training tab, the trace
 from __future__ import annotations
 
 from core.lab.trace_charts import ACT_TITLE, UNIT_TITLE, VAL_TITLE
-from tests.app.test_browser import (_idle, _no_exception, _settle, browser, page,  # noqa: F401
-                                    server, server_process)
+from tests.app.test_browser import (_idle, _no_exception, _nothing_cut_short,  # noqa: F401
+                                    _settle, browser, page, server, server_process)
 from tests.app.test_polish_browser import _shot
 from tests.lab.test_trace_charts import TRACED
 
@@ -22,6 +22,10 @@ def test_the_lab_draws_its_traces_and_the_steps_to_the_loss_criterion(server, pa
     status = page.locator('[data-testid="stMetric"]').filter(has_text="Status").inner_text()
     assert "reached" in status and "target, at step" in status
     _shot(page, "lab_steps_to_loss")
+    # Seven headline numbers on a laptop: in seven columns most were cut short; the row wraps.
+    page.set_viewport_size({"width": 1280, "height": 800})
+    _nothing_cut_short(page)
+    page.set_viewport_size({"width": 1400, "height": 1000})
     trace = page.locator('[data-testid="stVegaLiteChart"]:visible').filter(
         has_text=VAL_TITLE.format(every=TRACED.eval_every))
     trace.wait_for(timeout=60_000)
