@@ -331,6 +331,10 @@ def vega_spec(chart: alt.TopLevelMixin) -> dict:
         spec = chart.to_dict(validate=False)
     if "mark" in spec or "layer" in spec:
         spec.setdefault("autosize", {"type": "fit-x", "contains": "padding"})
+    elif "hconcat" in spec or "concat" in spec:
+        # What Vega-Lite makes of Streamlit's default for them ("fit", which it warns about in
+        # the browser's console, on most pages, and then replaces with this).
+        spec.setdefault("autosize", {"type": "pad", "contains": "padding"})
     return spec
 
 

@@ -460,3 +460,27 @@ def test_the_live_chart_grows_on_an_axis_of_the_whole_run(runs, spec):
     assert sorted({r["split"] for r in losses}) == ["train", "val"]
     assert len(losses) == 2 * run.config.epochs + 1    # val at init, then train and val
     assert "epoch 3 of 3" in texts(s)
+
+
+def test_no_chart_asks_vega_lite_for_a_fit_it_cannot_do(runs):
+    """Streamlit gives a stretched chart without `autosize` the type "fit", which Vega-Lite
+    supports for single and layered views only: for a concatenated chart it warned in the
+    browser's console (on most pages) and padded it. The page's spec (chart_parts.vega_spec)
+    says "pad" itself, so what Streamlit sends is what Vega-Lite draws, and nothing warns."""
+    from streamlit.elements.vega_charts import _prepare_vega_lite_spec
+
+    from core.chart_parts import vega_spec
+    from tests.lab.conftest import BUILDERS
+    r = runs["bn"]
+    last = int(r.epochs["epoch"].max())
+    built = [("ratios", (1,)), ("flat_dead", (1,)), ("clipping", ()),
+             ("histograms", ("weight", last)), ("loss_accuracy", (last,)),
+             ("grad_norm_lines", ()), ("gradient_flow", (0,)), ("batch_norm_shift", (0,))]
+    concatenated = 0
+    for name, args in built:
+        spec = vega_spec(BUILDERS[name](r, *args))
+        sent = _prepare_vega_lite_spec(spec, use_container_width=True)
+        fits = "mark" in sent or "layer" in sent
+        assert fits or sent["autosize"]["type"] != "fit", (name, sent["autosize"])
+        concatenated += "hconcat" in spec or "concat" in spec
+    assert concatenated >= 2
