@@ -57,18 +57,18 @@ st.caption(f"At d = {cfg.d}, logits {attention_charts.LABELS[mine]} (the toggle'
            f"drawn thick below); under each number, the same {other}.")
 cols = st.columns(4)
 for col, (metric, title, fmt, help_) in zip(cols, [
-        ("entropy", "Entropy", "{:.2f} nats", f"Mean over queries; uniform attention over the "
-                                              f"{round(math.exp(log_n))} tokens has "
-                                              f"log n = {log_n:.2f}."),
-        ("max_weight", "Largest weight", "{:.2f}", "Mean over queries of the largest weight."),
+        ("entropy", "Entropy", "{:.2f} nats".format,
+         f"Mean over queries; uniform attention over the {round(math.exp(log_n))} tokens has "
+         f"log n = {log_n:.2f}."),
+        ("max_weight", "Largest weight", "{:.2f}".format,
+         "Mean over queries of the largest weight."),
         # A decimal where one reads (0.352, not 3.52e-01), a power of ten once it is tiny.
         ("jacobian_norm", "Softmax Jacobian", lambda v: readable(v, 3),
          "Mean Frobenius norm of diag(p) − ppᵀ."),
-        ("saturated", "Saturated queries", "{:.0%}", "Share of queries whose largest weight "
-                                                      "exceeds 0.99.")]):
-    show = fmt.format if isinstance(fmt, str) else fmt
-    col.metric(title, show(sweep_value(sat, mine, metric, d=cfg.d)),
-               delta=f"{other}: {show(sweep_value(sat, other, metric, d=cfg.d))}",
+        ("saturated", "Saturated queries", "{:.0%}".format,
+         "Share of queries whose largest weight exceeds 0.99.")]):
+    col.metric(title, fmt(sweep_value(sat, mine, metric, d=cfg.d)),
+               delta=f"{other}: {fmt(sweep_value(sat, other, metric, d=cfg.d))}",
                delta_color="off", delta_arrow="off", help=help_)
 
 chart(attention_charts.saturation_curves(sat, cfg.d, mine))

@@ -56,7 +56,8 @@ def setting(default: Any, help: str, *, choices: tuple | None = None, lo: float 
     clip threshold, "all" for a cap on examples, "auto" for a value the run picks itself.
     `stops`: the values the app's control offers (a select slider), where it offers only some,
     for a setting the compute and memory budgets may ask to change (core.budget names one of
-    them, not a value the page would not take). Any value in lo…hi stays valid in a link.
+    them, not a value the page would not take). Core and the CLI take any value in lo…hi; the
+    app's control, and so its link, these only.
     """
     meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "log": log, "group": group,
             "none": none, "stops": stops}
