@@ -187,10 +187,10 @@ def test_every_fix_on_a_lesson_run_sets_values_the_labs_widgets_offer(runs, name
             assert LAB.widget_values(changed) == changed, (name, fix.label)
 
 
-def test_nothing_wrong_says_the_means_the_checks_read(runs):
+def test_nothing_wrong_gives_the_means_and_the_most_flat_layer_the_checks_read(runs):
     """With no findings the doctor said "no layer is mostly saturated or dead", which no check
-    measured (they read means over the hidden layers) and which the headline beside it (the
-    most flat layer) could contradict. It now gives those means, computed here from the table."""
+    measured. It now gives what the checks read, computed here from the layer table: the hidden
+    layers' mean and their most saturated or dead layer at the last record, and the limits."""
     from core.lab.doctor import all_clear
     clear = [r for r in runs.values() if not diagnose(r)]
     assert len(clear) >= 3
@@ -202,25 +202,47 @@ def test_nothing_wrong_says_the_means_the_checks_read(runs):
             if rows.empty:
                 assert words not in text
                 continue
-            mean = rows[rows.step == rows.step.max()].value.mean()
-            assert f"{mean:.0%} of their {words}" in text, (text, mean)
+            last = rows[rows.step == rows.step.max()].set_index("layer").value
+            assert (f"0% of their {words} in every layer" if last.max() < 0.005 else
+                    f"{last.mean():.0%} of their {words} on average, {last.max():.0%} at most "
+                    f"({last.idxmax()})") in text, (text, last)
+            assert last.max() <= 0.5
+        assert "50% in any one layer" in text
         assert "no layer" not in text and text.startswith("Nothing looks wrong")
 
 
-def test_one_mostly_dead_layer_under_the_mean_threshold_is_not_called_healthy(runs):
-    """A 4-layer ReLU net whose last hidden layer is 80% dead and the others not at all: a mean
-    of 20%, under the warning's 25%. The all-clear sentence says 20% on average, not that no
-    layer is mostly dead."""
+def _one_layer_set(r, metric: str, share: float):
+    """`r` with its last hidden layer's `metric` at `share` on every record, the others at 0."""
     import dataclasses
-
-    from core.lab.doctor import all_clear
-    r = runs["default"] if "default" in runs else next(iter(runs.values()))
     layers = r.layers.copy()
-    dead = layers.metric == "dead"
+    rows = layers.metric == metric
     last_hidden = [n for n in r.layer_names if n != "output"][-1]
-    layers.loc[dead, "value"] = np.where(layers.loc[dead, "layer"] == last_hidden, 0.8, 0.0)
-    edited = dataclasses.replace(r, layers=layers)
-    n_hidden = len([n for n in r.layer_names if n != "output"])
-    text = all_clear(edited)
-    assert f"{0.8 / n_hidden:.0%} of their units dead on average" in text, text
-    assert "dead" not in _ids(edited)
+    layers.loc[rows, "value"] = np.where(layers.loc[rows, "layer"] == last_hidden, share, 0.0)
+    return dataclasses.replace(r, layers=layers), last_hidden
+
+
+@pytest.mark.parametrize("share, flagged", [(0.8, True), (0.5, False)])
+def test_one_mostly_dead_layer_is_flagged_though_the_mean_is_under_its_threshold(runs, share,
+                                                                                flagged):
+    """A 10-layer ReLU net whose last hidden layer is 80% dead and the others not at all has a
+    mean of 8%, far under the mean's 25%: the doctor once called it healthy. More than half of
+    one layer dead is a finding of its own, naming the layer; exactly half is not."""
+    edited, layer = _one_layer_set(runs["relu_he"], "dead", share)
+    n_hidden = len([n for n in edited.layer_names if n != "output"])
+    assert share / n_hidden < 0.25
+    found = _found(edited)
+    assert ("dead" in found) is flagged
+    if flagged:
+        assert found["dead"].evidence.startswith(
+            f"80% of {layer}'s ReLUs are dead from initialisation on ({share / n_hidden:.0%} "
+            f"over all hidden layers)"), found["dead"].evidence
+
+
+def test_one_mostly_saturated_layer_is_flagged_though_the_mean_is_under_its_threshold(runs):
+    edited, layer = _one_layer_set(runs["residual"], "saturation", 0.7)
+    n_hidden = len([n for n in edited.layer_names if n != "output"])
+    found = _found(edited)
+    assert "saturated" in found, [f.id for f in diagnose(edited)]
+    assert found["saturated"].evidence.startswith(
+        f"70% of {layer}'s outputs sit where"), found["saturated"].evidence
+    assert f"({0.7 / n_hidden:.0%} over all hidden layers)" in found["saturated"].evidence

@@ -255,6 +255,27 @@ def test_dead_units_match_a_hand_computation_on_the_probe():
     assert _at(run, 2, "1", "dead") == pytest.approx(float(end))
 
 
+def test_the_doctor_names_one_dead_layer_in_an_otherwise_healthy_model():
+    """A 10-layer ReLU MLP under He init, three quarters of its last hidden layer's biases set to
+    -5: those units never fire on digits, and the nine layers before barely lose a unit. The mean over the layers stays under the doctor's
+    25%, so only the one-layer rule finds it; its share is recomputed from the probe by hand."""
+    model = _mlp(nn.ReLU, he=True, seed=0)
+    with torch.no_grad():
+        model[18].bias[:48] = -5.0    # the tenth Linear's: its ReLU is module "19"
+    run = _train(model)
+    x, _ = _digits(256)
+    with torch.no_grad():
+        hand = float((model[:19](x) <= 0).all(0).float().mean())
+    dead = run.layers[(run.layers.metric == "dead") & (run.layers.step == run.layers.step.max())]
+    shares = dead.set_index("layer").value
+    assert hand > 0.5 and shares["19"] == pytest.approx(hand)
+    assert shares.mean() < 0.25 and shares.drop("19").max() < 0.5
+    found = {f.id: f for f in diagnose(run)}
+    assert found["dead"].evidence.startswith(
+        f"{hand:.0%} of 19's ReLUs are dead from initialisation on ({shares.mean():.0%} over "
+        f"all hidden layers)"), found["dead"].evidence
+
+
 def _hook_count(model: nn.Module, opt: torch.optim.Optimizer) -> int:
     return (sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
                 for m in model.modules())
