@@ -97,7 +97,7 @@ def all_clear(result: RunResult) -> str:
     layer. ("No layer is mostly saturated or dead" once claimed what no check measured.)"""
     measured = [(f"0% of their {what} in every layer" if f"{shares.max():.0%}" == "0%" else
                  f"{shares.mean():.0%} of their {what} on average, {shares.max():.0%} at most "
-                 f"({shares.idxmax()})", f"{limit:.0%}")
+                 f"({_named(shares.idxmax())})", f"{limit:.0%}")
                 for shares, what, limit in ((_last_shares(result, "saturation"),
                                              "outputs saturated", SATURATED_SHARE),
                                             (_last_shares(result, "dead"), "units dead",
@@ -171,7 +171,7 @@ def _diverged(r: RunResult, found: list[Finding]) -> Finding | None:
     return Finding(
         "diverged", "error", "The run diverged",
         f"Loss or activations became NaN/inf at step {d['step']} (epoch {d['epoch']})"
-        + (f", first in the {d['where']} of {d['layer']}" if d.get("layer") else "")
+        + (f", first in the {d['where']} of {_named(d['layer'])}" if d.get("layer") else "")
         + f". The largest gradient norm before that was {readable(_max_grad(r), 3)}.",
         _fixes(cfg, _clip(cfg), _batch_norm(cfg) if scale else _lower_lr(cfg)))
 
@@ -272,7 +272,7 @@ def _saturated(r: RunResult, found: list[Finding]) -> Finding | None:
         return None
     cfg = r.config
     where = f"near the {cfg.activation}'s asymptotes"
-    worst, layer = shares.max(), shares.idxmax()
+    worst, layer = shares.max(), _named(shares.idxmax())
     return Finding(
         "saturated", "warning", "Saturated units",
         (f"{shares.mean():.0%} of the hidden units' outputs sit where {FLAT_WHEN}, {where} "
@@ -301,7 +301,7 @@ def _asymptote(r: RunResult, found: list[Finding]) -> Finding | None:
     cfg = r.config
     return Finding(
         "asymptote", "warning", "Sigmoid units pinned near an asymptote",
-        f"{layer}'s mean activation is {last[layer]:.2f} at the last record "
+        f"{_named(layer)}'s mean activation is {last[layer]:.2f} at the last record "
         f"({means[layer].iloc[0]:.2f} at initialisation): its units are driven towards "
         f"{'0' if last[layer] < 0.5 else '1'}, where the sigmoid's slope σ′ = σ(1 − σ) is a "
         f"small part of its 0.25 maximum, and learning slows (Glorot & Bengio 2010 saw this in "
@@ -331,8 +331,8 @@ def _dead(r: RunResult, found: list[Finding]) -> Finding | None:
     passes = ("no gradient" if cfg.activation == "relu" else "almost no gradient")
     unit = "ReLUs" if cfg.activation == "relu" else "units"
     share = (f"{last.mean():.0%} of the hidden {unit} are dead {when} (mean over layers; "
-             f"{last.max():.0%} in {last.idxmax()})" if last.mean() > DEAD_SHARE else
-             f"{last.max():.0%} of {last.idxmax()}'s {unit} are dead {when} ({last.mean():.0%} "
+             f"{last.max():.0%} in {_named(last.idxmax())})" if last.mean() > DEAD_SHARE else
+             f"{last.max():.0%} of {_named(last.idxmax())}'s {unit} are dead {when} ({last.mean():.0%} "
              f"over all hidden layers)")
     return Finding(
         "dead", "warning", f"Dead {unit}",
@@ -493,6 +493,12 @@ def _losses(r: RunResult, split: str) -> pd.Series:
 def _hidden(r: RunResult, metric: str) -> pd.DataFrame:
     rows = r.layers[(r.layers.metric == metric) & (r.layers.layer != "output")]
     return rows[np.isfinite(rows.value)]
+
+
+def _named(layer: str) -> str:
+    """A layer as the evidence names it: a watched model's module path as it is ("encoder.fc1"),
+    but an index in an nn.Sequential as "layer 19" ("78% of 19's ReLUs" reads as a number)."""
+    return f"layer {layer}" if str(layer).isdigit() else str(layer)
 
 
 def _last_shares(r: RunResult, metric: str) -> pd.Series | None:
