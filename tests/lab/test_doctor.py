@@ -104,6 +104,19 @@ def test_a_spike_then_a_collapse_is_instability_not_overfitting(runs):
     assert "instability" not in _ids(runs["relu_he"])
 
 
+def test_a_blow_up_in_the_last_steps_is_not_overfitting():
+    """SGD at lr 0.55 on an 8-layer ReLU net: after epoch 2 the validation loss is about a
+    hundred times its value at initialisation, and accuracy at chance, while the training loss,
+    averaged over the epoch, reads like the start. Train above validation in both accuracy and
+    loss, and a validation loss far above its best: the overfitting rule's signs, from a net
+    that broke, not one that fits its training examples. The doctor called it overfitting."""
+    r = train(RunConfig(depth=8, lr=0.55, optimizer="sgd", epochs=2))
+    val = r.epochs.query("split == 'val' and metric == 'loss'").set_index("epoch").value
+    assert not r.diverged and val.iloc[-1] > 10 * val.loc[0]
+    assert r.final("train", "accuracy") > r.final("val", "accuracy")
+    assert "overfitting" not in _ids(r)
+
+
 def test_overfitting_needs_the_losses_to_agree(runs):
     r = runs["overfitting"]
     found = _found(r)
