@@ -272,8 +272,8 @@ def test_the_doctor_names_one_dead_layer_in_an_otherwise_healthy_model():
     assert shares.mean() < 0.25 and shares.drop("19").max() < 0.5
     found = {f.id: f for f in diagnose(run)}
     assert found["dead"].evidence.startswith(
-        f"{hand:.0%} of layer 19's ReLUs are dead from initialisation on ({shares.mean():.0%} over "
-        f"all hidden layers)"), found["dead"].evidence
+        f"{hand:.0%} of layer 19's ReLUs are dead from initialisation on "
+        f"({shares.mean():.0%} over all hidden layers)"), found["dead"].evidence
 
 
 def _hook_count(model: nn.Module, opt: torch.optim.Optimizer) -> int:
