@@ -115,9 +115,8 @@ class Form:
         return {prefix + name: self.snap(name, value) for name, value in values.items()}
 
 
-# Log-spaced grids: sliders over values that span orders of magnitude.
-_LR = [1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5,
-       1.0, 2.0, 5.0, 10.0]
+# Log-spaced grids: sliders over values that span orders of magnitude (the learning rate's stops
+# are RunConfig.lr's own: the doctor's fixes pick from them too).
 LAB = Form(
     RunConfig,
     groups={"data": "Data", "architecture": "Architecture", "initialisation": "Initialisation",
@@ -137,7 +136,6 @@ LAB = Form(
             "sharpness_every": "Sharpness every (steps)",
             "percentile_traces": "Percentile traces"},
     grids={
-        "lr": _LR,
         "weight_decay": [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0],
         "clip_norm": [None, 0.01, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0],
         "clip_value": [None, 0.001, 0.01, 0.1, 0.5, 1.0, 5.0],

@@ -120,7 +120,9 @@ class RunConfig(Settings):
     optimizer: str = setting("adam", "Update rule (torch.optim). momentum/nesterov are SGD with "
                              "momentum.", choices=OPTIMIZERS, group="optimisation")
     lr: float = setting(1e-3, "Learning rate. Too high diverges, too low crawls.", lo=1e-6,
-                        hi=100.0, log=True, group="optimisation")
+                        hi=100.0, log=True, group="optimisation",
+                        stops=(1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02,
+                               0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0))
     momentum: float = setting(0.9, "Momentum for momentum/nesterov.", lo=0.0, hi=0.999,
                               group="optimisation")
     beta1: float = setting(0.9, "Adam/AdamW first-moment decay.", lo=0.0, hi=0.999,

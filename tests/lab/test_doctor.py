@@ -8,7 +8,7 @@ import pytest
 
 from core.lab.config import RunConfig
 from core.lab.doctor import diagnose
-from core.lab.metrics import PROBE_EXAMPLES
+from core.lab.metrics import PROBE_EXAMPLES, readable
 from core.lab.presets import PRESETS
 from core.lab.runs import get_run
 from core.lab.trainer import train
@@ -26,6 +26,9 @@ HARD = {
                            max_train=2000),
     # SGD at lr 1.0 knocks ReLUs into the region where they never fire again.
     "dead": RunConfig(depth=4, activation="relu", optimizer="sgd", lr=1.0, epochs=2),
+    # 12 ReLU layers under Xavier init at SGD's lr 0.01: median update:data 3.8e-5, below the
+    # chart's healthy band; validation loss 2.30 to 2.29. The doctor once found nothing.
+    "crawl": RunConfig(depth=12, init="xavier_normal", optimizer="sgd", lr=0.01, epochs=2),
 }
 
 
@@ -176,10 +179,27 @@ def test_fixes_are_valid_configs(runs):
                 assert fix.apply(result.config) != result.config
 
 
-def test_a_small_learning_rate_is_reported_with_its_fix():
-    crawling = train(RunConfig(depth=2, width=32, optimizer="sgd", lr=1e-5, epochs=2))
-    found = _found(crawling)
-    assert "steps_too_small" in found and found["steps_too_small"].fixes[0].changes == {"lr": 1e-4}
+@pytest.mark.parametrize("name", ["tiny_lr", "crawl"])
+def test_small_steps_are_reported_with_a_learning_rate_that_fixes_them(runs, name):
+    """Below the healthy band of update:data (1e-4, shaded on the Weights & ratios chart), the
+    fix raises the learning rate to the smallest of the Lab's values that brings the median to
+    3e-4 or above, the step being proportional to the learning rate: SGD's lr 1e-5 gave a
+    median of 2.3e-6 here, so ×10 (the old fix) left it below the band."""
+    from core.lab.doctor import _median
+    r = runs["crawl"] if name == "crawl" else train(
+        RunConfig(depth=2, width=32, optimizer="sgd", lr=1e-5, epochs=2))
+    upd = _median(r, "update_data_ratio")
+    found = _found(r)
+    assert upd < 1e-4 and "steps_too_small" in found, (upd, list(found))
+    assert f"is {upd:.1e}".replace("e-0", "e-") in found["steps_too_small"].evidence
+    (fix,) = found["steps_too_small"].fixes
+    stops = RunConfig.fields()["lr"].metadata["stops"]
+    expected = min(s for s in stops if s >= r.config.lr * 3e-4 / upd)
+    assert fix.changes == {"lr": expected}
+    if name == "tiny_lr":
+        assert expected > 10 * r.config.lr   # the old fix, ×10, fell short
+    fixed = train(fix.apply(r.config))
+    assert _median(fixed, "update_data_ratio") >= 1e-4 and "steps_too_small" not in _ids(fixed)
 
 
 def test_clipping_on_every_step_is_reported_with_its_evidence(runs):
@@ -221,6 +241,11 @@ def test_nothing_wrong_gives_the_means_and_the_most_flat_layer_the_checks_read(r
                     f"({last.idxmax()})") in text, (text, last)
             assert last.max() <= 0.5
         assert "50% in any one layer" in text
+        upd = r.layers[(r.layers.metric == "update_data_ratio") & (r.layers.layer != "output")
+                       & (r.layers.value > 0)].value.median()
+        assert 1e-4 <= upd <= 3e-2
+        assert f"the median update:data ratio is {readable(upd)}; the doctor warns below 1e-4 " \
+            "or above 3e-2" in text, text
         assert "no layer" not in text and text.startswith("Nothing looks wrong")
 
 
