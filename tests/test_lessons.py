@@ -17,6 +17,7 @@ import pytest
 
 from core.attention.presets import ATTENTION_PRESETS, Evidence
 from core.attention.softmax import get_attention, softmax_saturation
+from core.lab.doctor import diagnose
 from core.lab.presets import PRESETS
 from core.lab.runs import get_run
 from core.optimizers.race import PRESETS as RACE_PRESETS, race
@@ -106,6 +107,10 @@ def test_every_claim_holds_on_seeds_0_to_4(family, pid, seed):
     assert_claims_hold(preset, result, f"{family} preset {pid}, seed {seed}")
     if family == "lab" and pid in NOTICE_HOLDS:
         assert NOTICE_HOLDS[pid](result), f"{pid}, seed {seed}: not so: {preset.notice}"
+    if family == "lab":
+        # Every lesson starts within INIT_LOSS times a uniform guess's loss, as the doctor's
+        # check measured them (the exploding ones far above, where "exploding" says why).
+        assert "init_loss" not in {f.id for f in diagnose(result)}, (pid, seed)
 
 
 def test_every_lab_lesson_has_a_notice():

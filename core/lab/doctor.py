@@ -54,6 +54,11 @@ UPDATE_RATIO_LOW = UPDATE_DATA.healthy[0]
 # What raising the learning rate aims the median at: inside the band, not at its 1e-3 target,
 # as a larger jump risks a divergence the doctor would then have caused.
 UPDATE_RAISE_TO = 3e-4
+# The first step's training loss over ln(classes), a uniform guess's cross-entropy (Karpathy's
+# "verify loss @ init"): the lessons start at 1.0-5.0 times it (a residual MLP of sigmoids at
+# 5.0); a 10-block residual ReLU MLP under He init at 106 times, its last block's activations
+# 60 times the first's, as each block adds its branch's variance to the stream.
+INIT_LOSS = 10.0
 CLIPPED_SHARE = 0.5        # clipping on more than half the steps hides a scale problem
 SPIKE = 10.0               # a gradient norm this many times its median over the steps before
 SPIKE_WINDOW = 50          # … the steps the median looks back over
@@ -211,6 +216,36 @@ def _exploding(r: RunResult, found: list[Finding]) -> Finding | None:
                    _fixes(cfg, _init_fix(cfg), _batch_norm(cfg)))
 
 
+def _init_loss(r: RunResult, found: list[Finding]) -> Finding | None:
+    """Outputs blown up at initialisation, read from the first step's loss: told apart from
+    exploding gradients (found above, with the same fixes), it is the forward pass's scale."""
+    cfg = r.config
+    if getattr(cfg, "loss", None) != "cross_entropy" or r.steps.empty \
+            or "exploding" in {f.id for f in found}:
+        return None
+    n_classes = int(r.dataset.get("n_classes", 10))
+    first = float(r.steps.loss.iloc[0])
+    uniform = math.log(n_classes)
+    if not first > INIT_LOSS * uniform:   # NaN too: a run that diverged at once
+        return None
+    std = r.layer_metric("act_std").drop(columns="output", errors="ignore")
+    grows = ""
+    if len(std) and std.shape[1] > 1:
+        start = std.iloc[0]
+        grows = (f" At initialisation the hidden activations' spread grows from std "
+                 f"{readable(start.iloc[0])} in {_named(start.index[0])} to "
+                 f"{readable(start.iloc[-1])} in {_named(start.index[-1])}.")
+    return Finding(
+        "init_loss", "warning", "Huge loss at initialisation",
+        f"The first step's training loss is {readable(first, 3)}, {first / uniform:.0f} times "
+        f"ln {n_classes} = {uniform:.2f}, the cross-entropy of a uniform guess over {n_classes} "
+        f"classes: the network starts out with huge outputs, confidently wrong.{grows}",
+        # Not the initialisation on a residual net: its blocks add their branches' variance to
+        # the stream whatever keeps each branch's scale (He instead of Xavier took a 10-block
+        # ReLU net from 18 to 106 times ln 10); batch norm took it to 4 times.
+        _fixes(cfg, _init_fix(cfg) if cfg.model != "residual_mlp" else None, _batch_norm(cfg)))
+
+
 def _too_sharp(r: RunResult, found: list[Finding]) -> Finding | None:
     """The learning rate too large for the loss's curvature (core.lab.sharpness.beyond_edge),
     told from exploding gradients by the gradient's growth through depth at that step."""
@@ -361,7 +396,8 @@ def _step_size(r: RunResult, found: list[Finding]) -> Finding | None:
     if upd > UPDATE_RATIO_HIGH:
         return Finding(
             "steps_too_big", "warning", "Steps too large",
-            f"The median {UPDATE_DATA.label} is {readable(upd)}; about {power(UPDATE_DATA.target)} "
+            f"The median {UPDATE_DATA.label} is {readable(upd)}; about "
+            f"{power(UPDATE_DATA.target)} "
             f"is the usual healthy size. Training is likely unstable.",
             _fixes(cfg, _lower_lr(cfg)))
     # With vanishing or tiny gradients the small steps are a symptom: a larger learning rate
@@ -369,7 +405,8 @@ def _step_size(r: RunResult, found: list[Finding]) -> Finding | None:
     if upd < UPDATE_RATIO_LOW and not {"vanishing", "tiny_gradients"} & {f.id for f in found}:
         return Finding(
             "steps_too_small", "warning", "Steps too small",
-            f"The median {UPDATE_DATA.label} is {readable(upd)}; about {power(UPDATE_DATA.target)} "
+            f"The median {UPDATE_DATA.label} is {readable(upd)}; about "
+            f"{power(UPDATE_DATA.target)} "
             f"is the usual healthy size. Training crawls.",
             _fixes(cfg, _raise_lr(cfg, upd)))
     return None
@@ -444,7 +481,8 @@ def _not_learning(r: RunResult, found: list[Finding]) -> Finding | None:
     cfg = r.config
     # A gradient problem found above is the cause; its fixes are the ones to try (Adam does not
     # bring back a vanished gradient: the vanishing lesson stays at chance under Adam).
-    cause = next((f for f in found if f.severity == "error" or f.id == "instability"), None)
+    cause = next((f for f in found if f.severity == "error"
+                  or f.id in {"instability", "init_loss"}), None)
     return Finding(
         "not_learning", "info", "Not learning",
         f"Validation accuracy is {acc:.0%}, about chance ({1 / n_classes:.0%})"
@@ -494,8 +532,8 @@ def _overfitting(r: RunResult, found: list[Finding]) -> Finding | None:
 
 
 _CHECKS: tuple[Callable[[RunResult, list[Finding]], Finding | None], ...] = (
-    _diverged, _exploding, _too_sharp, _vanishing, _tiny_gradients, _saturated, _asymptote, _dead,
-    _step_size, _instability, _always_clipped, _not_learning, _overfitting)
+    _diverged, _exploding, _init_loss, _too_sharp, _vanishing, _tiny_gradients, _saturated,
+    _asymptote, _dead, _step_size, _instability, _always_clipped, _not_learning, _overfitting)
 
 
 # --- reading the tables -----------------------------------------------------------------------

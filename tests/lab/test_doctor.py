@@ -29,6 +29,9 @@ HARD = {
     # 12 ReLU layers under Xavier init at SGD's lr 0.01: median update:data 3.8e-5, below the
     # chart's healthy band; validation loss 2.30 to 2.29. The doctor once found nothing.
     "crawl": RunConfig(depth=12, init="xavier_normal", optimizer="sgd", lr=0.01, epochs=2),
+    # 10 residual ReLU blocks under He init: each adds its branch's variance to the stream, and
+    # the first step's loss is 243, about 106 ln 10. The doctor once found nothing.
+    "residual_he": RunConfig(model="residual_mlp", depth=10, epochs=2),
 }
 
 
@@ -105,6 +108,23 @@ def test_a_spike_then_a_collapse_is_instability_not_overfitting(runs):
     acc = r.epochs.query("split == 'val' and metric == 'accuracy'").value
     assert f"{acc.max():.0%}" in found["instability"].evidence
     assert "instability" not in _ids(runs["relu_he"])
+
+
+def test_a_huge_loss_at_initialisation_is_read_from_the_first_step(runs):
+    """Karpathy's "verify loss @ init": softmax cross-entropy starts near ln(classes) when the
+    outputs are small. The residual ReLU net starts over a hundred times above it, its stream's
+    spread growing block by block. (No lesson run is flagged: tests/test_lessons.py.)"""
+    import math
+    r = runs["residual_he"]
+    first = r.steps.sort_values("step").loss.iloc[0]
+    assert first > 100 * math.log(10)
+    found = _found(r)
+    evidence = found["init_loss"].evidence
+    assert f"is {readable(first, 3)}, {first / math.log(10):.0f} times ln 10 = 2.30" in evidence
+    std = r.layers[(r.layers.metric == "act_std") & (r.layers.step == 0)].set_index("layer").value
+    assert f"from std {readable(std['hidden1'])} in hidden1 to {readable(std['hidden10'])} in " \
+        "hidden10" in evidence and std["hidden10"] > 10 * std["hidden1"]
+    assert [fix.changes for fix in found["init_loss"].fixes] == [{"batch_norm": True}]
 
 
 def test_a_blow_up_in_the_last_steps_is_not_overfitting():
