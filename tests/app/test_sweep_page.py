@@ -94,6 +94,19 @@ def test_depth_ratio_heatmap_is_log10_and_centred_on_balance():
     assert lo == -hi  # as far to the vanishing side as to the exploding side
 
 
+def test_the_pages_worker_processes_do_not_run_the_app(monkeypatch, capfd):
+    """Two local workers, as on a 2-CPU server. A worker process (forkserver-started or spawned)
+    imports the parent's main module, here streamlit_app.py, as `__mp_main__`; before the
+    router's `if __name__ == "__main__"` guard each worker ran the router and the Home page in
+    bare mode, 23 warnings apiece on the server's stderr, and a sweep took 0.5 s longer."""
+    monkeypatch.setenv("SATLAB_MAX_TRAININGS", "2")
+    at = open_page("app_pages/sweep.py", **SMALL, seed="11")   # cells no other test trains
+    clean(at)
+    assert "4 trained now" in " ".join(c.value for c in at.caption)
+    err = capfd.readouterr().err
+    assert "ScriptRunContext" not in err and "without `streamlit run`" not in err, err[-2000:]
+
+
 def test_page_trains_every_cell_then_serves_them_from_the_store():
     at = open_page("app_pages/sweep.py", **SMALL)
     clean(at)
