@@ -184,10 +184,12 @@ SMALL_SWEEP = "sweep?x=depth&xv=1,2&y=activation&yv=relu,tanh&epochs=1&width=16&
     ("compare?depth=2&epochs=2&width=16&b_depth=3&b_epochs=2&b_width=16", 1),
     (SMALL_SWEEP, 3), ("initialization?depth=12&width=64", 4), ("attention", 5),
     ("recurrent?max_train=200&epochs=1", 5), ("optimizers", 2), ("watched", 0)])
-def test_every_page_opens_without_an_error(server, page, path, charts):
+def test_every_page_opens_without_an_error(server_process, page, path, charts):
     """Each page as the first request of a fresh browser, straight from its link, in a laptop's
     1280×800 window, where every chart fits its column (rows of panels with a legend beside
-    them ran up to 157 px past it) and no text is cut short."""
+    them ran up to 157 px past it), no text is cut short, and the server logs nothing."""
+    server, log, _ = server_process
+    logged = log.stat().st_size
     page.set_viewport_size({"width": 1280, "height": 800})
     page.goto(f"{server}/{path}")
     _settle(page, path, charts=charts)
@@ -195,6 +197,7 @@ def test_every_page_opens_without_an_error(server, page, path, charts):
     assert page.locator("h1").first.inner_text()
     _charts_in_their_columns(page)
     _nothing_cut_short(page)
+    assert _logged_since(log, logged) == ""
 
 
 def test_lab_trains_the_default_config_and_draws_charts(server, page):
@@ -225,9 +228,14 @@ def test_lab_trains_a_preset_from_its_buttons_and_draws_its_charts(server_proces
     page.get_by_text("Clipping caps every step").wait_for(timeout=120_000)
     _settle(page, "lab", charts=1)
     _no_exception(page)
+    assert _logged_since(log, logged) == ""
+
+
+def _logged_since(log: Path, offset: int) -> str:
+    """What the server wrote to its log after `offset` bytes."""
     with open(log, encoding="utf-8", errors="replace") as f:
-        f.seek(logged)
-        assert f.read().strip() == ""
+        f.seek(offset)
+        return f.read().strip()
     shown = _settings(page)
     assert (shown["Depth"], shown["Activation"], shown["Clip gradient norm at"]) == \
         ("20", "linear", "1.0")
