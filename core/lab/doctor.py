@@ -59,6 +59,11 @@ UPDATE_RAISE_TO = 3e-4
 # 5.0); a 10-block residual ReLU MLP under He init at 106 times, its last block's activations
 # 60 times the first's, as each block adds its branch's variance to the stream.
 INIT_LOSS = 10.0
+# "About chance": within three standard errors, √(p(1 − p)/n), of a uniform guess's accuracy p
+# on the run's n validation examples: 14.8% for ten classes on digits' 359 (a rule of 1.5 times
+# chance said 15%), 60.6% for two classes on a toy set's 200 points (it said 75%, and called a
+# spiral at 64% "about chance (50%)").
+CHANCE_ERRORS = 3.0
 CLIPPED_SHARE = 0.5        # clipping on more than half the steps hides a scale problem
 SPIKE = 10.0               # a gradient norm this many times its median over the steps before
 SPIKE_WINDOW = 50          # … the steps the median looks back over
@@ -474,9 +479,12 @@ def _always_clipped(r: RunResult, found: list[Finding]) -> Finding | None:
 
 def _not_learning(r: RunResult, found: list[Finding]) -> Finding | None:
     acc = r.final("val", "accuracy")
-    n_classes = int(r.dataset.get("n_classes", 10))
+    chance, n_val = 1 / int(r.dataset.get("n_classes", 10)), int(r.dataset.get("n_val") or 0)
     # A run its user stopped had not had its epochs: slow is not "not learning".
-    if r.diverged or r.stopped or not math.isfinite(acc) or acc >= 1.5 / n_classes:
+    if r.diverged or r.stopped or not math.isfinite(acc) or not n_val:
+        return None
+    limit = chance + CHANCE_ERRORS * math.sqrt(chance * (1 - chance) / n_val)
+    if acc >= limit:
         return None
     cfg = r.config
     # A gradient problem found above is the cause; its fixes are the ones to try (Adam does not
@@ -485,7 +493,8 @@ def _not_learning(r: RunResult, found: list[Finding]) -> Finding | None:
                   or f.id in {"instability", "init_loss"}), None)
     return Finding(
         "not_learning", "info", "Not learning",
-        f"Validation accuracy is {acc:.0%}, about chance ({1 / n_classes:.0%})"
+        f"Validation accuracy is {acc:.0%}, about chance ({chance:.0%}): under {limit:.1%}, "
+        f"three standard errors above it on these {n_val:,} validation examples"
         + (f". “{cause.title}” above is the likely cause." if cause else "."),
         () if cause else _fixes(cfg, Fix("Use Adam at 1e-3", {"optimizer": "adam", "lr": 1e-3})
                                 if cfg.optimizer != "adam" else None))

@@ -127,6 +127,21 @@ def test_a_huge_loss_at_initialisation_is_read_from_the_first_step(runs):
     assert [fix.changes for fix in found["init_loss"].fixes] == [{"batch_norm": True}]
 
 
+def test_about_chance_means_within_three_standard_errors_of_it():
+    """"Not learning" once read 1.5 times chance: 15% of ten classes, but 75% of two, so a toy
+    set's run at 64% was "about chance (50%)". Now: within three standard errors of a uniform
+    guess's accuracy on the run's validation examples (200 on the toy sets: 60.6%)."""
+    import math
+    stuck, slow = (train(RunConfig(dataset="spiral", epochs=20, **extra))
+                   for extra in ({}, {"activation": "tanh", "init": "xavier_normal"}))
+    limit = 0.5 + 3 * math.sqrt(0.25 / stuck.dataset["n_val"])
+    assert stuck.dataset["n_val"] == 200 and f"{limit:.1%}" == "60.6%"
+    assert stuck.final("val", "accuracy") < limit < slow.final("val", "accuracy") < 0.75
+    assert f"under 60.6%, three standard errors above it on these 200 validation examples" \
+        in _found(stuck)["not_learning"].evidence
+    assert "not_learning" not in _ids(slow)
+
+
 def test_a_blow_up_in_the_last_steps_is_not_overfitting():
     """SGD at lr 0.55 on an 8-layer ReLU net: after epoch 2 the validation loss is about a
     hundred times its value at initialisation, and accuracy at chance, while the training loss,
