@@ -8,7 +8,7 @@ from core.data.datasets import IMAGE_DATASETS
 from core.lab import charts
 from core.lab.config import CRITERION_WINDOW, FIELDS
 from core.lab.doctor import diagnose
-from core.lab.metrics import DEPTH_RATIO, readable
+from core.lab.metrics import DEPTH_RATIO, points, readable
 from core.lab.presets import PRESETS
 from core.lab.tabs import TABS
 from app_pages.kit.charts import open_tab, run_chart
@@ -74,8 +74,7 @@ head.metric("Time", f"{readable(result.timing['seconds'], 3)} s",
             help=f"Wall time of the training run on {result.device} "
                  f"({result.timing['samples_per_sec']:,.0f} samples/s).")
 gap = result.final("train", "accuracy") - result.final("val", "accuracy")
-# Whole points from 10 on: "-16.3 pts" of a one-epoch CNN was cut short on a laptop.
-head.metric("Train − val gap", f"{gap * 100:+.{1 if abs(gap) < 0.1 else 0}f} pts"
+head.metric("Train − val gap", f"{'+' if gap >= 0 else ''}{points(gap)} pts"
             if math.isfinite(gap) else "–", width="content",
             help="Training accuracy (measured during the last epoch, dropout on) minus "
                  "validation accuracy. Large and positive: the network memorises its "

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from core.lab.config import ConfigError, RunConfig
-from core.lab.metrics import CATALOGUE, DEPTH_RATIO, FLAT_WHEN, power, readable
+from core.lab.metrics import CATALOGUE, DEPTH_RATIO, FLAT_WHEN, points, power, readable
 from core.lab.result import RunResult
 from core.lab.sharpness import beyond_edge
 
@@ -523,12 +523,13 @@ def _overfitting(r: RunResult, found: list[Finding]) -> Finding | None:
     if not ((gap > GAP and (low_train or rise > VAL_RISE)) or (low_train and rise > VAL_RISE)):
         return None
     cfg = r.config
-    because = (f"training loss {train_loss:.3f} against validation {val.iloc[-1]:.3f}"
+    because = (f"training loss {readable(train_loss)} against validation "
+               f"{readable(val.iloc[-1])}"
                + (f"; the validation loss ends {rise:.0%} above its best (epoch "
                   f"{int(val.idxmin())})" if rise > VAL_RISE else ""))
     return Finding(
         "overfitting", "info", "Overfitting",
-        f"Training accuracy is {gap * 100:.0f} points above validation accuracy, and the "
+        f"Training accuracy is {points(gap)} points above validation accuracy, and the "
         f"losses say the network fits its training examples better than new ones: {because}.",
         # The weight-decay and early-stopping lessons' settings. Dropout 0.5 is not offered: on
         # the overfitting lesson it moves the best epoch later, but the validation loss still

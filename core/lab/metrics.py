@@ -149,6 +149,13 @@ def readable(x: float, digits: int = 2) -> str:
     return f"{x:.{digits - 1}e}".replace("e-0", "e-").replace("e+0", "e+")
 
 
+def points(share: float) -> str:
+    """A difference of two shares in percentage points, as the Lab's headline and the doctor
+    write it: one decimal under 10 ("5.6", "0.3"; whole points read "0" for a 0.3-point gap),
+    whole points from 10 on ("16": "16.3 pts" was cut short on a laptop)."""
+    return f"{share * 100:.{1 if abs(share) < 0.1 else 0}f}"
+
+
 def power(x: float) -> str:
     """A power of ten as the app writes one: 1e-3, not 1e-03 or 0.001."""
     return f"{x:.0e}".replace("e-0", "e-").replace("e+0", "e+")

@@ -113,6 +113,22 @@ def test_the_headline_numbers_fit_a_laptops_columns():
     assert all(len(v) <= 8 for v in shown.values()), shown
 
 
+def test_the_doctors_overfitting_gap_is_the_headlines():
+    """The overfitting lesson's headline read "+6.1 pts" beside a doctor saying "6 points"; a
+    0.3-point gap on a toy set read "0 points above". Both now write it alike, from the run."""
+    cfg = PRESETS["overfitting"].config
+    at = open_page("app_pages/lab.py", **cfg.to_params())
+    clean(at)
+    r = cached_run(cfg)
+    gap = 100 * (r.final("train", "accuracy") - r.final("val", "accuracy"))
+    shown = {m.label: m.value for m in at.metric}["Train − val gap"]
+    assert 0 < gap < 10 and shown == f"+{gap:.1f} pts"
+    doctor = " ".join(e.value for e in at.info)
+    assert f"Training accuracy is {gap:.1f} points above validation accuracy" in doctor, doctor
+    # Its training loss, under 0.0005, read "0.000".
+    assert r.final("train", "loss") < 5e-4 and "training loss 0.000 " not in doctor
+
+
 def test_the_new_settings_show_where_the_lessons_say():
     # The adam_eps lesson says "Set ε to 1e-12 (Optimisation)": ε's control is there, on a grid
     # that holds torch's 1e-8 and 1e-12; PyTorch's default init is offered for weights and biases.
