@@ -160,7 +160,7 @@ def test_overfitting_needs_the_losses_to_agree(runs):
     found = _found(r)
     assert "overfitting" in found
     train_loss = r.final("train", "loss")
-    assert f"{train_loss:.3f}" in found["overfitting"].evidence
+    assert f"training loss {readable(train_loss)} against" in found["overfitting"].evidence
     # Neither the residual lesson (a gap in accuracy, training and validation losses alike) nor
     # a lesson that generalises is called overfitting.
     for name in ("residual", "relu_he", "batch_norm", "cnn"):
