@@ -330,7 +330,7 @@ def _saturated(r: RunResult, found: list[Finding]) -> Finding | None:
          f"(last record, mean over layers; {worst:.0%} in {layer})"
          if shares.mean() > SATURATED_SHARE else
          f"{worst:.0%} of {layer}'s outputs sit where {FLAT_WHEN}, {where}, at the last "
-         f"record ({shares.mean():.0%} over all hidden layers)")
+         f"record ({_under(shares.mean(), SATURATED_SHARE)} over all hidden layers)")
         + ": little gradient passes through them.",
         _fixes(cfg, _batch_norm(cfg), _init_fix(cfg), _relu_he(cfg)))
 
@@ -384,8 +384,8 @@ def _dead(r: RunResult, found: list[Finding]) -> Finding | None:
     worst, layer = last.max(), _named(last.idxmax())
     share = (f"{last.mean():.0%} of the hidden {unit} are dead {when} (mean over layers; "
              f"{worst:.0%} in {layer})" if last.mean() > DEAD_SHARE else
-             f"{worst:.0%} of {layer}'s {unit} are dead {when} ({last.mean():.0%} over all "
-             f"hidden layers)")
+             f"{worst:.0%} of {layer}'s {unit} are dead {when} "
+             f"({_under(last.mean(), DEAD_SHARE)} over all hidden layers)")
     return Finding(
         "dead", "warning", f"Dead {unit}",
         f"{share}: {word} for every one of {r.probe_set}. Such a unit passes {passes} to its "
@@ -576,6 +576,13 @@ def _named(layer: str) -> str:
     """A layer as the evidence names it: a watched model's module path as it is ("encoder.fc1"),
     but an index in an nn.Sequential as "layer 19" ("78% of 19's ReLUs" reads as a number)."""
     return f"layer {layer}" if str(layer).isdigit() else str(layer)
+
+
+def _under(mean: float, limit: float) -> str:
+    """A mean under its warning limit as a percentage that reads under it: 24.9% of a 25% limit
+    rounds to "25%", beside "the doctor warns above 25%"."""
+    whole = f"{mean:.0%}"
+    return f"{mean:.1%}" if float(whole[:-1]) >= 100 * limit else whole
 
 
 def _last_shares(r: RunResult, metric: str) -> pd.Series | None:
