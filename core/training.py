@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,26 @@ class StopTraining(Exception):
     trains one more, which records the end state (its last step's per-layer statistics and
     histograms) as a run's last epoch does, so a stopped run draws like a full one; asked at
     initialisation, the run stops after its first epoch."""
+
+
+class EpochReports:
+    """A trainer's calls of its caller's `on_epoch(snapshot)` (a page drawing the run so far):
+    the time they take is the caller's, not training (`seconds`, which the run's timing leaves
+    out), and a StopTraining one raises sets `stop_asked`, which the trainer's loop reads at the
+    next epoch. None: nothing to call, and the snapshot is not built."""
+
+    def __init__(self, on_epoch: Callable[[Any], None] | None):
+        self.on_epoch, self.seconds, self.stop_asked = on_epoch, 0.0, False
+
+    def __call__(self, snapshot: Callable[[], Any]) -> None:
+        if self.on_epoch is None:
+            return
+        t = time.perf_counter()
+        try:
+            self.on_epoch(snapshot())
+        except StopTraining:
+            self.stop_asked = True
+        self.seconds += time.perf_counter() - t
 
 
 def resolve_device(name: str) -> torch.device:

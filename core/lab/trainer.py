@@ -41,7 +41,7 @@ from core.lab.unit_trace import UnitTrace
 from core.lab.val_trace import ValidationTrace
 from core.lab.sharpness import SHARPNESS_EXAMPLES, Sharpness
 from core.tables import STOPPED
-from core.training import (EVAL_BATCH, DeviceData, StopTraining, evaluate, flushed_denormals,
+from core.training import (EVAL_BATCH, DeviceData, EpochReports, evaluate, flushed_denormals,
                            loss_of, make_optimizer, resolve_device, steps_per_epoch)
 
 RECORDS_PER_EPOCH = 50      # with record_every unset: enough points for smooth charts
@@ -220,7 +220,7 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
                      "class_names": list(splits.info.class_names)},
             layer_names=list(model.layers.keys()),
             n_params=sum(p.numel() for p in params),
-            timing={"seconds": time.perf_counter() - t_start - callback_seconds,
+            timing={"seconds": time.perf_counter() - t_start - reports.seconds,
                     "train_seconds": train_seconds,
                     "samples_per_sec": seen / train_seconds if train_seconds > 0 else 0.0},
             divergence=rec.divergence,
@@ -238,19 +238,11 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
         )
 
     train_seconds = 0.0
-    callback_seconds = 0.0  # the caller's drawing is not training time
     epochs_done = 0
-    stop_asked = False
+    reports = EpochReports(on_epoch)
 
     def report() -> None:
-        nonlocal callback_seconds, stop_asked
-        if on_epoch:
-            t = time.perf_counter()
-            try:
-                on_epoch(snapshot(train_seconds))
-            except StopTraining:
-                stop_asked = True
-            callback_seconds += time.perf_counter() - t
+        reports(lambda: snapshot(train_seconds))
     # The fixed validation subset of eval_every, measured with the recorder's hooks quiet.
     val_x, val_y = data.x_val[:VAL_TRACE_EXAMPLES], data.y_val[:VAL_TRACE_EXAMPLES]
 
@@ -274,7 +266,7 @@ def _train(cfg: RunConfig, on_epoch: Callable[[RunResult], None] | None) -> RunR
             # With early stopping any epoch may be the last: record each epoch's end state
             # (kept only if no epoch follows). A stop asked for ends the run after the next
             # epoch, which records it, so a stopped run ends as a full one does.
-            stopping = stop_asked
+            stopping = reports.stop_asked
             rec.start_epoch(epoch, n_steps,
                             final=(epoch == cfg.epochs or cfg.patience is not None or stopping
                                    or cfg.target_loss is not None))

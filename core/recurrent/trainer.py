@@ -46,7 +46,7 @@ from core.recurrent.model import GATES, build_recurrent
 from core.recurrent.result import RecurrentResult
 from core.store import RunStore
 from core.tables import STOPPED
-from core.training import (DeviceData, StopTraining, evaluate, flushed_denormals,
+from core.training import (DeviceData, EpochReports, evaluate, flushed_denormals,
                            make_optimizer, resolve_device, steps_per_epoch)
 
 # With record_every unset; each record costs a step-by-step forward (~1.5×).
@@ -103,7 +103,7 @@ def _train(cfg: RecurrentConfig, on_epoch) -> RecurrentResult:
     step_parts: list[pd.DataFrame] = []
     grad_parts: list[pd.DataFrame] = []
     status, divergence = "completed", None
-    train_seconds = callback_seconds = 0.0
+    train_seconds = 0.0
 
     def log_eval(epoch: int, train_sums=None, n_seen: int = 0) -> None:
         values = torch.stack([*evaluate(model, data, x_val, y_val),
@@ -122,24 +122,17 @@ def _train(cfg: RecurrentConfig, on_epoch) -> RecurrentResult:
         return RecurrentResult(
             config=cfg, status=status, device=str(device), dataset=info,
             n_params=sum(p.numel() for p in params),
-            timing={"seconds": time.perf_counter() - t_start - callback_seconds,
+            timing={"seconds": time.perf_counter() - t_start - reports.seconds,
                     "train_seconds": train_seconds, "record_every": every},
             divergence=divergence,
             epochs=pd.DataFrame(epoch_rows, columns=["epoch", "split", "metric", "value"]),
             steps=_concat(step_parts, ["step", "epoch", "loss", "grad_norm", "clipped"]),
             time_grads=_concat(grad_parts, ["step", "epoch", "t", "value"]))
 
-    stop_asked = False
+    reports = EpochReports(on_epoch)   # a Stop button: end after the next epoch
 
     def report() -> None:
-        nonlocal callback_seconds, stop_asked
-        if on_epoch:
-            t = time.perf_counter()
-            try:
-                on_epoch(snapshot())
-            except StopTraining:   # a Stop button: end after the next epoch (core.training)
-                stop_asked = True
-            callback_seconds += time.perf_counter() - t
+        reports(snapshot)
 
     log_eval(0)
     report()
@@ -147,7 +140,7 @@ def _train(cfg: RecurrentConfig, on_epoch) -> RecurrentResult:
     for epoch in range(1, cfg.epochs + 1):
         t_epoch = time.perf_counter()
         model.train()
-        stopping = stop_asked   # a stop asked for: this epoch is the last, and records its end
+        stopping = reports.stop_asked   # asked for: this epoch is the last, and records its end
         rows = _recorded_rows(n_steps, every, final=epoch == cfg.epochs or stopping)
         slot = {row: i for i, row in enumerate(rows)}
         # Filled on the device step by step and copied to the host once, at the epoch's end.

@@ -112,3 +112,20 @@ def test_a_recurrent_run_stops_the_same_way(store):
                                                          2))
     assert cached_recurrent_run(cfg, store) is None
     assert cached_recurrent_run(cfg, store, stopped=True).stopped
+
+
+@pytest.mark.parametrize("family", ["lab", "recurrent"])
+def test_the_callers_drawing_is_not_the_runs_time(family):
+    """Both trainers time their callback's work (a page drawing each epoch) out of the run's
+    "seconds" (core.training.EpochReports): a callback that sleeps 0.3 s per call adds 0.3 s
+    per epoch, plus one at initialisation, to the wall time and nothing to the run's."""
+    import time
+
+    from core.recurrent.trainer import train_recurrent
+    cfg, run = ((CFG.replace(epochs=2), train) if family == "lab" else
+                (RecurrentConfig(dataset="digits", sequence="chunks", chunk=4, max_train=64,
+                                 batch_size=32, hidden=16, epochs=2), train_recurrent))
+    start = time.perf_counter()
+    result = run(cfg, on_epoch=lambda partial: time.sleep(0.3))
+    wall = time.perf_counter() - start
+    assert 0 < result.timing["seconds"] <= wall - 3 * 0.3
