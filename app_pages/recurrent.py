@@ -56,7 +56,8 @@ cols[3].metric("Status", status_word(result.status),
                help="'done': every epoch ran; 'diverged' when the loss or the gradient became "
                     "NaN or infinite: the run stops there; 'stopped': the Stop button ended it.")
 cols[4].metric("Time", f"{result.timing['seconds']:.2f} s",
-               delta="from the run store" if result.from_store else "trained now",
+               # The Lab's words: "from the run store" wraps its sixth number on a laptop.
+               delta="from the store" if result.from_store else "trained now",
                delta_color="off", help=f"Wall time of the training run on {result.device}.")
 
 

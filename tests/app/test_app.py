@@ -284,3 +284,19 @@ def test_settings_without_effect_are_disabled_and_say_why():
     assert at.sidebar.number_input(key="beta1").disabled
     assert cached_run(RunConfig(depth=2, width=16, epochs=1, optimizer="momentum",
                                 momentum=0.5)) is not None   # the value it kept is the one used
+
+
+def test_a_stored_run_says_so_in_the_same_words_on_the_lab_and_recurrent():
+    """The Time metric's line under a stored run read "from the store" on the Lab and "from the
+    run store" on Recurrent; the longer one pushes the Lab's sixth number to a second row on a
+    laptop (seen in Chromium), so both read "from the store"."""
+    from core.recurrent.config import RecurrentConfig
+    pages = {"app_pages/lab.py": RunConfig(epochs=1, width=16, max_train=200).to_params(),
+             "app_pages/recurrent.py": RecurrentConfig(max_train=200, epochs=1).to_params()}
+    said = {}
+    for page, params in pages.items():
+        open_page(page, **params)                 # trains it, or finds it stored already
+        again = open_page(page, **params)
+        clean(again)
+        said[page] = {m.label: m.delta for m in again.metric}["Time"]
+    assert set(said.values()) == {"from the store"}, said
